@@ -1,0 +1,174 @@
+"""The contract every machine type fulfils: from simulated state to signal values.
+
+A machine type knows physics, not wire formats: it returns signal values keyed by the
+semantic names in :data:`COMMON_SIGNALS` and its own ``signal_names``.  Formats in
+``simulator.formats`` decide topics and field names.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+SignalValue = float | int | str | bool | None
+Signals = dict[str, SignalValue]
+
+# Machine states as the model reports them (kept as plain strings so this package
+# does not depend on the simulator).
+IDLE: Final = "idle"
+RUNNING: Final = "running"
+BLOCKED: Final = "blocked"
+MAINTENANCE: Final = "maintenance"
+OFF_SHIFT: Final = "off_shift"
+STATES: Final = (IDLE, RUNNING, BLOCKED, MAINTENANCE, OFF_SHIFT)
+
+# Signals every machine type reports (energy fields on every machine).
+COMMON_SIGNALS: Final = (
+    "power_kw",  # instantaneous active power
+    "energy_kwh",  # energy drawn over the interval the record covers
+    "voltage_v",
+    "current_a",
+    "power_factor",
+)
+
+NO_ALARM: Final = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalContext:
+    """What the model knows about a machine at the instant a record is made.
+
+    ``interval_s`` is the span the record covers: the cycle time for a completed cycle,
+    the sampling interval for a periodic sample.  Energy is integrated over it.
+    """
+
+    state: str
+    interval_s: float
+    hours_since_maintenance: float
+    pieces_since_maintenance: int
+    load: float = 0.0  # 0..1, how hard the current job drives the machine
+    quantity: int = 0  # pieces in the current lot (0 when idle)
+    cycle_time_s: float | None = None
+    block_reason: str | None = None
+    test_outcome: str | None = None  # "pass" | "rework" | "scrap" on a test stage
+    anomaly: str | None = None  # an injected anomaly type, see ``MachineType.anomalies``
+    anomaly_severity: float = 1.0
+    ambient_c: float = 22.0
+    shift_factor: float = 1.0  # production factor of the current shift (0..1)
+
+
+class MachineType:
+    """Base class of a machine type's signal model.
+
+    Subclasses set the class attributes and implement :meth:`process_signals`.
+    ``signals`` adds the common energy fields, so every machine carries them.
+    """
+
+    kind: ClassVar[str]  # registry name, e.g. "milling"
+    label: ClassVar[str]  # human name, e.g. "CNC milling machine"
+    signal_names: ClassVar[tuple[str, ...]]  # type-specific signal keys
+    idle_power_kw: ClassVar[float]
+    rated_power_kw: ClassVar[float]
+    anomalies: ClassVar[tuple[str, ...]] = ()
+    nominal_voltage_v: ClassVar[float] = 400.0
+
+    def signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
+        values = self.process_signals(ctx, rng)
+        if ctx.anomaly == "bearing_fault":  # smart-factory fault, every machine type
+            severity = ctx.anomaly_severity
+            for key, value in values.items():
+                if not isinstance(value, float):
+                    continue
+                if key.endswith("_temp_c"):
+                    values[key] = round(value + severity * rng.uniform(15.0, 25.0), 2)
+                elif key.startswith("vibration"):
+                    values[key] = round(value + severity * rng.uniform(5.0, 10.0), 3)
+        values.update(self.energy(ctx, rng))
+        return values
+
+    def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
+        raise NotImplementedError
+
+    def alarm(self, ctx: SignalContext) -> str:
+        """The alarm text a machine shows; empty when there is none."""
+        if ctx.state == BLOCKED:
+            return f"BLOCK: {ctx.block_reason or 'unknown'}"
+        if ctx.anomaly:
+            return f"ANOMALY: {ctx.anomaly}"
+        return NO_ALARM
+
+    def power_kw(self, ctx: SignalContext, rng: random.Random) -> float:
+        """Active power in the machine's state; subclasses refine for anomalies."""
+        if ctx.state == RUNNING:
+            base = self.idle_power_kw + (self.rated_power_kw - self.idle_power_kw) * (0.55 + 0.45 * ctx.load)
+        elif ctx.state in (IDLE, BLOCKED):
+            base = self.idle_power_kw
+        elif ctx.state == MAINTENANCE:
+            base = 0.15 * self.idle_power_kw
+        else:  # off shift: standby
+            base = 0.05 * self.idle_power_kw
+        base *= self.anomaly_power_factor(ctx)
+        if ctx.anomaly == "energy_spike" and ctx.state != OFF_SHIFT:
+            base *= 1.0 + ctx.anomaly_severity * rng.uniform(1.5, 3.0)
+        return max(0.0, base * noise(rng, 0.03))
+
+    def anomaly_power_factor(self, ctx: SignalContext) -> float:
+        """Extra power drawn because of the type's own anomalies (1 = none)."""
+        return 1.0
+
+    def energy(self, ctx: SignalContext, rng: random.Random) -> Signals:
+        power = self.power_kw(ctx, rng)
+        pf = 0.0 if power <= 0 else min(0.99, 0.72 + 0.2 * min(1.0, power / self.rated_power_kw))
+        voltage = self.nominal_voltage_v * noise(rng, 0.01)
+        current = 0.0 if power <= 0 else power * 1000.0 / (math.sqrt(3) * voltage * pf)
+        return {
+            "power_kw": round(power, 3),
+            "energy_kwh": round(power * ctx.interval_s / 3600.0, 4),
+            "voltage_v": round(voltage, 1),
+            "current_a": round(current, 2),
+            "power_factor": round(pf, 3),
+        }
+
+
+def noise(rng: random.Random, relative: float) -> float:
+    """A multiplicative noise factor around 1 with the given relative std."""
+    return 1.0 + rng.gauss(0.0, relative)
+
+
+def working(ctx: SignalContext) -> bool:
+    return ctx.state == RUNNING
+
+
+def heat(ctx: SignalContext, hot_c: float, idle_rise_c: float = 3.0) -> float:
+    """A temperature that sits at ``hot_c`` while working, a little above ambient when idle or
+    blocked (cooling down), at ambient otherwise."""
+    if ctx.state == RUNNING:
+        return hot_c
+    if ctx.state in (IDLE, BLOCKED):
+        return ctx.ambient_c + idle_rise_c
+    return ctx.ambient_c
+
+
+def vibration(ctx: SignalContext, rng: random.Random, running_mm_s: float, full_wear_h: float = 500.0) -> float:
+    """Vibration: near zero when stopped, higher with wear; a blocked machine rattles."""
+    worn = 1.0 + 1.5 * wear(ctx, full_wear_h)
+    if ctx.state == RUNNING:
+        value = running_mm_s * worn
+    elif ctx.state == BLOCKED:
+        value = running_mm_s * worn * 1.8
+    elif ctx.state == IDLE:
+        value = 0.1 * running_mm_s
+    else:
+        value = 0.02 * running_mm_s
+    return round(max(0.0, value * noise(rng, 0.08)), 3)
+
+
+def r2(value: float) -> float:
+    return round(value, 2)
+
+
+def wear(ctx: SignalContext, full_wear_h: float) -> float:
+    """0 right after maintenance, rising towards 1 as ``full_wear_h`` hours pass."""
+    return min(1.0, ctx.hours_since_maintenance / full_wear_h)

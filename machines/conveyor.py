@@ -1,0 +1,43 @@
+"""Motor / conveyor with a variable-frequency drive.  Anomalies: bearing_wear, belt_slip, overload."""
+
+from __future__ import annotations
+
+import random
+
+from machines.base import MachineType, SignalContext, Signals, heat, noise, r2, vibration, working
+
+
+class Conveyor(MachineType):
+    kind = "conveyor"
+    label = "motor / conveyor"
+    signal_names = ("speed_rpm", "vfd_frequency_hz", "motor_temp_c", "vibration_mm_s", "belt_load_pct")
+    idle_power_kw = 5.0
+    rated_power_kw = 30.0
+    anomalies = ("bearing_wear", "belt_slip", "overload")
+
+    def anomaly_power_factor(self, ctx: SignalContext) -> float:
+        return 1.0 + 0.4 * ctx.anomaly_severity if ctx.anomaly == "overload" else 1.0
+
+    def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
+        run = working(ctx)
+        frequency = (30.0 + 20.0 * ctx.load) if run else 0.0
+        speed = frequency * 29.0
+        load = (40.0 + 50.0 * ctx.load) if run else 0.0
+        temp = heat(ctx, 55.0 + 15.0 * ctx.load, 4.0)
+        shake = vibration(ctx, rng, 1.4, 3000.0)
+        severity = ctx.anomaly_severity
+        if ctx.anomaly == "belt_slip" and run:
+            speed *= 1.0 - 0.15 * min(1.0, severity)
+        elif ctx.anomaly == "overload" and run:
+            load = min(130.0, load + 35.0 * severity)
+            temp += 15.0 * severity
+        elif ctx.anomaly == "bearing_wear":
+            shake += 3.0 * severity if run else 0.0
+            temp += 8.0 * severity if run else 0.0
+        return {
+            "speed_rpm": r2(speed * noise(rng, 0.01)),
+            "vfd_frequency_hz": r2(frequency),
+            "motor_temp_c": r2(temp * noise(rng, 0.01)),
+            "vibration_mm_s": round(shake, 3),
+            "belt_load_pct": r2(load * noise(rng, 0.03)),
+        }

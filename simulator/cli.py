@@ -1,0 +1,210 @@
+"""Command-line entry points (``factorysim``).  Logging is configured only here.
+
+Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from simulator import config as config_module
+from simulator.durations import parse_duration
+from simulator.errors import ConfigError
+from simulator.progress import ProgressBar, human_duration
+from simulator.reporting.summary import build_report
+from simulator.runtime.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("factorysim")
+
+
+class UsageError(Exception):
+    """A bad command-line value; exits with code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        result: int = args.handler(args)
+        return result
+    except ConfigError as exc:
+        print(f"factorysim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"factorysim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("factorysim: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="factorysim", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate-config", help="check a config file and print it normalised")
+    validate.add_argument("path", nargs="?", help="config file (default: $CONFIG_PATH or ./config.yaml)")
+    validate.set_defaults(handler=cmd_validate)
+
+    sim = commands.add_parser("simulate", help="run offline, as fast as possible, without any broker")
+    sim.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
+    sim.add_argument("--seed", type=int, help="run seed (default: simulation.seed)")
+    amount = sim.add_argument_group("how long (at least one)")
+    amount.add_argument("--lots", type=int, help="generate this many lots and run until all are finished")
+    amount.add_argument("--until", help="stop at this simulated duration, e.g. 8h, 30d")
+    amount.add_argument("--orders", type=Path, help="replay orders from a JSON Lines file instead of generating")
+    gen = sim.add_argument_group("generated arrivals (override config 'arrivals')")
+    gen.add_argument("--rate", type=float, help="lots per hour")
+    gen.add_argument("--arrivals", choices=("poisson", "fixed"), help="inter-arrival process")
+    gen.add_argument("--locations", help="location mix, e.g. Italia=0.5,Brasile=0.3,Vietnam=0.2")
+    gen.add_argument("--priorities", help="priority mix, e.g. alta=0.1,normale=0.8,bassa=0.1")
+    out = sim.add_argument_group("output")
+    out.add_argument("--telemetry-out", type=Path, help="write every wire message (topic, key, value) as JSONL")
+    out.add_argument("--report-json", type=Path, help="write the JSON report here")
+    out.add_argument("--report-html", type=Path, help="write the self-contained HTML report here")
+    out.add_argument("--gantt-window", default="0h,72h",
+                     help="simulated time window of the HTML Gantt chart, START,END (default 0h,72h)")
+    out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar on stderr (default: when stderr is a terminal)")
+    sim.set_defaults(handler=cmd_simulate)
+    return parser
+
+
+# --- validate-config -----------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = config_module.config_path(args.path)
+    cfg = config_module.load(path)
+    data = cfg.model_dump(mode="json")
+    sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    print(f"# {path}: valid", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- simulate ------------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.lots is None and args.until is None and args.orders is None:
+        raise UsageError("simulate needs --lots N, --until DURATION or --orders FILE")
+    if args.lots is not None and args.orders is not None:
+        raise UsageError("--lots and --orders exclude each other (the order file decides the lots)")
+    if args.lots is not None and args.lots < 1:
+        raise UsageError(f"--lots must be at least 1, got {args.lots}")
+    until_s = _duration("--until", args.until) if args.until is not None else None
+    if args.orders is not None and not args.orders.is_file():
+        raise UsageError(f"--orders: no such file: {args.orders}")
+    window = _window(args.gantt_window)
+    cfg = config_module.load(config_module.config_path(args.config), overrides=_arrival_overrides(args))
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    bar = ProgressBar(lots=args.lots, until_s=until_s) if show_progress else None
+    try:
+        result = asyncio.run(run_offline(
+            cfg, seed=args.seed, lots=args.lots, until_s=until_s, orders=args.orders,
+            telemetry_out=args.telemetry_out, timeline=window, progress=bar,
+        ))
+    finally:
+        if bar is not None:
+            bar.close()
+    report = build_report(result.sim)
+    if args.orders is not None:
+        report["orders_rejected"] = {"count": len(result.rejected), "by_reason": result.rejected_by_reason}
+        for rejected in result.rejected[:20]:
+            print(f"{args.orders}:{rejected.line}: rejected ({rejected.reason}): {rejected.detail}",
+                  file=sys.stderr)
+    if args.report_json is not None:
+        args.report_json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    if args.report_html is not None:
+        from simulator.reporting.html_report import render_html
+
+        args.report_html.write_text(render_html(result.sim, report), encoding="utf-8")
+    print(_summary_text(report, result))
+    return EXIT_OK
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from exc
+    if value <= 0:
+        raise UsageError(f"{flag}: must be longer than 0, got {text!r}")
+    return value
+
+
+def _window(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise UsageError(f"--gantt-window: expected START,END such as 0h,72h, got {text!r}")
+    start, end = (_duration("--gantt-window", p) if p.strip() not in ("0", "0h", "0s") else 0.0 for p in parts)
+    if end <= start:
+        raise UsageError(f"--gantt-window: END must be after START, got {text!r}")
+    return start, end
+
+
+def _mix(flag: str, text: str) -> dict[str, float]:
+    mix: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, weight = item.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or value <= 0:
+            raise UsageError(f"{flag}: expected NAME=WEIGHT[,NAME=WEIGHT...] with positive weights, "
+                             f"got {item!r}")
+        mix[name.strip()] = value
+    return mix
+
+
+def _arrival_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.rate is not None:
+        overrides["arrivals.rate_per_hour"] = args.rate
+    if args.arrivals is not None:
+        overrides["arrivals.process"] = args.arrivals
+    if args.locations is not None:
+        overrides["arrivals.location_mix"] = _mix("--locations", args.locations)
+    if args.priorities is not None:
+        overrides["arrivals.priority_mix"] = _mix("--priorities", args.priorities)
+    if args.seed is not None:
+        overrides["simulation.seed"] = args.seed
+    return overrides
+
+
+def _summary_text(report: dict[str, Any], result: OfflineResult) -> str:
+    lots = report["lots"]
+    lead = report["lead_time_s"]
+    lines = [
+        f"simulated {human_duration(report['sim_duration_s'])} (seed {report['seed']}, stopped: {result.stop})",
+        f"lots: {lots['received']} received, {lots['completed']} completed, {lots['scrapped']} scrapped, "
+        f"{lots['in_progress']} in progress ({lots['reworks']} reworks)",
+        f"throughput: {report['throughput_per_hour']:.3f} lots/h   lead time: mean "
+        f"{human_duration(lead['mean'])}, p50 {human_duration(lead['p50'])}, p95 {human_duration(lead['p95'])}, "
+        f"max {human_duration(lead['max'])}",
+    ]
+    if report["bottleneck"]:
+        pool = report["bottleneck"]["pool"]
+        lines.append(f"bottleneck: stage {report['bottleneck']['stage']} (busiest pool: {pool['stage']} at "
+                     f"{pool['location']}, {pool['busy']:.0%} busy, mean wait {human_duration(pool['mean_wait_s'])})")
+    if result.messages_written:
+        lines.append(f"telemetry: {result.messages_written} messages written")
+    if result.rejected:
+        lines.append(f"orders rejected: {len(result.rejected)} {result.rejected_by_reason}")
+    return "\n".join(lines)
+
+
+__all__ = ["DEFAULT_TIMELINE_S", "main"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

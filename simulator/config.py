@@ -1,0 +1,202 @@
+"""Load the configuration once: YAML file + one documented environment mapping, validated.
+
+Every problem is reported as ``<key.path>: <what is wrong> (got <value>)``; the CLI prints them
+and exits with code 2.  See :data:`ENV_OVERRIDES` and the README's config reference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from simulator.config_schema import DISTRIBUTIONS, Config, CrossFieldError
+from simulator.errors import ConfigError
+
+DEFAULT_PATH = "config.yaml"
+
+# Environment variable -> config key path.  Values are parsed as YAML scalars.
+ENV_OVERRIDES: Mapping[str, str] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+    "HEALTH_CHECK_PORT": "http.port",
+    "FACTORYSIM_HTTP_HOST": "http.host",
+    "FACTORYSIM_SPEED": "simulation.speed",
+    "FACTORYSIM_SEED": "simulation.seed",
+    "FACTORYSIM_START": "simulation.start",
+}
+# Any other key: FACTORYSIM__SECTION__KEY=value (double underscores between path parts).
+GENERIC_PREFIX = "FACTORYSIM__"
+
+__all__ = ["DEFAULT_PATH", "ENV_OVERRIDES", "Config", "ConfigError", "config_path", "load", "parse"]
+
+
+def config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """``--config`` wins, then ``CONFIG_PATH``, then ./config.yaml."""
+    env = os.environ if environ is None else environ
+    return Path(explicit or env.get("CONFIG_PATH") or DEFAULT_PATH)
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None,
+         overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read, override and validate a config file; raise ConfigError naming every bad key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config file ({exc.strerror or exc})"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"])
+    return parse(data, environ=os.environ if environ is None else environ, overrides=overrides)
+
+
+def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None,
+          overrides: Mapping[str, Any] | None = None) -> Config:
+    """Validate a config mapping after applying environment and explicit overrides."""
+    data = _deep_copy(data)
+    problems: list[str] = []
+    for key_path, value in _env_pairs(environ or {}, problems):
+        _set_path(data, key_path, value)
+    for key_path, value in (overrides or {}).items():
+        _set_path(data, key_path, value)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def _env_pairs(environ: Mapping[str, str], problems: list[str]) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = []
+    for var, key_path in ENV_OVERRIDES.items():
+        if var in environ:
+            pairs.append((key_path, _scalar(environ[var])))
+    for var, raw in environ.items():
+        if var.startswith(GENERIC_PREFIX):
+            parts = [p.lower() for p in var[len(GENERIC_PREFIX):].split("__") if p]
+            if not parts:
+                problems.append(f"{var}: environment override names no key (use FACTORYSIM__SECTION__KEY)")
+                continue
+            pairs.append((".".join(parts), _scalar(raw)))
+    return pairs
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _set_path(data: dict[str, Any], key_path: str, value: Any) -> None:
+    node = data
+    *parents, leaf = key_path.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+# --- error messages -------------------------------------------------------------------------
+def _describe(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        error = (err.get("ctx") or {}).get("error")
+        loc = _loc_text(err["loc"])
+        if isinstance(error, CrossFieldError):
+            lines.extend(f"{_join(loc, path)}: {msg}" for path, msg in error.problems)
+            continue
+        lines.append(f"{loc or '(top level)'}: {_message(err)}")
+    # pydantic may report a union member's errors several times; keep the first of each.
+    return list(dict.fromkeys(lines))
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    got = err.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"][:-1])
+        return f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"unknown distribution {got.get('distribution') if isinstance(got, dict) else got!r}; " \
+               f"allowed: {', '.join(DISTRIBUTIONS)}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if isinstance(got, dict | list):
+        return msg
+    return f"{msg} (got {got!r})"
+
+
+def _loc_text(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in DISTRIBUTIONS or str(part).startswith(("function-", "literal[", "float", "int")):
+            continue  # pydantic's union-member tags are not config keys
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if prefix else path
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a mapping at ``loc`` accepts, found by walking the schema."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = _inner(model)
+            if isinstance(part, int):
+                continue
+        if part in DISTRIBUTIONS:
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = _inner(model)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _inner(field.annotation)
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _inner(annotation: Any) -> Any:
+    """Unwrap Optional/tuple/dict/Annotated to the model class inside, if there is one."""
+    seen = 0
+    while seen < 8:
+        seen += 1
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None) and a is not Ellipsis]
+        metadata = getattr(annotation, "__origin__", None)
+        if metadata is None and not args:
+            return annotation
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) == 1:
+            return models[0]
+        annotation = args[-1] if args else metadata
+    return annotation

@@ -1,0 +1,465 @@
+"""The configuration schema: typed, frozen pydantic models with cross-field checks.
+
+Loading, environment overrides and error formatting live in :mod:`simulator.config`.
+Units are in the names (``_s``, ``_h``, ``_ms``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal
+
+import pytz
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+import machines
+
+PRIORITIES = ("alta", "normale", "bassa")
+PRIORITY_ALIASES = {"alta": "alta", "high": "alta", "normale": "normale", "normal": "normale",
+                    "bassa": "bassa", "low": "bassa"}
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+# --- distributions -------------------------------------------------------------------------
+class Constant(Strict):
+    distribution: Literal["constant"]
+    value: NonNegFloat
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def minimum(self) -> float:
+        return self.value
+
+
+class Uniform(Strict):
+    distribution: Literal["uniform"]
+    low: NonNegFloat
+    high: NonNegFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    @property
+    def minimum(self) -> float:
+        return self.low
+
+
+class Triangular(Strict):
+    distribution: Literal["triangular"]
+    low: NonNegFloat
+    mode: NonNegFloat
+    high: NonNegFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Triangular:
+        if not self.low <= self.mode <= self.high:
+            raise ValueError(f"need low <= mode <= high, got {self.low}, {self.mode}, {self.high}")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.mode + self.high) / 3
+
+    @property
+    def minimum(self) -> float:
+        return self.low
+
+
+class Normal(Strict):
+    """Normal, truncated at 0 (negative draws are redrawn)."""
+
+    distribution: Literal["normal"]
+    mean: NonNegFloat
+    std: NonNegFloat
+
+    @property
+    def minimum(self) -> float:
+        return 0.0
+
+
+class Lognormal(Strict):
+    """Lognormal given by the mean and standard deviation of the times themselves."""
+
+    distribution: Literal["lognormal"]
+    mean: PositiveFloat
+    std: NonNegFloat
+
+    @property
+    def minimum(self) -> float:
+        return 0.0
+
+
+class Exponential(Strict):
+    distribution: Literal["exponential"]
+    mean: PositiveFloat
+
+    @property
+    def minimum(self) -> float:
+        return 0.0
+
+
+Distribution = Annotated[
+    Constant | Uniform | Triangular | Normal | Lognormal | Exponential,
+    Field(discriminator="distribution"),
+]
+DISTRIBUTIONS = ("constant", "uniform", "triangular", "normal", "lognormal", "exponential")
+BOUNDED = (Constant, Uniform, Triangular)
+
+
+# --- disruptions ---------------------------------------------------------------------------
+class BlockReason(Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    weight: PositiveFloat = 1.0
+
+
+class Failures(Strict):
+    """Time-based failures: exponential time between failures, repair time distribution."""
+
+    mtbf_h: PositiveFloat
+    repair_time: Distribution
+    on_interrupt: Literal["resume", "restart"] = "resume"
+    reason: Annotated[str, Field(min_length=1)] = "guasto"
+
+
+class Maintenance(Strict):
+    every_cycles: Annotated[int, Field(gt=0)] | None = None
+    every_hours: PositiveFloat | None = None
+    duration: Distribution
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Maintenance:
+        if self.every_cycles is None and self.every_hours is None:
+            raise ValueError("set every_cycles or every_hours (or both)")
+        return self
+
+
+class Disruptions(Strict):
+    block_probability: Probability = 0.0
+    block_reasons: Annotated[tuple[BlockReason, ...], Field(min_length=1)] = (
+        BlockReason(reason="inceppamento"),
+    )
+    repair_time: Distribution = Uniform(distribution="uniform", low=300, high=1800)
+    failures: Failures | None = None
+    maintenance: Maintenance | None = None
+
+
+class DisruptionOverrides(Strict):
+    """Per-stage overrides; unset fields inherit the plant-wide ``disruptions``."""
+
+    block_probability: Probability | None = None
+    block_reasons: Annotated[tuple[BlockReason, ...], Field(min_length=1)] | None = None
+    repair_time: Distribution | None = None
+    failures: Failures | None = None
+    maintenance: Maintenance | None = None
+
+
+# --- route ---------------------------------------------------------------------------------
+class Quality(Strict):
+    rework_probability: Probability = 0.0
+    scrap_probability: Probability = 0.0
+    rework_stage: str | None = None  # default: the stage before this one
+    max_reworks: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _sum(self) -> Quality:
+        if self.rework_probability + self.scrap_probability > 1:
+            raise ValueError("rework_probability + scrap_probability must not exceed 1")
+        return self
+
+
+class Stage(Strict):
+    name: Annotated[str, Field(pattern=_NAME.pattern)]
+    machine_type: str
+    processing_time: Distribution | None = None
+    setup_time: Distribution | None = None
+    per_unit_time: Distribution | None = None
+    ideal_cycle_time_s: PositiveFloat | None = None
+    quality: Quality | None = None
+    disruptions: DisruptionOverrides = DisruptionOverrides()
+
+    @field_validator("machine_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in machines.names():
+            raise ValueError(f"unknown machine type {value!r}; allowed: {', '.join(sorted(machines.names()))}")
+        return value
+
+    @model_validator(mode="after")
+    def _time_mode(self) -> Stage:
+        per_lot = self.processing_time is not None
+        per_unit = self.per_unit_time is not None
+        if per_lot == per_unit:
+            raise ValueError(
+                "give either processing_time (per lot) or per_unit_time (+ optional setup_time), not both"
+                if per_lot
+                else "missing processing time: give processing_time, or per_unit_time (+ optional setup_time)"
+            )
+        if per_lot and self.setup_time is not None:
+            raise ValueError("setup_time only goes with per_unit_time")
+        return self
+
+
+# --- shifts --------------------------------------------------------------------------------
+class Shift(Strict):
+    name: str
+    start: str  # HH:MM local time
+    end: str  # HH:MM local time; end <= start means it ends the next day
+    capacity: Probability = 1.0  # fraction of each pool's machines that work
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.match(value):
+            raise ValueError(f"not a local time HH:MM: {value!r}")
+        return value
+
+
+class ShiftCalendar(Strict):
+    shifts: Annotated[tuple[Shift, ...], Field(min_length=1)]
+    days: tuple[Weekday, ...] = WEEKDAYS
+    weekend_factor: Probability = 1.0
+    holidays: tuple[dt.date, ...] = ()
+    holiday_factor: Probability = 0.0
+
+
+# --- plant ---------------------------------------------------------------------------------
+class Location(Strict):
+    aliases: tuple[str, ...] = ()
+    timezone: str
+    machines: dict[str, Annotated[int, Field(ge=0, le=10_000)]]
+    shift_calendar: str | None = None
+    ambient_c: float = 22.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        if value not in pytz.all_timezones_set:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Rome")
+        return value
+
+
+class MachineTypeSettings(Strict):
+    model: str | None = None  # a machines registry name; default: the type name itself
+    sample_interval_s: NonNegFloat | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in machines.names():
+            raise ValueError(f"unknown machine model {value!r}; allowed: {', '.join(sorted(machines.names()))}")
+        return value
+
+
+class Telemetry(Strict):
+    cycle_records: bool = True  # one record per completed stage cycle
+    sample_interval_s: NonNegFloat = 0.0  # periodic machine samples; 0 = off
+    lot_events: bool = True
+
+
+class Arrivals(Strict):
+    """Generated orders (offline runs and the demo)."""
+
+    rate_per_hour: PositiveFloat = 2.0
+    process: Literal["poisson", "fixed"] = "poisson"
+    location_mix: dict[str, PositiveFloat] | None = None  # default: equal weights
+    priority_mix: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"alta": 0.1, "normale": 0.8, "bassa": 0.1}
+    )
+    quantity_min: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    quantity_max: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    customers: Annotated[tuple[str, ...], Field(min_length=1)] = (
+        "Bar Centrale", "Caffè Roma", "Hotel Aurora", "Ristorante Da Mario", "Torrefazione Nord",
+    )
+
+    @field_validator("priority_mix")
+    @classmethod
+    def _priorities(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k in value if k not in PRIORITY_ALIASES]
+        if bad:
+            raise ValueError(f"unknown priority {bad[0]!r}; allowed: {', '.join(PRIORITY_ALIASES)}")
+        return {PRIORITY_ALIASES[k]: w for k, w in value.items()}
+
+    @model_validator(mode="after")
+    def _range(self) -> Arrivals:
+        if self.quantity_max < self.quantity_min:
+            raise ValueError("quantity_max must be >= quantity_min")
+        return self
+
+
+class Simulation(Strict):
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
+    start: dt.datetime = dt.datetime(2025, 6, 25, 6, 0, tzinfo=dt.UTC)
+    speed: Literal["max"] | PositiveFloat = 60.0
+    priority_processing: bool = True
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("start needs a UTC offset, e.g. 2025-06-25T06:00:00Z")
+        return value.astimezone(dt.UTC)
+
+
+class Topics(Strict):
+    orders: str = "coffeemek.orders.new_lots"
+    telemetry_prefix: str = "coffeemek.telemetry"
+    events: str = "coffeemek.events.production_status"
+    dead_letter: str = "coffeemek.orders.dead_letter"
+
+
+class Kafka(Strict):
+    bootstrap_servers: str = "embedded"
+    topics: Topics = Topics()
+
+
+class Http(Strict):
+    host: str = "0.0.0.0"  # noqa: S104 - a service's health endpoint listens on all interfaces by default
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+
+class Config(Strict):
+    simulation: Simulation = Simulation()
+    locations: Annotated[dict[str, Location], Field(min_length=1)]
+    route: Annotated[tuple[Stage, ...], Field(min_length=1)]
+    disruptions: Disruptions = Disruptions()
+    shift_calendars: dict[str, ShiftCalendar] = Field(default_factory=dict)
+    machine_types: dict[str, MachineTypeSettings] = Field(default_factory=dict)
+    telemetry: Telemetry = Telemetry()
+    arrivals: Arrivals = Arrivals()
+    format: Literal["coffeemek"] = "coffeemek"
+    kafka: Kafka = Kafka()
+    http: Http = Http()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        problems: list[tuple[str, str]] = []
+        names = [s.name for s in self.route]
+        seen: set[str] = set()
+        for i, stage in enumerate(self.route):
+            if stage.name in seen:
+                problems.append((f"route[{i}].name", f"duplicate stage name {stage.name!r}"))
+            seen.add(stage.name)
+            if stage.quality and stage.quality.rework_stage is not None:
+                if stage.quality.rework_stage not in names[:i]:
+                    problems.append((
+                        f"route[{i}].quality.rework_stage",
+                        f"{stage.quality.rework_stage!r} is not an earlier stage; allowed: "
+                        f"{', '.join(names[:i]) or '(none: this is the first stage)'}",
+                    ))
+            elif stage.quality and i == 0 and stage.quality.rework_probability > 0:
+                problems.append((f"route[{i}].quality.rework_stage",
+                                 "the first stage has no earlier stage to rework at"))
+        aliases: dict[str, str] = {}
+        for loc_name, loc in self.locations.items():
+            for alias in (loc_name, *loc.aliases):
+                key = alias.casefold()
+                if key in aliases and aliases[key] != loc_name:
+                    problems.append((f"locations.{loc_name}.aliases",
+                                     f"{alias!r} already names location {aliases[key]!r}"))
+                aliases[key] = loc_name
+            for i, stage in enumerate(self.route):
+                if loc.machines.get(stage.machine_type, 0) < 1:
+                    problems.append((
+                        f"locations.{loc_name}.machines.{stage.machine_type}",
+                        f"route stage {names[i]!r} needs at least 1 {stage.machine_type} machine at "
+                        f"every location (got {loc.machines.get(stage.machine_type, 0)})",
+                    ))
+            for mtype in loc.machines:
+                if mtype not in machines.names() and mtype not in self.machine_types:
+                    problems.append((f"locations.{loc_name}.machines.{mtype}",
+                                     f"unknown machine type; allowed: {', '.join(sorted(machines.names()))}"))
+            if loc.shift_calendar is not None and loc.shift_calendar not in self.shift_calendars:
+                problems.append((f"locations.{loc_name}.shift_calendar",
+                                 f"unknown calendar {loc.shift_calendar!r}; allowed: "
+                                 f"{', '.join(self.shift_calendars) or '(none defined in shift_calendars)'}"))
+        if self.arrivals.location_mix is not None:
+            for name in self.arrivals.location_mix:
+                if name.casefold() not in aliases:
+                    problems.append((f"arrivals.location_mix.{name}",
+                                     f"unknown location; allowed: {', '.join(self.locations)}"))
+        for name, settings in self.machine_types.items():
+            if settings.model is None and name not in machines.names():
+                problems.append((f"machine_types.{name}.model",
+                                 f"{name!r} is not a known machine model, so name one; allowed: "
+                                 f"{', '.join(sorted(machines.names()))}"))
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+    # -- derived lookups ----------------------------------------------------------------------
+    def location_of(self, name: str) -> str | None:
+        """The canonical location name for a name or alias (case-insensitive)."""
+        key = name.casefold()
+        for loc_name, loc in self.locations.items():
+            if key == loc_name.casefold() or any(key == a.casefold() for a in loc.aliases):
+                return loc_name
+        return None
+
+    def model_of(self, machine_type: str) -> str:
+        settings = self.machine_types.get(machine_type)
+        return settings.model if settings and settings.model else machine_type
+
+    def sample_interval_of(self, machine_type: str) -> float:
+        settings = self.machine_types.get(machine_type)
+        if settings and settings.sample_interval_s is not None:
+            return settings.sample_interval_s
+        return self.telemetry.sample_interval_s
+
+    def disruptions_of(self, stage: Stage) -> Disruptions:
+        over = stage.disruptions
+        base = self.disruptions
+        return Disruptions(
+            block_probability=base.block_probability if over.block_probability is None
+            else over.block_probability,
+            block_reasons=over.block_reasons or base.block_reasons,
+            repair_time=over.repair_time or base.repair_time,
+            failures=over.failures or base.failures,
+            maintenance=over.maintenance or base.maintenance,
+        )
+
+    def ideal_cycle_time_of(self, stage: Stage, quantity: int) -> float:
+        """The ideal cycle time of a lot at a stage: configured, or the distribution's minimum
+        (bounded distributions), or its mean (unbounded ones)."""
+        if stage.ideal_cycle_time_s is not None:
+            return stage.ideal_cycle_time_s
+
+        def floor(d: Constant | Uniform | Triangular | Normal | Lognormal | Exponential) -> float:
+            return d.minimum if isinstance(d, BOUNDED) else d.mean
+
+        if stage.processing_time is not None:
+            return floor(stage.processing_time)
+        setup = floor(stage.setup_time) if stage.setup_time is not None else 0.0
+        assert stage.per_unit_time is not None
+        return setup + floor(stage.per_unit_time) * quantity
+
+
+class CrossFieldError(ValueError):
+    """Several cross-field problems, each with its own key path."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
+

@@ -1,0 +1,32 @@
+"""The project's exception hierarchy; library errors are translated at the boundary."""
+
+from __future__ import annotations
+
+
+class FactorySimError(Exception):
+    """Base of every error factorysim raises on purpose."""
+
+
+class ConfigError(FactorySimError):
+    """The configuration is invalid; ``problems`` has one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class OrderRejected(FactorySimError):
+    """An order cannot be admitted; ``reason`` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class IllegalTransition(FactorySimError):
+    """A lot was asked to move between states the lot state machine forbids (a bug)."""
+
+
+class BrokerUnavailable(FactorySimError):
+    """A message broker cannot be reached."""

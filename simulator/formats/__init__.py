@@ -1,0 +1,24 @@
+"""Wire formats: records -> (topic, key, headers, bytes).  Field names live here, nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from simulator.model.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class WireMessage:
+    topic: str
+    key: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    value: bytes
+
+
+class Format(Protocol):
+    name: str
+
+    def encode(self, record: Record) -> list[WireMessage]:
+        """The messages one record becomes (none, one or several)."""
+        ...

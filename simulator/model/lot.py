@@ -1,0 +1,72 @@
+"""Lots and their state machine; an illegal transition is a bug and raises."""
+
+from __future__ import annotations
+
+import random
+from enum import StrEnum
+
+from simulator.errors import IllegalTransition
+
+
+class LotState(StrEnum):
+    RECEIVED = "RECEIVED"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    BLOCKED = "BLOCKED"
+    REWORK = "REWORK"
+    COMPLETED = "COMPLETED"
+    SCRAPPED = "SCRAPPED"
+
+
+ALLOWED: dict[LotState, frozenset[LotState]] = {
+    LotState.RECEIVED: frozenset({LotState.QUEUED}),
+    LotState.QUEUED: frozenset({LotState.PROCESSING}),
+    LotState.PROCESSING: frozenset(
+        {LotState.BLOCKED, LotState.QUEUED, LotState.REWORK, LotState.COMPLETED, LotState.SCRAPPED}
+    ),
+    LotState.BLOCKED: frozenset({LotState.PROCESSING}),
+    LotState.REWORK: frozenset({LotState.QUEUED}),
+    LotState.COMPLETED: frozenset(),
+    LotState.SCRAPPED: frozenset(),
+}
+FINAL = frozenset({LotState.COMPLETED, LotState.SCRAPPED})
+
+# Queue rank of each priority: lower is served first.
+PRIORITY_RANK = {"alta": 0, "normale": 1, "bassa": 2}
+
+
+class Lot:
+    """A production order moving through the route."""
+
+    __slots__ = (
+        "arrived_at", "code", "customer", "location", "priority", "quantity", "rank",
+        "reworks", "rng", "stage", "state",
+    )
+
+    def __init__(self, code: str, customer: str, quantity: int, location: str, priority: str,
+                 arrived_at: float, rng: random.Random, priority_processing: bool = True) -> None:
+        self.code = code
+        self.customer = customer
+        self.quantity = quantity
+        self.location = location
+        self.priority = priority
+        self.rank = PRIORITY_RANK[priority] if priority_processing else 1
+        self.arrived_at = arrived_at
+        self.rng = rng  # the lot's own stream: processing times and test outcomes
+        self.state = LotState.RECEIVED
+        self.stage: str | None = None
+        self.reworks = 0
+
+    def to(self, new: LotState, stage: str | None = None) -> None:
+        if new not in ALLOWED[self.state]:
+            raise IllegalTransition(f"lot {self.code}: {self.state} -> {new} is not allowed")
+        self.state = new
+        if stage is not None:
+            self.stage = stage
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL
+
+    def __repr__(self) -> str:
+        return f"Lot({self.code!r}, {self.location}, {self.priority}, {self.state}, {self.stage})"

@@ -1,0 +1,110 @@
+"""An individual machine: state, counters, time accounting and maintenance history."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from machines.base import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, STATES, MachineType
+
+if TYPE_CHECKING:
+    import simpy
+
+    from simulator.model.lot import Lot
+
+
+class Timeline:
+    """Machine state intervals inside a window of simulated time (for Gantt charts)."""
+
+    __slots__ = ("end", "intervals", "start")
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start = start
+        self.end = end
+        self.intervals: list[tuple[str, float, float, str, str | None]] = []
+
+    def add(self, machine_id: str, start: float, end: float, state: str, lot: str | None) -> None:
+        if end > start and end > self.start and start < self.end:
+            self.intervals.append((machine_id, max(start, self.start), min(end, self.end), state, lot))
+
+__all__ = ["BLOCKED", "IDLE", "MAINTENANCE", "OFF_SHIFT", "RUNNING", "STATES", "Machine", "Timeline"]
+
+
+class Machine:
+    """One machine of a pool (e.g. ``Italia-fresa_cnc-02``)."""
+
+    __slots__ = (
+        "block_reason",
+        "current_lot",
+        "current_process",
+        "cycles",
+        "cycles_since_maintenance",
+        "good_cycles",
+        "id",
+        "ideal_time_s",
+        "in_work",
+        "last_maintenance",
+        "location",
+        "machine_type",
+        "maintenance_due",
+        "maintenance_log",
+        "model",
+        "on_maintained",
+        "pieces_since_maintenance",
+        "rng_blocks",
+        "rng_failures",
+        "rng_signals",
+        "since",
+        "state",
+        "state_lot",
+        "state_time",
+        "timeline",
+    )
+
+    def __init__(self, machine_id: str, location: str, machine_type: str, model: MachineType,
+                 rng_blocks: random.Random, rng_failures: random.Random, rng_signals: random.Random,
+                 last_maintenance: float) -> None:
+        self.id = machine_id
+        self.location = location
+        self.machine_type = machine_type
+        self.model = model
+        self.rng_blocks = rng_blocks
+        self.rng_failures = rng_failures
+        self.rng_signals = rng_signals
+        self.state = IDLE
+        self.since = 0.0
+        self.state_time = dict.fromkeys(STATES, 0.0)
+        self.current_lot: Lot | None = None
+        self.current_process: simpy.Process | None = None
+        self.block_reason: str | None = None
+        self.cycles = 0
+        self.good_cycles = 0
+        self.ideal_time_s = 0.0  # sum of ideal cycle times of the cycles run
+        self.cycles_since_maintenance = 0
+        self.pieces_since_maintenance = 0
+        self.last_maintenance = last_maintenance  # sim time, negative = before the run
+        self.maintenance_due = False
+        self.maintenance_log: list[tuple[float, float]] = []  # (start, end)
+        self.in_work = False  # inside a processing segment (a failure may interrupt it)
+        self.on_maintained: simpy.Event | None = None
+        self.state_lot: str | None = None  # lot being worked in the current state
+        self.timeline: Timeline | None = None
+
+    def set_state(self, state: str, now: float) -> None:
+        if self.timeline is not None:
+            self.timeline.add(self.id, self.since, now, self.state, self.state_lot)
+        self.state_time[self.state] += now - self.since
+        self.state = state
+        self.since = now
+        self.state_lot = self.current_lot.code if self.current_lot is not None else None
+
+    def time_in(self, state: str, now: float) -> float:
+        """Seconds spent in ``state`` up to ``now``."""
+        extra = now - self.since if self.state == state else 0.0
+        return self.state_time[state] + extra
+
+    def hours_since_maintenance(self, now: float) -> float:
+        return max(0.0, now - self.last_maintenance) / 3600.0
+
+    def __repr__(self) -> str:
+        return f"Machine({self.id!r}, {self.state})"

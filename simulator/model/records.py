@@ -1,0 +1,125 @@
+"""The immutable log the model emits: frozen, slotted records carrying sim time and ids.
+
+Formats (``simulator.formats``) turn records into wire messages; field names live there.
+``seq`` numbers every record of a run in emission order (stable per seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from machines.base import Signals
+
+
+@dataclass(frozen=True, slots=True)
+class LotEvent:
+    """A lot lifecycle or machine event (``event_type`` from :data:`EVENT_TYPES`)."""
+
+    kind: ClassVar[str] = "lot_event"
+    seq: int
+    sim_time: float
+    event_type: str
+    location: str
+    lot_code: str | None = None
+    stage: str | None = None
+    machine_id: str | None = None
+    priority: str | None = None
+    quantity: int | None = None
+    customer: str | None = None
+    lot_state: str | None = None
+    reason: str | None = None  # block reason / scrap reason
+    cause: str | None = None  # "cycle_block" | "failure" for machine.blocked/repaired
+    waited_s: float | None = None
+    processed_s: float | None = None
+    lead_time_s: float | None = None
+    rework_count: int | None = None
+    outcome: str | None = None  # test result on stage.completed: "pass" | "rework" | "scrap"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleTelemetry:
+    """One completed stage cycle of one lot on one machine (the reference per-stage message)."""
+
+    kind: ClassVar[str] = "cycle"
+    seq: int
+    sim_time: float  # end of the cycle
+    location: str
+    stage: str
+    machine_id: str
+    machine_type: str
+    lot_code: str
+    priority: str
+    quantity: int
+    state: str  # machine state at emission
+    blocked: bool  # the cycle was interrupted by a block or failure
+    block_reason: str | None
+    blocked_s: float
+    last_maintenance_sim_s: float
+    pieces_since_maintenance: int
+    cycle_time_s: float  # wall span of the cycle including blocked time
+    processed_s: float  # pure processing time
+    alarms: str
+    test_outcome: str | None
+    signals: Signals
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSample:
+    """A periodic sample of one machine, whatever its state."""
+
+    kind: ClassVar[str] = "sample"
+    seq: int
+    sim_time: float
+    location: str
+    machine_id: str
+    machine_type: str
+    state: str
+    lot_code: str | None
+    stage: str | None
+    block_reason: str | None
+    last_maintenance_sim_s: float
+    pieces_since_maintenance: int
+    interval_s: float
+    alarms: str
+    signals: Signals
+
+
+Record = LotEvent | CycleTelemetry | MachineSample
+
+EVENT_TYPES = (
+    "lot.received",
+    "lot.queued",
+    "stage.started",
+    "stage.completed",
+    "machine.blocked",
+    "machine.repaired",
+    "maintenance.started",
+    "maintenance.completed",
+    "lot.reworked",
+    "lot.scrapped",
+    "lot.completed",
+)
+
+
+class Sink(Protocol):
+    """Where the model reports: one synchronous, non-blocking call per record."""
+
+    def emit(self, record: Record) -> None: ...
+
+
+class ListSink:
+    """Keeps every record in memory (tests, small offline runs)."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def emit(self, record: Record) -> None:
+        self.records.append(record)
+
+
+class NullSink:
+    """Discards records (benchmarks, statistics-only runs)."""
+
+    def emit(self, record: Record) -> None:
+        return None

@@ -1,0 +1,118 @@
+"""Parsing and validating order messages (both dialects).  Pure: bytes in, Order or
+OrderRejected(reason) out.
+
+Dialects: ``{"codice_lotto","cliente","quantita","location","priorita","timestamp"}`` and
+``{"lot_code","customer","quantity","location","priority","timestamp"}``.
+
+Reason codes (stable, machine-readable): ``empty``, ``oversized``, ``not_json``, ``not_object``,
+``missing_field``, ``invalid_field``, ``unknown_location``, ``unknown_priority``,
+``ambiguous_dialect``, ``duplicate_lot`` (raised by the model/service, not here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from simulator.config_schema import PRIORITY_ALIASES
+from simulator.errors import OrderRejected
+from simulator.model.order import Order
+
+MAX_LOT_CODE = 128
+MAX_QUANTITY = 1_000_000
+DEFAULT_MAX_BYTES = 64 * 1024
+
+# field -> (Italian key, English key)
+_FIELDS = {
+    "lot_code": ("codice_lotto", "lot_code"),
+    "customer": ("cliente", "customer"),
+    "quantity": ("quantita", "quantity"),
+    "priority": ("priorita", "priority"),
+}
+
+
+class OrderParser:
+    """Validates order messages against a plant's locations."""
+
+    def __init__(self, location_of: Callable[[str], str | None], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.location_of = location_of
+        self.max_bytes = max_bytes
+
+    def parse(self, raw: bytes) -> Order:
+        if not raw or not raw.strip():
+            raise OrderRejected("empty", "the message is empty")
+        if len(raw) > self.max_bytes:
+            raise OrderRejected("oversized", f"{len(raw)} bytes, the limit is {self.max_bytes}")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise OrderRejected("not_json", f"not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise OrderRejected("not_object", f"expected a JSON object, got {type(data).__name__}")
+        return self.from_mapping(data)
+
+    def from_mapping(self, data: dict[str, Any]) -> Order:
+        lot_code = _text(_pick(data, "lot_code", required=True), "lot_code", MAX_LOT_CODE)
+        customer_raw = _pick(data, "customer", required=False)
+        customer = "" if customer_raw is None else _text(customer_raw, "customer", 256, allow_empty=True)
+        quantity = _pick(data, "quantity", required=True)
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise OrderRejected("invalid_field", f"quantity must be an integer, got {quantity!r}")
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise OrderRejected("invalid_field", f"quantity must be 1..{MAX_QUANTITY}, got {quantity}")
+        location_raw = data.get("location")
+        if location_raw is None:
+            raise OrderRejected("missing_field", "location is missing")
+        if not isinstance(location_raw, str):
+            raise OrderRejected("invalid_field", f"location must be a string, got {location_raw!r}")
+        location = self.location_of(location_raw)
+        if location is None:
+            raise OrderRejected("unknown_location", f"unknown location {location_raw[:100]!r}")
+        priority_raw = _pick(data, "priority", required=False)
+        if priority_raw is None:
+            priority = "normale"
+        elif not isinstance(priority_raw, str) or priority_raw.casefold() not in PRIORITY_ALIASES:
+            raise OrderRejected("unknown_priority", f"priority must be one of "
+                                f"{', '.join(PRIORITY_ALIASES)}, got {str(priority_raw)[:50]!r}")
+        else:
+            priority = PRIORITY_ALIASES[priority_raw.casefold()]
+        timestamp = data.get("timestamp")
+        if timestamp is not None:
+            if not isinstance(timestamp, str):
+                raise OrderRejected("invalid_field", f"timestamp must be an ISO-8601 string, got {timestamp!r}")
+            parse_timestamp(timestamp)
+        return Order(lot_code, customer, quantity, location, priority, timestamp)
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """An ISO-8601 instant; without an offset it is taken as UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise OrderRejected("invalid_field", f"timestamp is not ISO-8601: {text[:64]!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _pick(data: dict[str, Any], field: str, *, required: bool) -> Any:
+    italian, english = _FIELDS[field]
+    has_it, has_en = italian in data, english in data
+    if has_it and has_en and data[italian] != data[english]:
+        raise OrderRejected("ambiguous_dialect", f"both {italian!r} and {english!r} given with different values")
+    if not (has_it or has_en):
+        if required:
+            raise OrderRejected("missing_field", f"{italian} / {english} is missing")
+        return None
+    return data[italian] if has_it else data[english]
+
+
+def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise OrderRejected("invalid_field", f"{name} must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise OrderRejected("invalid_field", f"{name} must not be empty")
+    if len(value) > limit:
+        raise OrderRejected("invalid_field", f"{name} is longer than {limit} characters")
+    return value

@@ -1,0 +1,216 @@
+"""The pacing driver: steps the SimPy environment in step with asyncio.
+
+- ``speed`` = simulated seconds per wall second, or ``None`` for as fast as possible.
+- Paced mode waits on ``env.peek()`` with an interruptible wait (never ``time.sleep``), and
+  re-anchors sim time to the wall clock after a pause or a speed change.  ``lag_s`` says how
+  far behind schedule the driver runs.
+- As-fast-as-possible mode steps in slices and yields to the event loop between slices so
+  health checks and intake stay responsive.
+- Lots and commands are injected only between steps (``call``/``inject``); in paced mode the
+  environment is first advanced to the wall-clock-mapped simulated time, so a lot enters "now".
+- With an outbox, stepping stops while it is full (backpressure: simulated time pauses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from simulator.model.lot import Lot
+from simulator.model.order import Order
+from simulator.model.simulation import Simulation
+from simulator.runtime.clock import Clock, MonotonicClock
+from simulator.runtime.outbox import Outbox
+
+T = TypeVar("T")
+_EPSILON_S = 1e-6  # wall seconds: an event this close to due is due
+
+
+class StopReason(StrEnum):
+    UNTIL_SIM = "until_sim"  # reached until_sim_s
+    MAX_EVENTS = "max_events"
+    WALL_TIMEOUT = "wall_timeout"
+    CONDITION = "condition"  # the ``until`` predicate became true
+    STOPPED = "stopped"  # stop() was called
+    EXHAUSTED = "exhausted"  # nothing left to simulate and exit_when_idle was set
+
+
+class Driver:
+    def __init__(self, sim: Simulation, *, speed: float | None, clock: Clock | None = None,
+                 outbox: Outbox | None = None, slice_events: int = 2000, max_wait_s: float = 0.25) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive (or None for as fast as possible)")
+        self.sim = sim
+        self.env = sim.env
+        self.speed = speed
+        self.clock: Clock = clock or MonotonicClock()
+        self.outbox = outbox
+        self.slice_events = slice_events
+        self.max_wait_s = max_wait_s
+        self._pending: deque[tuple[Callable[[Simulation], Any], asyncio.Future[Any]]] = deque()
+        self._wake = asyncio.Event()
+        if outbox is not None:
+            outbox.waker = self._wake
+        self._paused = False
+        self._stopped = False
+        self._anchor_wall = self.clock.now()
+        self._anchor_sim = self.sim.now
+        self.lag_s = 0.0
+        self.max_lag_s = 0.0
+        self.events = 0
+        self.stalled_on_outbox = 0
+
+    # -- control (call from any task) ----------------------------------------------------------
+    def call(self, fn: Callable[[Simulation], T]) -> asyncio.Future[T]:
+        """Run ``fn(sim)`` between two steps; the future carries its result or exception."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        self._wake.set()
+        return future
+
+    def inject(self, order: Order) -> asyncio.Future[Lot]:
+        return self.call(lambda sim: sim.admit(order))
+
+    def pause(self) -> None:
+        self._paused = True
+        self._wake.set()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._reanchor()
+            self._wake.set()
+
+    def set_speed(self, speed: float | None) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive (or None for as fast as possible)")
+        self.speed = speed
+        self._reanchor()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop at the next step boundary (for good)."""
+        self._stopped = True
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    async def run(self, until_sim_s: float | None = None, max_events: int | None = None,
+                  wall_timeout_s: float | None = None, until: Callable[[], bool] | None = None,
+                  exit_when_idle: bool = False) -> StopReason:
+        """Simulate until one of the limits is reached; return which one."""
+        limit = math.inf if until_sim_s is None else until_sim_s
+        deadline = math.inf if wall_timeout_s is None else self.clock.now() + wall_timeout_s
+        budget = math.inf if max_events is None else max_events
+        done = 0
+        self._reanchor()
+        while True:
+            self._run_pending()
+            if until is not None and until():
+                return StopReason.CONDITION
+            if self._stopped:
+                return StopReason.STOPPED
+            if done >= budget:
+                return StopReason.MAX_EVENTS
+            now_wall = self.clock.now()
+            if now_wall >= deadline:
+                return StopReason.WALL_TIMEOUT
+            if self._paused or (self.outbox is not None and self.outbox.full):
+                if not self._paused:
+                    self.stalled_on_outbox += 1
+                await self._sleep(min(self.max_wait_s, deadline - now_wall))
+                continue
+            next_t = self.env.peek()
+            if self.speed is None:
+                if next_t > limit:
+                    self._advance_to(limit)
+                    return StopReason.UNTIL_SIM
+                if next_t == math.inf:
+                    if exit_when_idle:
+                        return StopReason.EXHAUSTED
+                    await self._sleep(min(self.max_wait_s, deadline - now_wall))
+                    continue
+                done += self._step_slice(limit, min(budget - done, self.slice_events), until)
+                await asyncio.sleep(0)
+                continue
+            # due-ness is decided on the wall clock, with a tolerance for float rounding
+            if next_t <= limit and self._due_wall(next_t) <= now_wall + _EPSILON_S:
+                self.lag_s = max(0.0, now_wall - self._due_wall(next_t))
+                self.max_lag_s = max(self.max_lag_s, self.lag_s)
+                horizon = min(max(self._target(now_wall), next_t), limit)
+                done += self._step_slice(horizon, min(budget - done, self.slice_events), until)
+                await asyncio.sleep(0)
+                continue
+            self.lag_s = 0.0
+            if self._due_wall(limit) <= now_wall + _EPSILON_S:
+                self._advance_to(limit)
+                return StopReason.UNTIL_SIM
+            if next_t == math.inf and exit_when_idle:
+                return StopReason.EXHAUSTED
+            wake_at = self._due_wall(min(next_t, limit))
+            await self._sleep(min(self.max_wait_s, wake_at - now_wall, deadline - now_wall))
+
+    # -- internals --------------------------------------------------------------------------------
+    def _step_slice(self, horizon: float, count: float, until: Callable[[], bool] | None) -> int:
+        env = self.env
+        outbox = self.outbox
+        steps = 0
+        while steps < count and env.peek() <= horizon:
+            env.step()
+            steps += 1
+            if (until is not None and until()) or (outbox is not None and outbox.full):
+                break
+        self.events += steps
+        return steps
+
+    def _run_pending(self) -> None:
+        if not self._pending:
+            return
+        if self.speed is not None and not self._paused:
+            target = self._target(self.clock.now())
+            while self.env.peek() <= target:  # events already due come first
+                self.env.step()
+                self.events += 1
+            self._advance_to(target)
+        while self._pending:
+            fn, future = self._pending.popleft()
+            if future.cancelled():
+                continue
+            try:
+                future.set_result(fn(self.sim))
+            except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
+                future.set_exception(exc)
+
+    def _advance_to(self, sim_time: float) -> None:
+        """Move simulated time forward to ``sim_time`` when nothing happens before it."""
+        env = self.env
+        if sim_time > env.now and sim_time != math.inf and env.peek() > sim_time:
+            env.timeout(sim_time - env.now)
+            env.step()
+
+    def _target(self, now_wall: float) -> float:
+        assert self.speed is not None
+        return self._anchor_sim + (now_wall - self._anchor_wall) * self.speed
+
+    def _due_wall(self, sim_time: float) -> float:
+        assert self.speed is not None
+        return self._anchor_wall + (sim_time - self._anchor_sim) / self.speed
+
+    def _reanchor(self) -> None:
+        self._anchor_wall = self.clock.now()
+        self._anchor_sim = self.sim.now
+
+    async def _sleep(self, seconds: float) -> None:
+        await self.clock.wait(self._wake, max(0.0, seconds))
+        self._wake.clear()

@@ -1,0 +1,69 @@
+"""The bounded buffer between the model and the publishers.
+
+The model's sink puts records synchronously (it never blocks inside a step); the driver stops
+stepping while the outbox is above its high-water mark, so simulated time pauses until the
+publishers catch up (Kafka is the system of record: nothing is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from simulator.model.records import Record
+
+
+class Outbox:
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError("outbox capacity must be at least 1")
+        self.capacity = capacity
+        self.low_water = capacity // 2
+        self._items: deque[Record] = deque()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.closed = False
+        self.total = 0
+        self.waker: asyncio.Event | None = None  # set when room frees up (the driver's wake event)
+
+    # the model side ----------------------------------------------------------------------------
+    def emit(self, record: Record) -> None:
+        self._items.append(record)
+        self.total += 1
+        self._ready.set()
+        if len(self._items) >= self.capacity:
+            self._room.clear()
+
+    @property
+    def full(self) -> bool:
+        """True from reaching capacity until drained below the low-water mark (hysteresis)."""
+        return not self._room.is_set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the publishers drained the outbox below its low-water mark."""
+        await self._room.wait()
+
+    # the publisher side ------------------------------------------------------------------------
+    async def get_batch(self, max_items: int = 1000) -> list[Record]:
+        """Wait for records and take up to ``max_items``; an empty list means closed and drained."""
+        while not self._items:
+            if self.closed:
+                return []
+            self._ready.clear()
+            await self._ready.wait()
+        batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
+        if len(self._items) <= self.low_water and not self._room.is_set():
+            self._room.set()
+            if self.waker is not None:
+                self.waker.set()
+        return batch
+
+    def close(self) -> None:
+        """No more records will come; waiting publishers drain and then get an empty batch."""
+        self.closed = True
+        self._ready.set()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,161 @@
+"""The pacing driver: speed, limits, injection between steps, backpressure, pause and lag.
+
+A manual clock makes paced runs instant: waiting jumps the clock to the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simulator.model.order import Order
+from simulator.model.records import ListSink, NullSink
+from simulator.model.simulation import Simulation
+from simulator.runtime.clock import ManualClock
+from simulator.runtime.driver import Driver, StopReason
+from simulator.runtime.outbox import Outbox
+
+from plants import plant
+
+
+def quiet_plant(**sections):  # type: ignore[no-untyped-def]
+    return plant(locations={"A": {"timezone": "UTC", "machines": {"milling": 2}}}, **sections)
+
+
+async def test_paced_run_maps_sim_time_to_wall_time() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    sim.start_arrivals(limit=50)
+    clock = ManualClock()
+    driver = Driver(sim, speed=60.0, clock=clock)
+    reason = await driver.run(until_sim_s=3600)
+    assert reason is StopReason.UNTIL_SIM
+    assert sim.now == 3600
+    assert clock.now() == pytest.approx(60.0, abs=0.3)
+    assert driver.max_lag_s == 0.0
+
+
+async def test_max_speed_honours_max_events_and_wall_timeout() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    sim.start_arrivals()
+    driver = Driver(sim, speed=None, slice_events=100)
+    assert await driver.run(max_events=250) is StopReason.MAX_EVENTS
+    assert driver.events == 250
+    clock = ManualClock()
+    idle = Driver(Simulation(quiet_plant(), NullSink()), speed=None, clock=clock)
+    assert await idle.run(wall_timeout_s=2.0) is StopReason.WALL_TIMEOUT
+    assert clock.now() >= 2.0
+
+
+async def test_until_predicate_stops_exactly_when_true() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    sim.start_arrivals(limit=30)
+    driver = Driver(sim, speed=None)
+    reason = await driver.run(until=lambda: sim.stats.completed >= 30)
+    assert reason is StopReason.CONDITION
+    assert sim.stats.completed == 30
+    assert sim.now == sim.stats.last_event_time
+
+
+async def test_lot_injected_while_paced_enters_at_the_wall_mapped_sim_time() -> None:
+    sink = ListSink()
+    sim = Simulation(quiet_plant(), sink)
+    clock = ManualClock()
+    driver = Driver(sim, speed=10.0, clock=clock, max_wait_s=0.25)
+
+    async def inject_later() -> float:
+        while clock.now() < 30.0:  # noqa: ASYNC110 - polls a manual clock that only the driver moves
+            await asyncio.sleep(0)
+        lot = await driver.inject(Order("L1", "c", 5, "A", "alta"))
+        return lot.arrived_at
+
+    injector = asyncio.create_task(inject_later())
+    await driver.run(until=lambda: sim.stats.completed == 1, wall_timeout_s=1000)
+    arrived = await injector
+    assert 300.0 <= arrived <= 303.0  # 30 wall seconds x speed 10
+    assert sim.stats.completed == 1
+
+
+async def test_injected_command_errors_reach_the_caller() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    driver = Driver(sim, speed=None)
+    future = driver.inject(Order("L1", "c", 5, "Nowhere", "alta"))
+    await driver.run(max_events=1, exit_when_idle=True)
+    with pytest.raises(Exception, match="unknown location"):
+        future.result()
+
+
+async def test_full_outbox_pauses_simulated_time_and_loses_nothing() -> None:
+    outbox = Outbox(capacity=50)
+    sim = Simulation(quiet_plant(), outbox)
+    sim.start_arrivals(limit=200)
+    clock = ManualClock()
+    driver = Driver(sim, speed=None, clock=clock, outbox=outbox)
+    reason = await driver.run(until=lambda: sim.stats.completed == 200, wall_timeout_s=5.0)
+    assert reason is StopReason.WALL_TIMEOUT  # nobody drains: the simulation waits
+    assert driver.stalled_on_outbox > 0
+    assert 50 <= len(outbox) < 50 + 20  # at most one step's records beyond capacity
+    stalled_at = sim.now
+
+    received: list[object] = []
+
+    async def drain() -> None:
+        while batch := await outbox.get_batch(7):
+            received.extend(batch)
+
+    consumer = asyncio.create_task(drain())
+    reason = await driver.run(until=lambda: sim.stats.completed == 200)
+    outbox.close()
+    await consumer
+    assert reason is StopReason.CONDITION
+    assert sim.now > stalled_at
+    assert len(received) == outbox.total
+    assert [r.seq for r in received] == list(range(1, outbox.total + 1))  # type: ignore[attr-defined]
+
+
+async def test_pause_freezes_and_resume_reanchors_without_catch_up() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    sim.start_arrivals()
+    clock = ManualClock()
+    driver = Driver(sim, speed=100.0, clock=clock)
+    await driver.run(until_sim_s=1000)
+    driver.pause()
+    await driver.run(wall_timeout_s=50.0)
+    assert sim.now == 1000  # paused for 50 wall seconds: no simulated time passed
+    driver.resume()
+    before = clock.now()
+    await driver.run(until_sim_s=2000)
+    assert clock.now() - before == pytest.approx(10.0, abs=0.3)  # 1000 sim s at speed 100
+    assert driver.max_lag_s == 0.0
+
+
+async def test_speed_change_takes_effect_and_lag_is_reported() -> None:
+    sim = Simulation(quiet_plant(arrivals={"rate_per_hour": 3600, "process": "fixed"}), NullSink())
+    sim.start_arrivals()
+    clock = ManualClock()
+    driver = Driver(sim, speed=10.0, clock=clock)
+    await driver.run(until_sim_s=100)
+    driver.set_speed(1000.0)
+    before = clock.now()
+    await driver.run(until_sim_s=10_100)
+    assert clock.now() - before == pytest.approx(10.0, abs=0.3)
+    # the event loop was held up for 5 wall seconds: the driver is late and says so
+    driver.call(lambda _: clock.advance(5.0))
+    await driver.run(until_sim_s=20_000)
+    assert driver.max_lag_s == pytest.approx(5.0, abs=0.01)  # events every sim second
+    with pytest.raises(ValueError, match="positive"):
+        driver.set_speed(0)
+
+
+async def test_stop_ends_the_run_at_a_step_boundary() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    sim.start_arrivals()
+    driver = Driver(sim, speed=None, slice_events=10)
+
+    async def stop_soon() -> None:
+        await asyncio.sleep(0)
+        driver.stop()
+
+    stopper = asyncio.create_task(stop_soon())
+    assert await driver.run() is StopReason.STOPPED
+    await stopper
