@@ -34,8 +34,8 @@ class HydraulicPump(MachineType):
             pressure -= 25.0 * severity
         elif ctx.anomaly == "pump_wear":
             flow *= 1.0 - 0.25 * min(1.0, severity)
-        elif ctx.anomaly == "valve_fault" and phase == "hold":
-            pressure += 20.0 * severity  # relief valve does not open in time
+        elif ctx.anomaly == "valve_fault" and phase in ("build", "hold"):
+            pressure += 35.0 * severity  # the relief valve opens late: pressure overshoots
         return {
             "pressure_bar": r2(max(0.0, pressure)),
             "flow_l_min": r2(flow * noise(rng, 0.03)),

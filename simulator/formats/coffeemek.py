@@ -168,7 +168,7 @@ class CoffeeMekFormat:
             "quantity": r.quantity,
             "customer": r.customer,
             "lot_state": r.lot_state,
-            "sim_time_s": round(r.sim_time, 3),
+            "sim_time_s": round(float(r.sim_time), 3),
             "timestamp_utc": self.times.utc(r.sim_time),
             "timestamp_local": self.times.local(r.sim_time, r.location),
             "waited_s": _rounded(r.waited_s),
@@ -194,4 +194,4 @@ class CoffeeMekFormat:
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+    return None if value is None else round(float(value), 3)

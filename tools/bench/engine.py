@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import heapq
 import random
 import time
 from pathlib import Path
