@@ -13,7 +13,7 @@ from simulator.config_schema import Config
 from simulator.reporting.summary import build_report
 from simulator.runtime.offline import run_offline
 
-GOLDEN_TELEMETRY_SHA256 = "15adc9b08f2f9238d37139240678728b7652a9d535de4402f081bd1e97e2e96b"
+GOLDEN_TELEMETRY_SHA256 = "9e9dd841a9ec8c2a8398005cd719d8df788c881d2f247a237ff532c022445b44"
 GOLDEN_REPORT_SHA256 = "ac82f4ee669a8768c162f05e81e1dcc4eaebcaf7e9def036f0eeba0824b3ac79"
 
 

@@ -17,7 +17,7 @@ import orjson
 import machines
 from simulator.config_schema import Config
 from simulator.formats import WireMessage
-from simulator.formats.timestamps import Timestamps, event_id
+from simulator.formats.timestamps import EventIds, Timestamps
 from simulator.model.records import CycleTelemetry, LotEvent, MachineSample, Record
 
 SCHEMA_VERSION = b"1"
@@ -72,6 +72,7 @@ class CoffeeMekFormat:
 
     def __init__(self, config: Config, seed: int) -> None:
         self.seed = seed
+        self.event_id = EventIds(seed)
         self.topics = config.kafka.topics
         self.times = Timestamps(config.simulation.start,
                                 {name: loc.timezone for name, loc in config.locations.items()})
@@ -123,7 +124,7 @@ class CoffeeMekFormat:
             body["risultati_test"] = results
 
     def _cycle(self, r: CycleTelemetry) -> WireMessage:
-        eid = event_id(self.seed, r.seq)
+        eid = self.event_id(r.seq)
         body = self._machine_fields(r, eid)
         body.update({
             "tipo_messaggio": "ciclo",
@@ -142,7 +143,7 @@ class CoffeeMekFormat:
         return self._message(self.cycle_topics[r.stage], r.machine_id, eid, "stage.cycle", body)
 
     def _sample(self, r: MachineSample) -> WireMessage:
-        eid = event_id(self.seed, r.seq)
+        eid = self.event_id(r.seq)
         body = self._machine_fields(r, eid)
         body.update({
             "tipo_messaggio": "campione",
@@ -156,7 +157,7 @@ class CoffeeMekFormat:
 
     # -- lot events -----------------------------------------------------------------------------
     def _lot_event(self, r: LotEvent) -> WireMessage:
-        eid = event_id(self.seed, r.seq)
+        eid = self.event_id(r.seq)
         body = {
             "event_id": eid,
             "event_type": r.event_type,
