@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator.config_schema import DISTRIBUTIONS, Config, CrossFieldError
+from simulator.config_schema import DISTRIBUTIONS, Config, CrossFieldError, Distribution
 from simulator.errors import ConfigError
 
 DEFAULT_PATH = "config.yaml"
@@ -97,15 +97,25 @@ def _scalar(raw: str) -> Any:
 
 
 def _set_path(data: dict[str, Any], key_path: str, value: Any) -> None:
+    """Set a dotted key; each part matches an existing key case-insensitively (so
+    FACTORYSIM__LOCATIONS__VIETNAM__... reaches ``Vietnam``), else it is created."""
     node = data
     *parents, leaf = key_path.split(".")
     for part in parents:
+        part = _existing_key(node, part)
         child = node.get(part)
         if not isinstance(child, dict):
             child = {}
             node[part] = child
         node = child
-    node[leaf] = value
+    node[_existing_key(node, leaf)] = value
+
+
+def _existing_key(node: dict[str, Any], part: str) -> str:
+    if part in node:
+        return part
+    folded = part.casefold()
+    return next((k for k in node if isinstance(k, str) and k.casefold() == folded), part)
 
 
 def _deep_copy(value: Any) -> Any:
@@ -130,9 +140,37 @@ def _describe(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
+_FRIENDLY: Mapping[str, str] = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+    "datetime_parsing": "must be an ISO 8601 instant with a UTC offset, e.g. 2025-06-25T06:00:00Z",
+    "datetime_from_date_parsing": "must be an ISO 8601 instant with a UTC offset, e.g. 2025-06-25T06:00:00Z",
+    "datetime_type": "must be an ISO 8601 instant with a UTC offset, e.g. 2025-06-25T06:00:00Z",
+    "string_pattern_mismatch": "must match the pattern {pattern}",
+    "literal_error": "must be one of: {expected}",
+}
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
     got = err.get("input")
+    ctx = err.get("ctx") or {}
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
@@ -141,8 +179,17 @@ def _message(err: Any) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return f"unknown distribution {got.get('distribution') if isinstance(got, dict) else got!r}; " \
                f"allowed: {', '.join(DISTRIBUTIONS)}"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if isinstance(got, dict | list):
+    if kind == "too_short":
+        minimum = ctx.get("min_length", 1)
+        msg = "must not be empty" if minimum == 1 else f"needs at least {minimum} entries"
+    elif kind in _FRIENDLY:
+        try:
+            msg = _FRIENDLY[kind].format(**ctx)
+        except (KeyError, IndexError):
+            msg = str(err["msg"])
+    else:
+        msg = str(err["msg"]).removeprefix("Value error, ")
+    if isinstance(got, dict | list | tuple) or repr(got) in msg:
         return msg
     return f"{msg} (got {got!r})"
 
@@ -172,6 +219,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             if isinstance(part, int):
                 continue
         if part in DISTRIBUTIONS:
+            model = _distribution_model(str(part))
             continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             model = _inner(model)
@@ -182,6 +230,11 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             return []
         model = _inner(field.annotation)
     return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _distribution_model(tag: str) -> type[BaseModel]:
+    union = get_args(Distribution)[0]
+    return next(m for m in get_args(union) if m.model_fields["distribution"].annotation == Literal[tag])
 
 
 def _inner(annotation: Any) -> Any:

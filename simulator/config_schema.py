@@ -7,6 +7,7 @@ Units are in the names (``_s``, ``_h``, ``_ms``).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Annotated, Literal
 
@@ -315,6 +316,24 @@ class Simulation(Strict):
     speed: Literal["max"] | PositiveFloat = 60.0
     priority_processing: bool = True
 
+    @field_validator("speed", mode="before")
+    @classmethod
+    def _speed(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "max":
+            return "max"
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number) or number <= 0:
+            raise ValueError(f"must be 'max' or a positive number of simulated seconds per wall second "
+                             f"(got {value!r})")
+        return number
+
     @field_validator("start")
     @classmethod
     def _aware(cls, value: dt.datetime) -> dt.datetime:
@@ -323,16 +342,32 @@ class Simulation(Strict):
         return value.astimezone(dt.UTC)
 
 
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,200}$")]
+_HOST_PORT = re.compile(r"^\[?[A-Za-z0-9.:\-]+\]?:\d{1,5}$")
+
+
 class Topics(Strict):
-    orders: str = "coffeemek.orders.new_lots"
-    telemetry_prefix: str = "coffeemek.telemetry"
-    events: str = "coffeemek.events.production_status"
-    dead_letter: str = "coffeemek.orders.dead_letter"
+    orders: TopicName = "coffeemek.orders.new_lots"
+    telemetry_prefix: TopicName = "coffeemek.telemetry"
+    events: TopicName = "coffeemek.events.production_status"
+    dead_letter: TopicName = "coffeemek.orders.dead_letter"
 
 
 class Kafka(Strict):
     bootstrap_servers: str = "embedded"
     topics: Topics = Topics()
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        value = value.strip()
+        if value == "embedded":
+            return value
+        servers = [s.strip() for s in value.split(",")]
+        bad = [s for s in servers if not _HOST_PORT.match(s) or not 0 < int(s.rsplit(":", 1)[1]) < 65536]
+        if not value or bad:
+            raise ValueError(f"must be 'embedded' or a comma-separated list of host:port, got {value!r}")
+        return ",".join(servers)
 
 
 class Http(Strict):
