@@ -21,6 +21,7 @@ from simulator.durations import parse_duration
 from simulator.errors import ConfigError
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
+from simulator.runtime.driver import StopReason
 from simulator.runtime.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -182,11 +183,22 @@ def _arrival_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+_STOP_WORDS = {
+    StopReason.CONDITION: "every lot finished",
+    StopReason.UNTIL_SIM: "reached --until",
+    StopReason.EXHAUSTED: "nothing left to simulate",
+    StopReason.WALL_TIMEOUT: "wall-clock limit",
+    StopReason.MAX_EVENTS: "event limit",
+    StopReason.STOPPED: "stopped",
+}
+
+
 def _summary_text(report: dict[str, Any], result: OfflineResult) -> str:
     lots = report["lots"]
     lead = report["lead_time_s"]
     lines = [
-        f"simulated {human_duration(report['sim_duration_s'])} (seed {report['seed']}, stopped: {result.stop})",
+        f"simulated {human_duration(report['sim_duration_s'])} (seed {report['seed']}, "
+        f"{_STOP_WORDS.get(result.stop, str(result.stop))})",
         f"lots: {lots['received']} received, {lots['completed']} completed, {lots['scrapped']} scrapped, "
         f"{lots['in_progress']} in progress ({lots['reworks']} reworks)",
         f"throughput: {report['throughput_per_hour']:.3f} lots/h   lead time: mean "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -234,7 +234,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
 
 def _distribution_model(tag: str) -> type[BaseModel]:
     union = get_args(Distribution)[0]
-    return next(m for m in get_args(union) if m.model_fields["distribution"].annotation == Literal[tag])
+    members: tuple[type[BaseModel], ...] = get_args(union)
+    return next(m for m in members if get_args(m.model_fields["distribution"].annotation) == (tag,))
 
 
 def _inner(annotation: Any) -> Any:
