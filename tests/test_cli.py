@@ -119,14 +119,15 @@ def test_simulate_replays_an_order_file_and_reports_rejections(
     assert f"{orders}:4: rejected (unknown_location)" in err
 
 
-def test_same_seed_gives_byte_identical_telemetry(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_same_seed_gives_byte_identical_telemetry_and_another_seed_differs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     outputs = []
-    for name in ("a", "b"):
+    for name, seed in (("a", "9"), ("b", "9"), ("c", "10")):
         path = tmp_path / f"{name}.jsonl"
-        assert _run(capsys, "simulate", "--config", CONFIG, "--lots", "60", "--seed", "9",
+        assert _run(capsys, "simulate", "--config", CONFIG, "--lots", "60", "--seed", seed,
                     "--telemetry-out", str(path))[0] == 0
         outputs.append(path.read_bytes())
     assert outputs[0] == outputs[1]
+    assert outputs[0] != outputs[2]
     lines = outputs[0].splitlines()
     assert len(lines) > 60 * 4
     first = orjson.loads(lines[0])
