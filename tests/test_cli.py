@@ -119,7 +119,8 @@ def test_simulate_replays_an_order_file_and_reports_rejections(
     assert f"{orders}:4: rejected (unknown_location)" in err
 
 
-def test_same_seed_gives_byte_identical_telemetry_and_another_seed_differs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_same_seed_gives_byte_identical_telemetry_and_another_seed_differs(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     outputs = []
     for name, seed in (("a", "9"), ("b", "9"), ("c", "10")):
         path = tmp_path / f"{name}.jsonl"
