@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ import yaml
 
 from simulator import config as config_module
 from simulator.durations import parse_duration
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, FactorySimError
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
@@ -46,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"factorysim: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except FactorySimError as exc:
+        print(f"factorysim: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("factorysim: interrupted", file=sys.stderr)
         return 130
@@ -81,7 +86,39 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")
     sim.set_defaults(handler=cmd_simulate)
+
+    run = commands.add_parser("run", help="the service: orders from Kafka, telemetry and lot events to Kafka")
+    run.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
+    run.add_argument("--speed", help="simulated seconds per wall second, or 'max' (default: simulation.speed)")
+    run.add_argument("--seed", type=int, help="run seed (default: simulation.seed)")
+    run.add_argument("--start", default="now",
+                     help="the instant of simulated time 0: 'now' (default), 'config' or an ISO 8601 instant")
+    run.add_argument("--demo", action="store_true",
+                     help="also feed generated lots to the orders topic and show a live summary")
+    run.set_defaults(handler=cmd_run)
     return parser
+
+
+# --- run -----------------------------------------------------------------------------------------
+DEMO_SPEED = 600
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from simulator.runtime.service_main import run_service
+
+    overrides: dict[str, Any] = {}
+    if args.speed is not None:
+        overrides["simulation.speed"] = args.speed
+    elif args.demo and "FACTORYSIM_SPEED" not in os.environ:
+        overrides["simulation.speed"] = DEMO_SPEED
+    if args.seed is not None:
+        overrides["simulation.seed"] = args.seed
+    if args.start == "now":
+        overrides["simulation.start"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    elif args.start != "config":
+        overrides["simulation.start"] = args.start
+    cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
+    return run_service(cfg, demo=args.demo)
 
 
 # --- validate-config -----------------------------------------------------------------------------

@@ -353,9 +353,74 @@ class Topics(Strict):
     dead_letter: TopicName = "coffeemek.orders.dead_letter"
 
 
+class TopicCreation(Strict):
+    enabled: bool = True  # create missing topics at start; false = fail clearly when one is missing
+    partitions: Annotated[int, Field(ge=1, le=10_000)] = 3
+    replication_factor: Annotated[int, Field(ge=1, le=100)] = 1
+
+
+class Producer(Strict):
+    acks: Literal["all", "1", "0"] = "all"
+    linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 20
+    max_batch_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 262_144
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    request_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 30_000
+    max_in_flight_messages: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
+
+    @field_validator("acks", mode="before")
+    @classmethod
+    def _acks_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Consumer(Strict):
+    group_id: Annotated[str, Field(min_length=1)] = "factorysim"
+    max_in_flight_orders: Annotated[int, Field(ge=1, le=10_000_000)] = 5_000
+    max_order_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 64 * 1024
+    dedup_window_s: NonNegFloat = 86_400.0  # completed lot codes stay known for this long (wall seconds)
+    session_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 6_000
+
+
+class Security(Strict):
+    """Kafka transport security.  Passwords come from an environment variable or a file, never
+    from the config itself, and are never logged."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_env: str | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password_env: str | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Security:
+        sasl = self.protocol.startswith("SASL")
+        if sasl:
+            if self.sasl_mechanism is None:
+                raise ValueError("protocol SASL_* needs sasl_mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            if not self.sasl_username:
+                raise ValueError("protocol SASL_* needs sasl_username")
+            if (self.sasl_password_env is None) == (self.sasl_password_file is None):
+                raise ValueError("protocol SASL_* needs exactly one of sasl_password_env, sasl_password_file")
+        elif self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism needs protocol SASL_PLAINTEXT or SASL_SSL (got {self.protocol})")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
+
+
 class Kafka(Strict):
     bootstrap_servers: str = "embedded"
     topics: Topics = Topics()
+    topic_creation: TopicCreation = TopicCreation()
+    producer: Producer = Producer()
+    consumer: Consumer = Consumer()
+    security: Security = Security()
+    client_id: Annotated[str, Field(min_length=1)] = "factorysim"
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -116,3 +116,12 @@ def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> st
     if len(value) > limit:
         raise OrderRejected("invalid_field", f"{name} is longer than {limit} characters")
     return value
+
+
+def order_to_json(order: Order) -> bytes:
+    """An order as a message in the English dialect (what :meth:`OrderParser.parse` reads back)."""
+    body: dict[str, Any] = {"lot_code": order.lot_code, "customer": order.customer, "quantity": order.quantity,
+                            "location": order.location, "priority": order.priority}
+    if order.timestamp is not None:
+        body["timestamp"] = order.timestamp
+    return orjson.dumps(body)

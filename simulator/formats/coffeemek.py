@@ -70,9 +70,9 @@ TEST_RESULT_FIELDS = {
 class CoffeeMekFormat:
     name = "coffeemek"
 
-    def __init__(self, config: Config, seed: int) -> None:
+    def __init__(self, config: Config, seed: int, instance: str = "") -> None:
         self.seed = seed
-        self.event_id = EventIds(seed)
+        self.event_id = EventIds(seed, instance)
         self.topics = config.kafka.topics
         self.times = Timestamps(config.simulation.start,
                                 {name: loc.timezone for name, loc in config.locations.items()})

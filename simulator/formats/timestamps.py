@@ -42,10 +42,12 @@ class Timestamps:
 class EventIds:
     """UUID-shaped ids: a per-run prefix (from the seed) and the record's sequence number.
 
-    Unique within a run, identical for the same seed and sequence, different across seeds."""
+    Unique within a run, identical for the same seed and sequence, different across seeds.  A
+    service passes a per-process ``instance`` so that ids stay unique across restarts."""
 
-    def __init__(self, seed: int) -> None:
-        digest = hashlib.blake2b(f"factorysim:{seed}".encode(), digest_size=10).hexdigest()
+    def __init__(self, seed: int, instance: str = "") -> None:
+        salt = f":{instance}" if instance else ""
+        digest = hashlib.blake2b(f"factorysim:{seed}{salt}".encode(), digest_size=10).hexdigest()
         variant = "89ab"[int(digest[16], 16) % 4]
         self.prefix = f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-{variant}{digest[17:20]}-"
 

@@ -97,7 +97,10 @@ class Simulation:
         self.lots[lot.code] = lot
         self.stats.lot_received(self.env.now, location)
         if self.recorder.lot_events:
-            self.recorder.lot_event("lot.received", lot)
+            if order.resumed:
+                self.recorder.lot_event("lot.received", lot, reason="resumed")
+            else:
+                self.recorder.lot_event("lot.received", lot)
         self.env.process(produce(self, lot))
         return lot
 

@@ -166,7 +166,7 @@ class Driver:
         env = self.env
         outbox = self.outbox
         steps = 0
-        while steps < count and env.peek() <= horizon:
+        while steps < count and (next_t := env.peek()) <= horizon and next_t != math.inf:
             env.step()
             steps += 1
             if (until is not None and until()) or (outbox is not None and outbox.full):

@@ -1,0 +1,272 @@
+"""Orders from Kafka into the model, at least once, never blocking a partition.
+
+A message's offset is committed only when it is *done*: its lot's ``lot.received`` event was
+acknowledged by Kafka, or it was dead-lettered and the dead letter acknowledged.  Offsets are
+committed per partition up to the first message that is not done yet.  When too many orders are
+waiting for that, the consumer pauses its partitions instead of buffering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from simulator.errors import OrderRejected
+from simulator.model.lot import Lot
+from simulator.model.order import Order
+from simulator.orders import OrderParser, order_to_json
+from simulator.runtime.driver import Driver
+from simulator.runtime.metrics import IoMetrics
+
+log = logging.getLogger(__name__)
+
+HANDOVER_HEADER = "factorysim-handover"
+
+
+@dataclass(slots=True)
+class _Partition:
+    pending: set[int] = field(default_factory=set)
+    next_offset: int | None = None  # one past the highest offset seen
+    committed: int | None = None
+
+    def position(self) -> int | None:
+        """The offset to commit: the first message not done yet, or one past the last seen."""
+        if self.pending:
+            return min(self.pending)
+        return self.next_offset
+
+
+class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, driver: Driver,
+                 parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
+                 max_in_flight: int, dedup_window_s: float, acknowledge_on_admit: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.driver = driver
+        self.parser = parser
+        self.metrics = metrics
+        self.orders_topic = orders_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.max_in_flight = max_in_flight
+        self.dedup_window_s = dedup_window_s
+        self.acknowledge_on_admit = acknowledge_on_admit
+        self.clock = clock
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._awaiting_ack: dict[str, tuple[TopicPartition, int]] = {}  # lot code -> its order message
+        self._recently_finished: OrderedDict[str, float] = OrderedDict()
+        self._dead_letters: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._paused = False
+        self.consumed = 0
+        self.dead_lettered = 0
+        driver.sim.on_lot_finished(self._lot_finished)
+
+    # -- state for health and metrics -------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return sum(len(p.pending) for p in self._partitions.values())
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def lag(self) -> int | None:
+        """Messages on the orders topic not yet consumed (None when unknown)."""
+        total = 0
+        known = False
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            position = self._partitions.get(tp, _Partition()).next_offset
+            if highwater is None:
+                continue
+            known = True
+            total += max(0, highwater - (position or 0))
+        return total if known else None
+
+    # -- the loop ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        last_commit = self.clock()
+        while not self._stopping:
+            self._apply_backpressure()
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            for tp, messages in batch.items():
+                for message in messages:
+                    self._take(tp, message)
+            if self.clock() - last_commit >= 0.5 or not batch:
+                await self.commit()
+                last_commit = self.clock()
+
+    def _apply_backpressure(self) -> None:
+        busy = self.in_flight >= self.max_in_flight
+        if busy and not self._paused:
+            self.consumer.pause(*self.consumer.assignment())
+            self._paused = True
+            log.info("order intake paused: %d orders wait for the model", self.in_flight)
+        elif self._paused and self.in_flight <= self.max_in_flight // 2:
+            self.consumer.resume(*self.consumer.paused())
+            self._paused = False
+            log.info("order intake resumed")
+
+    def _take(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> None:
+        self.consumed += 1
+        self.metrics.orders_consumed.inc()
+        part = self._partitions.setdefault(tp, _Partition())
+        part.pending.add(message.offset)
+        part.next_offset = message.offset + 1
+        try:
+            order = self.parser.parse(message.value or b"")
+        except OrderRejected as exc:
+            self._dead_letter(tp, message, exc)
+            return
+        if any(key == HANDOVER_HEADER for key, _ in message.headers):
+            order = _resumed(order)
+        duplicate = self._duplicate_of(order.lot_code)
+        if duplicate:
+            self._dead_letter(tp, message, OrderRejected("duplicate_lot", duplicate))
+            return
+        self._awaiting_ack[order.lot_code] = (tp, message.offset)
+        admitted = self.driver.inject(order)
+        admitted.add_done_callback(lambda fut: self._admitted(fut, tp, message, order))
+
+    def _duplicate_of(self, code: str) -> str | None:
+        if code in self._awaiting_ack or code in self.driver.sim.lots:
+            return f"lot {code!r} is already in progress"
+        finished = self._recently_finished.get(code)
+        if finished is not None and self.clock() - finished <= self.dedup_window_s:
+            return f"lot {code!r} was finished {self.clock() - finished:.0f} s ago"
+        return None
+
+    def _admitted(self, fut: asyncio.Future[Lot], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
+                  order: Order) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if isinstance(exc, OrderRejected):
+            self._awaiting_ack.pop(order.lot_code, None)
+            self._dead_letter(tp, message, exc)
+            return
+        if exc is not None:
+            log.error("admitting lot %s failed: %r", order.lot_code, exc)
+            return
+        self.metrics.lots_admitted.inc()
+        if self.acknowledge_on_admit:
+            self.lot_received_acknowledged(order.lot_code)
+
+    def lot_received_acknowledged(self, lot_code: str) -> None:
+        """The lot's ``lot.received`` is safely in Kafka: its order message is done."""
+        where = self._awaiting_ack.pop(lot_code, None)
+        if where is not None:
+            self._done(*where)
+
+    def _lot_finished(self, lot: Lot) -> None:
+        self._recently_finished[lot.code] = self.clock()
+        self._recently_finished.move_to_end(lot.code)
+        horizon = self.clock() - self.dedup_window_s
+        while self._recently_finished:
+            code, at = next(iter(self._recently_finished.items()))
+            if at >= horizon:
+                break
+            del self._recently_finished[code]
+
+    def _done(self, tp: TopicPartition, offset: int) -> None:
+        part = self._partitions.get(tp)
+        if part is not None:
+            part.pending.discard(offset)
+
+    # -- dead letters -----------------------------------------------------------------------------
+    def _dead_letter(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], exc: OrderRejected) -> None:
+        self.dead_lettered += 1
+        self.metrics.orders_dead_lettered.labels(exc.reason).inc()
+        log.info("order at %s[%d]@%d dead-lettered: %s", tp.topic, tp.partition, message.offset, exc)
+        headers = [
+            *[(k, v) for k, v in message.headers if not k.startswith("dlq.")],
+            ("dlq.reason", exc.reason.encode()),
+            ("dlq.detail", exc.detail.encode(errors="replace")[:1000]),
+            ("dlq.topic", tp.topic.encode()),
+            ("dlq.partition", str(tp.partition).encode()),
+            ("dlq.offset", str(message.offset).encode()),
+        ]
+        task = asyncio.get_running_loop().create_task(self._send_dead_letter(tp, message, headers))
+        self._dead_letters.add(task)
+        task.add_done_callback(self._dead_letters.discard)
+
+    async def _send_dead_letter(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
+                                headers: list[tuple[str, bytes]]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                delivery = await self.producer.send(self.dead_letter_topic, message.value or b"", key=message.key,
+                                                    headers=headers)
+                await delivery
+            except Exception as exc:  # noqa: BLE001 - keep trying: a dead letter is never dropped
+                self.metrics.records_failed.labels(self.dead_letter_topic).inc()
+                log.warning("dead letter for %s[%d]@%d not delivered yet (%r)", tp.topic, tp.partition,
+                            message.offset, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.metrics.records_sent.labels(self.dead_letter_topic).inc()
+            self._done(tp, message.offset)
+            return
+
+    async def drain_dead_letters(self) -> None:
+        if self._dead_letters:
+            await asyncio.gather(*list(self._dead_letters), return_exceptions=True)
+
+    # -- commits ----------------------------------------------------------------------------------
+    async def commit(self) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        assigned = self.consumer.assignment()
+        for tp, part in self._partitions.items():
+            position = part.position()
+            if tp in assigned and position is not None and position != part.committed:
+                offsets[tp] = OffsetAndMetadata(position, "")
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - a failed commit is retried with the next one
+            log.warning("committing order offsets failed (%r); will retry", exc)
+            return
+        self.metrics.offsets_committed.inc()
+        for tp, meta in offsets.items():
+            self._partitions[tp].committed = meta.offset
+
+    # -- rebalance ----------------------------------------------------------------------------------
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        with contextlib.suppress(Exception):
+            await self.commit()
+        for tp in revoked:
+            self._partitions.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._paused and assigned:
+            self.consumer.pause(*assigned)
+
+    # -- handover at shutdown -----------------------------------------------------------------------
+    async def hand_over(self, orders: list[Order]) -> int:
+        """Put the orders of lots still in progress back on the orders topic (acknowledged), so
+        that the next start continues them."""
+        futures = [await self.producer.send(self.orders_topic, order_to_json(o), key=o.lot_code.encode(),
+                                            headers=[(HANDOVER_HEADER, b"1")]) for o in orders]
+        if futures:
+            await asyncio.gather(*futures)
+        self.metrics.lots_handed_over.inc(len(futures))
+        return len(futures)
+
+
+def _resumed(order: Order) -> Order:
+    return Order(order.lot_code, order.customer, order.quantity, order.location, order.priority, order.timestamp,
+                 resumed=True)

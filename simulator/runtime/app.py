@@ -1,0 +1,292 @@
+"""The service (``factorysim run``): wiring of broker, Kafka clients, driver, HTTP and systemd.
+
+Components are async context managers composed with an ``AsyncExitStack``; the loops run in
+one ``TaskGroup`` with named tasks, so a dying loop fails the app instead of hanging it.
+Shutdown (first SIGTERM/SIGINT; a second one exits at once):
+
+1. stop flag, readiness turns 503, systemd STOPPING=1;
+2. stop order intake (no new messages are read);
+3. stop the driver at a step boundary, close the outbox and let the publisher deliver all of it;
+4. hand the lots still in progress back to the orders topic and commit every order offset that is done;
+5. stop the Kafka clients, then the HTTP server, then the embedded broker.
+
+Each stage has its share of ``shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from simulator.adapters.embedded_broker import EmbeddedBroker
+from simulator.adapters.kafka_admin import ensure_topics
+from simulator.adapters.kafka_options import client_options, producer_options
+from simulator.adapters.kafka_publisher import KafkaPublisher
+from simulator.adapters.order_intake import OrderIntake
+from simulator.adapters.systemd import SystemdNotifier
+from simulator.config_schema import Config
+from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.model.order import Order
+from simulator.model.simulation import Simulation
+from simulator.orders import OrderParser
+from simulator.runtime.driver import Driver
+from simulator.runtime.metrics import IoMetrics
+from simulator.runtime.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
+
+
+class Service:
+    def __init__(self, config: Config, *, demo: bool = False, outbox_capacity: int = 20_000,
+                 shutdown_timeout_s: float = 20.0, probe_interval_s: float = 2.0,
+                 environ: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.demo = demo
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.probe_interval_s = probe_interval_s
+        self.environ = environ
+        self.instance = uuid.uuid4().hex[:12]
+        self.metrics = IoMetrics()
+        self.outbox = Outbox(outbox_capacity)
+        self.sim = Simulation(config, self.outbox, sample_limit=20_000)
+        speed = config.simulation.speed
+        self.driver = Driver(self.sim, speed=None if speed == "max" else float(speed), outbox=self.outbox)
+        self.format = CoffeeMekFormat(config, self.sim.seed, instance=self.instance)
+        self.state = STARTING
+        self.started_monotonic = time.monotonic()
+        self.bootstrap_servers = config.kafka.bootstrap_servers
+        self.broker: EmbeddedBroker | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.publisher: KafkaPublisher | None = None
+        self.intake: OrderIntake | None = None
+        self.kafka_reachable = False
+        self.notifier = SystemdNotifier(environ)
+        self.http_port: int | None = None
+        self.handed_over = 0
+        self._stop_requested = asyncio.Event()
+        self._signals = 0
+        self.ready_event = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second %s: exiting at once", signal.Signals(sig).name)
+            os._exit(128 + sig)
+        log.info("%s: shutting down (send it again to exit at once)", signal.Signals(sig).name)
+        self.request_stop()
+
+    async def run(self, extra_tasks: list[Callable[[Service], Any]] | None = None) -> None:
+        """Start everything, run until asked to stop, shut down in order."""
+        from simulator.adapters.http import HttpServer
+
+        async with AsyncExitStack() as stack:
+            http = HttpServer(self, self.config.http.host, self.config.http.port)
+            await http.start()
+            stack.push_async_callback(http.stop)
+            self.http_port = http.port
+            if self.bootstrap_servers == "embedded":
+                self.broker = EmbeddedBroker()
+                await self.broker.start()
+                stack.push_async_callback(self.broker.stop)
+                self.bootstrap_servers = self.broker.bootstrap_servers
+            await self._start_kafka(stack)
+            self.state = RUNNING
+            self.ready_event.set()
+            self.notifier.ready(f"simulating, Kafka {self.bootstrap_servers}")
+            log.info("factorysim running: Kafka %s, orders from %s, health on port %s, speed %s",
+                     self.bootstrap_servers, self.config.kafka.topics.orders, self.http_port,
+                     self.config.simulation.speed)
+            await self._run_loops(extra_tasks or [])
+        self.state = STOPPED
+        log.info("factorysim stopped")
+
+    async def _start_kafka(self, stack: AsyncExitStack) -> None:
+        kafka = self.config.kafka
+        options = client_options(kafka, self.bootstrap_servers, self.environ)
+        await ensure_topics(options, self._topics(), kafka.topic_creation)
+        self.kafka_reachable = True
+        self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
+        await self.producer.start()
+        stack.push_async_callback(self._stop_producer)
+        self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
+                                        max_in_flight=kafka.producer.max_in_flight_messages)
+        self.consumer = AIOKafkaConsumer(
+            **options, group_id=kafka.consumer.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=kafka.consumer.session_timeout_ms,
+            heartbeat_interval_ms=max(300, kafka.consumer.session_timeout_ms // 3),
+            max_partition_fetch_bytes=max(1_048_576, kafka.consumer.max_order_bytes * 2),
+        )
+        self.intake = OrderIntake(
+            self.consumer, self.producer, self.driver,
+            OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
+            orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
+            max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,
+            acknowledge_on_admit=not self.config.telemetry.lot_events,
+        )
+        self.publisher.on_lot_received = self.intake.lot_received_acknowledged
+        self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
+        await self.consumer.start()
+        stack.push_async_callback(self._stop_consumer)
+
+    def _topics(self) -> list[str]:
+        topics = self.config.kafka.topics
+        return [topics.orders, topics.dead_letter, topics.events, *self.format.cycle_topics.values(),
+                *self.format.sample_topics.values()]
+
+    async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
+        assert self.publisher is not None
+        assert self.intake is not None
+        async with asyncio.TaskGroup() as group:
+            publisher = group.create_task(self.publisher.run(), name="kafka-publisher")
+            intake = group.create_task(self.intake.run(), name="order-intake")
+            driver = group.create_task(self.driver.run(), name="driver")
+            helpers = [group.create_task(self._probe(), name="kafka-probe"),
+                       group.create_task(self._watchdog(), name="systemd-watchdog")]
+            helpers += [group.create_task(task(self), name=getattr(task, "__name__", "extra"))
+                        for task in extra_tasks]
+            stop = group.create_task(self._stop_requested.wait(), name="stop-request")
+            done, _ = await asyncio.wait([stop, publisher, intake, driver], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop and task.exception() is None:
+                    log.error("task %s ended on its own; stopping", task.get_name())
+            await self._shutdown(intake, driver, publisher)
+            for task in [*helpers, stop]:
+                task.cancel()
+
+    async def _shutdown(self, intake: asyncio.Task[None], driver: asyncio.Task[Any],
+                        publisher: asyncio.Task[None]) -> None:
+        assert self.intake is not None
+        assert self.publisher is not None
+        self.state = STOPPING
+        self.notifier.stopping()
+        budget = self.shutdown_timeout_s
+        started = time.monotonic()
+
+        def left(share: float) -> float:
+            return max(0.5, min(budget * share, budget - (time.monotonic() - started)))
+
+        self.intake.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(intake), left(0.15))
+        intake.cancel()
+        self.driver.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(driver), left(0.1))
+        self.outbox.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(publisher), left(0.5))
+        except TimeoutError:
+            log.error("shutdown: %d records not confirmed by Kafka in time",
+                      self.publisher.in_flight + len(self.outbox))
+            publisher.cancel()
+        try:
+            await asyncio.wait_for(self.intake.drain_dead_letters(), left(0.2))
+            self.handed_over = await asyncio.wait_for(self.intake.hand_over(self._orders_in_progress()), left(0.2))
+            if self.handed_over:
+                log.info("shutdown: %d lots in progress handed back to %s for the next start", self.handed_over,
+                         self.config.kafka.topics.orders)
+            await asyncio.wait_for(self.intake.commit(), left(0.2))
+        except TimeoutError:
+            log.error("shutdown: could not hand over lots and commit offsets in time")
+
+    def _orders_in_progress(self) -> list[Order]:
+        return [Order(lot.code, lot.customer, lot.quantity, lot.location, lot.priority)
+                for lot in self.sim.lots.values()]
+
+    async def _stop_producer(self) -> None:
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.producer.stop(), 5)
+
+    async def _stop_consumer(self) -> None:
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.consumer.stop(), 5)
+
+    async def _probe(self) -> None:
+        """Is the cluster answering?  (Deliveries tell too, but an idle service sends nothing.)"""
+        assert self.producer is not None
+        while True:
+            try:
+                ok = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), self.probe_interval_s * 2)
+                self.kafka_reachable = ok is not None
+            except Exception:  # noqa: BLE001 - any failure means unreachable
+                self.kafka_reachable = False
+            await asyncio.sleep(self.probe_interval_s)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- views for HTTP and the console ---------------------------------------------------------------
+    @property
+    def kafka_connected(self) -> bool:
+        publisher_ok = self.publisher is None or self.publisher.connected
+        return self.kafka_reachable and publisher_ok
+
+    @property
+    def healthy(self) -> bool:
+        fatal = self.publisher is not None and self.publisher.fatal_error is not None
+        return self.state == RUNNING and self.kafka_connected and not fatal
+
+    @property
+    def ready(self) -> bool:
+        return self.healthy and not self.driver.paused
+
+    def health(self) -> dict[str, Any]:
+        stats = self.sim.stats
+        speed = self.config.simulation.speed if self.driver.speed is not None else "max"
+        return {
+            "status": "healthy" if self.healthy else "unhealthy",
+            "state": self.state,
+            "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
+            "kafka": {
+                "broker": self.bootstrap_servers,
+                "embedded": self.broker is not None,
+                "connected": self.kafka_connected,
+                "last_error": self.publisher.last_error if self.publisher else None,
+                "fatal_error": self.publisher.fatal_error if self.publisher else None,
+                "consumer_lag": self.intake.lag() if self.intake else None,
+                "intake_paused": self.intake.paused if self.intake else False,
+                "records_in_flight": self.publisher.in_flight if self.publisher else 0,
+            },
+            "simulation": {
+                "sim_time_s": round(self.sim.now, 3),
+                "sim_time_utc": self.sim.wall_time().isoformat().replace("+00:00", "Z"),
+                "speed": speed,
+                "lag_s": round(self.driver.lag_s, 3),
+                "max_lag_s": round(self.driver.max_lag_s, 3),
+                "paused": self.driver.paused,
+                "outbox_depth": len(self.outbox),
+                "outbox_full": self.outbox.full,
+            },
+            "lots": {"in_progress": stats.in_progress, "completed": stats.completed, "scrapped": stats.scrapped,
+                     "received": stats.received},
+            "mqtt": {"targets": []},
+        }

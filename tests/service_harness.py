@@ -1,0 +1,126 @@
+"""Helpers for service tests: config per test, the service in the test's loop, Kafka I/O, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from simulator.config import parse
+from simulator.config_schema import Config
+from simulator.runtime.app import Service
+
+
+def service_config(default_yaml: dict[str, Any], bootstrap: str, unique: str, **overrides: Any) -> Config:
+    """The reference plant on ``bootstrap`` with topics and group unique to the test, speed max,
+    an ephemeral HTTP port; ``overrides`` are dotted keys."""
+    data = copy.deepcopy(default_yaml)
+    data["simulation"]["speed"] = "max"
+    data["kafka"] = {
+        "bootstrap_servers": bootstrap,
+        "topics": {"orders": f"{unique}.orders", "telemetry_prefix": f"{unique}.telemetry",
+                   "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter"},
+        "consumer": {"group_id": f"{unique}-group", "session_timeout_ms": 2000},
+        "producer": {"linger_ms": 5},
+    }
+    data["http"] = {"host": "127.0.0.1", "port": 0}
+    return parse(data, environ={}, overrides=overrides)
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running_service(config: Config, **kwargs: Any) -> AsyncIterator[Service]:
+    service = Service(config, **kwargs)
+    task = asyncio.get_running_loop().create_task(service.run(), name="service")
+    ready = asyncio.get_running_loop().create_task(service.ready_event.wait())
+    await asyncio.wait([task, ready], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # raises the start-up error
+    assert service.ready_event.is_set(), "service did not start within 60 s"
+    try:
+        yield service
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 60)
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, key=(keys[i] if keys else None)) for i, v in enumerate(values)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Collected:
+    messages: dict[str, list[Any]] = field(default_factory=dict)
+
+    def of(self, topic: str) -> list[Any]:
+        return self.messages.get(topic, [])
+
+    def json(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(m.value) for m in self.of(topic)]
+
+
+class Reader:
+    """Reads topics from the beginning without a consumer group (assigns every partition)."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.collected = Collected()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> Reader:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="earliest")
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def read_until(self, condition: Callable[[Collected], bool], timeout_s: float, what: str) -> Collected:
+        consumer = self._consumer
+        assert consumer is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await self._assign_all(consumer)
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batch.items():
+                self.collected.messages.setdefault(tp.topic, []).extend(messages)
+            if condition(self.collected):
+                return self.collected
+            if time.monotonic() > deadline:
+                counts = {t: len(m) for t, m in self.collected.messages.items()}
+                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; have {counts}")
+
+    async def _assign_all(self, consumer: AIOKafkaConsumer) -> None:
+        """Assign every partition of every topic once (the service has created the topics)."""
+        if consumer.assignment():
+            return
+        await consumer._client.force_metadata_update()
+        wanted = [TopicPartition(topic, p) for topic in self.topics
+                  for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        missing = [t for t in self.topics if not consumer.partitions_for_topic(t)]
+        assert not missing, f"topics do not exist: {missing}"
+        consumer.assign(wanted)
+        await consumer.seek_to_beginning(*wanted)
