@@ -110,9 +110,9 @@ async def test_bad_orders_are_dead_lettered_and_valid_ones_complete(default_yaml
                 lambda c: len(_finished(c.json(topics.events))) == 30 and len(c.of(topics.dead_letter)) == 31,
                 90, "30 finished lots and 31 dead letters")
         assert service.healthy
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{service.http_port}/health") as response:
-                assert response.status == 200
+        url = f"http://127.0.0.1:{service.http_port}/health"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
     letters = collected.of(topics.dead_letter)
     reasons = Counter(dict(m.headers)["dlq.reason"].decode() for m in letters)
     assert reasons == Counter(expected)
