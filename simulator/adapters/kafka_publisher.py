@@ -40,13 +40,14 @@ class _InFlight:
 class KafkaPublisher:
     def __init__(self, producer: AIOKafkaProducer, outbox: Outbox, fmt: Format, metrics: IoMetrics, *,
                  max_in_flight: int = 50_000, on_lot_received: Callable[[str], None] | None = None,
-                 backoff_max_s: float = 5.0) -> None:
+                 backoff_max_s: float = 5.0, on_connection: Callable[[bool], None] | None = None) -> None:
         self.producer = producer
         self.outbox = outbox
         self.fmt = fmt
         self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.on_lot_received = on_lot_received
+        self.on_connection = on_connection
         self.backoff_max_s = backoff_max_s
         self._in_flight: deque[_InFlight] = deque()
         self._retry: list[tuple[WireMessage, str | None]] = []
@@ -155,7 +156,9 @@ class KafkaPublisher:
             self.metrics.records_sent.labels(topic).inc()
             if not self.connected:
                 log.info("Kafka deliveries succeed again")
-            self.connected = True
+                self.connected = True
+                if self.on_connection is not None:
+                    self.on_connection(True)
             self._backoff_s = 0.2
             self.last_ok_monotonic = time.monotonic()
             if item.ack_lot is not None and self.on_lot_received is not None:
@@ -173,7 +176,9 @@ class KafkaPublisher:
     def _disconnected(self, exc: BaseException) -> None:
         if self.connected:
             log.warning("Kafka deliveries fail (%r); holding messages and resending", exc)
-        self.connected = False
+            self.connected = False
+            if self.on_connection is not None:
+                self.on_connection(False)
         self.last_error = repr(exc)
 
 

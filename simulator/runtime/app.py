@@ -131,7 +131,8 @@ class Service:
         await self.producer.start()
         stack.push_async_callback(self._stop_producer)
         self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
-                                        max_in_flight=kafka.producer.max_in_flight_messages)
+                                        max_in_flight=kafka.producer.max_in_flight_messages,
+                                        on_connection=lambda _: self._follow_kafka())
         self.consumer = AIOKafkaConsumer(
             **options, group_id=kafka.consumer.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=kafka.consumer.session_timeout_ms,
@@ -234,7 +235,15 @@ class Service:
                 self.kafka_reachable = ok is not None
             except Exception:  # noqa: BLE001 - any failure means unreachable
                 self.kafka_reachable = False
+            self._follow_kafka()
             await asyncio.sleep(self.probe_interval_s)
+
+    def _follow_kafka(self) -> None:
+        """Kafka is the system of record: simulated time holds while it cannot take records."""
+        if self.kafka_connected:
+            self.driver.release("kafka")
+        else:
+            self.driver.hold("kafka")
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval_s
@@ -283,6 +292,7 @@ class Service:
                 "lag_s": round(self.driver.lag_s, 3),
                 "max_lag_s": round(self.driver.max_lag_s, 3),
                 "paused": self.driver.paused,
+                "held_by": sorted(self.driver.held),
                 "outbox_depth": len(self.outbox),
                 "outbox_full": self.outbox.full,
             },

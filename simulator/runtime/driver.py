@@ -56,6 +56,7 @@ class Driver:
         if outbox is not None:
             outbox.waker = self._wake
         self._paused = False
+        self._holds: set[str] = set()  # reasons outside the model to hold simulated time (e.g. "kafka")
         self._stopped = False
         self._anchor_wall = self.clock.now()
         self._anchor_sim = self.sim.now
@@ -82,8 +83,25 @@ class Driver:
     def resume(self) -> None:
         if self._paused:
             self._paused = False
-            self._reanchor()
+            if not self._holds:
+                self._reanchor()
             self._wake.set()
+
+    def hold(self, reason: str) -> None:
+        """Hold simulated time for an outside reason (e.g. the system of record is unreachable)."""
+        self._holds.add(reason)
+        self._wake.set()
+
+    def release(self, reason: str) -> None:
+        if reason in self._holds:
+            self._holds.discard(reason)
+            if not self._holds and not self._paused:
+                self._reanchor()  # paced mode continues from here instead of racing to catch up
+            self._wake.set()
+
+    @property
+    def held(self) -> frozenset[str]:
+        return frozenset(self._holds)
 
     def set_speed(self, speed: float | None) -> None:
         if speed is not None and speed <= 0:
@@ -126,8 +144,8 @@ class Driver:
             now_wall = self.clock.now()
             if now_wall >= deadline:
                 return StopReason.WALL_TIMEOUT
-            if self._paused or (self.outbox is not None and self.outbox.full):
-                if not self._paused:
+            if self._paused or self._holds or (self.outbox is not None and self.outbox.full):
+                if not self._paused and not self._holds:
                     self.stalled_on_outbox += 1
                 await self._sleep(min(self.max_wait_s, deadline - now_wall))
                 continue

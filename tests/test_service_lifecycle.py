@@ -1,0 +1,159 @@
+"""Service lifecycle against a real broker: SIGTERM and restart, broker outage, third-party reader."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+from confluent_kafka import Consumer
+from service_harness import Reader, produce, running_service, service_config, wait_for
+from test_service_kafka import _finished, _orders
+
+from simulator.adapters.embedded_broker import EmbeddedBroker, free_port
+from simulator.formats.coffeemek import TEST_OUTCOMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _received_as_new(events: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(e["lot_code"] for e in events if e["event_type"] == "lot.received" and e["reason"] != "resumed")
+
+
+async def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, await response.json()
+
+
+async def test_sigterm_then_restart_loses_nothing_and_admits_nothing_twice(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique)
+    topics = config.kafka.topics
+    port = free_port()
+    data = config.model_dump(mode="json")
+    data["http"]["port"] = port
+    data["simulation"]["speed"] = 20_000  # slow enough that lots are in progress at SIGTERM
+    path = tmp_path / "service.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = {**os.environ, "CONFIG_PATH": str(path)}
+    lots = 40
+    await produce(kafka_bootstrap, topics.orders, _orders(lots, unique, seed=5))
+
+    first = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "simulator", "run", "--start", "config"],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async def progressed() -> bool:
+            try:
+                _, health = await _get_json(f"http://127.0.0.1:{port}/health")
+            except aiohttp.ClientError:
+                return False
+            return bool(health["lots"]["completed"] >= 3 and health["lots"]["in_progress"] >= 3)
+
+        deadline = time.monotonic() + 60
+        while not await progressed():
+            assert first.poll() is None, first.communicate()[0].decode()
+            assert time.monotonic() < deadline, "the first service made no progress"
+            await asyncio.sleep(0.1)
+        stopped_at = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(first.communicate, timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output.decode()
+    assert time.monotonic() - stopped_at < 25
+    assert b"handed back" in output
+
+    data["simulation"]["speed"] = "max"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    second = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "simulator", "run"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with Reader(kafka_bootstrap, [topics.events, topics.dead_letter]) as reader:
+            collected = await reader.read_until(lambda c: len(_finished(c.json(topics.events))) == lots, 90,
+                                                "every lot finished across both runs")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(second.wait, 60)
+    events = collected.json(topics.events)
+    finishing = Counter(e["lot_code"] for e in events if e["event_type"] in ("lot.completed", "lot.scrapped"))
+    assert set(finishing) == {f"{unique}-{i}" for i in range(lots)}
+    assert max(finishing.values()) == 1
+    assert _received_as_new(events) == Counter({f"{unique}-{i}": 1 for i in range(lots)})
+    assert collected.of(topics.dead_letter) == []
+
+
+async def test_broker_outage_reports_unhealthy_loses_nothing_and_recovers(
+        default_yaml: dict[str, Any], unique: str) -> None:
+    async with EmbeddedBroker() as broker:
+        config = service_config(default_yaml, broker.bootstrap_servers, unique,
+                                **{"simulation.speed": 20_000, "kafka.producer.request_timeout_ms": 1500})
+        topics = config.kafka.topics
+        lots = 40
+        async with running_service(config, probe_interval_s=0.3) as service:
+            await produce(broker.bootstrap_servers, topics.orders, _orders(lots, unique, seed=9))
+            await wait_for(lambda: service.sim.stats.completed >= 2, 60, "first lots completed")
+            broker.freeze()
+            try:
+                url = f"http://127.0.0.1:{service.http_port}/health"
+                await wait_for(lambda: not service.healthy, 30, "the service to notice the outage")
+                status, health = await _get_json(url)
+                assert status == 503
+                assert health["kafka"]["connected"] is False
+                progress = service.sim.stats.completed
+                await asyncio.sleep(2.0)  # an outage that lasts: the simulation must not run away meanwhile
+                assert service.sim.stats.completed - progress <= 5
+            finally:
+                broker.thaw()
+            await wait_for(lambda: service.healthy, 60, "the service to recover")
+            async with Reader(broker.bootstrap_servers, [topics.events]) as reader:
+                collected = await reader.read_until(lambda c: len(_finished(c.json(topics.events))) == lots, 90,
+                                                    "every lot finished after the outage")
+            status, _ = await _get_json(url)
+            assert status == 200
+    events = collected.json(topics.events)
+    assert set(_received_as_new(events)) == {f"{unique}-{i}" for i in range(lots)}
+    sequence = [e["event_id"] for e in events]
+    assert len(set(sequence)) >= lots * 6  # nothing lost: every lot's events arrived (resends may repeat some)
+
+
+async def test_a_librdkafka_client_reads_telemetry_and_events(default_yaml: dict[str, Any], kafka_bootstrap: str,
+                                                              unique: str) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique)
+    topics = config.kafka.topics
+    async with running_service(config) as service:
+        await produce(kafka_bootstrap, topics.orders, _orders(10, unique, seed=3))
+        await wait_for(lambda: service.sim.stats.completed + service.sim.stats.scrapped == 10, 60, "10 lots")
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{unique}-librdkafka",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        try:
+            consumer.subscribe([topics.events, f"{topics.telemetry_prefix}.test"])
+            seen: dict[str, list[Any]] = {}
+            deadline = time.monotonic() + 60
+            while len(seen.get(f"{topics.telemetry_prefix}.test", [])) < 10 or \
+                    sum(1 for m in seen.get(topics.events, []) if dict(m.headers() or [])["event_type"] ==
+                        b"lot.received") < 10:
+                assert time.monotonic() < deadline, {t: len(v) for t, v in seen.items()}
+                message = await asyncio.to_thread(consumer.poll, 0.5)
+                if message is None or message.error():
+                    continue
+                seen.setdefault(message.topic(), []).append(message)
+        finally:
+            await asyncio.to_thread(consumer.close)
+    test_messages = seen[f"{topics.telemetry_prefix}.test"]
+    body = orjson.loads(test_messages[0].value())
+    assert body["esito"] in TEST_OUTCOMES.values()
+    assert {"pressione", "temperatura", "portata", "rumore", "vibrazione"} <= set(body["risultati_test"])
+    assert test_messages[0].key().decode() == body["id_macchina"]
+    headers = dict(test_messages[0].headers() or [])
+    assert headers["content_type"] == b"application/json"
+    assert headers["schema_version"]
