@@ -12,6 +12,10 @@ COPY --from=build /install /usr/local
 WORKDIR /app
 COPY config.yaml ./config.yaml
 USER factorysim
-ENV CONFIG_PATH=/app/config.yaml PYTHONUNBUFFERED=1
+ENV CONFIG_PATH=/app/config.yaml PYTHONUNBUFFERED=1 HEALTH_CHECK_PORT=8080
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HEALTH_CHECK_PORT', '8080'), timeout=2)"]
 ENTRYPOINT ["factorysim"]
-CMD ["simulate", "--lots", "2000", "--report-json", "/tmp/report.json"]
+CMD ["run"]

@@ -26,9 +26,14 @@ system-deps:
 	  else echo "mosquitto not found (install it for the MQTT tests)"; fi; \
 	fi
 
-# The main job on the embedded default configuration: the CoffeeMek reference plant,
-# 2,000 lots, JSON + HTML report and the full telemetry stream under $(OUT)/.
+# The main job on the embedded default configuration: the service with the bundled Kafka-compatible
+# broker, fed with generated lots (demo mode) and a live summary; Ctrl-C stops it cleanly.
 run: install
+	$(BIN)/factorysim run --config config.yaml --demo
+
+# An offline capacity study of the reference plant: 2,000 lots, JSON + HTML report and the
+# full telemetry stream under $(OUT)/.
+simulate: install
 	mkdir -p $(OUT)
 	$(BIN)/factorysim simulate --config config.yaml --lots 2000 --seed 7 \
 	  --report-json $(OUT)/report.json --report-html $(OUT)/report.html \
