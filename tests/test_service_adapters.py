@@ -45,11 +45,11 @@ def test_sasl_password_from_file(tmp_path: Path) -> None:
 
 def test_missing_secrets_name_the_key(tmp_path: Path) -> None:
     by_env = Security(protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password_env="NOPE")
-    with pytest.raises(ConfigError, match="kafka.security.sasl_password_env: environment variable NOPE is not set"):
+    with pytest.raises(ConfigError, match=r"kafka\.security\.sasl_password_env: environment variable NOPE is not set"):
         security_options(by_env, {})
     by_file = Security(protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u",
                        sasl_password_file=str(tmp_path / "missing"))
-    with pytest.raises(ConfigError, match="kafka.security.sasl_password_file: cannot read"):
+    with pytest.raises(ConfigError, match=r"kafka\.security\.sasl_password_file: cannot read"):
         security_options(by_file, {})
 
 
@@ -63,7 +63,7 @@ def test_ssl_builds_a_verifying_context() -> None:
 
 def test_unreadable_tls_files_are_a_config_error(tmp_path: Path) -> None:
     security = Security(protocol="SSL", ssl_cafile=str(tmp_path / "ca.pem"))
-    with pytest.raises(ConfigError, match="kafka.security: cannot load TLS files"):
+    with pytest.raises(ConfigError, match=r"kafka\.security: cannot load TLS files"):
         security_options(security, {})
 
 
