@@ -157,3 +157,34 @@ async def test_a_librdkafka_client_reads_telemetry_and_events(default_yaml: dict
     headers = dict(test_messages[0].headers() or [])
     assert headers["content_type"] == b"application/json"
     assert headers["schema_version"]
+
+
+async def test_demo_mode_shows_lots_flowing_on_the_embedded_broker(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "CONFIG_PATH": str(ROOT / "config.yaml"), "HEALTH_CHECK_PORT": str(port),
+           "FACTORYSIM_SPEED": "3600"}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    demo = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "simulator", "run", "--demo"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert demo.poll() is None, demo.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "no lot flowed within 60 s"
+            try:
+                _, health = await _get_json(f"http://127.0.0.1:{port}/health")
+            except aiohttp.ClientError:
+                health = None
+            if health and health["lots"]["received"] >= 2 and health["kafka"]["embedded"]:
+                break
+            await asyncio.sleep(0.2)
+        demo.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(demo.communicate, timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, err.decode()[-2000:]
+    summary = out.decode()
+    assert "lots:" in summary
+    assert "fresa_cnc" in summary
+    assert "utilisation:" in summary

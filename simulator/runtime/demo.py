@@ -53,19 +53,20 @@ async def console_summary(service: Service, out: TextIO | None = None, interval_
     stream_out = out or sys.stdout
     tty = stream_out.isatty()
     last = (time.monotonic(), 0, 0)
-    while True:
-        await asyncio.sleep(interval_s)
-        now = time.monotonic()
-        sent = service.publisher.sent if service.publisher else 0
-        completed = service.sim.stats.completed
-        rate_msgs = (sent - last[1]) / max(now - last[0], 1e-9)
-        rate_lots = (completed - last[2]) / max(now - last[0], 1e-9)
-        last = (now, sent, completed)
-        text = render_summary(service, rate_msgs, rate_lots)
-        if tty:
-            stream_out.write("\x1b[H\x1b[2J" + text + "\n")
-        else:
-            stream_out.write(text + "\n\n")
+    rates = (0.0, 0.0)
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            sent = service.publisher.sent if service.publisher else 0
+            completed = service.sim.stats.completed
+            rates = ((sent - last[1]) / max(now - last[0], 1e-9), (completed - last[2]) / max(now - last[0], 1e-9))
+            last = (now, sent, completed)
+            text = render_summary(service, *rates)
+            stream_out.write(("\x1b[H\x1b[2J" + text + "\n") if tty else (text + "\n\n"))
+            stream_out.flush()
+    finally:  # the final state, once, when the service stops
+        stream_out.write(render_summary(service, *rates) + "\n")
         stream_out.flush()
 
 
