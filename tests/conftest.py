@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.adapters.embedded_broker import broker_binary, free_port
+from simulator.adapters.embedded_broker import broker_command, free_port
 from simulator.config import parse
 from simulator.config_schema import Config
 
@@ -84,10 +84,8 @@ def kafka_bootstrap() -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [broker_binary(), "broker", "--listener-url", address, "--advertised-listener-url", address,
-         "--storage-engine", "memory://tansu/"],
+        broker_command("127.0.0.1", port),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 20

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -124,3 +125,25 @@ class Reader:
         assert not missing, f"topics do not exist: {missing}"
         consumer.assign(wanted)
         await consumer.seek_to_beginning(*wanted)
+
+
+def orders(n: int, prefix: str, seed: int = 1) -> list[bytes]:
+    """``n`` valid orders ``<prefix>-0..n-1``, alternating dialects, mixed locations, aliases and priorities."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        location = rng.choice(["Italia", "Italy", "Brasile", "Brazil", "Vietnam"])
+        if i % 2:
+            body: dict[str, Any] = {"codice_lotto": f"{prefix}-{i}", "cliente": "Bar Sport", "quantita": 10 + i,
+                                    "location": location, "priorita": rng.choice(["alta", "normale", "bassa"]),
+                                    "timestamp": "2025-06-25T08:00:00Z"}
+        else:
+            body = {"lot_code": f"{prefix}-{i}", "customer": "Cafe Lyon", "quantity": 10 + i, "location": location,
+                    "priority": rng.choice(["high", "normal", "low"])}
+        out.append(orjson.dumps(body))
+    return out
+
+
+def finished(events: list[dict[str, Any]]) -> set[str]:
+    """Lot codes with a final event."""
+    return {e["lot_code"] for e in events if e["event_type"] in ("lot.completed", "lot.scrapped")}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from typing import Any
 
 import aiohttp
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
-from service_harness import Reader, produce, running_service, service_config, wait_for
+from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
 
 STAGES = ("fresa_cnc", "tornio", "assemblaggio", "test")
 COMMON_FIELDS = {"codice_lotto", "luogo", "timestamp_locale", "timestamp_utc", "id_macchina", "macchina", "stato",
@@ -21,35 +20,15 @@ STAGE_FIELDS = {"fresa_cnc": {"profondita_taglio", "vibrazione", "velocita_mandr
                 "test": {"risultati_test", "esito"}}
 
 
-def _orders(n: int, prefix: str, seed: int = 1) -> list[bytes]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        location = rng.choice(["Italia", "Italy", "Brasile", "Brazil", "Vietnam"])
-        if i % 2:
-            body: dict[str, Any] = {"codice_lotto": f"{prefix}-{i}", "cliente": "Bar Sport", "quantita": 10 + i,
-                                    "location": location, "priorita": rng.choice(["alta", "normale", "bassa"]),
-                                    "timestamp": "2025-06-25T08:00:00Z"}
-        else:
-            body = {"lot_code": f"{prefix}-{i}", "customer": "Cafe Lyon", "quantity": 10 + i, "location": location,
-                    "priority": rng.choice(["high", "normal", "low"])}
-        out.append(orjson.dumps(body))
-    return out
-
-
-def _finished(events: list[dict[str, Any]]) -> set[str]:
-    return {e["lot_code"] for e in events if e["event_type"] in ("lot.completed", "lot.scrapped")}
-
-
 async def test_two_hundred_lots_flow_end_to_end(default_yaml: dict[str, Any], kafka_bootstrap: str,
                                                 unique: str) -> None:
     config = service_config(default_yaml, kafka_bootstrap, unique)
     topics = config.kafka.topics
     stage_topics = [f"{topics.telemetry_prefix}.{s}" for s in STAGES]
     async with running_service(config) as service:
-        await produce(kafka_bootstrap, topics.orders, _orders(200, unique))
+        await produce(kafka_bootstrap, topics.orders, orders(200, unique))
         async with Reader(kafka_bootstrap, [topics.events, *stage_topics]) as reader:
-            collected = await reader.read_until(lambda c: len(_finished(c.json(topics.events))) == 200, 90,
+            collected = await reader.read_until(lambda c: len(finished(c.json(topics.events))) == 200, 90,
                                                 "200 finished lots")
         assert service.healthy
         await wait_for(lambda: service.intake is not None and service.intake.in_flight == 0, 10, "offsets done")
@@ -92,7 +71,7 @@ async def test_bad_orders_are_dead_lettered_and_valid_ones_complete(default_yaml
                                                                    kafka_bootstrap: str, unique: str) -> None:
     config = service_config(default_yaml, kafka_bootstrap, unique)
     topics = config.kafka.topics
-    valid = _orders(30, unique, seed=2)
+    valid = orders(30, unique, seed=2)
     duplicate = valid[3]
     values: list[bytes] = []
     expected: list[str] = []
@@ -107,7 +86,7 @@ async def test_bad_orders_are_dead_lettered_and_valid_ones_complete(default_yaml
         await produce(kafka_bootstrap, topics.orders, values)
         async with Reader(kafka_bootstrap, [topics.events, topics.dead_letter]) as reader:
             collected = await reader.read_until(
-                lambda c: len(_finished(c.json(topics.events))) == 30 and len(c.of(topics.dead_letter)) == 31,
+                lambda c: len(finished(c.json(topics.events))) == 30 and len(c.of(topics.dead_letter)) == 31,
                 90, "30 finished lots and 31 dead letters")
         assert service.healthy
         url = f"http://127.0.0.1:{service.http_port}/health"
@@ -128,7 +107,7 @@ async def test_health_metrics_and_machines_while_running(default_yaml: dict[str,
                                                         unique: str) -> None:
     config = service_config(default_yaml, kafka_bootstrap, unique)
     async with running_service(config) as service:
-        await produce(kafka_bootstrap, config.kafka.topics.orders, _orders(20, unique))
+        await produce(kafka_bootstrap, config.kafka.topics.orders, orders(20, unique))
         await wait_for(lambda: service.sim.stats.completed + service.sim.stats.scrapped == 20, 60, "20 lots")
         await wait_for(lambda: service.publisher is not None and service.publisher.in_flight == 0
                        and len(service.outbox) == 0, 30, "every record confirmed")

@@ -16,8 +16,7 @@ import aiohttp
 import orjson
 import yaml
 from confluent_kafka import Consumer
-from service_harness import Reader, produce, running_service, service_config, wait_for
-from test_service_kafka import _finished, _orders
+from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
 
 from simulator.adapters.embedded_broker import EmbeddedBroker, free_port
 from simulator.formats.coffeemek import TEST_OUTCOMES
@@ -46,7 +45,7 @@ async def test_sigterm_then_restart_loses_nothing_and_admits_nothing_twice(
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     env = {**os.environ, "CONFIG_PATH": str(path)}
     lots = 40
-    await produce(kafka_bootstrap, topics.orders, _orders(lots, unique, seed=5))
+    await produce(kafka_bootstrap, topics.orders, orders(lots, unique, seed=5))
 
     first = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "simulator", "run", "--start", "config"],
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -79,7 +78,7 @@ async def test_sigterm_then_restart_loses_nothing_and_admits_nothing_twice(
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with Reader(kafka_bootstrap, [topics.events, topics.dead_letter]) as reader:
-            collected = await reader.read_until(lambda c: len(_finished(c.json(topics.events))) == lots, 90,
+            collected = await reader.read_until(lambda c: len(finished(c.json(topics.events))) == lots, 90,
                                                 "every lot finished across both runs")
     finally:
         second.send_signal(signal.SIGTERM)
@@ -100,7 +99,7 @@ async def test_broker_outage_reports_unhealthy_loses_nothing_and_recovers(
         topics = config.kafka.topics
         lots = 40
         async with running_service(config, probe_interval_s=0.3) as service:
-            await produce(broker.bootstrap_servers, topics.orders, _orders(lots, unique, seed=9))
+            await produce(broker.bootstrap_servers, topics.orders, orders(lots, unique, seed=9))
             await wait_for(lambda: service.sim.stats.completed >= 2, 60, "first lots completed")
             broker.freeze()
             try:
@@ -116,7 +115,7 @@ async def test_broker_outage_reports_unhealthy_loses_nothing_and_recovers(
                 broker.thaw()
             await wait_for(lambda: service.healthy, 60, "the service to recover")
             async with Reader(broker.bootstrap_servers, [topics.events]) as reader:
-                collected = await reader.read_until(lambda c: len(_finished(c.json(topics.events))) == lots, 90,
+                collected = await reader.read_until(lambda c: len(finished(c.json(topics.events))) == lots, 90,
                                                     "every lot finished after the outage")
             status, _ = await _get_json(url)
             assert status == 200
@@ -131,7 +130,7 @@ async def test_a_librdkafka_client_reads_telemetry_and_events(default_yaml: dict
     config = service_config(default_yaml, kafka_bootstrap, unique)
     topics = config.kafka.topics
     async with running_service(config) as service:
-        await produce(kafka_bootstrap, topics.orders, _orders(10, unique, seed=3))
+        await produce(kafka_bootstrap, topics.orders, orders(10, unique, seed=3))
         await wait_for(lambda: service.sim.stats.completed + service.sim.stats.scrapped == 10, 60, "10 lots")
         consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{unique}-librdkafka",
                              "auto.offset.reset": "earliest", "session.timeout.ms": 6000})

@@ -34,6 +34,13 @@ def broker_binary() -> str:
                            f"{INSTALL_HINT}"]) from exc
 
 
+def broker_command(host: str, port: int) -> list[str]:
+    """The command line of a memory-only broker listening on ``host:port``."""
+    url = f"tcp://{host}:{port}"
+    return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/", "--cluster-id", "factorysim"]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -60,11 +67,8 @@ class EmbeddedBroker:
         return self.process.pid if self.process is not None else None
 
     async def start(self) -> None:
-        binary = broker_binary()
-        url = f"tcp://{self.host}:{self.port}"
         self.process = await asyncio.create_subprocess_exec(
-            binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/", "--cluster-id", "factorysim",
+            *broker_command(self.host, self.port),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal must not kill it before the service has shut down
         )

@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from simulator.model.machine import BLOCKED, OFF_SHIFT, RUNNING
-from simulator.reporting.summary import build_report, machine_kpis
+from simulator.model.machine import BLOCKED, Machine
+from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
 
 if TYPE_CHECKING:
     from simulator.runtime.app import Service
@@ -66,9 +66,7 @@ class LiveCollector(Collector):
         states = GaugeMetricFamily("factorysim_machines", "Machines by state", labels=["location", "state"])
         counts: dict[tuple[str, str], int] = {}
         for (location, mtype), pool in svc.sim.plant.pools.items():
-            scheduled = sum(now - m.time_in(OFF_SHIFT, now) for m in pool.machines)
-            running = sum(m.time_in(RUNNING, now) for m in pool.machines)
-            utilization.add_metric([location, mtype], running / scheduled if scheduled > 0 else 0.0)
+            utilization.add_metric([location, mtype], pool_utilization(pool.machines, now)[0])
             queue.add_metric([location, mtype], pool.queue_length)
             for machine in pool.machines:
                 counts[(location, machine.state)] = counts.get((location, machine.state), 0) + 1
@@ -148,7 +146,7 @@ class HttpServer:
         return _json({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
 
 
-def _machine_view(machine: Any, now: float) -> dict[str, Any]:
+def _machine_view(machine: Machine, now: float) -> dict[str, Any]:
     view = machine_kpis(machine, now)
     view["current_lot"] = machine.current_lot.code if machine.current_lot is not None else None
     view["state_since_s"] = round(machine.since, 3)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +28,13 @@ from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
+Delivered = Callable[[], None] | None
 
 
 @dataclass(slots=True)
 class _InFlight:
     message: WireMessage
-    ack_lot: str | None  # lot code whose ``lot.received`` this is (commits its order's offset)
+    on_delivered: Delivered  # e.g. "this lot.received is safe: commit its order's offset"
     future: asyncio.Future[object]
 
 
@@ -50,11 +51,10 @@ class KafkaPublisher:
         self.on_connection = on_connection
         self.backoff_max_s = backoff_max_s
         self._in_flight: deque[_InFlight] = deque()
-        self._retry: list[tuple[WireMessage, str | None]] = []
+        self._retry: list[tuple[WireMessage, Delivered]] = []
         self.connected = True
         self.fatal_error: str | None = None
         self.last_error: str | None = None
-        self.last_ok_monotonic = time.monotonic()
         self.sent = 0
         self._has_work = asyncio.Event()
         self._resend_lock = asyncio.Lock()
@@ -67,9 +67,9 @@ class KafkaPublisher:
         try:
             while batch := await self.outbox.get_batch(2000):
                 for record in batch:
-                    ack_lot = _acknowledges(record)
+                    on_delivered = self._acknowledgement(record)
                     for message in self.fmt.encode(record):
-                        await self._send(message, ack_lot)
+                        await self.submit(message, on_delivered)
             await self.flush()
         finally:
             confirmer.cancel()
@@ -90,7 +90,9 @@ class KafkaPublisher:
         return len(self._in_flight) + len(self._retry)
 
     # -- internals --------------------------------------------------------------------------------
-    async def _send(self, message: WireMessage, ack_lot: str | None) -> None:
+    async def submit(self, message: WireMessage, on_delivered: Delivered = None) -> None:
+        """Send one message (phase one); ``on_delivered`` runs once Kafka has acknowledged it.
+        Also used for messages that do not come from the model (dead letters, handovers)."""
         if self._retry:
             await self.flush()
         while len(self._in_flight) >= self.max_in_flight:
@@ -98,8 +100,14 @@ class KafkaPublisher:
             self._reap()
             if self._retry:
                 await self.flush()
-        self._in_flight.append(_InFlight(message, ack_lot, await self._enqueue(message)))
+        self._in_flight.append(_InFlight(message, on_delivered, await self._enqueue(message)))
         self._has_work.set()
+
+    def _acknowledgement(self, record: Record) -> Delivered:
+        if (self.on_lot_received is not None and isinstance(record, LotEvent)
+                and record.event_type == "lot.received" and record.lot_code is not None):
+            return functools.partial(self.on_lot_received, record.lot_code)
+        return None
 
     async def _confirm_loop(self) -> None:
         """Account for deliveries as they complete, also while no new records come."""
@@ -143,9 +151,9 @@ class KafkaPublisher:
             await asyncio.sleep(self._backoff_s)
             self._backoff_s = min(self._backoff_s * 2, self.backoff_max_s)
             retry, self._retry = self._retry, []
-            for message, ack_lot in retry:
+            for message, on_delivered in retry:
                 self.metrics.records_retried.labels(message.topic).inc()
-                self._in_flight.append(_InFlight(message, ack_lot, await self._enqueue(message)))
+                self._in_flight.append(_InFlight(message, on_delivered, await self._enqueue(message)))
             self._has_work.set()
 
     def _account(self, item: _InFlight) -> None:
@@ -160,14 +168,13 @@ class KafkaPublisher:
                 if self.on_connection is not None:
                     self.on_connection(True)
             self._backoff_s = 0.2
-            self.last_ok_monotonic = time.monotonic()
-            if item.ack_lot is not None and self.on_lot_received is not None:
-                self.on_lot_received(item.ack_lot)
+            if item.on_delivered is not None:
+                item.on_delivered()
             return
         self.metrics.records_failed.labels(topic).inc()
         if isinstance(exc, KafkaError) and exc.retriable:
             self._disconnected(exc)
-            self._retry.append((item.message, item.ack_lot))
+            self._retry.append((item.message, item.on_delivered))
             return
         if self.fatal_error is None:
             log.error("Kafka refused a message for %s: %r (not retriable; counted as failed)", topic, exc)
@@ -181,8 +188,3 @@ class KafkaPublisher:
                 self.on_connection(False)
         self.last_error = repr(exc)
 
-
-def _acknowledges(record: Record) -> str | None:
-    if isinstance(record, LotEvent) and record.event_type == "lot.received":
-        return record.lot_code
-    return None

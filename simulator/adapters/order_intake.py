@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.errors import OrderRejected
+from simulator.formats import WireMessage
 from simulator.model.lot import Lot
 from simulator.model.order import Order
 from simulator.orders import OrderParser, order_to_json
@@ -45,12 +49,12 @@ class _Partition:
 
 
 class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, driver: Driver,
+    def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, driver: Driver,
                  parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
                  max_in_flight: int, dedup_window_s: float, acknowledge_on_admit: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
-        self.producer = producer
+        self.publisher = publisher
         self.driver = driver
         self.parser = parser
         self.metrics = metrics
@@ -63,10 +67,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._awaiting_ack: dict[str, tuple[TopicPartition, int]] = {}  # lot code -> its order message
         self._recently_finished: OrderedDict[str, float] = OrderedDict()
-        self._dead_letters: set[asyncio.Task[None]] = set()
+        self._letters: list[tuple[WireMessage, Callable[[], None]]] = []
         self._stopping = False
         self._paused = False
-        self.consumed = 0
         self.dead_lettered = 0
         driver.sim.on_lot_finished(self._lot_finished)
 
@@ -88,11 +91,11 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         known = False
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
-            position = self._partitions.get(tp, _Partition()).next_offset
-            if highwater is None:
-                continue
+            part = self._partitions.get(tp)
+            if highwater is None or part is None or part.next_offset is None:
+                continue  # nothing read from it yet: its position is not known here
             known = True
-            total += max(0, highwater - (position or 0))
+            total += max(0, highwater - part.next_offset)
         return total if known else None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -104,6 +107,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp, messages in batch.items():
                 for message in messages:
                     self._take(tp, message)
+            await self._send_dead_letters()
             if self.clock() - last_commit >= 0.5 or not batch:
                 await self.commit()
                 last_commit = self.clock()
@@ -120,7 +124,6 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             log.info("order intake resumed")
 
     def _take(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> None:
-        self.consumed += 1
         self.metrics.orders_consumed.inc()
         part = self._partitions.setdefault(tp, _Partition())
         part.pending.add(message.offset)
@@ -131,7 +134,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             self._dead_letter(tp, message, exc)
             return
         if any(key == HANDOVER_HEADER for key, _ in message.headers):
-            order = _resumed(order)
+            order = dataclasses.replace(order, resumed=True)
         duplicate = self._duplicate_of(order.lot_code)
         if duplicate:
             self._dead_letter(tp, message, OrderRejected("duplicate_lot", duplicate))
@@ -185,45 +188,32 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         if part is not None:
             part.pending.discard(offset)
 
-    # -- dead letters -----------------------------------------------------------------------------
+    # -- dead letters ------------------------------------------------------------------------------
     def _dead_letter(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], exc: OrderRejected) -> None:
+        """Queue a dead letter: the original key and bytes, the reason and origin in headers."""
         self.dead_lettered += 1
         self.metrics.orders_dead_lettered.labels(exc.reason).inc()
         log.info("order at %s[%d]@%d dead-lettered: %s", tp.topic, tp.partition, message.offset, exc)
-        headers = [
+        headers = (
             *[(k, v) for k, v in message.headers if not k.startswith("dlq.")],
             ("dlq.reason", exc.reason.encode()),
             ("dlq.detail", exc.detail.encode(errors="replace")[:1000]),
             ("dlq.topic", tp.topic.encode()),
             ("dlq.partition", str(tp.partition).encode()),
             ("dlq.offset", str(message.offset).encode()),
-        ]
-        task = asyncio.get_running_loop().create_task(self._send_dead_letter(tp, message, headers))
-        self._dead_letters.add(task)
-        task.add_done_callback(self._dead_letters.discard)
+        )
+        letter = WireMessage(self.dead_letter_topic, message.key or b"", headers, message.value or b"")
+        self._letters.append((letter, functools.partial(self._done, tp, message.offset)))
 
-    async def _send_dead_letter(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
-                                headers: list[tuple[str, bytes]]) -> None:
-        delay = 0.2
-        while True:
-            try:
-                delivery = await self.producer.send(self.dead_letter_topic, message.value or b"", key=message.key,
-                                                    headers=headers)
-                await delivery
-            except Exception as exc:  # noqa: BLE001 - keep trying: a dead letter is never dropped
-                self.metrics.records_failed.labels(self.dead_letter_topic).inc()
-                log.warning("dead letter for %s[%d]@%d not delivered yet (%r)", tp.topic, tp.partition,
-                            message.offset, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.metrics.records_sent.labels(self.dead_letter_topic).inc()
-            self._done(tp, message.offset)
-            return
+    async def _send_dead_letters(self) -> None:
+        """Hand queued dead letters to the publisher; each order is done once its letter is acknowledged."""
+        while self._letters:
+            letter, done = self._letters.pop(0)
+            await self.publisher.submit(letter, done)
 
     async def drain_dead_letters(self) -> None:
-        if self._dead_letters:
-            await asyncio.gather(*list(self._dead_letters), return_exceptions=True)
+        await self._send_dead_letters()
+        await self.publisher.flush()
 
     # -- commits ----------------------------------------------------------------------------------
     async def commit(self) -> None:
@@ -259,14 +249,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     async def hand_over(self, orders: list[Order]) -> int:
         """Put the orders of lots still in progress back on the orders topic (acknowledged), so
         that the next start continues them."""
-        futures = [await self.producer.send(self.orders_topic, order_to_json(o), key=o.lot_code.encode(),
-                                            headers=[(HANDOVER_HEADER, b"1")]) for o in orders]
-        if futures:
-            await asyncio.gather(*futures)
-        self.metrics.lots_handed_over.inc(len(futures))
-        return len(futures)
-
-
-def _resumed(order: Order) -> Order:
-    return Order(order.lot_code, order.customer, order.quantity, order.location, order.priority, order.timestamp,
-                 resumed=True)
+        for order in orders:
+            await self.publisher.submit(WireMessage(self.orders_topic, order.lot_code.encode(),
+                                                    ((HANDOVER_HEADER, b"1"),), order_to_json(order)))
+        await self.publisher.flush()
+        self.metrics.lots_handed_over.inc(len(orders))
+        return len(orders)

@@ -97,10 +97,7 @@ class Simulation:
         self.lots[lot.code] = lot
         self.stats.lot_received(self.env.now, location)
         if self.recorder.lot_events:
-            if order.resumed:
-                self.recorder.lot_event("lot.received", lot, reason="resumed")
-            else:
-                self.recorder.lot_event("lot.received", lot)
+            self.recorder.lot_event("lot.received", lot, reason="resumed" if order.resumed else None)
         self.env.process(produce(self, lot))
         return lot
 

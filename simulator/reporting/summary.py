@@ -64,7 +64,7 @@ def machine_kpis(machine: Machine, now: float) -> dict[str, Any]:
     }
 
 
-def _pool_utilization(machines: list[Machine], now: float) -> tuple[float, float]:
+def pool_utilization(machines: list[Machine], now: float) -> tuple[float, float]:
     """(running share, running+blocked share) of the pool's scheduled time."""
     scheduled = sum(now - m.time_in(OFF_SHIFT, now) for m in machines)
     running = sum(m.time_in(RUNNING, now) for m in machines)
@@ -83,7 +83,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         by_location: dict[str, Any] = {}
         for loc in sim.config.locations:
             pool = plant.pool(loc, plan.machine_type)
-            running_share, busy_share = _pool_utilization(pool.machines, now)
+            running_share, busy_share = pool_utilization(pool.machines, now)
             waits, processing = st.by_location[loc]
             by_location[loc] = {
                 "machines": len(pool.machines),
@@ -96,7 +96,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             }
             candidates.append((busy_share, waits.mean, plan.name, loc))
         all_machines = [m for loc in sim.config.locations for m in plant.pool(loc, plan.machine_type).machines]
-        running_share, busy_share = _pool_utilization(all_machines, now)
+        running_share, busy_share = pool_utilization(all_machines, now)
         stages[plan.name] = {
             "machine_type": plan.machine_type,
             "cycles": st.process.count,

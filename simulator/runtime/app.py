@@ -49,11 +49,10 @@ STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopp
 
 
 class Service:
-    def __init__(self, config: Config, *, demo: bool = False, outbox_capacity: int = 20_000,
+    def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
                  shutdown_timeout_s: float = 20.0, probe_interval_s: float = 2.0,
                  environ: dict[str, str] | None = None) -> None:
         self.config = config
-        self.demo = demo
         self.shutdown_timeout_s = shutdown_timeout_s
         self.probe_interval_s = probe_interval_s
         self.environ = environ
@@ -140,7 +139,7 @@ class Service:
             max_partition_fetch_bytes=max(1_048_576, kafka.consumer.max_order_bytes * 2),
         )
         self.intake = OrderIntake(
-            self.consumer, self.producer, self.driver,
+            self.consumer, self.publisher, self.driver,
             OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
             orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
             max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,
@@ -270,7 +269,7 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         stats = self.sim.stats
-        speed = self.config.simulation.speed if self.driver.speed is not None else "max"
+        speed = "max" if self.driver.speed is None else self.driver.speed
         return {
             "status": "healthy" if self.healthy else "unhealthy",
             "state": self.state,

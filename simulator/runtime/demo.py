@@ -18,6 +18,7 @@ from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.randomness import stream
 from simulator.orders import order_to_json
 from simulator.progress import human_duration
+from simulator.reporting.summary import pool_utilization
 
 if TYPE_CHECKING:
     from simulator.runtime.app import Service
@@ -94,9 +95,8 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_s: float) -> st
     lines.append("")
     util = []
     for loc in sim.config.locations:
-        machines = [m for p in sim.plant.pools_at(loc) for m in p.machines]
-        running = sum(m.time_in("running", now) for m in machines)
-        util.append(f"{loc} {running / (now * len(machines)) if now > 0 and machines else 0.0:.0%}")
+        running_share, _ = pool_utilization([m for p in sim.plant.pools_at(loc) for m in p.machines], now)
+        util.append(f"{loc} {running_share:.0%}")
     lines.append("utilisation: " + "   ".join(util))
     lines.append(f"dead-lettered: {service.intake.dead_lettered if service.intake else 0}   "
                  f"health: http://127.0.0.1:{service.http_port}/health   Ctrl-C stops")

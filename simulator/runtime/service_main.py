@@ -11,7 +11,7 @@ from simulator.runtime.demo import console_summary, feed_orders
 
 def run_service(config: Config, *, demo: bool = False) -> int:
     async def main() -> None:
-        service = Service(config, demo=demo)
+        service = Service(config)
         service.install_signal_handlers()
         await service.run([feed_orders, console_summary] if demo else [])
 
