@@ -247,12 +247,25 @@ class ShiftCalendar(Strict):
 
 
 # --- plant ---------------------------------------------------------------------------------
+class Climate(Strict):
+    """Outdoor temperature through the year and the day, in plant-local time.
+
+    The seasonal offset is ``summer_offset_c`` in June-August, ``winter_offset_c`` in
+    December-February, interpolated in between; the daily swing peaks at 15:00 local time."""
+
+    mean_outdoor_c: float = 12.0
+    summer_offset_c: float = 15.0
+    winter_offset_c: float = -10.0
+    daily_swing_c: NonNegFloat = 4.0
+
+
 class Location(Strict):
     aliases: tuple[str, ...] = ()
     timezone: str
     machines: dict[str, Annotated[int, Field(ge=0, le=10_000)]]
     shift_calendar: str | None = None
-    ambient_c: float = 22.0
+    ambient_c: float = 22.0  # indoor temperature around the machines
+    climate: Climate | None = None  # outdoor temperature model; None = outdoor equals ambient_c
 
     @field_validator("timezone")
     @classmethod
@@ -265,6 +278,9 @@ class Location(Strict):
 class MachineTypeSettings(Strict):
     model: str | None = None  # a machines registry name; default: the type name itself
     sample_interval_s: NonNegFloat | None = None
+    # "route": works lots of the route stages that use it; "continuous": a utility (compressor,
+    # HVAC, …) that runs whenever its location's shift calendar allows, loaded by the shift factor
+    duty: Literal["route", "continuous"] = "route"
 
     @field_validator("model")
     @classmethod
@@ -294,6 +310,7 @@ class Arrivals(Strict):
     customers: Annotated[tuple[str, ...], Field(min_length=1)] = (
         "Bar Centrale", "Caffè Roma", "Hotel Aurora", "Ristorante Da Mario", "Torrefazione Nord",
     )
+    in_service: bool = False  # also generate these orders inside `factorysim run` (no order feed needed)
 
     @field_validator("priority_mix")
     @classmethod
@@ -438,6 +455,140 @@ class Kafka(Strict):
 class Http(Strict):
     host: str = "0.0.0.0"  # noqa: S104 - a service's health endpoint listens on all interfaces by default
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # bearer token for the mutating endpoints (commands); read-only endpoints stay open
+    token_env: str | None = None
+    token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Http:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("give token_env or token_file, not both")
+        return self
+
+
+# --- wire formats and MQTT -----------------------------------------------------------------
+FORMATS = ("coffeemek", "spaceship", "enms", "uns")
+RECORD_KINDS = ("cycle", "sample", "lot_event")
+TopicTemplate = Annotated[str, Field(min_length=1, max_length=500)]
+_SLUG = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,100}$")]
+
+
+class SpaceshipOptions(Strict):
+    topic_prefix: TopicTemplate = "factory"
+
+
+class EnmsOptions(Strict):
+    topic_prefix: TopicTemplate = "factory"
+    site: _SLUG | None = None  # default: the location name, lower case
+
+
+class UnsOptions(Strict):
+    tenant: _SLUG = "acme"
+    plant: _SLUG = "plant-01"
+
+
+class FormatOptions(Strict):
+    spaceship: SpaceshipOptions = SpaceshipOptions()
+    enms: EnmsOptions = EnmsOptions()
+    uns: UnsOptions = UnsOptions()
+
+
+class MqttTls(Strict):
+    enabled: bool = False
+    ca_file: str | None = None  # default: the system trust store
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True  # certificate and host name verification
+    server_hostname: str | None = None  # name to verify (default: host)
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttAuth(Strict):
+    """none | password (username + password from env or file) | k8s-sat (Azure IoT Operations:
+    MQTT 5 enhanced authentication, method K8S-SAT, data = the token file, re-read on every
+    connect because the token rotates)."""
+
+    method: Literal["none", "password", "k8s-sat"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    token_file: str = "/var/run/secrets/tokens/broker-sat"  # noqa: S105 - a path, not a secret
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttAuth:
+        if self.method == "password":
+            if not self.username:
+                raise ValueError("method password needs username")
+            if (self.password_env is None) == (self.password_file is None):
+                raise ValueError("method password needs exactly one of password_env, password_file")
+        return self
+
+
+class MqttQueue(Strict):
+    capacity: Annotated[int, Field(ge=1, le=10_000_000)] = 50_000
+    overflow: Literal["block", "drop-oldest", "drop-newest"] = "block"
+
+
+class MqttReconnect(Strict):
+    initial_s: PositiveFloat = 0.5
+    max_s: PositiveFloat = 30.0
+    jitter: Probability = 0.5  # each delay is drawn from [(1 - jitter) × d, d]
+
+
+class MqttTarget(Strict):
+    name: _SLUG
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["3.1.1", "5"] = "5"
+    tls: MqttTls = MqttTls()
+    auth: MqttAuth = MqttAuth()
+    # placeholders: {name} {hostname} {pid} {instance}; the default is unique per process
+    client_id: Annotated[str, Field(min_length=1, max_length=200)] = "factorysim-{name}-{hostname}-{pid}"
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = False  # retain every message (the format retains status messages anyway)
+    format: Literal["coffeemek", "spaceship", "enms", "uns"] = "coffeemek"
+    topic_template: TopicTemplate | None = None  # default: the format's own
+    records: Annotated[tuple[Literal["cycle", "sample", "lot_event"], ...], Field(min_length=1)] = RECORD_KINDS
+    queue: MqttQueue = MqttQueue()
+    reconnect: MqttReconnect = MqttReconnect()
+    max_in_flight: Annotated[int, Field(ge=1, le=65_535)] = 1000  # unacknowledged QoS 1/2 messages
+    availability_topic: TopicTemplate | None = "factorysim/{client_id}/availability"
+    command_topic: TopicTemplate | None = None  # JSON commands (block, repair, anomaly, pause, …)
+
+    @model_validator(mode="after")
+    def _sat_needs_v5(self) -> MqttTarget:
+        if self.auth.method == "k8s-sat" and self.protocol != "5":
+            raise ValueError("auth method k8s-sat needs protocol \"5\" (MQTT 5 enhanced authentication)")
+        if self.reconnect.max_s < self.reconnect.initial_s:
+            raise ValueError("reconnect.max_s must be >= reconnect.initial_s")
+        return self
+
+
+class MqttBridge(Strict):
+    """The standalone bridge (`factorysim bridge`): Kafka topics -> the MQTT targets."""
+
+    group_id: Annotated[str, Field(min_length=1)] = "factorysim-mqtt-bridge"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    commit_interval_s: PositiveFloat = 1.0
+
+
+class Mqtt(Strict):
+    targets: tuple[MqttTarget, ...] = ()
+    bridge: MqttBridge = MqttBridge()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Mqtt:
+        names = [t.name for t in self.targets]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"duplicate target name {dup!r}; each target needs its own name")
+        return self
 
 
 class Config(Strict):
@@ -449,8 +600,10 @@ class Config(Strict):
     machine_types: dict[str, MachineTypeSettings] = Field(default_factory=dict)
     telemetry: Telemetry = Telemetry()
     arrivals: Arrivals = Arrivals()
-    format: Literal["coffeemek"] = "coffeemek"
+    format: Literal["coffeemek"] = "coffeemek"  # the Kafka wire format
+    formats: FormatOptions = FormatOptions()  # options of the MQTT formats
     kafka: Kafka = Kafka()
+    mqtt: Mqtt = Mqtt()
     http: Http = Http()
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ class WireMessage:
     key: bytes
     headers: tuple[tuple[str, bytes], ...]
     value: bytes
+    retain: bool = False  # MQTT: keep as the topic's last known value (e.g. a machine's status)
 
 
 class Format(Protocol):

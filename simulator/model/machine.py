@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING
 
 from machines.base import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, STATES, MachineType
+from simulator.model.records import MachineCounters
 
 if TYPE_CHECKING:
     import simpy
@@ -34,12 +36,17 @@ class Machine:
     """One machine of a pool (e.g. ``Italia-fresa_cnc-02``)."""
 
     __slots__ = (
+        "anomaly",
+        "anomaly_severity",
+        "anomaly_until",
+        "bad_pieces",
         "block_reason",
         "current_lot",
         "current_process",
         "cycles",
         "cycles_since_maintenance",
         "good_cycles",
+        "good_pieces",
         "id",
         "ideal_time_s",
         "in_work",
@@ -79,6 +86,11 @@ class Machine:
         self.block_reason: str | None = None
         self.cycles = 0
         self.good_cycles = 0
+        self.good_pieces = 0
+        self.bad_pieces = 0
+        self.anomaly: str | None = None  # an injected anomaly (see MachineType.anomalies)
+        self.anomaly_severity = 1.0
+        self.anomaly_until = math.inf  # sim time the anomaly ends by itself
         self.ideal_time_s = 0.0  # sum of ideal cycle times of the cycles run
         self.cycles_since_maintenance = 0
         self.pieces_since_maintenance = 0
@@ -102,6 +114,22 @@ class Machine:
         """Seconds spent in ``state`` up to ``now``."""
         extra = now - self.since if self.state == state else 0.0
         return self.state_time[state] + extra
+
+    def active_anomaly(self, now: float) -> str | None:
+        """The injected anomaly in force at ``now`` (None once its duration is over)."""
+        if self.anomaly is not None and now >= self.anomaly_until:
+            self.anomaly = None
+            self.anomaly_until = math.inf
+        return self.anomaly
+
+    def counters(self, now: float) -> MachineCounters:
+        off_shift = self.time_in(OFF_SHIFT, now)
+        return MachineCounters(
+            cycles=self.cycles, good_cycles=self.good_cycles, good_pieces=self.good_pieces,
+            bad_pieces=self.bad_pieces, running_s=self.time_in(RUNNING, now),
+            blocked_s=self.time_in(BLOCKED, now),
+            planned_s=now - off_shift - self.time_in(MAINTENANCE, now), ideal_s=self.ideal_time_s,
+        )
 
     def hours_since_maintenance(self, now: float) -> float:
         return max(0.0, now - self.last_maintenance) / 3600.0

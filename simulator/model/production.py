@@ -157,6 +157,9 @@ def account(world: World, machine: Machine, lot: Lot, plan: StagePlan, outcome: 
     machine.ideal_time_s += plan.ideal_time(lot.quantity)
     if outcome is None or outcome == PASS:
         machine.good_cycles += 1
+        machine.good_pieces += lot.quantity
+    else:
+        machine.bad_pieces += lot.quantity
     maintenance = world.plant.machine_disruptions[machine.machine_type].maintenance
     if maintenance and maintenance.every_cycles and \
             machine.cycles_since_maintenance >= maintenance.every_cycles:

@@ -62,6 +62,7 @@ class Recorder:
             pieces_since_maintenance=machine.pieces_since_maintenance,
             load=load_of(lot.quantity), quantity=lot.quantity, cycle_time_s=cycle_time,
             block_reason=block_reason, test_outcome=outcome,
+            anomaly=machine.active_anomaly(now), anomaly_severity=machine.anomaly_severity,
             ambient_c=self.ambient[machine.location],
         )
         signals = machine.model.signals(ctx, machine.rng_signals)
@@ -72,7 +73,7 @@ class Recorder:
             self.seq, now, machine.location, stage, machine.id, machine.machine_type, lot.code,
             lot.priority, lot.quantity, machine.state, block_reason is not None, block_reason, blocked_s,
             machine.last_maintenance, machine.pieces_since_maintenance, cycle_time, processed,
-            alarm, outcome, signals,
+            alarm, outcome, signals, machine.counters(now), ctx.anomaly,
         ))
 
     def sample(self, machine: Machine, stage: str | None, interval: float) -> None:
@@ -83,7 +84,8 @@ class Recorder:
             hours_since_maintenance=machine.hours_since_maintenance(now),
             pieces_since_maintenance=machine.pieces_since_maintenance,
             load=load_of(lot.quantity) if lot else 0.0, quantity=lot.quantity if lot else 0,
-            block_reason=machine.block_reason, ambient_c=self.ambient[machine.location],
+            block_reason=machine.block_reason, anomaly=machine.active_anomaly(now),
+            anomaly_severity=machine.anomaly_severity, ambient_c=self.ambient[machine.location],
         )
         self.seq += 1
         self.sink.emit(MachineSample(
@@ -91,4 +93,5 @@ class Recorder:
             lot.code if lot else None, stage if lot else None, machine.block_reason,
             machine.last_maintenance, machine.pieces_since_maintenance, interval,
             machine.model.alarm(ctx), machine.model.signals(ctx, machine.rng_signals),
+            machine.counters(now), ctx.anomaly,
         ))

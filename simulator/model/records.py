@@ -38,6 +38,42 @@ class LotEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineCounters:
+    """A machine's running totals at the instant of a record (the inputs of OEE and part counts).
+
+    Times are simulated seconds since the start of the run.  ``planned_s`` is the time the machine
+    was scheduled to work (not off shift, not in planned maintenance); ``ideal_s`` the sum of the
+    ideal cycle times of the cycles it ran.  Pieces are counted per lot quantity: a cycle whose
+    test outcome is rework or scrap counts its pieces as bad.
+    """
+
+    cycles: int
+    good_cycles: int
+    good_pieces: int
+    bad_pieces: int
+    running_s: float
+    blocked_s: float
+    planned_s: float
+    ideal_s: float
+
+    @property
+    def availability(self) -> float:
+        return self.running_s / self.planned_s if self.planned_s > 0 else 0.0
+
+    @property
+    def performance(self) -> float:
+        return min(1.0, self.ideal_s / self.running_s) if self.running_s > 0 else 0.0
+
+    @property
+    def quality(self) -> float:
+        return self.good_cycles / self.cycles if self.cycles else 0.0
+
+    @property
+    def oee(self) -> float:
+        return self.availability * self.performance * self.quality
+
+
+@dataclass(frozen=True, slots=True)
 class CycleTelemetry:
     """One completed stage cycle of one lot on one machine (the reference per-stage message)."""
 
@@ -62,6 +98,8 @@ class CycleTelemetry:
     alarms: str
     test_outcome: str | None
     signals: Signals
+    counters: MachineCounters | None = None
+    anomaly: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +121,8 @@ class MachineSample:
     interval_s: float
     alarms: str
     signals: Signals
+    counters: MachineCounters | None = None
+    anomaly: str | None = None
 
 
 Record = LotEvent | CycleTelemetry | MachineSample
