@@ -468,7 +468,8 @@ class Http(Strict):
 
 # --- wire formats and MQTT -----------------------------------------------------------------
 FORMATS = ("coffeemek", "spaceship", "enms", "uns")
-RECORD_KINDS = ("cycle", "sample", "lot_event")
+RecordKind = Literal["cycle", "sample", "lot_event"]
+RECORD_KINDS: tuple[RecordKind, ...] = ("cycle", "sample", "lot_event")
 TopicTemplate = Annotated[str, Field(min_length=1, max_length=500)]
 _SLUG = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,100}$")]
 
@@ -554,7 +555,7 @@ class MqttTarget(Strict):
     retain: bool = False  # retain every message (the format retains status messages anyway)
     format: Literal["coffeemek", "spaceship", "enms", "uns"] = "coffeemek"
     topic_template: TopicTemplate | None = None  # default: the format's own
-    records: Annotated[tuple[Literal["cycle", "sample", "lot_event"], ...], Field(min_length=1)] = RECORD_KINDS
+    records: Annotated[tuple[RecordKind, ...], Field(min_length=1)] = RECORD_KINDS
     queue: MqttQueue = MqttQueue()
     reconnect: MqttReconnect = MqttReconnect()
     max_in_flight: Annotated[int, Field(ge=1, le=65_535)] = 1000  # unacknowledged QoS 1/2 messages
