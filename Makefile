@@ -17,13 +17,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Mosquitto (MQTT tests) from Debian when missing and running as root.
+# Mosquitto, its command-line clients and openssl (MQTT tests, test PKI) from Debian when missing and
+# running as root.
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@missing=""; \
+	if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then missing="mosquitto"; fi; \
+	if ! command -v mosquitto_sub >/dev/null 2>&1; then missing="$$missing mosquitto-clients"; fi; \
+	if ! command -v openssl >/dev/null 2>&1; then missing="$$missing openssl"; fi; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing mosquitto (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
-	  else echo "mosquitto not found (install it for the MQTT tests)"; fi; \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not found:$$missing (install them for the MQTT tests)"; fi; \
 	fi
 
 # The main job on the embedded default configuration: the service with the bundled Kafka-compatible

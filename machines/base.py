@@ -55,8 +55,14 @@ class SignalContext:
     test_outcome: str | None = None  # "pass" | "rework" | "scrap" on a test stage
     anomaly: str | None = None  # an injected anomaly type, see ``MachineType.anomalies``
     anomaly_severity: float = 1.0
-    ambient_c: float = 22.0
+    ambient_c: float = 22.0  # indoor temperature around the machine
     shift_factor: float = 1.0  # production factor of the current shift (0..1)
+    outdoor_c: float | None = None  # outdoor temperature; None = the same as ambient_c
+
+    @property
+    def outdoor(self) -> float:
+        """The outdoor temperature: ``outdoor_c``, or ``ambient_c`` when the location has no climate."""
+        return self.ambient_c if self.outdoor_c is None else self.outdoor_c
 
 
 class MachineType:
@@ -72,16 +78,18 @@ class MachineType:
     idle_power_kw: ClassVar[float]
     rated_power_kw: ClassVar[float]
     anomalies: ClassVar[tuple[str, ...]] = ()
+    # temperatures a bearing fault heats (spindle, motor, oil …); never process or outdoor temperatures
+    bearing_temps: ClassVar[tuple[str, ...]] = ()
     nominal_voltage_v: ClassVar[float] = 400.0
 
     def signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         values = self.process_signals(ctx, rng)
-        if ctx.anomaly == "bearing_fault":  # smart-factory fault, every machine type
-            severity = ctx.anomaly_severity
+        if ctx.anomaly == "bearing_fault" and ctx.state == RUNNING:  # every machine type; a stopped
+            severity = ctx.anomaly_severity  # machine's bearings neither heat up nor shake
             for key, value in values.items():
                 if not isinstance(value, float):
                     continue
-                if key.endswith("_temp_c"):
+                if key in self.bearing_temps:
                     values[key] = round(value + severity * rng.uniform(15.0, 25.0), 2)
                 elif key.startswith("vibration"):
                     values[key] = round(value + severity * rng.uniform(5.0, 10.0), 3)
@@ -109,7 +117,8 @@ class MachineType:
             base = 0.15 * self.idle_power_kw
         else:  # off shift: standby
             base = 0.05 * self.idle_power_kw
-        base *= self.anomaly_power_factor(ctx)
+        if ctx.state in (RUNNING, IDLE, BLOCKED):  # a machine that is switched off draws no extra power
+            base *= self.anomaly_power_factor(ctx)
         if ctx.anomaly == "energy_spike" and ctx.state != OFF_SHIFT:
             base *= 1.0 + ctx.anomaly_severity * rng.uniform(1.5, 3.0)
         return max(0.0, base * noise(rng, 0.03))
@@ -120,6 +129,8 @@ class MachineType:
 
     def energy(self, ctx: SignalContext, rng: random.Random) -> Signals:
         power = self.power_kw(ctx, rng)
+        if ctx.anomaly == "bearing_fault" and ctx.state == RUNNING:  # friction of the damaged bearing
+            power *= 1.0 + 0.1 * ctx.anomaly_severity
         pf = 0.0 if power <= 0 else min(0.99, 0.72 + 0.2 * min(1.0, power / self.rated_power_kw))
         voltage = self.nominal_voltage_v * noise(rng, 0.01)
         current = 0.0 if power <= 0 else power * 1000.0 / (math.sqrt(3) * voltage * pf)

@@ -14,6 +14,7 @@ class Cnc(MachineType):
                     "spindle_temp_c", "coolant_temp_c")
     idle_power_kw = 3.0
     rated_power_kw = 22.0
+    bearing_temps = ("spindle_temp_c",)
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)

@@ -14,6 +14,7 @@ class Compressor(MachineType):
     idle_power_kw = 15.0
     rated_power_kw = 75.0
     anomalies = ("leak", "efficiency_loss", "bearing_fault")
+    bearing_temps = ("discharge_temp_c",)
 
     def anomaly_power_factor(self, ctx: SignalContext) -> float:
         if ctx.anomaly == "leak":  # runs loaded longer to hold pressure

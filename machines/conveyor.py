@@ -14,9 +14,14 @@ class Conveyor(MachineType):
     idle_power_kw = 5.0
     rated_power_kw = 30.0
     anomalies = ("bearing_wear", "belt_slip", "overload")
+    bearing_temps = ("motor_temp_c",)
 
     def anomaly_power_factor(self, ctx: SignalContext) -> float:
-        return 1.0 + 0.4 * ctx.anomaly_severity if ctx.anomaly == "overload" else 1.0
+        if ctx.anomaly == "overload":
+            return 1.0 + 0.4 * ctx.anomaly_severity
+        if ctx.anomaly == "bearing_wear":  # friction
+            return 1.0 + 0.05 * ctx.anomaly_severity
+        return 1.0
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)

@@ -17,6 +17,7 @@ class HydraulicPump(MachineType):
     idle_power_kw = 10.0
     rated_power_kw = 50.0
     anomalies = ("seal_leak", "pump_wear", "valve_fault")
+    bearing_temps = ("oil_temp_c",)
 
     def anomaly_power_factor(self, ctx: SignalContext) -> float:
         return 1.0 + 0.2 * ctx.anomaly_severity if ctx.anomaly in ("seal_leak", "pump_wear") else 1.0
@@ -39,6 +40,8 @@ class HydraulicPump(MachineType):
         return {
             "pressure_bar": r2(max(0.0, pressure)),
             "flow_l_min": r2(flow * noise(rng, 0.03)),
-            "oil_temp_c": r2((45.0 + 10.0 * ctx.load + 5.0 * severity * (ctx.anomaly is not None)) * noise(rng, 0.01)),
+            # leaking, worn or overshooting: more of the pump's work turns into heat in the oil
+            "oil_temp_c": r2((45.0 + 10.0 * ctx.load + (5.0 * severity if ctx.anomaly in self.anomalies else 0.0))
+                             * noise(rng, 0.01)),
             "cycle_phase": phase,
         }

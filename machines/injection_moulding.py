@@ -29,9 +29,9 @@ class InjectionMoulding(MachineType):
         pressure = {"injection": 1200.0, "heating": 80.0, "cooling": 400.0, "ejection": 60.0}.get(phase, 0.0)
         weight = 45.0 * noise(rng, 0.01) if run else 0.0
         severity = ctx.anomaly_severity
-        if ctx.anomaly == "heater_fault":
-            barrel -= 35.0 * severity
-        elif ctx.anomaly == "cooling_insufficient":
+        if ctx.anomaly == "heater_fault":  # a heater band is out: the barrel holds less heat above ambient
+            barrel = ctx.ambient_c + (barrel - ctx.ambient_c) * max(0.2, 1.0 - 0.15 * severity)
+        elif ctx.anomaly == "cooling_insufficient" and run:  # each shot leaves more heat in the mould
             mould += 15.0 * severity
         elif ctx.anomaly == "hydraulic_leak" and run:
             pressure *= 1.0 - 0.2 * min(1.0, severity)

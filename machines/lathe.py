@@ -13,6 +13,7 @@ class Lathe(MachineType):
     signal_names = ("rotation_speed_rpm", "spindle_temp_c", "vibration_mm_s", "feed_rate_mm_rev")
     idle_power_kw = 2.0
     rated_power_kw = 15.0
+    bearing_temps = ("spindle_temp_c",)
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)

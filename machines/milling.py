@@ -13,6 +13,7 @@ class Milling(MachineType):
     signal_names = ("cut_depth_mm", "vibration_mm_s", "spindle_speed_rpm", "spindle_temp_c", "tool_wear_pct")
     idle_power_kw = 2.5
     rated_power_kw = 18.0
+    bearing_temps = ("spindle_temp_c",)
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)

@@ -96,7 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true",
                      help="also feed generated lots to the orders topic and show a live summary")
     run.set_defaults(handler=cmd_run)
+
+    bridge = commands.add_parser("bridge", help="standalone MQTT bridge: Kafka telemetry and lot events to the "
+                                                "MQTT targets of the config")
+    bridge.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
+    bridge.add_argument("--http-port", type=int, help="health endpoint port (default: mqtt.bridge.http_port)")
+    bridge.set_defaults(handler=cmd_bridge)
     return parser
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from simulator.runtime.bridge import run_bridge
+
+    overrides: dict[str, Any] = {}
+    if args.http_port is not None:
+        overrides["mqtt.bridge.http_port"] = args.http_port
+    cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
+    return run_bridge(cfg)
 
 
 # --- run -----------------------------------------------------------------------------------------

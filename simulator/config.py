@@ -27,6 +27,8 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "FACTORYSIM_SPEED": "simulation.speed",
     "FACTORYSIM_SEED": "simulation.seed",
     "FACTORYSIM_START": "simulation.start",
+    "MQTT_BROKER": "mqtt.targets.*.host",  # every MQTT target (the usual case: one)
+    "MQTT_PORT": "mqtt.targets.*.port",
 }
 # Any other key: FACTORYSIM__SECTION__KEY=value (double underscores between path parts).
 GENERIC_PREFIX = "FACTORYSIM__"
@@ -96,19 +98,34 @@ def _scalar(raw: str) -> Any:
         return raw
 
 
-def _set_path(data: dict[str, Any], key_path: str, value: Any) -> None:
+def _set_path(data: dict[str, Any] | list[Any], key_path: str, value: Any) -> None:
     """Set a dotted key; each part matches an existing key case-insensitively (so
-    FACTORYSIM__LOCATIONS__VIETNAM__... reaches ``Vietnam``), else it is created."""
-    node = data
-    *parents, leaf = key_path.split(".")
-    for part in parents:
-        part = _existing_key(node, part)
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[_existing_key(node, leaf)] = value
+    FACTORYSIM__LOCATIONS__VIETNAM__... reaches ``Vietnam``), else it is created.  In a list, a
+    number picks an existing element (``mqtt.targets.0.host``) and ``*`` every element."""
+    part, _, rest = key_path.partition(".")
+    if isinstance(data, list):
+        if part == "*":
+            items = data
+        elif part.isdigit() and int(part) < len(data):
+            items = [data[int(part)]]
+        else:
+            return  # no such element: nothing to override
+        for item in items:
+            if isinstance(item, dict | list) and rest:
+                _set_path(item, rest, value)
+        return
+    key = _existing_key(data, part)
+    if not rest:
+        data[key] = value
+        return
+    child = data.get(key)
+    if not isinstance(child, dict | list):
+        following = rest.partition(".")[0]
+        if following == "*" or following.isdigit():
+            return  # a list element that does not exist: nothing to override
+        child = {}
+        data[key] = child
+    _set_path(child, rest, value)
 
 
 def _existing_key(node: dict[str, Any], part: str) -> str:

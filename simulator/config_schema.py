@@ -659,6 +659,12 @@ class Config(Strict):
                 problems.append((f"machine_types.{name}.model",
                                  f"{name!r} is not a known machine model, so name one; allowed: "
                                  f"{', '.join(sorted(machines.names()))}"))
+        for i, stage in enumerate(self.route):
+            type_settings = self.machine_types.get(stage.machine_type)
+            if type_settings is not None and type_settings.duty == "continuous":
+                problems.append((f"route[{i}].machine_type",
+                                 f"{stage.machine_type!r} has machine_types.{stage.machine_type}.duty: continuous "
+                                 f"(a utility that works no lots); route stages need duty: route"))
         if problems:
             raise CrossFieldError(problems)
         return self

@@ -24,6 +24,16 @@ class OrderRejected(FactorySimError):
         super().__init__(f"{reason}: {detail}")
 
 
+class CommandRejected(FactorySimError):
+    """A runtime command (block, repair, anomaly, pause, speed …) cannot be applied; ``reason`` is a
+    stable machine-readable code, ``detail`` says why in words."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
 class IllegalTransition(FactorySimError):
     """A lot was asked to move between states the lot state machine forbids (a bug)."""
 

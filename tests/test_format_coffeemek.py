@@ -50,7 +50,8 @@ def test_cycle_messages_carry_the_stage_fields(encoded) -> None:  # type: ignore
         assert not missing, (record.stage, missing)
         assert message.key == record.machine_id.encode()
         assert body["id_macchina"] == record.machine_id and body["codice_lotto"] == record.lot_code
-        assert body["tempo_ciclo"] == round(record.cycle_time_s / 60, 2)  # minutes, as the reference system
+        assert body["tempo_ciclo_s"] == round(record.cycle_time_s, 3)  # seconds, to the millisecond
+        assert body["tempo_ciclo"] == round(body["tempo_ciclo_s"] / 60, 2)  # minutes, as the reference system
         assert isinstance(body["blocco_macchina"], bool)
         assert (body["motivo_blocco"] is None) == (not body["blocco_macchina"])
         assert body["allarmi_utente"] == "Nessuno" or body["blocco_macchina"]
@@ -59,6 +60,34 @@ def test_cycle_messages_carry_the_stage_fields(encoded) -> None:  # type: ignore
             assert body["esito"] == {"pass": "superato", "rework": "rilavorazione", "scrap": "scarto"}[
                 record.test_outcome or ""]
     assert any(orjson.loads(m.value)["blocco_macchina"] for _, m in cycles)
+
+
+def test_telemetry_carries_counters_oee_and_anomaly(encoded) -> None:  # type: ignore[no-untyped-def]
+    _, messages = encoded
+    telemetry = [(r, orjson.loads(m.value)) for r, m in messages if not isinstance(r, LotEvent)]
+    for record, body in telemetry:
+        c = record.counters
+        assert body["contatori"] == {
+            "cicli": c.cycles, "cicli_buoni": c.good_cycles, "pezzi_buoni": c.good_pieces,
+            "pezzi_scartati": c.bad_pieces, "tempo_marcia_s": c.running_s, "tempo_blocco_s": c.blocked_s,
+            "tempo_pianificato_s": c.planned_s, "tempo_ideale_s": c.ideal_s}  # exact, to rebuild the record
+        assert body["oee"] == {"disponibilita": round(c.availability, 4), "prestazioni": round(c.performance, 4),
+                               "qualita": round(c.quality, 4), "oee": round(c.oee, 4)}
+        assert body["anomalia"] == record.anomaly
+        assert body["tempo_lavorazione_s"] == round(record.processed_s, 3)
+        assert body["durata_blocco_s"] == round(record.blocked_s, 3)
+    rigs = [body for record, body in telemetry if record.stage == "test"]
+    assert any(body["contatori"]["pezzi_scartati"] > 0 for body in rigs)
+
+
+def test_sim_time_is_the_instant_the_timestamps_show(encoded) -> None:  # type: ignore[no-untyped-def]
+    sim, messages = encoded
+    for record, message in messages[:2000]:
+        body = orjson.loads(message.value)
+        shown = dt.datetime.fromisoformat(body["timestamp_utc"])
+        assert sim.wall_time(body["sim_time_s"]) == shown
+        # floored to the millisecond (of the instant rounded to the microsecond, as datetime does)
+        assert -1e-6 < record.sim_time - body["sim_time_s"] < 0.001  # type: ignore[attr-defined]
 
 
 def test_timestamps_are_utc_and_local_with_the_location_offset(encoded) -> None:  # type: ignore[no-untyped-def]

@@ -1,10 +1,18 @@
-"""Health and monitoring over aiohttp: /health, /health/live, /health/ready, /metrics, /status,
-/machines and /machines/{id}.  Read-only views of the running service."""
+"""Health, monitoring and runtime commands over aiohttp.
+
+Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines
+and /machines/{id}.  Commands (see :mod:`simulator.runtime.commands`), behind the bearer token of
+``http.token_env`` / ``http.token_file`` when one is configured: POST /machines/{id}/block,
+POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly, POST /simulation/pause,
+POST /simulation/resume, PUT /simulation/speed.  A rejected command answers 400 (404 for an
+unknown machine) with ``{"error": <reason code>, "detail": <text>}``."""
 
 from __future__ import annotations
 
+import hmac
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,8 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from simulator.adapters.kafka_options import read_secret
+from simulator.errors import CommandRejected
+from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
+from simulator.runtime.commands import CommandProcessor, decode
 
 if TYPE_CHECKING:
     from simulator.runtime.app import Service
@@ -22,9 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status,
-                        content_type="application/json")
+                        content_type="application/json", headers=headers)
+
+
+# reason codes of rejected commands that are not a 400
+_STATUS = {"unknown_machine": 404, "unavailable": 503}
 
 
 class LiveCollector(Collector):
@@ -84,6 +100,12 @@ class HttpServer:
         self.port = port
         self._runner: web.AppRunner | None = None
         service.metrics.registry.register(LiveCollector(service))
+        self.commands = CommandProcessor(service.driver, service.metrics)
+        settings = service.config.http
+        self._token: bytes | None = None  # read once at start, never logged
+        if settings.token_env is not None or settings.token_file is not None:
+            env = os.environ if service.environ is None else service.environ
+            self._token = read_secret("http.token", settings.token_env, settings.token_file, env).encode()
         app = web.Application()
         app.add_routes([
             web.get("/health", self.health),
@@ -93,6 +115,13 @@ class HttpServer:
             web.get("/status", self.status),
             web.get("/machines", self.machines),
             web.get("/machines/{machine_id}", self.machine),
+            web.post("/machines/{machine_id}/block", self._command("block")),
+            web.post("/machines/{machine_id}/repair", self._command("repair")),
+            web.post("/machines/{machine_id}/anomaly", self._command("anomaly")),
+            web.delete("/machines/{machine_id}/anomaly", self._command("clear_anomaly")),
+            web.post("/simulation/pause", self._command("pause")),
+            web.post("/simulation/resume", self._command("resume")),
+            web.put("/simulation/speed", self._command("speed")),
         ])
         self.app = app
 
@@ -116,7 +145,7 @@ class HttpServer:
     # -- handlers -------------------------------------------------------------------------------------
     async def health(self, _: web.Request) -> web.Response:
         body = self.service.health()
-        return _json(body, 200 if body["status"] == "healthy" else 503)
+        return _json(body, 503 if body["status"] == "unhealthy" else 200)
 
     async def live(self, _: web.Request) -> web.Response:
         return _json({"status": "alive", "state": self.service.state})
@@ -145,6 +174,52 @@ class HttpServer:
                           "known": sorted(self.service.sim.plant.machines)}, 404)
         return _json({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
 
+    # -- commands -------------------------------------------------------------------------------------
+    def _command(self, name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The handler of command ``name``: the JSON body (optional) plus the machine id of the path."""
+
+        async def handle(request: web.Request) -> web.Response:
+            if not self._authorized(request):
+                self.service.metrics.commands.labels("http", name, "unauthorized").inc()
+                log.warning("command %s from %s refused: missing or wrong bearer token", name, request.remote)
+                return _json({"error": "unauthorized", "detail": "this endpoint needs 'Authorization: Bearer "
+                                                                  "<token>' with the configured token"},
+                             401, headers={"WWW-Authenticate": 'Bearer realm="factorysim"'})
+            try:
+                try:
+                    body = await self._body(request, name)
+                except CommandRejected as exc:
+                    self.commands.rejected("http", name, exc)
+                    raise
+                result = await self.commands.execute(body, source="http")
+            except CommandRejected as exc:
+                return _json({"error": exc.reason, "detail": exc.detail}, _STATUS.get(exc.reason, 400))
+            return _json(result)
+
+        return handle
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # compare_digest: the time taken does not tell how much of the token was right
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+
+    @staticmethod
+    async def _body(request: web.Request, name: str) -> dict[str, Any]:
+        raw = await request.read()
+        body = decode(raw) if raw.strip() else {}
+        if body.get("command", name) != name or body.get("cmd", name) != name:
+            raise CommandRejected("invalid_field", f"the path names the command {name!r}; leave 'command' out")
+        body["command"] = name
+        body.pop("cmd", None)
+        machine_id = request.match_info.get("machine_id")
+        if machine_id is not None:
+            if body.get("machine_id", machine_id) != machine_id:
+                raise CommandRejected("invalid_field", "machine_id in the body differs from the one in the path")
+            body["machine_id"] = machine_id
+        return body
+
 
 def _machine_view(machine: Machine, now: float) -> dict[str, Any]:
     view = machine_kpis(machine, now)
@@ -154,4 +229,6 @@ def _machine_view(machine: Machine, now: float) -> dict[str, Any]:
     view["cycles_since_maintenance"] = machine.cycles_since_maintenance
     view["pieces_since_maintenance"] = machine.pieces_since_maintenance
     view["last_maintenance_s"] = round(machine.last_maintenance, 3)
+    view["block"] = block_view(machine)  # reason, cause, since_s, until_s (None when not blocked)
+    view["anomaly"] = anomaly_view(machine, now)  # type, severity, until_s (None without one)
     return view

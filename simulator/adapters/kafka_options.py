@@ -27,7 +27,7 @@ def security_options(security: Security, environ: Mapping[str, str] | None = Non
     if security.protocol.startswith("SASL"):
         options["sasl_mechanism"] = security.sasl_mechanism
         options["sasl_plain_username"] = security.sasl_username
-        options["sasl_plain_password"] = _secret(
+        options["sasl_plain_password"] = read_secret(
             "kafka.security.sasl_password", security.sasl_password_env, security.sasl_password_file, env)
     return options
 
@@ -39,7 +39,7 @@ def _ssl_context(security: Security, env: Mapping[str, str]) -> ssl.SSLContext:
         if security.ssl_certfile and security.ssl_keyfile:
             password = None
             if security.ssl_keyfile_password_env:
-                password = _secret("kafka.security.ssl_keyfile_password", security.ssl_keyfile_password_env,
+                password = read_secret("kafka.security.ssl_keyfile_password", security.ssl_keyfile_password_env,
                                    None, env)
             context.load_cert_chain(security.ssl_certfile, security.ssl_keyfile, password=password)
     except (OSError, ssl.SSLError) as exc:
@@ -47,7 +47,7 @@ def _ssl_context(security: Security, env: Mapping[str, str]) -> ssl.SSLContext:
     return context
 
 
-def _secret(key: str, env_name: str | None, file_name: str | None, env: Mapping[str, str]) -> str:
+def read_secret(key: str, env_name: str | None, file_name: str | None, env: Mapping[str, str]) -> str:
     if env_name is not None:
         value = env.get(env_name)
         if not value:

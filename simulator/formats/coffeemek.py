@@ -6,10 +6,19 @@
 - lot events -> ``<events topic>``, key = lot code (machine id for events without a lot).
 
 Headers on every message: ``event_id``, ``event_type``, ``schema_version``, ``content_type``.
+
+Every message carries what a consumer needs to rebuild its record (``coffeemek_decode``): the
+sim time (``sim_time_s``, to the millisecond its timestamps show) and, on telemetry, the
+durations in seconds to the millisecond, the machine's counters (``contatori``, exact), its OEE
+(``oee``, ratios to 4 decimals) and the injected anomaly (``anomalia``).
+
+On MQTT (``topic_template`` given) the topic comes from the template; ``{topic}`` is the Kafka
+topic with ``/`` for ``.`` and ``{location}`` the record's location.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import orjson
@@ -17,9 +26,12 @@ import orjson
 import machines
 from simulator.config_schema import Config
 from simulator.formats import WireMessage
+from simulator.formats.registry import TopicTemplate, level, oee_figures, wire_seconds
 from simulator.formats.timestamps import EventIds, Timestamps
-from simulator.model.records import CycleTelemetry, LotEvent, MachineSample, Record
+from simulator.model.records import CycleTelemetry, LotEvent, MachineCounters, MachineSample, Record
 
+MQTT_TOPIC_TEMPLATE = "{topic}"
+PLACEHOLDERS = ("topic", "location")
 SCHEMA_VERSION = b"1"
 CONTENT_TYPE = b"application/json"
 
@@ -65,13 +77,31 @@ TEST_RESULT_FIELDS = {
     "noise_db": "rumore",
     "vibration_mm_s": "vibrazione",
 }
+_MS = dt.timedelta(milliseconds=1)
+# MachineCounters attribute -> field of the ``contatori`` object.
+COUNTER_FIELDS = {
+    "cycles": "cicli",
+    "good_cycles": "cicli_buoni",
+    "good_pieces": "pezzi_buoni",
+    "bad_pieces": "pezzi_scartati",
+    "running_s": "tempo_marcia_s",
+    "blocked_s": "tempo_blocco_s",
+    "planned_s": "tempo_pianificato_s",
+    "ideal_s": "tempo_ideale_s",
+}
+OEE_FIELDS = ("disponibilita", "prestazioni", "qualita", "oee")
 
 
 class CoffeeMekFormat:
     name = "coffeemek"
 
-    def __init__(self, config: Config, seed: int, instance: str = "") -> None:
+    def __init__(self, config: Config, seed: int, instance: str = "", *,
+                 topic_template: str | None = None) -> None:
         self.seed = seed
+        self.start = config.simulation.start
+        self._whole_ms_start = self.start.microsecond % 1000 == 0
+        self.template = None if topic_template is None else TopicTemplate(self.name, topic_template, PLACEHOLDERS)
+        self._mqtt_topics: dict[tuple[str, str], str] = {}
         self.event_id = EventIds(seed, instance)
         self.topics = config.kafka.topics
         self.times = Timestamps(config.simulation.start,
@@ -99,6 +129,7 @@ class CoffeeMekFormat:
         kind = self.kinds[r.machine_type]
         return {
             "id_evento": eid,
+            "sim_time_s": self._shown_sim_time(r.sim_time),
             "codice_lotto": r.lot_code,
             "luogo": r.location,
             "timestamp_locale": self.times.local(r.sim_time, r.location),
@@ -110,6 +141,9 @@ class CoffeeMekFormat:
             "ultima_manutenzione": self.times.utc(r.last_maintenance_sim_s),
             "pezzi_da_ultima_manutenzione": r.pieces_since_maintenance,
             "allarmi_utente": r.alarms or NO_ALARM,
+            "anomalia": r.anomaly,
+            "contatori": _counters(r.counters),
+            "oee": None if r.counters is None else dict(zip(OEE_FIELDS, oee_figures(r.counters), strict=True)),
         }
 
     def _signals(self, r: CycleTelemetry | MachineSample, body: dict[str, Any]) -> None:
@@ -126,6 +160,8 @@ class CoffeeMekFormat:
     def _cycle(self, r: CycleTelemetry) -> WireMessage:
         eid = self.event_id(r.seq)
         body = self._machine_fields(r, eid)
+        blocked_s, cycle_s, processed_s = (wire_seconds(r.blocked_s), wire_seconds(r.cycle_time_s),
+                                           wire_seconds(r.processed_s))
         body.update({
             "tipo_messaggio": "ciclo",
             "fase": r.stage,
@@ -133,14 +169,17 @@ class CoffeeMekFormat:
             "quantita": r.quantity,
             "blocco_macchina": r.blocked,
             "motivo_blocco": r.block_reason,
-            "durata_blocco_min": round(r.blocked_s / 60.0, 2),
-            "tempo_ciclo": round(r.cycle_time_s / 60.0, 2),
-            "tempo_lavorazione_min": round(r.processed_s / 60.0, 2),
+            "durata_blocco_min": round(blocked_s / 60.0, 2),
+            "durata_blocco_s": blocked_s,
+            "tempo_ciclo": round(cycle_s / 60.0, 2),  # minutes, as the reference system
+            "tempo_ciclo_s": cycle_s,
+            "tempo_lavorazione_min": round(processed_s / 60.0, 2),
+            "tempo_lavorazione_s": processed_s,
         })
         self._signals(r, body)
         if r.test_outcome is not None:
             body["esito"] = TEST_OUTCOMES[r.test_outcome]
-        return self._message(self.cycle_topics[r.stage], r.machine_id, eid, "stage.cycle", body)
+        return self._message(self.cycle_topics[r.stage], r.location, r.machine_id, eid, "stage.cycle", body)
 
     def _sample(self, r: MachineSample) -> WireMessage:
         eid = self.event_id(r.seq)
@@ -153,7 +192,8 @@ class CoffeeMekFormat:
             "intervallo_s": r.interval_s,
         })
         self._signals(r, body)
-        return self._message(self.sample_topics[r.machine_type], r.machine_id, eid, "machine.sample", body)
+        return self._message(self.sample_topics[r.machine_type], r.location, r.machine_id, eid, "machine.sample",
+                             body)
 
     # -- lot events -----------------------------------------------------------------------------
     def _lot_event(self, r: LotEvent) -> WireMessage:
@@ -169,7 +209,7 @@ class CoffeeMekFormat:
             "quantity": r.quantity,
             "customer": r.customer,
             "lot_state": r.lot_state,
-            "sim_time_s": round(float(r.sim_time), 3),
+            "sim_time_s": self._shown_sim_time(r.sim_time),
             "timestamp_utc": self.times.utc(r.sim_time),
             "timestamp_local": self.times.local(r.sim_time, r.location),
             "waited_s": _rounded(r.waited_s),
@@ -181,18 +221,45 @@ class CoffeeMekFormat:
             "rework_count": r.rework_count,
         }
         key = r.lot_code or r.machine_id or r.location
-        return self._message(self.topics.events, key, eid, r.event_type, body)
+        return self._message(self.topics.events, r.location, key, eid, r.event_type, body)
 
-    @staticmethod
-    def _message(topic: str, key: str, eid: str, event_type: str, body: dict[str, Any]) -> WireMessage:
+    def _shown_sim_time(self, sim_time: float) -> float:
+        """``sim_time`` floored to the millisecond, as the message's timestamps show it."""
+        offset = dt.timedelta(seconds=sim_time)
+        if self._whole_ms_start:
+            return (offset // _MS) / 1000
+        instant = self.start + offset
+        shown = instant - dt.timedelta(microseconds=instant.microsecond % 1000)
+        return (shown - self.start).total_seconds()
+
+    def _message(self, topic: str, location: str, key: str, eid: str, event_type: str,
+                 body: dict[str, Any]) -> WireMessage:
         headers = (
             ("event_id", eid.encode()),
             ("event_type", event_type.encode()),
             ("schema_version", SCHEMA_VERSION),
             ("content_type", CONTENT_TYPE),
         )
+        if self.template is not None:
+            topic = self._mqtt_topic(topic, location)
         return WireMessage(topic, key.encode(), headers, orjson.dumps(body))
+
+    def _mqtt_topic(self, kafka_topic: str, location: str) -> str:
+        topic = self._mqtt_topics.get((kafka_topic, location))
+        if topic is None:
+            assert self.template is not None
+            topic = self.template.render({"topic": kafka_topic.replace(".", "/"), "location": level(location)})
+            self._mqtt_topics[(kafka_topic, location)] = topic
+        return topic
+
+
+def _counters(c: MachineCounters | None) -> dict[str, float] | None:
+    if c is None:
+        return None
+    return {"cicli": c.cycles, "cicli_buoni": c.good_cycles, "pezzi_buoni": c.good_pieces,  # see COUNTER_FIELDS
+            "pezzi_scartati": c.bad_pieces, "tempo_marcia_s": c.running_s, "tempo_blocco_s": c.blocked_s,
+            "tempo_pianificato_s": c.planned_s, "tempo_ideale_s": c.ideal_s}
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 3)
+    return None if value is None else wire_seconds(value)

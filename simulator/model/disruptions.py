@@ -1,13 +1,17 @@
-"""Machine-level processes: time-based failures that interrupt work, planned maintenance."""
+"""Machine-level processes: time-based failures that interrupt work, planned maintenance; how a
+blocked machine comes back."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, RUNNING, Machine
-from simulator.model.production import Failure, Process
+from simulator.model.production import Failure, Process, wait_repair
 
 if TYPE_CHECKING:
+    import simpy
+
     from simulator.model.plant import MachineDisruptions
     from simulator.model.simulation import Simulation
 
@@ -35,19 +39,30 @@ def break_down(sim: Simulation, machine: Machine, dis: MachineDisruptions) -> Pr
             machine.set_state(BLOCKED, env.now)
             sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause="failure")
             machine.current_process.interrupt(Failure(repaired, reason, dis.failures.on_interrupt == "restart"))
-            yield env.timeout(repair)
-            machine.block_reason = None
-            machine.set_state(RUNNING, env.now)
-            sim.recorder.machine_event("machine.repaired", machine, stage, reason=reason, cause="failure")
-            repaired.succeed()
+            finish = partial(end_running_block, sim, machine, stage, reason, "failure", repaired)
+            yield from wait_repair(env, machine, "failure", reason, repair, finish)
         elif machine.state == IDLE and pool.take_idle(machine):
             machine.block_reason = reason
             machine.set_state(BLOCKED, env.now)
             sim.recorder.machine_event("machine.blocked", machine, None, reason=reason, cause="failure")
-            yield env.timeout(repair)
-            machine.block_reason = None
-            sim.recorder.machine_event("machine.repaired", machine, None, reason=reason, cause="failure")
-            pool.release(machine)
+            finish = partial(end_idle_block, sim, machine, reason, "failure")
+            yield from wait_repair(env, machine, "failure", reason, repair, finish)
+
+
+def end_running_block(sim: Simulation, machine: Machine, stage: str | None, reason: str, cause: str,
+                      repaired: simpy.Event) -> None:
+    """A machine that was blocked while working a lot runs again; the lot resumes."""
+    machine.block_reason = None
+    machine.set_state(RUNNING, sim.env.now)
+    sim.recorder.machine_event("machine.repaired", machine, stage, reason=reason, cause=cause)
+    repaired.succeed()
+
+
+def end_idle_block(sim: Simulation, machine: Machine, reason: str, cause: str) -> None:
+    """A machine that was blocked while idle goes back to its pool."""
+    machine.block_reason = None
+    sim.recorder.machine_event("machine.repaired", machine, None, reason=reason, cause=cause)
+    sim.plant.pool(machine.location, machine.machine_type).release(machine)
 
 
 def maintain(sim: Simulation, machine: Machine, dis: MachineDisruptions) -> Process:

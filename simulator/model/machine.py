@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import simpy
 
     from simulator.model.lot import Lot
+    from simulator.model.production import Stoppage
 
 
 class Timeline:
@@ -51,6 +52,7 @@ class Machine:
         "ideal_time_s",
         "in_work",
         "last_maintenance",
+        "load",
         "location",
         "machine_type",
         "maintenance_due",
@@ -65,6 +67,7 @@ class Machine:
         "state",
         "state_lot",
         "state_time",
+        "stoppage",
         "timeline",
     )
 
@@ -84,6 +87,7 @@ class Machine:
         self.current_lot: Lot | None = None
         self.current_process: simpy.Process | None = None
         self.block_reason: str | None = None
+        self.stoppage: Stoppage | None = None  # why and until when a blocked machine is down
         self.cycles = 0
         self.good_cycles = 0
         self.good_pieces = 0
@@ -101,6 +105,9 @@ class Machine:
         self.on_maintained: simpy.Event | None = None
         self.state_lot: str | None = None  # lot being worked in the current state
         self.timeline: Timeline | None = None
+        # how hard the machine is driven (0..1) when no lot decides it: a continuous-duty
+        # machine's shift factor (see simulator.model.utilities); None = from the current lot
+        self.load: float | None = None
 
     def set_state(self, state: str, now: float) -> None:
         if self.timeline is not None:

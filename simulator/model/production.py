@@ -3,8 +3,9 @@ test outcome, rework or scrap, next stage, completion."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -28,6 +29,51 @@ class Failure:
     repaired: simpy.Event
     reason: str
     restart: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RepairNow:
+    """Interrupt cause: a repair command ended the stoppage the interrupted process waits out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stoppage:
+    """Why and until when a blocked machine is down, and how its block ends.
+
+    ``waiter`` is the process waiting for the repair; ``finish`` ends the block (machine state,
+    ``machine.repaired`` event, waking the lot).  Whoever ends the block first runs ``finish``
+    through :func:`end_stoppage`: the waiter when the repair time is over, or a repair command,
+    which then interrupts the waiter with :class:`RepairNow`."""
+
+    cause: str  # "cycle_block" | "failure" | "command"
+    reason: str
+    until: float  # sim time the repair ends by itself (inf: only a repair command ends it)
+    waiter: simpy.Process
+    finish: Callable[[], None]
+
+
+def end_stoppage(machine: Machine) -> Stoppage | None:
+    """End ``machine``'s stoppage now (None if it has none)."""
+    stoppage, machine.stoppage = machine.stoppage, None
+    if stoppage is not None:
+        stoppage.finish()
+    return stoppage
+
+
+def wait_repair(env: simpy.Environment, machine: Machine, cause: str, reason: str, repair: float,
+                finish: Callable[[], None]) -> Generator[simpy.Event, Any, bool]:
+    """Wait ``repair`` seconds and end the stoppage; a repair command may end it sooner (then it has
+    already run ``finish``).  Returns True when the repair took its full time."""
+    assert env.active_process is not None
+    machine.stoppage = Stoppage(cause, reason, env.now + repair, env.active_process, finish)
+    try:
+        yield env.timeout(repair)
+    except simpy.Interrupt as interrupt:
+        if not isinstance(interrupt.cause, RepairNow):
+            raise
+        return False
+    end_stoppage(machine)
+    return True
 
 
 def produce(world: World, lot: Lot) -> Process:
@@ -58,9 +104,19 @@ def produce(world: World, lot: Lot) -> Process:
             blocked_s, reason = yield from operate(world, machine, lot, plan, work, block)
         else:
             machine.in_work = True
-            yield env.timeout(work)
-            machine.in_work = False
-            blocked_s, reason = 0.0, None
+            try:
+                yield env.timeout(work)
+                machine.in_work = False
+                blocked_s, reason = 0.0, None
+            except simpy.Interrupt as interrupt:  # a block command stopped the machine
+                machine.in_work = False
+                failure = interrupt.cause
+                assert isinstance(failure, Failure)
+                done = 0.0 if failure.restart else env.now - started
+                halted_s = yield from halt(env, lot, failure)
+                blocked_s, reason = yield from operate(world, machine, lot, plan, work, False, done)
+                blocked_s += halted_s
+                reason = reason or failure.reason
         outcome = judge(lot, plan)
         account(world, machine, lot, plan, outcome)
         stats.stage_done(plan.name, lot.location, started - queued_at, work)
@@ -90,14 +146,14 @@ def produce(world: World, lot: Lot) -> Process:
 
 
 def operate(world: World, machine: Machine, lot: Lot, plan: StagePlan, work: float, block: bool,
-            ) -> Generator[simpy.Event, Any, tuple[float, str | None]]:
-    """Process ``work`` seconds on ``machine``; a per-cycle block (``block``) stops it at a random
-    point, and a failure may interrupt it.  Returns (blocked seconds, last block reason)."""
+            done: float = 0.0) -> Generator[simpy.Event, Any, tuple[float, str | None]]:
+    """Process ``work`` seconds (``done`` of them already) on ``machine``; a per-cycle block
+    (``block``) stops it at a random point, and a failure or a block command may interrupt it.
+    Returns (blocked seconds, last block reason)."""
     env = world.env
     blocked_s = 0.0
     reason: str | None = None
     block_at = machine.rng_blocks.random() * work if block else None
-    done = 0.0
     while True:
         target = work if block_at is None else block_at
         segment_start = env.now
@@ -111,11 +167,7 @@ def operate(world: World, machine: Machine, lot: Lot, plan: StagePlan, work: flo
             failure = interrupt.cause
             assert isinstance(failure, Failure)
             done = 0.0 if failure.restart else done + (env.now - segment_start)
-            lot.to(LotState.BLOCKED)
-            halted = env.now
-            yield failure.repaired
-            lot.to(LotState.PROCESSING)
-            blocked_s += env.now - halted
+            blocked_s += yield from halt(env, lot, failure)
             reason = failure.reason
             continue
         if block_at is None:
@@ -128,13 +180,30 @@ def operate(world: World, machine: Machine, lot: Lot, plan: StagePlan, work: flo
         lot.to(LotState.BLOCKED)
         world.recorder.machine_event("machine.blocked", machine, plan.name, reason=reason,
                                      cause="cycle_block")
-        yield env.timeout(repair)
-        machine.block_reason = None
-        machine.set_state(RUNNING, env.now)
-        lot.to(LotState.PROCESSING)
-        world.recorder.machine_event("machine.repaired", machine, plan.name, reason=reason,
-                                     cause="cycle_block")
-        blocked_s += repair
+        halted = env.now
+        finish = partial(_end_cycle_block, world, machine, lot, plan.name, reason)
+        if (yield from wait_repair(env, machine, "cycle_block", reason, repair, finish)):
+            blocked_s += repair
+        else:  # a repair command ended the block early
+            blocked_s += env.now - halted
+
+
+def halt(env: simpy.Environment, lot: Lot, failure: Failure) -> Generator[simpy.Event, Any, float]:
+    """The lot waits, blocked, until its machine is repaired; returns the seconds it waited.  A
+    block command may have marked the lot blocked already."""
+    if lot.state is not LotState.BLOCKED:
+        lot.to(LotState.BLOCKED)
+    halted = env.now
+    yield failure.repaired
+    lot.to(LotState.PROCESSING)
+    return float(env.now - halted)
+
+
+def _end_cycle_block(world: World, machine: Machine, lot: Lot, stage: str, reason: str) -> None:
+    machine.block_reason = None
+    machine.set_state(RUNNING, world.env.now)
+    lot.to(LotState.PROCESSING)
+    world.recorder.machine_event("machine.repaired", machine, stage, reason=reason, cause="cycle_block")
 
 
 def judge(lot: Lot, plan: StagePlan) -> str | None:

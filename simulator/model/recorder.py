@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import simpy
 
     from simulator.config_schema import Telemetry
+    from simulator.model.climate import OutdoorClimate
     from simulator.model.lot import Lot
     from simulator.model.machine import Machine
 
@@ -22,16 +23,22 @@ def load_of(quantity: int) -> float:
 
 
 class Recorder:
-    __slots__ = ("ambient", "cycle_records", "env", "lot_events", "seq", "sink")
+    __slots__ = ("ambient", "cycle_records", "env", "lot_events", "outdoor", "seq", "sink")
 
     def __init__(self, env: simpy.Environment, sink: Sink, telemetry: Telemetry,
-                 ambient: dict[str, float]) -> None:
+                 ambient: dict[str, float], outdoor: dict[str, OutdoorClimate] | None = None) -> None:
         self.env = env
         self.sink = sink
         self.seq = 0
         self.cycle_records = telemetry.cycle_records
         self.lot_events = telemetry.lot_events
         self.ambient = ambient
+        self.outdoor = outdoor or {}  # locations with a climate; elsewhere outdoor = ambient
+
+    def outdoor_c(self, location: str) -> float | None:
+        """The outdoor temperature at ``location`` now (None: the location has no climate)."""
+        climate = self.outdoor.get(location)
+        return None if climate is None else climate.temperature_c(self.env.now)
 
     def lot_event(self, event_type: str, lot: Lot, stage: str | None = None,
                   machine_id: str | None = None, **extra: object) -> None:
@@ -63,7 +70,7 @@ class Recorder:
             load=load_of(lot.quantity), quantity=lot.quantity, cycle_time_s=cycle_time,
             block_reason=block_reason, test_outcome=outcome,
             anomaly=machine.active_anomaly(now), anomaly_severity=machine.anomaly_severity,
-            ambient_c=self.ambient[machine.location],
+            ambient_c=self.ambient[machine.location], outdoor_c=self.outdoor_c(machine.location),
         )
         signals = machine.model.signals(ctx, machine.rng_signals)
         # a cycle that was stopped shows the alarm the machine raised while it was blocked
@@ -83,9 +90,11 @@ class Recorder:
             state=machine.state, interval_s=interval,
             hours_since_maintenance=machine.hours_since_maintenance(now),
             pieces_since_maintenance=machine.pieces_since_maintenance,
-            load=load_of(lot.quantity) if lot else 0.0, quantity=lot.quantity if lot else 0,
+            load=machine.load if machine.load is not None else load_of(lot.quantity) if lot else 0.0,
+            quantity=lot.quantity if lot else 0,
             block_reason=machine.block_reason, anomaly=machine.active_anomaly(now),
             anomaly_severity=machine.anomaly_severity, ambient_c=self.ambient[machine.location],
+            outdoor_c=self.outdoor_c(machine.location),
         )
         self.seq += 1
         self.sink.emit(MachineSample(

@@ -98,9 +98,10 @@ def machines_allowed(factor: float, machines: int) -> int:
 
 
 def follow_shifts(sim: Simulation, location: str, clock: CalendarClock) -> Process:
-    """Set every pool's working-machine limit at each shift boundary."""
+    """Set every pool's working-machine limit at each shift boundary (continuous-duty machines
+    follow the calendar on their own, see ``simulator.model.utilities``)."""
     env = sim.env
-    pools = sim.plant.pools_at(location)
+    pools = [p for p in sim.plant.pools_at(location) if p.machine_type not in sim.continuous_types]
     while True:
         factor, change = clock.factor_and_next_change(env.now)
         sim.shift_factor[location] = factor

@@ -15,6 +15,7 @@ import simpy
 from simulator.config_schema import Config
 from simulator.errors import OrderRejected
 from simulator.model.arrivals import OrderGenerator, mix_with
+from simulator.model.climate import OutdoorClimate
 from simulator.model.disruptions import break_down, maintain, maintenance_clock
 from simulator.model.lot import Lot
 from simulator.model.machine import Machine, Timeline
@@ -27,6 +28,7 @@ from simulator.model.records import Sink
 from simulator.model.sampling import sample
 from simulator.model.shifts import CalendarClock, follow_shifts
 from simulator.model.statistics import Statistics
+from simulator.model.utilities import continuous_types, start_utility
 
 
 class Simulation:
@@ -42,14 +44,18 @@ class Simulation:
             sample_limit=sample_limit, rng=stream(self.seed, "statistics"),
         )
         self.recorder = Recorder(self.env, sink, config.telemetry,
-                                 {name: loc.ambient_c for name, loc in config.locations.items()})
+                                 {name: loc.ambient_c for name, loc in config.locations.items()},
+                                 {name: OutdoorClimate(loc.climate, loc.timezone, self.start)
+                                  for name, loc in config.locations.items() if loc.climate is not None})
         self.lots: dict[str, Lot] = {}  # lots in progress by code
         self.shift_factor = dict.fromkeys(config.locations, 1.0)
         self.timeline = Timeline(*timeline) if timeline else None
         self.failures_possible = False
+        self.continuous_types = continuous_types(config)  # utilities: no lots, not in the pools' shift logic
         self._finish_listeners: list[Callable[[Lot], None]] = []
         self._start_machine_processes()
         self._start_shifts()
+        self._start_utilities()
 
     # -- wiring ---------------------------------------------------------------------------------
     def _start_machine_processes(self) -> None:
@@ -82,6 +88,18 @@ class Simulation:
                                       self.start)
                 self.env.process(follow_shifts(self, name, clock))
 
+    def _start_utilities(self) -> None:
+        if not self.continuous_types:
+            return
+        for name, loc in self.config.locations.items():
+            clock = None
+            if loc.shift_calendar is not None:
+                clock = CalendarClock(self.config.shift_calendars[loc.shift_calendar], loc.timezone, self.start)
+            for pool in self.plant.pools_at(name):
+                if pool.machine_type in self.continuous_types:
+                    for machine in pool.machines:
+                        start_utility(self, machine, clock)
+
     # -- lots -----------------------------------------------------------------------------------
     def admit(self, order: Order) -> Lot:
         """Start ``order`` as a lot now.  Raises OrderRejected for a lot code in progress or an
@@ -101,13 +119,14 @@ class Simulation:
         self.env.process(produce(self, lot))
         return lot
 
-    def start_arrivals(self, limit: int | None = None) -> OrderGenerator:
-        """Generate orders from ``config.arrivals`` (``limit`` lots, or without end)."""
+    def start_arrivals(self, limit: int | None = None, code_prefix: str | None = None) -> OrderGenerator:
+        """Generate orders from ``config.arrivals`` (``limit`` lots, or without end); lot codes are
+        ``<code_prefix>-<n>`` (default prefix ``L-<start date>``)."""
         arrivals = self.config.arrivals
         mix = arrivals.location_mix or dict.fromkeys(self.config.locations, 1.0)
         generator = OrderGenerator(
             arrivals, mix_with(mix, self.config.location_of), stream(self.seed, "arrivals"),
-            code_prefix=f"L-{self.start:%Y%m%d}",
+            code_prefix=code_prefix or f"L-{self.start:%Y%m%d}",
         )
         self.env.process(self._arrive(generator, limit))
         return generator

@@ -8,7 +8,8 @@ Shutdown (first SIGTERM/SIGINT; a second one exits at once):
 2. stop order intake (no new messages are read);
 3. stop the driver at a step boundary, close the outbox and let the publisher deliver all of it;
 4. hand the lots still in progress back to the orders topic and commit every order offset that is done;
-5. stop the Kafka clients, then the HTTP server, then the embedded broker.
+5. let the MQTT targets publish what they queued and disconnect;
+6. stop the Kafka clients, then the HTTP server, then the embedded broker.
 
 Each stage has its share of ``shutdown_timeout_s``.
 """
@@ -32,13 +33,17 @@ from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.adapters.kafka_options import client_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
+from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.order_intake import OrderIntake
 from simulator.adapters.systemd import SystemdNotifier
 from simulator.config_schema import Config
+from simulator.errors import CommandRejected
 from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.formats.registry import build_format
 from simulator.model.order import Order
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
+from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
@@ -63,6 +68,16 @@ class Service:
         speed = config.simulation.speed
         self.driver = Driver(self.sim, speed=None if speed == "max" else float(speed), outbox=self.outbox)
         self.format = CoffeeMekFormat(config, self.sim.seed, instance=self.instance)
+        self.commands = CommandProcessor(self.driver, self.metrics)
+        self.mqtt = [
+            MqttPublisher(target, build_format(target.format, config, self.sim.seed, instance=self.instance,
+                                               topic_template=target.topic_template),
+                          instance=self.instance, environ=environ, on_command=self._mqtt_command)
+            for target in config.mqtt.targets
+        ]
+        for publisher in self.mqtt:
+            self.outbox.add_tap(publisher)
+        self.metrics.registry.register(MqttCollector(self.mqtt))
         self.state = STARTING
         self.started_monotonic = time.monotonic()
         self.bootstrap_servers = config.kafka.bootstrap_servers
@@ -111,6 +126,8 @@ class Service:
                 stack.push_async_callback(self.broker.stop)
                 self.bootstrap_servers = self.broker.bootstrap_servers
             await self._start_kafka(stack)
+            if self.config.arrivals.in_service:  # the driver is not stepping yet: safe to start directly
+                self.sim.start_arrivals(code_prefix=f"L-{self.instance[:6]}")
             self.state = RUNNING
             self.ready_event.set()
             self.notifier.ready(f"simulating, Kafka {self.bootstrap_servers}")
@@ -162,6 +179,7 @@ class Service:
             publisher = group.create_task(self.publisher.run(), name="kafka-publisher")
             intake = group.create_task(self.intake.run(), name="order-intake")
             driver = group.create_task(self.driver.run(), name="driver")
+            mqtt = [group.create_task(p.run(), name=f"mqtt-{p.name}") for p in self.mqtt]
             helpers = [group.create_task(self._probe(), name="kafka-probe"),
                        group.create_task(self._watchdog(), name="systemd-watchdog")]
             helpers += [group.create_task(task(self), name=getattr(task, "__name__", "extra"))
@@ -172,6 +190,7 @@ class Service:
                 if task is not stop and task.exception() is None:
                     log.error("task %s ended on its own; stopping", task.get_name())
             await self._shutdown(intake, driver, publisher)
+            await self._stop_mqtt(mqtt)
             for task in [*helpers, stop]:
                 task.cancel()
 
@@ -210,6 +229,25 @@ class Service:
             await asyncio.wait_for(self.intake.commit(), left(0.2))
         except TimeoutError:
             log.error("shutdown: could not hand over lots and commit offsets in time")
+
+    async def _stop_mqtt(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Let the targets publish what they queued (within a budget), then disconnect."""
+        for publisher in self.mqtt:
+            publisher.finish()
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=max(1.0, self.shutdown_timeout_s * 0.25))
+        for task in late:
+            task.cancel()
+        if late:
+            left = sum(len(p) + p.session.in_flight for p in self.mqtt)
+            log.error("shutdown: %d MQTT records not delivered in time", left)
+            await asyncio.wait(late, timeout=3)
+
+    async def _mqtt_command(self, payload: bytes) -> None:
+        """A command from an MQTT command topic; a rejected one is already logged and counted."""
+        with contextlib.suppress(CommandRejected):
+            await self.commands.execute(payload, source="mqtt")
 
     def _orders_in_progress(self) -> list[Order]:
         return [Order(lot.code, lot.customer, lot.quantity, lot.location, lot.priority)
@@ -267,11 +305,18 @@ class Service:
     def ready(self) -> bool:
         return self.healthy and not self.driver.paused
 
+    @property
+    def status(self) -> str:
+        """healthy | degraded (an MQTT target is down; Kafka, the system of record, is fine) | unhealthy."""
+        if not self.healthy:
+            return "unhealthy"
+        return "healthy" if all(p.connected for p in self.mqtt) else "degraded"
+
     def health(self) -> dict[str, Any]:
         stats = self.sim.stats
         speed = "max" if self.driver.speed is None else self.driver.speed
         return {
-            "status": "healthy" if self.healthy else "unhealthy",
+            "status": self.status,
             "state": self.state,
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
             "kafka": {
@@ -297,5 +342,5 @@ class Service:
             },
             "lots": {"in_progress": stats.in_progress, "completed": stats.completed, "scrapped": stats.scrapped,
                      "received": stats.received},
-            "mqtt": {"targets": []},
+            "mqtt": {"targets": [p.health() for p in self.mqtt]},
         }

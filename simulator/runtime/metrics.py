@@ -29,3 +29,6 @@ class IoMetrics:
         self.lots_handed_over = Counter("factorysim_lots_handed_over",
                                         "Lots in progress at shutdown put back on the orders topic", registry=r)
         self.offsets_committed = Counter("factorysim_offsets_committed", "Order offset commits", registry=r)
+        self.commands = Counter("factorysim_commands", "Runtime commands by entrance (http, mqtt), command and "
+                                "outcome (accepted, rejected, unauthorized)", ["source", "command", "outcome"],
+                                registry=r)

@@ -9,8 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
 from simulator.model.records import Record
+
+
+class Tap(Protocol):
+    """A second reader of every record (an in-process MQTT target).  ``full`` holds simulated time
+    like a full outbox does (its ``block`` overflow policy); it calls ``on_room`` when it has room
+    again."""
+
+    on_room: Callable[[], None] | None
+
+    @property
+    def full(self) -> bool: ...
+
+    def offer(self, record: Record) -> None: ...
 
 
 class Outbox:
@@ -26,6 +41,15 @@ class Outbox:
         self.closed = False
         self.total = 0
         self.waker: asyncio.Event | None = None  # set when room frees up (the driver's wake event)
+        self.taps: list[Tap] = []
+
+    def add_tap(self, tap: Tap) -> None:
+        tap.on_room = self.wake
+        self.taps.append(tap)
+
+    def wake(self) -> None:
+        if self.waker is not None:
+            self.waker.set()
 
     # the model side ----------------------------------------------------------------------------
     def emit(self, record: Record) -> None:
@@ -34,11 +58,14 @@ class Outbox:
         self._ready.set()
         if len(self._items) >= self.capacity:
             self._room.clear()
+        for tap in self.taps:
+            tap.offer(record)
 
     @property
     def full(self) -> bool:
-        """True from reaching capacity until drained below the low-water mark (hysteresis)."""
-        return not self._room.is_set()
+        """True from reaching capacity until drained below the low-water mark (hysteresis), or while
+        a tap is full."""
+        return not self._room.is_set() or any(tap.full for tap in self.taps)
 
     async def wait_for_room(self) -> None:
         """Return once the publishers drained the outbox below its low-water mark."""
@@ -55,8 +82,7 @@ class Outbox:
         batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
         if len(self._items) <= self.low_water and not self._room.is_set():
             self._room.set()
-            if self.waker is not None:
-                self.waker.set()
+            self.wake()
         return batch
 
     def close(self) -> None:

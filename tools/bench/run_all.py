@@ -1,10 +1,9 @@
-"""Run every benchmark and rewrite the results table in BENCHMARKS.md (`make bench`)."""
+"""Run every benchmark and rewrite the results table and the MQTT client section in BENCHMARKS.md
+(`make bench`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import platform
 import re
 import sys
 from pathlib import Path
@@ -12,18 +11,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import engine
+import mqtt_clients
+from bench_common import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        cpu = match.group(1).strip() if match else cpu
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def main() -> None:
@@ -40,6 +32,11 @@ def main() -> None:
     text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     path.write_text(text, encoding="utf-8")
     print("\n".join(table))
+
+    # the MQTT client choice: its own section of BENCHMARKS.md
+    mqtt_block = mqtt_clients.measure()
+    mqtt_clients.write_section(mqtt_block, path)
+    print("\n".join(line for line in mqtt_block if not line.startswith("<!--")))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,246 @@
+"""The standalone MQTT bridge (``factorysim bridge``): Kafka telemetry and lot events -> MQTT targets.
+
+It consumes the coffeemek telemetry and event topics in its own consumer group, decodes each
+message back into a record and offers it to every MQTT target, which encodes it in its own
+format.  A Kafka offset is committed only when every target is done with the message:
+acknowledged by the broker (QoS 1/2), written (QoS 0), not carried by that target, or dropped by
+an explicit overflow policy.  Stopped mid-stream and started again, it therefore resends what was
+not acknowledged and loses nothing.  A target with the ``block`` policy stops the reading while
+its queue is full.
+
+Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from simulator.adapters.kafka_options import client_options
+from simulator.adapters.mqtt import MqttCollector, MqttPublisher
+from simulator.adapters.offsets import PartitionOffsets
+from simulator.config_schema import Config
+from simulator.errors import ConfigError
+from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.formats.coffeemek_decode import decode
+from simulator.formats.registry import build_format
+
+log = logging.getLogger(__name__)
+
+
+class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, config: Config, *, environ: Mapping[str, str] | None = None,
+                 http_port: int | None = None) -> None:
+        if not config.mqtt.targets:
+            raise ConfigError(["mqtt.targets: the bridge needs at least one MQTT target"])
+        if config.kafka.bootstrap_servers == "embedded":
+            raise ConfigError(["kafka.bootstrap_servers: the bridge reads an existing cluster; give host:port "
+                               "(or set KAFKA_BOOTSTRAP_SERVERS), not 'embedded'"])
+        self.config = config
+        self.environ = environ
+        self.instance = uuid.uuid4().hex[:12]
+        kafka_format = CoffeeMekFormat(config, config.simulation.seed)
+        self.topics = sorted({config.kafka.topics.events, *kafka_format.cycle_topics.values(),
+                              *kafka_format.sample_topics.values()})
+        self.publishers = [
+            MqttPublisher(t, build_format(t.format, config, config.simulation.seed, instance=self.instance,
+                                          topic_template=t.topic_template),
+                          instance=self.instance, environ=environ)
+            for t in config.mqtt.targets
+        ]
+        self.registry = CollectorRegistry()
+        self.registry.register(MqttCollector(self.publishers))
+        self.consumed = Counter("factorysim_bridge_messages_consumed", "Kafka messages read", registry=self.registry)
+        self.undecodable = Counter("factorysim_bridge_messages_undecodable",
+                                   "Kafka messages that are not coffeemek records (skipped)", registry=self.registry)
+        self.commits = Counter("factorysim_bridge_offsets_committed", "Offset commits", registry=self.registry)
+        self.http_port = config.mqtt.bridge.http_port if http_port is None else http_port
+        self.consumer: AIOKafkaConsumer | None = None
+        self.kafka_connected = False
+        self.started = time.monotonic()
+        self.state = "starting"
+        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self._stop = asyncio.Event()
+        self.ready_event = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    async def run(self) -> None:
+        kafka = self.config.kafka
+        runner = await self._start_http()
+        consumer = AIOKafkaConsumer(
+            **client_options(kafka, kafka.bootstrap_servers, self.environ),
+            group_id=self.config.mqtt.bridge.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=kafka.consumer.session_timeout_ms,
+            heartbeat_interval_ms=max(300, kafka.consumer.session_timeout_ms // 3),
+        )
+        self.consumer = consumer
+        consumer.subscribe(self.topics, listener=self)
+        try:
+            await consumer.start()
+            self.kafka_connected = True
+            tasks = [asyncio.create_task(p.run(), name=f"mqtt-{p.name}") for p in self.publishers]
+            self.state = "running"
+            self.ready_event.set()
+            log.info("MQTT bridge: %d topics from %s -> %s", len(self.topics), kafka.bootstrap_servers,
+                     ", ".join(f"{p.name} ({p.target.host}:{p.target.port}, {p.fmt.name})" for p in self.publishers))
+            reader = asyncio.create_task(self._read(), name="bridge-reader")
+            committer = asyncio.create_task(self._commit_loop(), name="bridge-commits")
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([reader, stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            self.state = "stopping"
+            reader.cancel()
+            for p in self.publishers:
+                p.finish()
+            _, late = await asyncio.wait(tasks, timeout=10)
+            for task in late:
+                task.cancel()
+            committer.cancel()
+            await self.commit()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 5)
+            await runner.cleanup()
+            self.state = "stopped"
+
+    # -- reading and committing -----------------------------------------------------------------------
+    async def _read(self) -> None:
+        assert self.consumer is not None
+        while True:
+            for p in self.publishers:
+                if p.full:
+                    await p.wait_for_room()
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
+            for tp, messages in batches.items():
+                part = self._partitions.setdefault(tp, PartitionOffsets())
+                for message in messages:
+                    self.consumed.inc()
+                    part.take(message.offset)
+                    self._offer(tp, part, message.topic, message.offset, message.value or b"")
+
+    def _offer(self, tp: TopicPartition, part: PartitionOffsets, topic: str, offset: int, value: bytes) -> None:
+        try:
+            record = decode(topic, value)
+        except Exception:  # noqa: BLE001 - a foreign or damaged message must not stop the bridge
+            self.undecodable.inc()
+            log.warning("bridge: %s[%s]@%d is not a coffeemek record; skipped", topic, tp.partition, offset)
+            part.done(offset)
+            return
+        remaining = len(self.publishers)
+
+        def one_done() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                part.done(offset)
+
+        for publisher in self.publishers:
+            publisher.offer(record, one_done)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.mqtt.bridge.commit_interval_s)
+            await self.commit()
+
+    async def commit(self) -> None:
+        if self.consumer is None:
+            return
+        assigned = self.consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(pos, "") for tp, part in self._partitions.items()
+                   if tp in assigned and (pos := part.to_commit()) is not None}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - retried with the next commit
+            log.warning("bridge: committing offsets failed (%r); will retry", exc)
+            self.kafka_connected = False
+            return
+        self.kafka_connected = True
+        self.commits.inc()
+        for tp, meta in offsets.items():
+            self._partitions[tp].committed = meta.offset
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.commit()
+        for tp in revoked:
+            self._partitions.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+    # -- health ----------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        up = self.state == "running" and self.kafka_connected
+        status = "unhealthy" if not up else ("healthy" if all(p.connected for p in self.publishers) else "degraded")
+        return {
+            "status": status,
+            "state": self.state,
+            "uptime_seconds": round(time.monotonic() - self.started, 3),
+            "kafka": {"broker": self.config.kafka.bootstrap_servers, "connected": self.kafka_connected,
+                      "group_id": self.config.mqtt.bridge.group_id, "topics": self.topics,
+                      "pending_offsets": sum(len(p.pending) for p in self._partitions.values())},
+            "mqtt": {"targets": [p.health() for p in self.publishers]},
+        }
+
+    async def _start_http(self) -> web.AppRunner:
+        async def health(_: web.Request) -> web.Response:
+            body = self.health()
+            return _json(body, 503 if body["status"] == "unhealthy" else 200)
+
+        async def live(_: web.Request) -> web.Response:
+            return _json({"status": "alive", "state": self.state})
+
+        async def ready(_: web.Request) -> web.Response:
+            ok = self.health()["status"] != "unhealthy"
+            return _json({"status": "ready" if ok else "not ready", "state": self.state}, 200 if ok else 503)
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.add_routes([web.get("/health", health), web.get("/health/live", live),
+                        web.get("/health/ready", ready), web.get("/metrics", metrics)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.http.host, self.http_port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        if sockets:
+            self.http_port = sockets[0].getsockname()[1]
+        log.info("bridge health endpoint on http://%s:%s/health", self.config.http.host, self.http_port)
+        return runner
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status,
+                        content_type="application/json")
+
+
+def run_bridge(config: Config) -> int:
+    async def main() -> None:
+        bridge = Bridge(config)
+        bridge.install_signal_handlers()
+        await bridge.run()
+
+    asyncio.run(main())
+    return 0

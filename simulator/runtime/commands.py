@@ -1,0 +1,248 @@
+"""Runtime commands: one JSON schema and one processor for every entrance (HTTP, MQTT command topic).
+
+A command is a JSON object::
+
+    {"command": "block", "machine_id": "Italia-fresa_cnc-01", "reason": "jam", "duration_s": 600}
+    {"command": "repair", "machine_id": "Italia-fresa_cnc-01"}
+    {"command": "anomaly", "machine_id": "Vietnam-tornio-02", "type": "bearing_fault", "severity": 1.5,
+     "duration_s": 900}
+    {"command": "clear_anomaly", "machine_id": "Vietnam-tornio-02"}
+    {"command": "pause"}    {"command": "resume"}    {"command": "speed", "speed": 3600}  ("max" too)
+    {"cmd": "bearing_fault", "value": true}     (the plant-wide switch; also "energy_spike";
+                                                 optional machine_id, severity, duration_s)
+
+``cmd`` is accepted for ``command``, ``anomaly_type`` for ``type`` and ``duration_seconds`` for
+``duration_s``.  Optional fields: ``reason`` (default "manual"), ``duration_s`` (default: until
+repaired or cleared), ``severity`` (default 1, in (0, 5]); ``clear_anomaly`` takes an optional
+``type`` (clear only that one).  Unknown fields are rejected, so a typo does not pass unnoticed.
+
+:class:`CommandProcessor` validates a command (raw bytes or an already decoded mapping), applies it
+between two steps of the model through the driver, counts it and returns a small JSON-able result.
+A malformed or inapplicable command raises :class:`CommandRejected` (``reason`` code, ``detail``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from simulator.errors import CommandRejected
+from simulator.model import control
+from simulator.model.simulation import Simulation
+from simulator.runtime.driver import Driver
+from simulator.runtime.metrics import IoMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_COMMAND_BYTES = 65_536
+MAX_ID_CHARS = 200
+PLANT_WIDE = control.PLANT_WIDE_ANOMALIES
+# command -> (required fields, optional fields)
+FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "block": (frozenset({"machine_id"}), frozenset({"reason", "duration_s"})),
+    "repair": (frozenset({"machine_id"}), frozenset()),
+    "anomaly": (frozenset({"machine_id", "type"}), frozenset({"severity", "duration_s"})),
+    "clear_anomaly": (frozenset({"machine_id"}), frozenset({"type"})),
+    "pause": (frozenset(), frozenset()),
+    "resume": (frozenset(), frozenset()),
+    "speed": (frozenset({"speed"}), frozenset()),
+    **{name: (frozenset({"value"}), frozenset({"machine_id", "severity", "duration_s"})) for name in PLANT_WIDE},
+}
+COMMANDS = tuple(FIELDS)
+ALIASES = {"cmd": "command", "anomaly_type": "type", "duration_seconds": "duration_s"}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated command."""
+
+    name: str  # one of COMMANDS
+    machine_id: str | None = None
+    reason: str = "manual"
+    duration_s: float | None = None
+    anomaly: str | None = None  # "anomaly": the type to inject; "clear_anomaly": only this type
+    severity: float = 1.0
+    speed: float | None = None  # "speed": simulated seconds per wall second; None = as fast as possible
+    value: bool = True  # the plant-wide switch: on or off
+
+
+def decode(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> dict[str, Any]:
+    """The command object of ``payload`` (JSON bytes or text, or a decoded mapping)."""
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise CommandRejected("oversized", f"a command has at most {MAX_COMMAND_BYTES} bytes (got {len(raw)})")
+    if not raw.strip():
+        raise CommandRejected("empty", "the command is empty")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CommandRejected("not_json", f"the command is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CommandRejected("not_object", f"a command is a JSON object, not {type(data).__name__}")
+    return data
+
+
+def command_name(data: Mapping[str, Any]) -> str:
+    """The command's name (``command`` or ``cmd``), checked against :data:`COMMANDS`."""
+    names = {data[key] for key in ("command", "cmd") if key in data}
+    if not names:
+        raise CommandRejected("missing_field", f"a command needs 'command' (one of {', '.join(COMMANDS)})")
+    if len(names) > 1:
+        raise CommandRejected("invalid_field", "'command' and 'cmd' name different commands")
+    name = names.pop()
+    if not isinstance(name, str) or name not in FIELDS:
+        raise CommandRejected("unknown_command", f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+    return name
+
+
+def parse_command(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> Command:
+    """Validate ``payload`` into a :class:`Command`; raises CommandRejected."""
+    data = decode(payload)
+    name = command_name(data)
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        canonical = ALIASES.get(key, key)
+        if canonical == "command":
+            continue
+        if canonical in fields:
+            raise CommandRejected("invalid_field", f"{canonical!r} is given twice (as {key!r} too)")
+        fields[canonical] = value
+    required, optional = FIELDS[name]
+    unknown = sorted(set(fields) - required - optional)
+    if unknown:
+        allowed = ", ".join(sorted(required | optional)) or "none"
+        raise CommandRejected("unknown_field", f"{name} takes no {', '.join(map(repr, unknown))}; fields: {allowed}")
+    missing = sorted(required - set(fields))
+    if missing:
+        raise CommandRejected("missing_field", f"{name} needs {', '.join(map(repr, missing))}")
+    severity = _number(fields, "severity")
+    return Command(
+        name=name,
+        machine_id=_text(fields, "machine_id", MAX_ID_CHARS),
+        reason=_text(fields, "reason", control.MAX_REASON_CHARS) or "manual",
+        duration_s=_number(fields, "duration_s"),
+        anomaly=_text(fields, "type", MAX_ID_CHARS) or (name if name in PLANT_WIDE else None),
+        severity=1.0 if severity is None else severity,
+        speed=_speed(fields),
+        value=_flag(fields, "value"),
+    )
+
+
+def _text(fields: Mapping[str, Any], key: str, limit: int) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise CommandRejected("invalid_field", f"{key!r} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _number(fields: Mapping[str, Any], key: str) -> float | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CommandRejected("invalid_field", f"{key!r} must be a number (got {value!r})")
+    return float(value)
+
+
+def _speed(fields: Mapping[str, Any]) -> float | None:
+    if "speed" not in fields:
+        return None
+    value = fields["speed"]
+    if isinstance(value, str) and value.strip().lower() == "max":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise CommandRejected("invalid_field", f"'speed' must be a positive number of simulated seconds per wall "
+                                               f"second or \"max\" (got {value!r})")
+    return float(value)
+
+
+def _flag(fields: Mapping[str, Any], key: str) -> bool:
+    value = fields.get(key, True)
+    if not isinstance(value, bool):
+        raise CommandRejected("invalid_field", f"{key!r} must be true or false (got {value!r})")
+    return value
+
+
+class CommandProcessor:
+    """Applies commands to the running model through ``driver``; one per service, shared by the
+    entrances (``source`` names the entrance in counters and logs)."""
+
+    def __init__(self, driver: Driver, metrics: IoMetrics | None = None, *, timeout_s: float = 10.0) -> None:
+        self.driver = driver
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+
+    async def execute(self, payload: bytes | bytearray | memoryview | str | Mapping[str, Any],
+                      source: str = "mqtt") -> dict[str, Any]:
+        """Validate and apply ``payload``; returns the result, raises CommandRejected."""
+        name = "invalid"  # the counter's label while the command's name is unknown
+        try:
+            data = decode(payload)
+            name = command_name(data)
+            command = parse_command(data)
+            result = {"command": command.name, **await self.apply(command)}
+        except CommandRejected as exc:
+            self.rejected(source, name, exc)
+            raise
+        self._count(source, name, "accepted")
+        log.info("%s command %s applied: %s", source, name, result)
+        return result
+
+    def rejected(self, source: str, name: str, exc: CommandRejected) -> None:
+        """Count and log a rejected command (also for an entrance that rejects it before ``execute``)."""
+        self._count(source, name, "rejected")
+        log.warning("%s command %s rejected: %s (%s)", source, name, exc.reason, exc.detail)
+
+    async def apply(self, command: Command) -> dict[str, Any]:
+        """Apply a validated command."""
+        driver = self.driver
+        name, machine_id = command.name, command.machine_id
+        if name == "pause":
+            driver.pause()
+            return {"paused": True, "sim_time_s": round(driver.sim.now, 3)}
+        if name == "resume":
+            driver.resume()
+            return {"paused": False, "held_by": sorted(driver.held), "sim_time_s": round(driver.sim.now, 3)}
+        if name == "speed":
+            driver.set_speed(command.speed)
+            return {"speed": "max" if command.speed is None else command.speed}
+        if name in PLANT_WIDE:
+            assert command.anomaly is not None
+            anomaly, on = command.anomaly, command.value
+            return await self._call(lambda sim: control.plant_anomaly(
+                sim, anomaly, on, machine_id, command.severity, command.duration_s))
+        assert machine_id is not None
+        if name == "block":
+            return await self._call(lambda sim: control.block_machine(sim, machine_id, command.reason,
+                                                                      command.duration_s))
+        if name == "repair":
+            return await self._call(lambda sim: control.repair_machine(sim, machine_id))
+        if name == "anomaly":
+            assert command.anomaly is not None
+            anomaly_type = command.anomaly
+            return await self._call(lambda sim: control.set_anomaly(sim, machine_id, anomaly_type,
+                                                                    command.severity, command.duration_s))
+        return await self._call(lambda sim: control.clear_anomaly(sim, machine_id, command.anomaly))
+
+    async def _call(self, fn: Callable[[Simulation], T]) -> T:
+        """Run ``fn`` between two steps of the model; CommandRejected if the driver does not take it."""
+        try:
+            return await asyncio.wait_for(self.driver.call(fn), self.timeout_s)
+        except TimeoutError as exc:
+            raise CommandRejected("unavailable", f"the simulation did not take the command within "
+                                                 f"{self.timeout_s:g} s (is it stopping?)") from exc
+
+    def _count(self, source: str, name: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.commands.labels(source, name, outcome).inc()
