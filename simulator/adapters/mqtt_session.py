@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CONNECTING, CONNECTED, DISCONNECTED, CLOSED = "connecting", "connected", "disconnected", "closed"
 ONLINE, OFFLINE = b"online", b"offline"
+MQTT311_QOS2_WINDOW = 16
 
 
 def _register_authentication_data() -> None:
@@ -197,7 +198,12 @@ class MqttSession:
                 await asyncio.wait_for(client.disconnect(), 1.0)
             raise
         self._client = client
-        self.window = max(1, min(target.max_in_flight, _receive_maximum(client) - 1))
+        # gmqtt hands out at most Receive Maximum - 2 packet ids; keep one for the availability message
+        # and one for the command subscription
+        self.window = max(1, min(target.max_in_flight, _receive_maximum(client) - 4))
+        if target.protocol == "3.1.1" and target.qos == 2:
+            # no flow control in 3.1.1; brokers keep few incoming QoS 2 flows open (Mosquitto: 20)
+            self.window = min(self.window, MQTT311_QOS2_WINDOW)
         self.connects += 1
         self.last_error = None
         self.state = CONNECTED
