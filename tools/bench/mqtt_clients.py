@@ -157,13 +157,46 @@ async def run_aiomqtt(case: Case) -> float:
 
 
 # name (= top-level module) -> (distribution, runner)
+async def run_factorysim(case: Case) -> float:
+    """factorysim's own MQTT target (simulator.adapters.mqtt) on gmqtt: queue, in-flight window and
+    resend bookkeeping on top of the raw client, payloads pre-serialised like the others."""
+    from simulator.adapters.mqtt import MqttPublisher
+    from simulator.config_schema import MqttTarget
+    from simulator.formats import WireMessage
+    from simulator.model.records import LotEvent
+
+    class Preserialised:
+        name = "preserialised"
+        message = [WireMessage(case.topic, b"", (), case.payload)]
+
+        def encode(self, record: object) -> list[WireMessage]:
+            return self.message
+
+    target = MqttTarget(name="bench", host=case.broker.host, port=case.broker.port, protocol=case.protocol,
+                        qos=1, max_in_flight=case.window, availability_topic=None,
+                        queue={"capacity": case.messages + 1})
+    publisher = MqttPublisher(target, Preserialised())
+    task = asyncio.get_running_loop().create_task(publisher.run())
+    while not publisher.connected:
+        await asyncio.sleep(0.005)
+    record = LotEvent(1, 0.0, "lot.received", "bench")
+    started = time.perf_counter()
+    for _ in range(case.messages):
+        publisher.offer(record)
+    publisher.finish()
+    await asyncio.wait_for(task, TIMEOUT_S)
+    return time.perf_counter() - started
+
+
 LIBRARIES: dict[str, tuple[str, Callable[[Case], float]]] = {
     "gmqtt": ("gmqtt", lambda case: asyncio.run(run_gmqtt(case))),
     "paho": ("paho-mqtt", run_paho),
     "aiomqtt": ("aiomqtt", lambda case: asyncio.run(run_aiomqtt(case))),
+    "factorysim": ("factorysim", lambda case: asyncio.run(run_factorysim(case))),
 }
 LABELS = {"gmqtt": "gmqtt {v} (asyncio)", "paho": "paho-mqtt {v} (threaded loop, on_publish)",
-          "aiomqtt": "aiomqtt {v} (one task per publish)"}
+          "aiomqtt": "aiomqtt {v} (one task per publish)",
+          "factorysim": "factorysim MQTT target {v} (on gmqtt: queue, window, resend bookkeeping)"}
 
 
 def measure_broker(config: list[str], libraries: list[str], messages: int, size: int, window: int,
@@ -197,7 +230,8 @@ def measure(messages: int = 50_000, size: int = 300, window: int = 1000, runs: i
             libraries: list[str] | None = None, broker_defaults: bool = False) -> list[str]:
     """Run the benchmark; returns the BENCHMARKS.md block (between the markers, markers included)."""
     libraries = libraries or list(LIBRARIES)
-    missing = [name for name in libraries if importlib.util.find_spec(name) is None]
+    missing = [name for name in libraries
+               if importlib.util.find_spec("simulator" if name == "factorysim" else name) is None]
     for name in missing:
         print(f"MQTT clients: {name} is not installed (pip install {LIBRARIES[name][0]}), left out", file=sys.stderr)
     libraries = [name for name in libraries if name not in missing]
@@ -244,7 +278,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged messages at most")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: gmqtt,paho,aiomqtt")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: gmqtt,paho,aiomqtt,factorysim")
     parser.add_argument("--broker-defaults", action="store_true",
                         help="also measure against Mosquitto's default receive maximum (20)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
