@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:  # the MQTT client logs every packet at INFO; factorysim reports connections itself
+        logging.getLogger("gmqtt").setLevel(logging.WARNING)
     try:
         result: int = args.handler(args)
         return result

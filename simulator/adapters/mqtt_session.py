@@ -287,6 +287,10 @@ class MqttSession:
         if not self._in_flight and not self._resend:
             self._idle.set()
 
+    async def wait_ready(self) -> None:
+        """Until connected with nothing left to resend."""
+        await self._ready.wait()
+
     async def wait_idle(self) -> None:
         """Until every QoS 1/2 message sent so far is acknowledged."""
         while self._in_flight or self._resend:

@@ -167,7 +167,9 @@ async def run_factorysim(case: Case) -> float:
 
     class Preserialised:
         name = "preserialised"
-        message = [WireMessage(case.topic, b"", (), case.payload)]
+
+        def __init__(self) -> None:
+            self.message = [WireMessage(case.topic, b"", (), case.payload)]
 
         def encode(self, record: object) -> list[WireMessage]:
             return self.message
@@ -177,8 +179,7 @@ async def run_factorysim(case: Case) -> float:
                         queue={"capacity": case.messages + 1})
     publisher = MqttPublisher(target, Preserialised())
     task = asyncio.get_running_loop().create_task(publisher.run())
-    while not publisher.connected:
-        await asyncio.sleep(0.005)
+    await publisher.session.wait_ready()
     record = LotEvent(1, 0.0, "lot.received", "bench")
     started = time.perf_counter()
     for _ in range(case.messages):
@@ -278,7 +279,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged messages at most")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: gmqtt,paho,aiomqtt,factorysim")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES),
+                        help="comma-separated: gmqtt,paho,aiomqtt,factorysim")
     parser.add_argument("--broker-defaults", action="store_true",
                         help="also measure against Mosquitto's default receive maximum (20)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
