@@ -327,6 +327,24 @@ class Arrivals(Strict):
         return self
 
 
+def parse_speed(value: object) -> float | None:
+    """A speed setting: simulated seconds per wall second, or None for "max" (as fast as possible).
+    Numbers may come as text; anything else raises ValueError."""
+    if isinstance(value, str) and value.strip().lower() == "max":
+        return None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"must be 'max' or a positive number of simulated seconds per wall second (got {value!r})")
+    return number
+
+
 class Simulation(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
     start: dt.datetime = dt.datetime(2025, 6, 25, 6, 0, tzinfo=dt.UTC)
@@ -336,20 +354,8 @@ class Simulation(Strict):
     @field_validator("speed", mode="before")
     @classmethod
     def _speed(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() == "max":
-            return "max"
-        number: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-        if number is None or not math.isfinite(number) or number <= 0:
-            raise ValueError(f"must be 'max' or a positive number of simulated seconds per wall second "
-                             f"(got {value!r})")
-        return number
+        speed = parse_speed(value)
+        return "max" if speed is None else speed
 
     @field_validator("start")
     @classmethod

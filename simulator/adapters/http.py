@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status,
                         content_type="application/json", headers=headers)
 
@@ -145,14 +145,15 @@ class HttpServer:
     # -- handlers -------------------------------------------------------------------------------------
     async def health(self, _: web.Request) -> web.Response:
         body = self.service.health()
-        return _json(body, 503 if body["status"] == "unhealthy" else 200)
+        return json_response(body, 503 if body["status"] == "unhealthy" else 200)
 
     async def live(self, _: web.Request) -> web.Response:
-        return _json({"status": "alive", "state": self.service.state})
+        return json_response({"status": "alive", "state": self.service.state})
 
     async def ready(self, _: web.Request) -> web.Response:
         ready = self.service.ready
-        return _json({"status": "ready" if ready else "not ready", "state": self.service.state}, 200 if ready else 503)
+        body = {"status": "ready" if ready else "not ready", "state": self.service.state}
+        return json_response(body, 200 if ready else 503)
 
     async def metrics(self, _: web.Request) -> web.Response:
         body = generate_latest(self.service.metrics.registry)
@@ -160,19 +161,19 @@ class HttpServer:
 
     async def status(self, _: web.Request) -> web.Response:
         svc = self.service
-        return _json({"health": svc.health(), "report": build_report(svc.sim)})
+        return json_response({"health": svc.health(), "report": build_report(svc.sim)})
 
     async def machines(self, _: web.Request) -> web.Response:
         now = self.service.sim.now
-        return _json({mid: _machine_view(m, now) for mid, m in sorted(self.service.sim.plant.machines.items())})
+        return json_response({mid: _machine_view(m, now) for mid, m in sorted(self.service.sim.plant.machines.items())})
 
     async def machine(self, request: web.Request) -> web.Response:
         machine_id = request.match_info["machine_id"]
         machine = self.service.sim.plant.machines.get(machine_id)
         if machine is None:
-            return _json({"error": "unknown machine", "machine_id": machine_id,
+            return json_response({"error": "unknown machine", "machine_id": machine_id,
                           "known": sorted(self.service.sim.plant.machines)}, 404)
-        return _json({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
+        return json_response({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
 
     # -- commands -------------------------------------------------------------------------------------
     def _command(self, name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -182,7 +183,7 @@ class HttpServer:
             if not self._authorized(request):
                 self.service.metrics.commands.labels("http", name, "unauthorized").inc()
                 log.warning("command %s from %s refused: missing or wrong bearer token", name, request.remote)
-                return _json({"error": "unauthorized", "detail": "this endpoint needs 'Authorization: Bearer "
+                return json_response({"error": "unauthorized", "detail": "this endpoint needs 'Authorization: Bearer "
                                                                   "<token>' with the configured token"},
                              401, headers={"WWW-Authenticate": 'Bearer realm="factorysim"'})
             try:
@@ -193,8 +194,8 @@ class HttpServer:
                     raise
                 result = await self.commands.execute(body, source="http")
             except CommandRejected as exc:
-                return _json({"error": exc.reason, "detail": exc.detail}, _STATUS.get(exc.reason, 400))
-            return _json(result)
+                return json_response({"error": exc.reason, "detail": exc.detail}, _STATUS.get(exc.reason, 400))
+            return json_response(result)
 
         return handle
 

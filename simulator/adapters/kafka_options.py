@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simulator.config_schema import Kafka, Producer, Security
+from simulator.config_schema import Consumer, Kafka, Producer, Security
 from simulator.errors import ConfigError
 
 _COMPRESSION_MODULES = {"snappy": "cramjam", "lz4": "cramjam", "zstd": "cramjam"}
@@ -83,3 +83,10 @@ def client_options(kafka: Kafka, bootstrap_servers: str, environ: Mapping[str, s
     """Options every client (producer, consumer, admin) shares."""
     return {"bootstrap_servers": bootstrap_servers, "client_id": kafka.client_id,
             **security_options(kafka.security, environ)}
+
+
+def consumer_options(consumer: Consumer, group_id: str) -> dict[str, Any]:
+    """A consumer in ``group_id`` that commits by itself (never automatically), from the start."""
+    return {"group_id": group_id, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            "session_timeout_ms": consumer.session_timeout_ms,
+            "heartbeat_interval_ms": max(300, consumer.session_timeout_ms // 3)}

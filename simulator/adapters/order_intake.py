@@ -16,12 +16,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
+from simulator.adapters.offsets import PartitionOffsets
 from simulator.errors import OrderRejected
 from simulator.formats import WireMessage
 from simulator.model.lot import Lot
@@ -33,19 +33,6 @@ from simulator.runtime.metrics import IoMetrics
 log = logging.getLogger(__name__)
 
 HANDOVER_HEADER = "factorysim-handover"
-
-
-@dataclass(slots=True)
-class _Partition:
-    pending: set[int] = field(default_factory=set)
-    next_offset: int | None = None  # one past the highest offset seen
-    committed: int | None = None
-
-    def position(self) -> int | None:
-        """The offset to commit: the first message not done yet, or one past the last seen."""
-        if self.pending:
-            return min(self.pending)
-        return self.next_offset
 
 
 class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -64,7 +51,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self.dedup_window_s = dedup_window_s
         self.acknowledge_on_admit = acknowledge_on_admit
         self.clock = clock
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._awaiting_ack: dict[str, tuple[TopicPartition, int]] = {}  # lot code -> its order message
         self._recently_finished: OrderedDict[str, float] = OrderedDict()
         self._letters: list[tuple[WireMessage, Callable[[], None]]] = []
@@ -125,9 +112,8 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _take(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> None:
         self.metrics.orders_consumed.inc()
-        part = self._partitions.setdefault(tp, _Partition())
-        part.pending.add(message.offset)
-        part.next_offset = message.offset + 1
+        part = self._partitions.setdefault(tp, PartitionOffsets())
+        part.take(message.offset)
         try:
             order = self.parser.parse(message.value or b"")
         except OrderRejected as exc:
@@ -186,7 +172,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     def _done(self, tp: TopicPartition, offset: int) -> None:
         part = self._partitions.get(tp)
         if part is not None:
-            part.pending.discard(offset)
+            part.done(offset)
 
     # -- dead letters ------------------------------------------------------------------------------
     def _dead_letter(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], exc: OrderRejected) -> None:
@@ -220,8 +206,8 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         assigned = self.consumer.assignment()
         for tp, part in self._partitions.items():
-            position = part.position()
-            if tp in assigned and position is not None and position != part.committed:
+            position = part.to_commit()
+            if tp in assigned and position is not None:
                 offsets[tp] = OffsetAndMetadata(position, "")
         if not offsets:
             return

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
-from simulator.adapters.kafka_options import client_options, producer_options
+from simulator.adapters.kafka_options import client_options, consumer_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.order_intake import OrderIntake
@@ -47,6 +45,7 @@ from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
+from simulator.runtime.signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,6 @@ class Service:
         self.http_port: int | None = None
         self.handed_over = 0
         self._stop_requested = asyncio.Event()
-        self._signals = 0
         self.ready_event = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -99,17 +97,7 @@ class Service:
         self._stop_requested.set()
 
     def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def _on_signal(self, sig: int) -> None:
-        self._signals += 1
-        if self._signals > 1:
-            log.warning("second %s: exiting at once", signal.Signals(sig).name)
-            os._exit(128 + sig)
-        log.info("%s: shutting down (send it again to exit at once)", signal.Signals(sig).name)
-        self.request_stop()
+        install_stop_signals(self.request_stop)
 
     async def run(self, extra_tasks: list[Callable[[Service], Any]] | None = None) -> None:
         """Start everything, run until asked to stop, shut down in order."""
@@ -150,9 +138,7 @@ class Service:
                                         max_in_flight=kafka.producer.max_in_flight_messages,
                                         on_connection=lambda _: self._follow_kafka())
         self.consumer = AIOKafkaConsumer(
-            **options, group_id=kafka.consumer.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=kafka.consumer.session_timeout_ms,
-            heartbeat_interval_ms=max(300, kafka.consumer.session_timeout_ms // 3),
+            **options, **consumer_options(kafka.consumer, kafka.consumer.group_id),
             max_partition_fetch_bytes=max(1_048_576, kafka.consumer.max_order_bytes * 2),
         )
         self.intake = OrderIntake(

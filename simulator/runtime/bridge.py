@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from simulator.adapters.kafka_options import client_options
+from simulator.adapters.http import json_response
+from simulator.adapters.kafka_options import client_options, consumer_options
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.config_schema import Config
@@ -36,6 +35,7 @@ from simulator.errors import ConfigError
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import decode
 from simulator.formats.registry import build_format
+from simulator.runtime.signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +80,14 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+        install_stop_signals(self.request_stop)
 
     async def run(self) -> None:
         kafka = self.config.kafka
         runner = await self._start_http()
         consumer = AIOKafkaConsumer(
             **client_options(kafka, kafka.bootstrap_servers, self.environ),
-            group_id=self.config.mqtt.bridge.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=kafka.consumer.session_timeout_ms,
-            heartbeat_interval_ms=max(300, kafka.consumer.session_timeout_ms // 3),
+            **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
         )
         self.consumer = consumer
         consumer.subscribe(self.topics, listener=self)
@@ -205,14 +201,14 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _start_http(self) -> web.AppRunner:
         async def health(_: web.Request) -> web.Response:
             body = self.health()
-            return _json(body, 503 if body["status"] == "unhealthy" else 200)
+            return json_response(body, 503 if body["status"] == "unhealthy" else 200)
 
         async def live(_: web.Request) -> web.Response:
-            return _json({"status": "alive", "state": self.state})
+            return json_response({"status": "alive", "state": self.state})
 
         async def ready(_: web.Request) -> web.Response:
             ok = self.health()["status"] != "unhealthy"
-            return _json({"status": "ready" if ok else "not ready", "state": self.state}, 200 if ok else 503)
+            return json_response({"status": "ready" if ok else "not ready", "state": self.state}, 200 if ok else 503)
 
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -229,11 +225,6 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             self.http_port = sockets[0].getsockname()[1]
         log.info("bridge health endpoint on http://%s:%s/health", self.config.http.host, self.http_port)
         return runner
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status,
-                        content_type="application/json")
 
 
 def run_bridge(config: Config) -> int:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from simulator.config_schema import parse_speed
 from simulator.errors import CommandRejected
 from simulator.model import control
 from simulator.model.simulation import Simulation
@@ -158,13 +159,10 @@ def _number(fields: Mapping[str, Any], key: str) -> float | None:
 def _speed(fields: Mapping[str, Any]) -> float | None:
     if "speed" not in fields:
         return None
-    value = fields["speed"]
-    if isinstance(value, str) and value.strip().lower() == "max":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
-        raise CommandRejected("invalid_field", f"'speed' must be a positive number of simulated seconds per wall "
-                                               f"second or \"max\" (got {value!r})")
-    return float(value)
+    try:
+        return parse_speed(fields["speed"])
+    except ValueError as exc:
+        raise CommandRejected("invalid_field", f"'speed' {exc}") from exc
 
 
 def _flag(fields: Mapping[str, Any], key: str) -> bool:
