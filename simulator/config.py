@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from simulator.config_schema import DISTRIBUTIONS, Config, CrossFieldError, Distribution
 from simulator.errors import ConfigError
+from simulator.formats.registry import check_topic_template
 
 DEFAULT_PATH = "config.yaml"
 
@@ -71,9 +72,24 @@ def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None,
     if problems:
         raise ConfigError(problems)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
+    _check_topic_templates(config)
+    return config
+
+
+def _check_topic_templates(config: Config) -> None:
+    """MQTT topic templates need their format's placeholders (known only to the formats)."""
+    problems = []
+    for target in config.mqtt.targets:
+        if target.topic_template is not None:
+            try:
+                check_topic_template(target.format, target.topic_template)
+            except ValueError as exc:
+                problems.append(f"mqtt.targets.{target.name}.topic_template: {exc}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def _env_pairs(environ: Mapping[str, str], problems: list[str]) -> list[tuple[str, Any]]:

@@ -212,3 +212,22 @@ def test_shift_calendar_errors_name_the_shift(default_yaml: dict[str, Any]) -> N
         "shift_calendars.two.shifts[1].end: not a local time HH:MM: '25:00'",
         "shift_calendars.two.shifts[1].capacity: must be <= 1.0 (got 2)",
     ]
+
+
+def test_mqtt_topic_template_with_an_unknown_placeholder_names_the_key(default_yaml: dict[str, Any]) -> None:
+    data = copy.deepcopy(default_yaml)
+    data["mqtt"] = {"targets": [{"name": "edge", "host": "broker", "format": "uns",
+                                 "topic_template": "v1/{tenant}/{nope}"}]}
+    with pytest.raises(ConfigError) as info:
+        parse(data, environ={})
+    assert "mqtt.targets.edge.topic_template" in str(info.value)
+    assert "{nope}" in str(info.value) and "{tenant}" in str(info.value)
+
+
+def test_mqtt_env_overrides_reach_every_target(default_yaml: dict[str, Any]) -> None:
+    data = copy.deepcopy(default_yaml)
+    data["mqtt"] = {"targets": [{"name": "a", "host": "h1"}, {"name": "b", "host": "h2"}]}
+    config = parse(data, environ={"MQTT_BROKER": "broker.lan", "MQTT_PORT": "8883",
+                                  "FACTORYSIM__MQTT__TARGETS__1__QOS": "2"})
+    assert [(t.host, t.port, t.qos) for t in config.mqtt.targets] == [("broker.lan", 8883, 1), ("broker.lan", 8883, 2)]
+    assert parse(copy.deepcopy(default_yaml), environ={"MQTT_BROKER": "x"}).mqtt.targets == ()

@@ -26,14 +26,13 @@ import orjson
 import machines
 from simulator.config_schema import Config
 from simulator.formats import WireMessage
-from simulator.formats.registry import TopicTemplate, level, oee_figures, wire_seconds
+from simulator.formats.common import CONTENT_TYPE, TopicTemplate, level, oee_figures, wire_seconds
 from simulator.formats.timestamps import EventIds, Timestamps
 from simulator.model.records import CycleTelemetry, LotEvent, MachineCounters, MachineSample, Record
 
 MQTT_TOPIC_TEMPLATE = "{topic}"
 PLACEHOLDERS = ("topic", "location")
 SCHEMA_VERSION = b"1"
-CONTENT_TYPE = b"application/json"
 
 MACHINE_STATES = {
     "idle": "inattiva",

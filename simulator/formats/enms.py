@@ -47,7 +47,7 @@ import pytz
 from machines.base import BLOCKED, RUNNING, SignalContext
 from simulator.config_schema import Config
 from simulator.formats import WireMessage
-from simulator.formats.registry import (
+from simulator.formats.common import (
     CONTENT_TYPE,
     MACHINE_EVENTS,
     MachineIndex,

@@ -38,7 +38,7 @@ from machines.base import OFF_SHIFT
 from machines.test_rig import FLOW_BAND, NOISE_MAX_DB, PRESSURE_BAND
 from simulator.config_schema import Config
 from simulator.formats import WireMessage
-from simulator.formats.registry import (
+from simulator.formats.common import (
     CONTENT_TYPE,
     MachineIndex,
     TopicTemplate,

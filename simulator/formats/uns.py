@@ -30,7 +30,7 @@ import orjson
 
 from simulator.config_schema import Config
 from simulator.formats import WireMessage
-from simulator.formats.registry import (
+from simulator.formats.common import (
     CONTENT_TYPE,
     MACHINE_EVENTS,
     MachineIndex,
