@@ -56,6 +56,7 @@ unit: install system-deps
 test: lint typecheck unit
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev,bench]'
 	$(BIN)/python tools/bench/run_all.py
 
 clean:

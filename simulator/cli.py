@@ -20,7 +20,7 @@ import yaml
 
 from simulator import config as config_module
 from simulator.durations import parse_duration
-from simulator.errors import ConfigError, FactorySimError
+from simulator.errors import ConfigError, FactorySimError, UsageError
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
@@ -28,10 +28,6 @@ from simulator.runtime.offline import DEFAULT_TIMELINE_S, OfflineResult, run_off
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("factorysim")
-
-
-class UsageError(Exception):
-    """A bad command-line value; exits with code 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,10 @@ class ConfigError(FactorySimError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+class UsageError(FactorySimError):
+    """A bad command-line value; the command exits with code 2."""
+
+
 class OrderRejected(FactorySimError):
     """An order cannot be admitted; ``reason`` is a stable machine-readable code."""
 

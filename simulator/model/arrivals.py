@@ -4,6 +4,7 @@ location / priority mixes by weight, uniform quantities; one seeded stream."""
 from __future__ import annotations
 
 import random
+from bisect import bisect
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 
@@ -36,12 +37,16 @@ class OrderGenerator:
     def order(self) -> Order:
         self.count += 1
         rng = self.rng
+        # ``bisect(cum, random() * total)`` is what ``rng.choices(..., cum_weights=cum)[0]`` draws,
+        # without its per-call list building (the same numbers from the same stream)
+        locations, location_cum = self._locations, self._location_weights
+        priorities, priority_cum = self._priorities, self._priority_weights
         return Order(
             lot_code=f"{self.code_prefix}-{self.count:06d}",
             customer=rng.choice(self.arrivals.customers),
             quantity=rng.randint(self.arrivals.quantity_min, self.arrivals.quantity_max),
-            location=rng.choices(self._locations, cum_weights=self._location_weights)[0],
-            priority=rng.choices(self._priorities, cum_weights=self._priority_weights)[0],
+            location=locations[bisect(location_cum, rng.random() * location_cum[-1], 0, len(locations) - 1)],
+            priority=priorities[bisect(priority_cum, rng.random() * priority_cum[-1], 0, len(priorities) - 1)],
         )
 
     def __iter__(self) -> Iterator[tuple[float, Order]]:

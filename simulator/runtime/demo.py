@@ -1,22 +1,27 @@
 """Demo mode: feed generated lots to the orders topic through Kafka and show a live summary.
 
-The feeder sends at the configured arrival rate scaled by the simulation speed (the first lot
-at once), through the same topic and parser as any other producer.
+The feeder is the lot-sender's generation and sending code: lots from ``arrivals`` (mixes,
+quantities, customers, Poisson or fixed gaps), at the configured arrival rate scaled by the
+simulation speed at start (at most 200 lots per wall second), through the same topic and parser
+as any other producer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
 from aiokafka import AIOKafkaProducer
 
-from simulator.adapters.kafka_options import client_options
-from simulator.model.arrivals import OrderGenerator, mix_with
-from simulator.model.randomness import stream
-from simulator.orders import order_to_json
+from simulator.adapters.kafka_options import client_options, producer_options
+from simulator.lotsender.messages import utc_now_text
+from simulator.lotsender.plan import GeneratedLots, lot_code_prefix
+from simulator.lotsender.sender import LotSender
+from simulator.model.arrivals import mix_with
+from simulator.model.randomness import derive_seed
 from simulator.progress import human_duration
 from simulator.reporting.summary import pool_utilization
 
@@ -26,25 +31,27 @@ if TYPE_CHECKING:
 MAX_DEMO_RATE_PER_S = 200.0
 
 
+def demo_rate_per_min(rate_per_hour: float, speed: float | None) -> float:
+    """Wall-clock lots per minute for the configured arrival rate at ``speed`` (None: as fast as possible)."""
+    if speed is None:
+        return MAX_DEMO_RATE_PER_S * 60.0
+    return min(rate_per_hour / 60.0 * speed, MAX_DEMO_RATE_PER_S * 60.0)
+
+
 async def feed_orders(service: Service) -> None:
     config = service.config
     arrivals = config.arrivals
     mix = arrivals.location_mix or dict.fromkeys(config.locations, 1.0)
-    generator = OrderGenerator(arrivals, mix_with(mix, config.location_of),
-                               stream(service.sim.seed, "demo", service.instance),
-                               code_prefix=f"D-{service.instance[:6]}")
+    run = service.instance[:6]
+    plan = GeneratedLots(arrivals, mix_with(mix, config.location_of), seed=derive_seed(service.sim.seed, "demo", run),
+                         code_prefix=lot_code_prefix(dt.datetime.now(dt.UTC).strftime("%Y%m%d"), run), dialect="it",
+                         rate_per_min=demo_rate_per_min(arrivals.rate_per_hour, service.driver.speed),
+                         timestamp=utc_now_text)
     producer = AIOKafkaProducer(**client_options(config.kafka, service.bootstrap_servers, service.environ),
-                                linger_ms=5, enable_idempotence=False)
+                                **producer_options(config.kafka.producer))
     await producer.start()
     try:
-        first = True
-        for gap, order in generator:
-            speed = service.driver.speed
-            if not first:
-                wall_gap = gap / speed if speed is not None else 1.0 / MAX_DEMO_RATE_PER_S
-                await asyncio.sleep(max(wall_gap, 1.0 / MAX_DEMO_RATE_PER_S))
-            first = False
-            await producer.send(config.kafka.topics.orders, order_to_json(order), key=order.lot_code.encode())
+        await LotSender(producer, config.kafka.topics.orders, f"demo{run}").send(plan)
     finally:
         await producer.stop()
 
