@@ -83,13 +83,54 @@ class _AckTracker(PersistentStorage):  # type: ignore[misc]
             self._check_empty()
 
 
+class CoalescingWriter:
+    """A transport whose writes within one event-loop turn go out as one write.
+
+    gmqtt writes every packet to the transport by itself, which costs one socket send per
+    message; publishing a burst of messages then spends most of its time in system calls.
+    Order is kept, and the buffer is written before the transport closes.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._buffer = bytearray()
+        self._scheduled = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._buffer and not self._transport.is_closing():
+            self._transport.write(bytes(self._buffer))
+        self._buffer.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Client(gmqtt.Client):  # type: ignore[misc]
-    """A gmqtt client that reports a lost connection instead of reconnecting by itself."""
+    """A gmqtt client that reports a lost connection instead of reconnecting by itself, and writes
+    the packets of one event-loop turn together."""
 
     on_lost: Callable[[], None] = staticmethod(lambda: None)
 
     async def reconnect(self, delay: bool = False) -> None:
         self.on_lost()
+
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await super()._create_connection(*args, **kwargs)
+        writer = CoalescingWriter(connection._transport)
+        connection._transport = writer  # CONNECT, PING, DISCONNECT, acknowledgements
+        connection._protocol._transport = writer  # PUBLISH, SUBSCRIBE
+        return connection
 
 
 class MqttConnectError(FactorySimError):
@@ -250,6 +291,8 @@ class MqttSession:
         self._publish_now(item)
 
     async def _wait_room(self) -> None:
+        """With the window full, wait until a quarter of it is acknowledged (or the connection is
+        lost): publishing then resumes with a burst rather than one message per acknowledgement."""
         while len(self._in_flight) >= self.window and not self._lost.is_set():
             self._room.clear()
             lost = asyncio.ensure_future(self._lost.wait())
@@ -282,7 +325,7 @@ class MqttSession:
             return
         if item.on_done is not None:
             item.on_done()
-        if len(self._in_flight) < self.window:
+        if len(self._in_flight) <= self.window - max(1, self.window // 4):
             self._room.set()
         if not self._in_flight and not self._resend:
             self._idle.set()
