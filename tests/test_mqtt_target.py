@@ -87,6 +87,18 @@ async def test_publishes_in_order_with_availability(mosquitto: Mosquitto) -> Non
         assert publisher.health()["messages_acknowledged"] == 500
 
 
+async def test_thousands_of_messages_through_the_default_receive_maximum_never_stall(
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = mosquitto_factory()  # Mosquitto's defaults: receive maximum 20, a window of 16
+    publisher = MqttPublisher(target(broker.port, qos=1, queue={"capacity": 20_001}), SeqFormat())
+    async with running(publisher):
+        await publisher.session.wait_ready()
+        assert publisher.session.window <= 16
+        for record in events(1, 12_000):
+            publisher.offer(record)
+        await until(lambda: publisher.messages_acknowledged == 12_000, 20, "12,000 acknowledgements")
+
+
 async def test_connect_carries_last_will_and_client_id(connect_capture: ConnectCapture) -> None:
     publisher = MqttPublisher(target(connect_capture.port, client_id="sim-{name}-{pid}"), SeqFormat())
     async with running(publisher):

@@ -291,8 +291,6 @@ class MqttSession:
         self._publish_now(item)
 
     async def _wait_room(self) -> None:
-        """With the window full, wait until a quarter of it is acknowledged (or the connection is
-        lost): publishing then resumes with a burst rather than one message per acknowledgement."""
         while len(self._in_flight) >= self.window and not self._lost.is_set():
             self._room.clear()
             lost = asyncio.ensure_future(self._lost.wait())
@@ -325,7 +323,7 @@ class MqttSession:
             return
         if item.on_done is not None:
             item.on_done()
-        if len(self._in_flight) <= self.window - max(1, self.window // 4):
+        if len(self._in_flight) < self.window:
             self._room.set()
         if not self._in_flight and not self._resend:
             self._idle.set()
