@@ -39,12 +39,12 @@ class Lot:
     """A production order moving through the route."""
 
     __slots__ = (
-        "arrived_at", "code", "customer", "location", "priority", "quantity", "rank",
-        "reworks", "rng", "stage", "state",
+        "_rng", "arrived_at", "code", "customer", "location", "priority", "quantity", "rank",
+        "reworks", "stage", "state",
     )
 
     def __init__(self, code: str, customer: str, quantity: int, location: str, priority: str,
-                 arrived_at: float, rng: random.Random, priority_processing: bool = True) -> None:
+                 arrived_at: float, rng: random.Random | int, priority_processing: bool = True) -> None:
         self.code = code
         self.customer = customer
         self.quantity = quantity
@@ -52,10 +52,19 @@ class Lot:
         self.priority = priority
         self.rank = PRIORITY_RANK[priority] if priority_processing else 1
         self.arrived_at = arrived_at
-        self.rng = rng  # the lot's own stream: processing times and test outcomes
+        # the lot's own stream (processing times, test outcomes), or its seed: then the stream is
+        # made on first use, so a queued lot holds a number instead of a generator's 2.5 KB state
+        self._rng = rng
         self.state = LotState.RECEIVED
         self.stage: str | None = None
         self.reworks = 0
+
+    @property
+    def rng(self) -> random.Random:
+        rng = self._rng
+        if isinstance(rng, int):
+            rng = self._rng = random.Random(rng)
+        return rng
 
     def to(self, new: LotState, stage: str | None = None) -> None:
         if new not in ALLOWED[self.state]:
