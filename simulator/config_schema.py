@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from functools import cached_property
 from typing import Annotated, Literal
 
 import pytz
@@ -678,11 +679,16 @@ class Config(Strict):
     # -- derived lookups ----------------------------------------------------------------------
     def location_of(self, name: str) -> str | None:
         """The canonical location name for a name or alias (case-insensitive)."""
-        key = name.casefold()
+        return self.location_names.get(name.casefold())
+
+    @cached_property
+    def location_names(self) -> dict[str, str]:
+        """Every location name and alias, casefolded -> the canonical name (the first one wins)."""
+        names: dict[str, str] = {}
         for loc_name, loc in self.locations.items():
-            if key == loc_name.casefold() or any(key == a.casefold() for a in loc.aliases):
-                return loc_name
-        return None
+            for alias in (loc_name, *loc.aliases):
+                names.setdefault(alias.casefold(), loc_name)
+        return names
 
     def model_of(self, machine_type: str) -> str:
         settings = self.machine_types.get(machine_type)

@@ -25,13 +25,8 @@ MAX_LOT_CODE = 128
 MAX_QUANTITY = 1_000_000
 DEFAULT_MAX_BYTES = 64 * 1024
 
-# field -> (Italian key, English key)
-_FIELDS = {
-    "lot_code": ("codice_lotto", "lot_code"),
-    "customer": ("cliente", "customer"),
-    "quantity": ("quantita", "quantity"),
-    "priority": ("priorita", "priority"),
-}
+_MISSING = object()
+_KNOWN_NAMES = 256  # location spellings remembered by a parser
 
 
 class OrderParser:
@@ -40,6 +35,7 @@ class OrderParser:
     def __init__(self, location_of: Callable[[str], str | None], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.location_of = location_of
         self.max_bytes = max_bytes
+        self._locations: dict[str, str] = {}  # names seen -> canonical name (known ones only, bounded)
 
     def parse(self, raw: bytes) -> Order:
         if not raw or not raw.strip():
@@ -55,36 +51,48 @@ class OrderParser:
         return self.from_mapping(data)
 
     def from_mapping(self, data: dict[str, Any]) -> Order:
-        lot_code = _text(_pick(data, "lot_code", required=True), "lot_code", MAX_LOT_CODE)
-        customer_raw = _pick(data, "customer", required=False)
+        lot_code = _text(_pick(data, "codice_lotto", "lot_code", required=True), "lot_code", MAX_LOT_CODE)
+        customer_raw = _pick(data, "cliente", "customer", required=False)
         customer = "" if customer_raw is None else _text(customer_raw, "customer", 256, allow_empty=True)
-        quantity = _pick(data, "quantity", required=True)
-        if isinstance(quantity, bool) or not isinstance(quantity, int):
+        quantity = _pick(data, "quantita", "quantity", required=True)
+        if type(quantity) is not int and (isinstance(quantity, bool) or not isinstance(quantity, int)):
             raise OrderRejected("invalid_field", f"quantity must be an integer, got {quantity!r}")
         if not 1 <= quantity <= MAX_QUANTITY:
             raise OrderRejected("invalid_field", f"quantity must be 1..{MAX_QUANTITY}, got {quantity}")
-        location_raw = data.get("location")
-        if location_raw is None:
-            raise OrderRejected("missing_field", "location is missing")
-        if not isinstance(location_raw, str):
-            raise OrderRejected("invalid_field", f"location must be a string, got {location_raw!r}")
-        location = self.location_of(location_raw)
-        if location is None:
-            raise OrderRejected("unknown_location", f"unknown location {location_raw[:100]!r}")
-        priority_raw = _pick(data, "priority", required=False)
+        location = self._location(data.get("location"))
+        priority_raw = _pick(data, "priorita", "priority", required=False)
         if priority_raw is None:
             priority = "normale"
-        elif not isinstance(priority_raw, str) or priority_raw.casefold() not in PRIORITY_ALIASES:
-            raise OrderRejected("unknown_priority", f"priority must be one of "
-                                f"{', '.join(PRIORITY_ALIASES)}, got {str(priority_raw)[:50]!r}")
         else:
-            priority = PRIORITY_ALIASES[priority_raw.casefold()]
+            known = PRIORITY_ALIASES.get(priority_raw) if isinstance(priority_raw, str) else None
+            if known is None:
+                if not isinstance(priority_raw, str) or priority_raw.casefold() not in PRIORITY_ALIASES:
+                    raise OrderRejected("unknown_priority", f"priority must be one of "
+                                        f"{', '.join(PRIORITY_ALIASES)}, got {str(priority_raw)[:50]!r}")
+                known = PRIORITY_ALIASES[priority_raw.casefold()]
+            priority = known
         timestamp = data.get("timestamp")
         if timestamp is not None:
             if not isinstance(timestamp, str):
                 raise OrderRejected("invalid_field", f"timestamp must be an ISO-8601 string, got {timestamp!r}")
             parse_timestamp(timestamp)
         return Order(lot_code, customer, quantity, location, priority, timestamp)
+
+    def _location(self, name: Any) -> str:
+        """The canonical name of a location name or alias (remembered for the next orders)."""
+        if name is None:
+            raise OrderRejected("missing_field", "location is missing")
+        if not isinstance(name, str):
+            raise OrderRejected("invalid_field", f"location must be a string, got {name!r}")
+        location = self._locations.get(name)
+        if location is None:
+            location = self.location_of(name)
+            if location is None:
+                raise OrderRejected("unknown_location", f"unknown location {name[:100]!r}")
+            if len(self._locations) >= _KNOWN_NAMES:
+                self._locations.clear()  # spellings are few; this only bounds a hostile sender's variants
+            self._locations[name] = location
+        return location
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -96,22 +104,25 @@ def parse_timestamp(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _pick(data: dict[str, Any], field: str, *, required: bool) -> Any:
-    italian, english = _FIELDS[field]
-    has_it, has_en = italian in data, english in data
-    if has_it and has_en and data[italian] != data[english]:
+def _pick(data: dict[str, Any], italian: str, english: str, *, required: bool) -> Any:
+    """A field given in either dialect (both only with the same value)."""
+    value = data.get(italian, _MISSING)
+    other = data.get(english, _MISSING)
+    if value is _MISSING:
+        if other is _MISSING:
+            if required:
+                raise OrderRejected("missing_field", f"{italian} / {english} is missing")
+            return None
+        return other
+    if other is not _MISSING and other != value:
         raise OrderRejected("ambiguous_dialect", f"both {italian!r} and {english!r} given with different values")
-    if not (has_it or has_en):
-        if required:
-            raise OrderRejected("missing_field", f"{italian} / {english} is missing")
-        return None
-    return data[italian] if has_it else data[english]
+    return value
 
 
 def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise OrderRejected("invalid_field", f"{name} must be a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
+    if not allow_empty and (not value or value.isspace()):
         raise OrderRejected("invalid_field", f"{name} must not be empty")
     if len(value) > limit:
         raise OrderRejected("invalid_field", f"{name} is longer than {limit} characters")

@@ -26,6 +26,7 @@ from simulator.errors import OrderRejected
 from simulator.formats import WireMessage
 from simulator.model.lot import Lot
 from simulator.model.order import Order
+from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser, order_to_json
 from simulator.runtime.driver import Driver
 from simulator.runtime.metrics import IoMetrics
@@ -33,6 +34,18 @@ from simulator.runtime.metrics import IoMetrics
 log = logging.getLogger(__name__)
 
 HANDOVER_HEADER = "factorysim-handover"
+
+
+def _admit_all(orders: list[Order], sim: Simulation) -> list[Lot | Exception]:
+    """Admit ``orders`` in their order (run by the driver between two steps); each gets its lot or
+    the exception that refused it."""
+    results: list[Lot | Exception] = []
+    for order in orders:
+        try:
+            results.append(sim.admit(order))
+        except Exception as exc:  # noqa: BLE001 - reported per order, the others still enter
+            results.append(exc)
+    return results
 
 
 class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -91,9 +104,8 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         while not self._stopping:
             self._apply_backpressure()
             batch = await self.consumer.getmany(timeout_ms=200, max_records=1000)
-            for tp, messages in batch.items():
-                for message in messages:
-                    self._take(tp, message)
+            if batch:
+                self._take(batch)
             await self._send_dead_letters()
             if self.clock() - last_commit >= 0.5 or not batch:
                 await self.commit()
@@ -110,24 +122,39 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             self._paused = False
             log.info("order intake resumed")
 
-    def _take(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> None:
-        self.metrics.orders_consumed.inc()
-        part = self._partitions.setdefault(tp, PartitionOffsets())
-        part.take(message.offset)
-        try:
-            order = self.parser.parse(message.value or b"")
-        except OrderRejected as exc:
-            self._dead_letter(tp, message, exc)
-            return
-        if any(key == HANDOVER_HEADER for key, _ in message.headers):
-            order = dataclasses.replace(order, resumed=True)
-        duplicate = self._duplicate_of(order.lot_code)
-        if duplicate:
-            self._dead_letter(tp, message, OrderRejected("duplicate_lot", duplicate))
-            return
-        self._awaiting_ack[order.lot_code] = (tp, message.offset)
-        admitted = self.driver.inject(order)
-        admitted.add_done_callback(lambda fut: self._admitted(fut, tp, message, order))
+    def _take(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Validate a fetched batch; the valid orders enter the model together, between two steps."""
+        admitting: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Order]] = []
+        consumed = 0
+        parse = self.parser.parse
+        awaiting, in_progress, finished = self._awaiting_ack, self.driver.sim.lots, self._recently_finished
+        for tp, messages in batch.items():
+            consumed += len(messages)
+            part = self._partitions.get(tp)
+            if part is None:
+                part = self._partitions[tp] = PartitionOffsets()
+            for message in messages:
+                part.take(message.offset)
+                try:
+                    order = parse(message.value or b"")
+                except OrderRejected as exc:
+                    self._dead_letter(tp, message, exc)
+                    continue
+                if message.headers and any(key == HANDOVER_HEADER for key, _ in message.headers):
+                    order = dataclasses.replace(order, resumed=True)
+                code = order.lot_code
+                if code in awaiting or code in in_progress or code in finished:
+                    duplicate = self._duplicate_of(code)
+                    if duplicate:
+                        self._dead_letter(tp, message, OrderRejected("duplicate_lot", duplicate))
+                        continue
+                awaiting[code] = (tp, message.offset)
+                admitting.append((tp, message, order))
+        self.metrics.orders_consumed.inc(consumed)
+        if admitting:
+            orders = [order for _, _, order in admitting]
+            admitted = self.driver.call(functools.partial(_admit_all, orders))
+            admitted.add_done_callback(functools.partial(self._admitted, admitting))
 
     def _duplicate_of(self, code: str) -> str | None:
         if code in self._awaiting_ack or code in self.driver.sim.lots:
@@ -137,21 +164,27 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             return f"lot {code!r} was finished {self.clock() - finished:.0f} s ago"
         return None
 
-    def _admitted(self, fut: asyncio.Future[Lot], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
-                  order: Order) -> None:
+    def _admitted(self, admitting: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Order]],
+                  fut: asyncio.Future[list[Lot | Exception]]) -> None:
         if fut.cancelled():
             return
         exc = fut.exception()
-        if isinstance(exc, OrderRejected):
-            self._awaiting_ack.pop(order.lot_code, None)
-            self._dead_letter(tp, message, exc)
+        if exc is not None:  # not expected: _admit_all reports failures per order
+            log.error("admitting %d lots failed: %r", len(admitting), exc)
             return
-        if exc is not None:
-            log.error("admitting lot %s failed: %r", order.lot_code, exc)
-            return
-        self.metrics.lots_admitted.inc()
-        if self.acknowledge_on_admit:
-            self.lot_received_acknowledged(order.lot_code)
+        admitted = 0
+        for (tp, message, order), result in zip(admitting, fut.result(), strict=True):
+            if isinstance(result, OrderRejected):
+                self._awaiting_ack.pop(order.lot_code, None)
+                self._dead_letter(tp, message, result)
+            elif isinstance(result, Exception):
+                log.error("admitting lot %s failed: %r", order.lot_code, result)
+            else:
+                admitted += 1
+                if self.acknowledge_on_admit:
+                    self.lot_received_acknowledged(order.lot_code)
+        if admitted:
+            self.metrics.lots_admitted.inc(admitted)
 
     def lot_received_acknowledged(self, lot_code: str) -> None:
         """The lot's ``lot.received`` is safely in Kafka: its order message is done."""

@@ -43,6 +43,7 @@ from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
+from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 from simulator.runtime.signals import install_stop_signals
@@ -50,7 +51,6 @@ from simulator.runtime.signals import install_stop_signals
 log = logging.getLogger(__name__)
 
 STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
-
 
 class Service:
     def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
@@ -104,6 +104,7 @@ class Service:
         from simulator.adapters.http import HttpServer
 
         async with AsyncExitStack() as stack:
+            stack.enter_context(fewer_young_collections())
             http = HttpServer(self, self.config.http.host, self.config.http.port)
             await http.start()
             stack.push_async_callback(http.stop)
