@@ -107,6 +107,8 @@ class CoffeeMekFormat:
                                 {name: loc.timezone for name, loc in config.locations.items()})
         self.kinds = {name: machines.get(config.model_of(name)).kind
                       for loc in config.locations.values() for name in loc.machines}
+        self.labels = {mtype: MACHINE_LABELS.get(kind, mtype) for mtype, kind in self.kinds.items()}
+        self._type_headers: dict[str, tuple[str, bytes]] = {}
         stage_of_type: dict[str, str] = {}
         for stage in config.route:
             stage_of_type.setdefault(stage.machine_type, stage.name)
@@ -125,36 +127,38 @@ class CoffeeMekFormat:
 
     # -- telemetry ------------------------------------------------------------------------------
     def _machine_fields(self, r: CycleTelemetry | MachineSample, eid: str) -> dict[str, Any]:
-        kind = self.kinds[r.machine_type]
+        times, counters = self.times, r.counters
         return {
             "id_evento": eid,
             "sim_time_s": self._shown_sim_time(r.sim_time),
             "codice_lotto": r.lot_code,
             "luogo": r.location,
-            "timestamp_locale": self.times.local(r.sim_time, r.location),
-            "timestamp_utc": self.times.utc(r.sim_time),
+            "timestamp_locale": times.local(r.sim_time, r.location),
+            "timestamp_utc": times.utc(r.sim_time),
             "id_macchina": r.machine_id,
-            "macchina": MACHINE_LABELS.get(kind, r.machine_type),
+            "macchina": self.labels[r.machine_type],
             "tipo_macchina": r.machine_type,
             "stato": MACHINE_STATES[r.state],
-            "ultima_manutenzione": self.times.utc(r.last_maintenance_sim_s),
+            "ultima_manutenzione": times.utc(r.last_maintenance_sim_s),
             "pezzi_da_ultima_manutenzione": r.pieces_since_maintenance,
             "allarmi_utente": r.alarms or NO_ALARM,
             "anomalia": r.anomaly,
-            "contatori": _counters(r.counters),
-            "oee": None if r.counters is None else dict(zip(OEE_FIELDS, oee_figures(r.counters), strict=True)),
+            "contatori": None if counters is None else _counters(counters),
+            "oee": None if counters is None else _oee(counters),
         }
 
     def _signals(self, r: CycleTelemetry | MachineSample, body: dict[str, Any]) -> None:
-        test_rig = self.kinds[r.machine_type] == "test_rig"
+        if self.kinds[r.machine_type] != "test_rig":
+            for signal, value in r.signals.items():
+                body[SIGNAL_FIELDS.get(signal, signal)] = value
+            return
         results: dict[str, Any] = {}
         for signal, value in r.signals.items():
-            if test_rig and signal in TEST_RESULT_FIELDS:
+            if signal in TEST_RESULT_FIELDS:
                 results[TEST_RESULT_FIELDS[signal]] = value
             else:
                 body[SIGNAL_FIELDS.get(signal, signal)] = value
-        if test_rig:
-            body["risultati_test"] = results
+        body["risultati_test"] = results
 
     def _cycle(self, r: CycleTelemetry) -> WireMessage:
         eid = self.event_id(r.seq)
@@ -224,7 +228,7 @@ class CoffeeMekFormat:
 
     def _shown_sim_time(self, sim_time: float) -> float:
         """``sim_time`` floored to the millisecond, as the message's timestamps show it."""
-        offset = dt.timedelta(seconds=sim_time)
+        offset = self.times.offset(sim_time)
         if self._whole_ms_start:
             return (offset // _MS) / 1000
         instant = self.start + offset
@@ -233,17 +237,17 @@ class CoffeeMekFormat:
 
     def _message(self, topic: str, location: str, key: str, eid: str, event_type: str,
                  body: dict[str, Any]) -> WireMessage:
-        headers = (
-            ("event_id", eid.encode()),
-            ("event_type", event_type.encode()),
-            ("schema_version", SCHEMA_VERSION),
-            ("content_type", CONTENT_TYPE),
-        )
+        type_header = self._type_headers.get(event_type)
+        if type_header is None:
+            type_header = self._type_headers[event_type] = ("event_type", event_type.encode())
+        headers = (("event_id", eid.encode()), type_header, ("schema_version", SCHEMA_VERSION),
+                   ("content_type", CONTENT_TYPE))
         if self.template is not None:
-            topic = self._mqtt_topic(topic, location)
+            topic = self.mqtt_topic(topic, location)
         return WireMessage(topic, key.encode(), headers, orjson.dumps(body))
 
-    def _mqtt_topic(self, kafka_topic: str, location: str) -> str:
+    def mqtt_topic(self, kafka_topic: str, location: str) -> str:
+        """The MQTT topic of a message this format puts on ``kafka_topic`` (a target's template)."""
         topic = self._mqtt_topics.get((kafka_topic, location))
         if topic is None:
             assert self.template is not None
@@ -252,12 +256,15 @@ class CoffeeMekFormat:
         return topic
 
 
-def _counters(c: MachineCounters | None) -> dict[str, float] | None:
-    if c is None:
-        return None
+def _counters(c: MachineCounters) -> dict[str, float]:
     return {"cicli": c.cycles, "cicli_buoni": c.good_cycles, "pezzi_buoni": c.good_pieces,  # see COUNTER_FIELDS
             "pezzi_scartati": c.bad_pieces, "tempo_marcia_s": c.running_s, "tempo_blocco_s": c.blocked_s,
             "tempo_pianificato_s": c.planned_s, "tempo_ideale_s": c.ideal_s}
+
+
+def _oee(c: MachineCounters) -> dict[str, float]:
+    availability, performance, quality, oee = oee_figures(c)
+    return {"disponibilita": availability, "prestazioni": performance, "qualita": quality, "oee": oee}  # OEE_FIELDS
 
 
 def _rounded(value: float | None) -> float | None:

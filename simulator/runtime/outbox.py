@@ -53,10 +53,13 @@ class Outbox:
 
     # the model side ----------------------------------------------------------------------------
     def emit(self, record: Record) -> None:
-        self._items.append(record)
+        items = self._items
+        items.append(record)
         self.total += 1
-        self._ready.set()
-        if len(self._items) >= self.capacity:
+        size = len(items)
+        if size == 1:  # it was empty: wake the publisher (``_ready`` stays set while records are waiting)
+            self._ready.set()
+        if size >= self.capacity:
             self._room.clear()
         for tap in self.taps:
             tap.offer(record)
@@ -65,7 +68,9 @@ class Outbox:
     def full(self) -> bool:
         """True from reaching capacity until drained below the low-water mark (hysteresis), or while
         a tap is full."""
-        return not self._room.is_set() or any(tap.full for tap in self.taps)
+        if not self._room.is_set():
+            return True
+        return bool(self.taps) and any(tap.full for tap in self.taps)
 
     async def wait_for_room(self) -> None:
         """Return once the publishers drained the outbox below its low-water mark."""
