@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from simulator.adapters.mqtt_session import CONNECTED, MqttSession, Outgoing
 from simulator.config_schema import MqttTarget
-from simulator.formats import Format
+from simulator.formats import Format, WireMessage
 from simulator.model.records import Record
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class MqttPublisher:
         self.low_water = self.capacity // 2
         self.session = MqttSession(target, instance=instance, environ=environ, on_command=on_command)
         self.on_room: Callable[[], None] | None = None
-        self._queue: deque[tuple[Record, Done]] = deque()
+        self._queue: deque[tuple[Record | list[WireMessage], Done]] = deque()
         self._has_items = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -60,7 +60,15 @@ class MqttPublisher:
     # -- the producer side (the outbox tap, or the bridge) ------------------------------------------
     def offer(self, record: Record, on_done: Done = None) -> None:
         """Queue ``record`` (synchronous, never blocks; see the overflow policies)."""
-        if record.kind not in self.kinds:
+        self._enqueue(record.kind, record, on_done)
+
+    def offer_encoded(self, kind: str, messages: list[WireMessage], on_done: Done = None) -> None:
+        """Queue messages already in this target's format (the bridge's coffeemek pass-through):
+        the same queue, policies and acknowledgements as :meth:`offer`, without encoding."""
+        self._enqueue(kind, messages, on_done)
+
+    def _enqueue(self, kind: str, item: Record | list[WireMessage], on_done: Done) -> None:
+        if kind not in self.kinds:
             self.records_skipped += 1
             if on_done is not None:
                 on_done()
@@ -73,7 +81,7 @@ class MqttPublisher:
             if self.overflow == "drop-oldest":
                 _, old_done = self._queue.popleft()
                 self._drop("oldest", old_done)
-        self._queue.append((record, on_done))
+        self._queue.append((item, on_done))
         self._has_items.set()
         if self.overflow == "block" and len(self._queue) >= self.capacity:
             self._room.clear()
@@ -108,12 +116,12 @@ class MqttPublisher:
                     self._has_items.clear()
                     await self._has_items.wait()
                     continue
-                record, on_done = self._queue.popleft()
+                item, on_done = self._queue.popleft()
                 if not self._room.is_set() and len(self._queue) <= self.low_water:
                     self._room.set()
                     if self.on_room is not None:
                         self.on_room()
-                await self._publish(record, on_done)
+                await self._publish(item, on_done)
             await self.session.wait_idle()
         finally:
             await self.session.close()
@@ -121,14 +129,17 @@ class MqttPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await session
 
-    async def _publish(self, record: Record, on_done: Done) -> None:
-        try:
-            messages = self.fmt.encode(record)
-        except Exception:
-            self.encode_errors += 1
-            log.exception("MQTT target %s: cannot encode a %s record in format %s", self.name, record.kind,
-                          self.fmt.name)
-            messages = []
+    async def _publish(self, item: Record | list[WireMessage], on_done: Done) -> None:
+        if isinstance(item, list):
+            messages = item
+        else:
+            try:
+                messages = self.fmt.encode(item)
+            except Exception:
+                self.encode_errors += 1
+                log.exception("MQTT target %s: cannot encode a %s record in format %s", self.name, item.kind,
+                              self.fmt.name)
+                messages = []
         if not messages:
             if on_done is not None:
                 on_done()

@@ -2,7 +2,10 @@
 
 It consumes the coffeemek telemetry and event topics in its own consumer group, decodes each
 message back into a record and offers it to every MQTT target, which encodes it in its own
-format.  A Kafka offset is committed only when every target is done with the message:
+format.  A ``coffeemek`` target gets the Kafka message as it is, on its MQTT topic: no decoding or
+re-encoding (a third of the cost per message), and the event ids are those the service gave.
+
+A Kafka offset is committed only when every target is done with the message:
 acknowledged by the broker (QoS 1/2), written (QoS 0), not carried by that target, or dropped by
 an explicit overflow policy.  Stopped mid-stream and started again, it therefore resends what was
 not acknowledged and loses nothing.  A target with the ``block`` policy stops the reading while
@@ -21,6 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -32,12 +36,23 @@ from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.config_schema import Config
 from simulator.errors import ConfigError
+from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import decode
 from simulator.formats.registry import build_format
+from simulator.model.records import Record
 from simulator.runtime.signals import install_stop_signals
 
 log = logging.getLogger(__name__)
+
+
+def message_location(value: bytes) -> str | None:
+    """The location of a coffeemek message (``luogo`` of telemetry, ``location`` of lot events)."""
+    body = orjson.loads(value)
+    if not isinstance(body, dict):
+        return None
+    location = body.get("luogo", body.get("location"))
+    return location if isinstance(location, str) else None
 
 
 class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -52,14 +67,22 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self.environ = environ
         self.instance = uuid.uuid4().hex[:12]
         kafka_format = CoffeeMekFormat(config, config.simulation.seed)
-        self.topics = sorted({config.kafka.topics.events, *kafka_format.cycle_topics.values(),
-                              *kafka_format.sample_topics.values()})
+        self._kind_of: dict[str, str] = {
+            **dict.fromkeys(kafka_format.cycle_topics.values(), "cycle"),
+            **dict.fromkeys(kafka_format.sample_topics.values(), "sample"),
+            config.kafka.topics.events: "lot_event",
+        }
+        self.topics = sorted(self._kind_of)
         self.publishers = [
             MqttPublisher(t, build_format(t.format, config, config.simulation.seed, instance=self.instance,
                                           topic_template=t.topic_template),
                           instance=self.instance, environ=environ)
             for t in config.mqtt.targets
         ]
+        # coffeemek targets get the Kafka message as it is (only the topic changes): no decoding and
+        # re-encoding, and the event ids stay those of the service
+        self._pass_through = [p.fmt if isinstance(p.fmt, CoffeeMekFormat) else None for p in self.publishers]
+        self._decoding = any(fmt is None for fmt in self._pass_through)
         self.registry = CollectorRegistry()
         self.registry.register(MqttCollector(self.publishers))
         self.consumed = Counter("factorysim_bridge_messages_consumed", "Kafka messages read", registry=self.registry)
@@ -134,9 +157,17 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                     self._offer(tp, part, message.topic, message.offset, message.value or b"")
 
     def _offer(self, tp: TopicPartition, part: PartitionOffsets, topic: str, offset: int, value: bytes) -> None:
+        record: Record | None = None
+        location: str | None = None
         try:
-            record = decode(topic, value)
+            if self._decoding:
+                record = decode(topic, value)
+                location = record.location
+            else:
+                location = message_location(value)
         except Exception:  # noqa: BLE001 - a foreign or damaged message must not stop the bridge
+            location = None
+        if location is None:
             self.undecodable.inc()
             log.warning("bridge: %s[%s]@%d is not a coffeemek record; skipped", topic, tp.partition, offset)
             part.done(offset)
@@ -149,8 +180,13 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             if remaining == 0:
                 part.done(offset)
 
-        for publisher in self.publishers:
-            publisher.offer(record, one_done)
+        for publisher, fmt in zip(self.publishers, self._pass_through, strict=True):
+            if fmt is not None:
+                message = WireMessage(fmt.mqtt_topic(topic, location), b"", (), value)
+                publisher.offer_encoded(self._kind_of[topic], [message], one_done)
+            else:
+                assert record is not None
+                publisher.offer(record, one_done)
 
     async def _commit_loop(self) -> None:
         while True:

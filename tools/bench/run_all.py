@@ -1,42 +1,141 @@
 """Run every benchmark and rewrite the results table and the MQTT client section in BENCHMARKS.md
-(`make bench`)."""
+(`make bench`).  A benchmark that fails is reported in its row; the others still run.
+
+Only a few at a time (printed, BENCHMARKS.md left alone): `python tools/bench/run_all.py engine lot_sender`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import engine
-import mqtt_clients
 from bench_common import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+Row = tuple[str, str, str, str, str, str]
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def engine_rows() -> list[Row]:
+    import engine
+
+    r = engine.measure()
+    rows: list[Row] = [("engine: lot-stage passes/s, reference route, exponential times, telemetry off",
+                        f"{r['factorysim_passes_s']:,.0f}", f"bare SimPy {r['bare_simpy_passes_s']:,.0f}",
+                        f"{r['ratio']:.2f}", "≥ 0.5", _met(r["ratio"] >= 0.5))]
+    if "ciw_passes_s" in r:
+        rows.append(("engine: the same network vs Ciw", f"{r['factorysim_passes_s']:,.0f}",
+                     f"Ciw {r['ciw_passes_s']:,.0f}", f"{r['ratio_ciw']:.2f}", "(comparison)", "—"))
+    return rows
+
+
+def telemetry_rows() -> list[Row]:
+    import telemetry_pipeline
+
+    r = telemetry_pipeline.measure()
+    return [("telemetry pipeline: records/s delivered to Kafka (outbox → coffeemek → publisher), embedded broker",
+             f"{r['factorysim_records_s']:,.0f}", f"raw aiokafka {r['raw_aiokafka_msgs_s']:,.0f} msg/s "
+             f"({r['payload_bytes_mean']:,.0f} B)", f"{r['ratio']:.2f}", "≥ 0.8", _met(r["ratio"] >= 0.8))]
+
+
+def mqtt_rows() -> list[Row]:
+    import mqtt_bridge
+
+    r = mqtt_bridge.measure()
+    return [("MQTT bridge: QoS 1 msg/s acknowledged, Kafka → decode → coffeemek → Mosquitto (end to end)",
+             f"{r['bridge_msgs_s']:,.0f}", f"raw gmqtt {r['raw_gmqtt_msgs_s']:,.0f} ({r['payload_bytes']} B)",
+             f"{r['ratio']:.2f}", "≥ 20,000 msg/s", _met(r["bridge_msgs_s"] >= 20_000))]
+
+
+def intake_rows() -> list[Row]:
+    import order_intake
+
+    r = order_intake.measure()
+    return [("order intake: lots/s consumed, validated, admitted and committed, embedded broker",
+             f"{r['factorysim_lots_s']:,.0f}", f"raw consumer {r['raw_consumer_lots_s']:,.0f}",
+             f"{r['ratio']:.2f}", "≥ 20,000 lots/s", _met(r["factorysim_lots_s"] >= 20_000))]
+
+
+def lot_sender_rows() -> list[Row]:
+    import lot_sender
+
+    r = lot_sender.measure()
+    return [("lot-sender: lots/s produced and acknowledged, embedded broker",
+             f"{r['lot_sender_lots_s']:,.0f}", f"raw aiokafka send() {r['raw_aiokafka_lots_s']:,.0f}",
+             f"{r['ratio']:.2f}", "≥ 50,000 lots/s", _met(r["lot_sender_lots_s"] >= 50_000 and not r["failed"]))]
+
+
+def paced_rows() -> list[Row]:
+    import paced_lag
+
+    r = paced_lag.measure()
+    return [(f"paced mode: emission lag p50 / p99, {r['machines']:,.0f} machines sampling at 1 Hz, speed 1, to Kafka",
+             f"{r['lag_p50_ms']:.1f} / {r['lag_p99_ms']:.1f} ms",
+             f"event-loop timers {r['baseline_p50_ms']:.1f} / {r['baseline_p99_ms']:.1f} ms",
+             f"{r['ratio_p99']:.2f} (p99)", "p99 ≤ 50 ms", _met(r["lag_p99_ms"] <= 50.0))]
+
+
+def memory_rows() -> list[Row]:
+    import memory
+
+    r = memory.measure()
+    return [(f"memory: RSS with {r['lots']:,.0f} queued lots",
+             f"{r['factorysim_rss_mb']:,.0f} MB ({r['bytes_per_lot']:,.0f} B/lot)",
+             f"bare SimPy {r['bare_simpy_rss_mb']:,.0f} MB ({r['bare_bytes_per_lot']:,.0f} B/lot)",
+             f"{r['ratio']:.2f} (per lot)", "≤ 300 MB", _met(r["factorysim_rss_mb"] <= 300))]
+
+
+BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
+    "engine": engine_rows, "telemetry": telemetry_rows, "mqtt": mqtt_rows, "intake": intake_rows,
+    "lot_sender": lot_sender_rows, "paced": paced_rows, "memory": memory_rows,
+}
 
 
 def main() -> None:
-    rows = []
-    result = engine.measure()
-    rows.append(("engine: lot-stage passes/s, reference route, exponential times, telemetry off",
-                 f"{result['factorysim_passes_s']:,.0f}", f"bare SimPy {result['bare_simpy_passes_s']:,.0f}",
-                 f"{result['ratio']:.2f}", "≥ 0.5", "yes" if result["ratio"] >= 0.5 else "NO"))
-    table = ["| benchmark | factorysim | baseline (same run) | ratio | goal | met |", "|---|---|---|---|---|---|"]
-    table += ["| " + " | ".join(row) + " |" for row in rows]
-    block = "\n".join([BEGIN, f"Measured {dt.date.today()} on {machine()}.", "", *table, END])
+    chosen = sys.argv[1:] or [*BENCHMARKS, "mqtt_clients"]
+    unknown = [name for name in chosen if name not in BENCHMARKS and name != "mqtt_clients"]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join([*BENCHMARKS, 'mqtt_clients'])}")
+    load = os.getloadavg()[0]
+    rows: list[Row] = []
+    for name in chosen:
+        if name == "mqtt_clients":
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        try:
+            rows += BENCHMARKS[name]()
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+            traceback.print_exc()
+            rows.append((name, "failed", f"{type(exc).__name__}: {exc}"[:120], "—", "—", "NO"))
     path = ROOT / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8")
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    path.write_text(text, encoding="utf-8")
-    print("\n".join(table))
+    if rows:
+        every = all(name in chosen for name in BENCHMARKS)
+        table = ["| benchmark | factorysim | baseline (same run) | ratio | goal | met |", "|---|---|---|---|---|---|"]
+        table += ["| " + " | ".join(row) + " |" for row in rows]
+        block = "\n".join([BEGIN, f"Measured {dt.date.today()} on {machine()} (load average {load:.1f} at the "
+                           "start); `make bench`.", "", *table, END])
+        if every:
+            text = path.read_text(encoding="utf-8")
+            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+            path.write_text(text, encoding="utf-8")
+        print("\n".join(table))
+    if "mqtt_clients" in chosen:  # the MQTT client choice: its own section of BENCHMARKS.md
+        import mqtt_clients
 
-    # the MQTT client choice: its own section of BENCHMARKS.md
-    mqtt_block = mqtt_clients.measure()
-    mqtt_clients.write_section(mqtt_block, path)
-    print("\n".join(line for line in mqtt_block if not line.startswith("<!--")))
+        mqtt_block = mqtt_clients.measure()
+        mqtt_clients.write_section(mqtt_block, path)
+        print("\n".join(line for line in mqtt_block if not line.startswith("<!--")))
 
 
 if __name__ == "__main__":
