@@ -28,8 +28,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
+from simulator.adapters.partitioning import murmur2
 from simulator.formats import Format, WireMessage
 from simulator.model.records import LotEvent, Record
 from simulator.runtime.metrics import IoMetrics

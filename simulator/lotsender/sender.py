@@ -25,8 +25,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
+from simulator.adapters.partitioning import partition_of
 from simulator.lotsender.plan import BAD_HEADER, RUN_HEADER, SEQ_HEADER, Planned
 
 Clock = Callable[[], float]
@@ -77,7 +77,6 @@ class LotSender:
         self.stats = SendStats()
         self._partitions: list[int] = []
         self._partition_of: dict[bytes | None, int] = {}
-        self._partitioner = DefaultPartitioner()
         self._open: dict[int, _OpenBatch] = {}
         self._unsettled: set[asyncio.Future[object]] = set()
         self._settled = asyncio.Event()
@@ -128,7 +127,9 @@ class LotSender:
         key = item.key or None
         partition = self._partition_of.get(key)
         if partition is None:
-            partition = self._partition_of[key] = self._partitioner(key, self._partitions, self._partitions)
+            partitions = self._partitions
+            index = partition_of(key, len(partitions)) if key is not None else len(self._partition_of) % len(partitions)
+            partition = self._partition_of[key] = partitions[index]
         headers = [(RUN_HEADER, self.run_header), (SEQ_HEADER, str(item.seq).encode())]
         if item.bad_kind is not None:
             headers.append((BAD_HEADER, item.bad_kind.encode()))

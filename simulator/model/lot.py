@@ -6,6 +6,7 @@ import random
 from enum import StrEnum
 
 from simulator.errors import IllegalTransition
+from simulator.model.randomness import stream
 
 
 class LotState(StrEnum):
@@ -39,12 +40,13 @@ class Lot:
     """A production order moving through the route."""
 
     __slots__ = (
-        "_rng", "arrived_at", "code", "customer", "location", "priority", "quantity", "rank",
+        "_rng", "_run_seed", "arrived_at", "code", "customer", "location", "priority", "quantity", "rank",
         "reworks", "stage", "state",
     )
 
     def __init__(self, code: str, customer: str, quantity: int, location: str, priority: str,
-                 arrived_at: float, rng: random.Random | int, priority_processing: bool = True) -> None:
+                 arrived_at: float, rng: random.Random | None = None, priority_processing: bool = True, *,
+                 run_seed: int = 0) -> None:
         self.code = code
         self.customer = customer
         self.quantity = quantity
@@ -52,9 +54,11 @@ class Lot:
         self.priority = priority
         self.rank = PRIORITY_RANK[priority] if priority_processing else 1
         self.arrived_at = arrived_at
-        # the lot's own stream (processing times, test outcomes), or its seed: then the stream is
-        # made on first use, so a queued lot holds a number instead of a generator's 2.5 KB state
+        # the lot's own stream (processing times, test outcomes); without one given it is
+        # ``stream(run_seed, "lot", code)``, made on first use: a queued lot holds no generator
+        # state (2.5 KB) and admitting it derives no seed
         self._rng = rng
+        self._run_seed = run_seed
         self.state = LotState.RECEIVED
         self.stage: str | None = None
         self.reworks = 0
@@ -62,8 +66,8 @@ class Lot:
     @property
     def rng(self) -> random.Random:
         rng = self._rng
-        if isinstance(rng, int):
-            rng = self._rng = random.Random(rng)
+        if rng is None:
+            rng = self._rng = stream(self._run_seed, "lot", self.code)
         return rng
 
     def to(self, new: LotState, stage: str | None = None) -> None:

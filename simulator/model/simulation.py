@@ -22,7 +22,7 @@ from simulator.model.machine import Machine, Timeline
 from simulator.model.order import Order
 from simulator.model.plant import Plant
 from simulator.model.production import Process, produce
-from simulator.model.randomness import derive_seed, stream
+from simulator.model.randomness import stream
 from simulator.model.recorder import Recorder
 from simulator.model.records import Sink
 from simulator.model.sampling import sample
@@ -110,8 +110,7 @@ class Simulation:
         if location is None:
             raise OrderRejected("unknown_location", f"unknown location {order.location!r}")
         lot = Lot(order.lot_code, order.customer, order.quantity, location, order.priority,
-                  self.env.now, derive_seed(self.seed, "lot", order.lot_code),  # = its stream's seed
-                  self.config.simulation.priority_processing)
+                  self.env.now, None, self.config.simulation.priority_processing, run_seed=self.seed)
         self.lots[lot.code] = lot
         self.stats.lot_received(self.env.now, location)
         if self.recorder.lot_events:
