@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -44,6 +45,9 @@ from simulator.model.records import Record
 from simulator.runtime.signals import install_stop_signals
 
 log = logging.getLogger(__name__)
+# per partition and fetch: a round trip to the broker brings thousands of records, so the reading
+# keeps ahead of the MQTT targets (1 MiB, the client's default, left them idle between fetches)
+FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
 
 
 def message_location(value: bytes) -> str | None:
@@ -111,6 +115,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = AIOKafkaConsumer(
             **client_options(kafka, kafka.bootstrap_servers, self.environ),
             **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
+            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
         )
         self.consumer = consumer
         consumer.subscribe(self.topics, listener=self)
@@ -151,8 +156,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
             for tp, messages in batches.items():
                 part = self._partitions.setdefault(tp, PartitionOffsets())
+                self.consumed.inc(len(messages))
                 for message in messages:
-                    self.consumed.inc()
                     part.take(message.offset)
                     self._offer(tp, part, message.topic, message.offset, message.value or b"")
 
@@ -172,13 +177,17 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("bridge: %s[%s]@%d is not a coffeemek record; skipped", topic, tp.partition, offset)
             part.done(offset)
             return
-        remaining = len(self.publishers)
+        one_done: Callable[[], None] = functools.partial(part.done, offset)
+        if len(self.publishers) > 1:
+            remaining = len(self.publishers)
 
-        def one_done() -> None:
-            nonlocal remaining
-            remaining -= 1
-            if remaining == 0:
-                part.done(offset)
+            def last_done() -> None:  # the offset is done when the last target is
+                nonlocal remaining
+                remaining -= 1
+                if remaining == 0:
+                    part.done(offset)
+
+            one_done = last_done
 
         for publisher, fmt in zip(self.publishers, self._pass_through, strict=True):
             if fmt is not None:
