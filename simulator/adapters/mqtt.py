@@ -30,6 +30,9 @@ from simulator.model.records import Record
 
 log = logging.getLogger(__name__)
 Done = Callable[[], None] | None
+# records published between two yields to the event loop: publishing a long queue without a pause
+# would hold up every other task (the bridge's next Kafka fetch, the PUBACKs), a burst at a time
+YIELD_EVERY = 64
 
 
 class MqttPublisher:
@@ -108,6 +111,7 @@ class MqttPublisher:
     async def run(self) -> None:
         """Publish until :meth:`finish` was called and everything queued is acknowledged."""
         session = asyncio.get_running_loop().create_task(self.session.run(), name=f"mqtt-{self.name}-session")
+        published = 0
         try:
             while True:
                 if not self._queue:
@@ -122,6 +126,9 @@ class MqttPublisher:
                     if self.on_room is not None:
                         self.on_room()
                 await self._publish(item, on_done)
+                published += 1
+                if published % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the other tasks run: Kafka fetches, acknowledgements
             await self.session.wait_idle()
         finally:
             await self.session.close()
