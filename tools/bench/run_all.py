@@ -46,7 +46,8 @@ def telemetry_rows() -> list[Row]:
     r = telemetry_pipeline.measure()
     return [("telemetry pipeline: records/s delivered to Kafka (outbox → coffeemek → publisher), embedded broker",
              f"{r['factorysim_records_s']:,.0f}", f"raw aiokafka {r['raw_aiokafka_msgs_s']:,.0f} msg/s "
-             f"({r['payload_bytes_mean']:,.0f} B)", f"{r['ratio']:.2f}", "≥ 0.8", _met(r["ratio"] >= 0.8))]
+             f"({r['payload_bytes_mean']:,.0f} B)", f"{r['ratio']:.2f} (medians {r['ratio_median']:.2f})", "≥ 0.8",
+             _met(r["ratio"] >= 0.8))]
 
 
 def mqtt_rows() -> list[Row]:
