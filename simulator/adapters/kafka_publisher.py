@@ -23,13 +23,13 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from simulator.adapters.partitioning import murmur2
+from simulator.adapters.record_batches import OpenBatch, TopicBatches
 from simulator.formats import Format, WireMessage
 from simulator.model.records import LotEvent, Record
 from simulator.runtime.metrics import IoMetrics
@@ -37,50 +37,15 @@ from simulator.runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 Delivered = Callable[[], None] | None
-_KEY_HASHES_MAX = 100_000  # remembered key hashes (machine ids and lot codes) before starting over
 
 
-@dataclass(slots=True)
-class _Messages:
-    """Messages for one topic, in order, and what to run once each is delivered (e.g. "this
-    lot.received is safe: commit its order's offset"), by position; most messages have nothing."""
-
-    topic: str
-    messages: list[WireMessage] = field(default_factory=list)
-    on_delivered: list[tuple[int, Callable[[], None]]] = field(default_factory=list)
-
-    def add(self, message: WireMessage, on_delivered: Delivered) -> None:
-        if on_delivered is not None:
-            self.on_delivered.append((len(self.messages), on_delivered))
-        self.messages.append(message)
-
-    def items(self) -> list[tuple[WireMessage, Delivered]]:
-        callbacks = dict(self.on_delivered)
-        return [(message, callbacks.get(i)) for i, message in enumerate(self.messages)]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """An open batch for one topic partition (aiokafka's BatchBuilder) and its messages."""
-
-    partition: int
-    builder: Any
-    content: _Messages
-
-
-@dataclass(slots=True)
-class _Route:
-    """A topic's partitions (as aiokafka lists them), its open batches by partition and the
-    partition of each key seen."""
-
-    partitions: list[int]
-    open: dict[int, _Batch] = field(default_factory=dict)
-    by_key: dict[bytes, int] = field(default_factory=dict)
+Item = tuple[WireMessage, Delivered]  # a message and what to run once Kafka has it (most: nothing)
 
 
 @dataclass(slots=True)
 class _InFlight:
-    content: _Messages
+    topic: str
+    items: list[Item]
     future: asyncio.Future[object]
 
 
@@ -100,9 +65,8 @@ class KafkaPublisher:
         self.records_per_round = records_per_round
         self._in_flight: deque[_InFlight] = deque()
         self._in_flight_messages = 0
-        self._routes: dict[str, _Route] = {}
+        self._batches: dict[str, TopicBatches[Item]] = {}
         self._open_messages = 0
-        self._key_hashes: dict[bytes, int] = {}
         self._retry: list[tuple[WireMessage, Delivered]] = []
         self.connected = True
         self.fatal_error: str | None = None
@@ -152,70 +116,37 @@ class KafkaPublisher:
         """Encode ``records`` into the open batches, send the full ones, then all of them."""
         if self._retry:
             await self.flush()
-        self._routes.clear()  # follow partition changes once per round
-        encode, place, routes = self.fmt.encode, self._place, self._routes
+        self._batches.clear()  # follow partition changes once per round
+        encode, topics = self.fmt.encode, self._batches
         for record in records:
             on_delivered = self._acknowledgement(record)
             for message in encode(record):
-                route = routes.get(message.topic)
-                if route is None:
-                    route = routes[message.topic] = await self._route(message.topic)
-                full = place(route, message, on_delivered)
+                batches = topics.get(message.topic)
+                if batches is None:
+                    batches = topics[message.topic] = await self._topic_batches(message.topic)
+                full = batches.add(message.key, message.value, list(message.headers), (message, on_delivered))
+                self._open_messages += 1
                 if full is not None:
-                    await self._send_batch(full)
-        for route in routes.values():
-            batches = list(route.open.values())
-            route.open.clear()
-            for batch in batches:
-                await self._send_batch(batch)
+                    await self._send_batch(batches, full)
+        for batches in topics.values():
+            for batch in batches.take_all():
+                await self._send_batch(batches, batch)
 
-    def _place(self, route: _Route, message: WireMessage, on_delivered: Delivered) -> _Batch | None:
-        """Add ``message`` to its partition's open batch; return that batch if it was full (a new
-        one then holds the message)."""
-        key = message.key
-        partition = route.by_key.get(key)
-        if partition is None:
-            partition = route.by_key[key] = route.partitions[self._key_hash(key) % len(route.partitions)]
-        headers = list(message.headers)
-        full = None
-        batch = route.open.get(partition)
-        if batch is None or batch.builder.append(timestamp=None, key=key, value=message.value,
-                                                 headers=headers) is None:
-            full = route.open.pop(partition, None)  # None: there was no open batch
-            batch = route.open[partition] = _Batch(partition, self.producer.create_batch(), _Messages(message.topic))
-            batch.builder.append(timestamp=None, key=key, value=message.value, headers=headers)  # an empty one takes it
-        batch.content.add(message, on_delivered)
-        self._open_messages += 1
-        return full
-
-    async def _route(self, topic: str) -> _Route:
+    async def _topic_batches(self, topic: str) -> TopicBatches[Item]:
         partitions: set[int] = await self._retrying(lambda: self.producer.partitions_for(topic))
-        return _Route(list(partitions))  # listed as aiokafka's send() lists them
+        return TopicBatches(self.producer, topic, list(partitions))
 
-    def _key_hash(self, key: bytes) -> int:
-        """As aiokafka's DefaultPartitioner hashes a key (remembered: keys are machine ids and lot codes)."""
-        key_hash = self._key_hashes.get(key)
-        if key_hash is None:
-            if len(self._key_hashes) >= _KEY_HASHES_MAX:
-                self._key_hashes.clear()
-            key_hash = self._key_hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return key_hash
-
-    async def _send_batch(self, batch: _Batch) -> None:
-        count = len(batch.content.messages)
+    async def _send_batch(self, batches: TopicBatches[Item], batch: OpenBatch[Item]) -> None:
+        count = len(batch.items)
         await self._room_for(count)
-        batch.builder.close()  # complete: no reason to linger
-        future: asyncio.Future[object] = await self._retrying(
-            lambda: self.producer.send_batch(batch.builder, batch.content.topic, partition=batch.partition))
+        future: asyncio.Future[object] = await self._retrying(lambda: batches.ship(batch))
         self._open_messages -= count
-        self._track(batch.content, future)
+        self._track(batch.topic, batch.items, future)
 
     async def _send_one(self, message: WireMessage, on_delivered: Delivered) -> None:
-        content = _Messages(message.topic)
-        content.add(message, on_delivered)
         future: asyncio.Future[object] = await self._retrying(
             lambda: self.producer.send(message.topic, message.value, key=message.key, headers=list(message.headers)))
-        self._track(content, future)
+        self._track(message.topic, [(message, on_delivered)], future)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``await attempt()`` again, backing off, while it fails with a retriable Kafka error."""
@@ -231,9 +162,9 @@ class KafkaPublisher:
                 delay = min(delay * 2, self.backoff_max_s)
 
     # -- confirmations ----------------------------------------------------------------------------
-    def _track(self, content: _Messages, future: asyncio.Future[object]) -> None:
-        self._in_flight.append(_InFlight(content, future))
-        self._in_flight_messages += len(content.messages)
+    def _track(self, topic: str, items: list[Item], future: asyncio.Future[object]) -> None:
+        self._in_flight.append(_InFlight(topic, items, future))
+        self._in_flight_messages += len(items)
         self._has_work.set()
 
     async def _room_for(self, count: int) -> None:
@@ -265,7 +196,7 @@ class KafkaPublisher:
     def _reap(self) -> None:
         while self._in_flight and self._in_flight[0].future.done():
             item = self._in_flight.popleft()
-            self._in_flight_messages -= len(item.content.messages)
+            self._in_flight_messages -= len(item.items)
             self._account(item)
 
     async def _resend(self) -> None:
@@ -284,8 +215,7 @@ class KafkaPublisher:
                 await self._send_one(message, on_delivered)
 
     def _account(self, item: _InFlight) -> None:
-        content = item.content
-        topic, count = content.topic, len(content.messages)
+        topic, count = item.topic, len(item.items)
         exc = item.future.exception()
         if exc is None:
             self.sent += count
@@ -296,13 +226,14 @@ class KafkaPublisher:
                 if self.on_connection is not None:
                     self.on_connection(True)
             self._backoff_s = 0.2
-            for _, on_delivered in content.on_delivered:
-                on_delivered()
+            for _, on_delivered in item.items:
+                if on_delivered is not None:
+                    on_delivered()
             return
         self.metrics.records_failed.labels(topic).inc(count)
         if isinstance(exc, KafkaError) and exc.retriable:
             self._disconnected(exc)
-            self._retry.extend(content.items())
+            self._retry.extend(item.items)
             return
         if self.fatal_error is None:
             log.error("Kafka refused a message for %s: %r (not retriable; counted as failed)", topic, exc)

@@ -9,6 +9,7 @@ lot code is a new key.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 _M = 0x5BD1E995
@@ -39,6 +40,11 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+@functools.lru_cache(maxsize=100_000)  # keys are machine ids (few, repeated) and lot codes (~10 events each)
+def key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The index (0-based, into the sorted partition ids) the default partitioner picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return key_hash(key) % partitions

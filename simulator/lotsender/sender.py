@@ -4,11 +4,11 @@ Each lot is due at ``start + offset``; the sender sleeps only until the next due
 when it is late, sends at once without sleeping, so the long-run rate does not drift with send
 latency or event-loop jitter.
 
-Messages go into one record batch per partition (the producer's batch API: one future per
-batch instead of one per message, about ten times cheaper per lot).  A batch is shipped when
-it is full, when it is older than ``linger_s``, and whenever the sender is about to wait for
-the next due lot, so a paced lot never waits for company.  The partition of a key is the one
-the Kafka clients' default partitioner picks (murmur2), so lots of one location stay in order.
+Messages go into one record batch per partition (:mod:`simulator.adapters.record_batches`:
+one future per batch instead of one per message, about ten times cheaper per lot).  A batch is
+shipped when it is full, when it is older than ``linger_s``, and whenever the sender is about to
+wait for the next due lot, so a paced lot never waits for company.  Lots of one location share a
+key, hence a partition, and stay in order.
 The acknowledgement latency of a lot runs from its hand-over to the batch until the broker
 acknowledged the batch.
 """
@@ -21,12 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from simulator.adapters.partitioning import partition_of
+from simulator.adapters.record_batches import OpenBatch, TopicBatches
 from simulator.lotsender.plan import BAD_HEADER, RUN_HEADER, SEQ_HEADER, Planned
 
 Clock = Callable[[], float]
@@ -55,15 +54,6 @@ class SendStats:
         return (self.sent - 1) * 60.0 / (self.last_send - self.first_send)
 
 
-class _OpenBatch:
-    __slots__ = ("builder", "opened", "sent_at")
-
-    def __init__(self, builder: Any, opened: float) -> None:
-        self.builder = builder
-        self.opened = opened
-        self.sent_at: list[float] = []  # hand-over instant of each lot in the batch
-
-
 class LotSender:
     def __init__(self, producer: AIOKafkaProducer, topic: str, run_id: str, *, track: bool = False,
                  linger_s: float = 0.02, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
@@ -75,9 +65,7 @@ class LotSender:
         self.clock = clock
         self.wall = wall
         self.stats = SendStats()
-        self._partitions: list[int] = []
-        self._partition_of: dict[bytes | None, int] = {}
-        self._open: dict[int, _OpenBatch] = {}
+        self._batches: TopicBatches[float] | None = None  # items: each lot's hand-over instant
         self._unsettled: set[asyncio.Future[object]] = set()
         self._settled = asyncio.Event()
 
@@ -87,7 +75,7 @@ class LotSender:
         set; then wait until every sent lot is acknowledged or failed."""
         stats = self.stats
         stop = stop or asyncio.Event()
-        self._partitions = sorted(await self.producer.partitions_for(self.topic))
+        self._batches = TopicBatches(self.producer, self.topic, list(await self.producer.partitions_for(self.topic)))
         stop_waiter = asyncio.ensure_future(stop.wait())
         start = stats.started = self.clock()
         try:
@@ -123,30 +111,15 @@ class LotSender:
 
     # -- batches ----------------------------------------------------------------------------------
     async def _add(self, item: Planned) -> None:
-        stats = self.stats
-        key = item.key or None
-        partition = self._partition_of.get(key)
-        if partition is None:
-            partitions = self._partitions
-            index = partition_of(key, len(partitions)) if key is not None else len(self._partition_of) % len(partitions)
-            partition = self._partition_of[key] = partitions[index]
+        stats, batches = self.stats, self._batches
+        assert batches is not None
         headers = [(RUN_HEADER, self.run_header), (SEQ_HEADER, str(item.seq).encode())]
         if item.bad_kind is not None:
             headers.append((BAD_HEADER, item.bad_kind.encode()))
         now = self.clock()
-        batch = self._open.get(partition)
-        if batch is None:
-            batch = self._open[partition] = _OpenBatch(self.producer.create_batch(), now)
-        if batch.builder.append(key=key, value=item.value, timestamp=None, headers=headers) is None:
-            if batch.sent_at:  # full: ship it and start the next one
-                await self._ship(partition)
-                batch = self._open[partition] = _OpenBatch(self.producer.create_batch(), now)
-            if batch.builder.append(key=key, value=item.value, timestamp=None, headers=headers) is None:
-                stats.sent += 1
-                stats.failed += 1
-                stats.errors["MessageSizeTooLarge"] += 1
-                return
-        batch.sent_at.append(now)
+        full = batches.add(item.key or None, item.value, headers, now)
+        if full is not None:
+            await self._ship(full)
         stats.sent += 1
         if stats.first_send is None:
             stats.first_send = now
@@ -158,27 +131,25 @@ class LotSender:
             if item.lot_code is not None:
                 stats.sent_wall[item.lot_code] = self.wall()
         if stats.sent % CHECK_AGE_EVERY == 0:
-            for part, open_batch in list(self._open.items()):
-                if now - open_batch.opened >= self.linger_s:
-                    await self._ship(part)
+            for batch in list(batches.open.values()):
+                if now - batch.items[0] >= self.linger_s:  # older than linger: out it goes
+                    del batches.open[batch.partition]
+                    await self._ship(batch)
 
     async def _ship_all(self) -> None:
-        for partition in list(self._open):
-            await self._ship(partition)
+        if self._batches is not None:
+            for batch in self._batches.take_all():
+                await self._ship(batch)
 
-    async def _ship(self, partition: int) -> None:
-        batch = self._open.pop(partition)
-        if not batch.sent_at:
-            return
-        batch.builder.close()
+    async def _ship(self, batch: OpenBatch[float]) -> None:
+        assert self._batches is not None
         try:
-            future: asyncio.Future[object] = await self.producer.send_batch(batch.builder, self.topic,
-                                                                            partition=partition)
+            future = await self._batches.ship(batch)
         except KafkaError as exc:  # refused before it was queued
-            self._failed(len(batch.sent_at), exc)
+            self._failed(len(batch.items), exc)
             return
         self._unsettled.add(future)
-        future.add_done_callback(functools.partial(self._delivered, batch.sent_at))
+        future.add_done_callback(functools.partial(self._delivered, batch.items))
         await asyncio.sleep(0)  # let acknowledgements, progress and --follow run between batches
 
     def _delivered(self, sent_at: list[float], future: asyncio.Future[object]) -> None:
