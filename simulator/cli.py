@@ -20,13 +20,13 @@ import yaml
 
 from simulator import config as config_module
 from simulator.durations import parse_duration
-from simulator.errors import ConfigError, FactorySimError, UsageError
+from simulator.errors import UsageError
+from simulator.exit_codes import EXIT_OK, run_command
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
 from simulator.runtime.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("factorysim")
 
 
@@ -37,21 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:  # the MQTT client logs every packet at INFO; factorysim reports connections itself
         logging.getLogger("gmqtt").setLevel(logging.WARNING)
-    try:
-        result: int = args.handler(args)
-        return result
-    except ConfigError as exc:
-        print(f"factorysim: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"factorysim: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except FactorySimError as exc:
-        print(f"factorysim: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("factorysim: interrupted", file=sys.stderr)
-        return 130
+    return run_command("factorysim", lambda: int(args.handler(args)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,8 @@ import orjson
 
 from simulator import config as config_module
 from simulator.config_schema import Arrivals, Config, Kafka
-from simulator.errors import ConfigError, FactorySimError, UsageError
+from simulator.errors import UsageError
+from simulator.exit_codes import EXIT_FAILURE, EXIT_OK, run_command
 from simulator.lotsender.messages import DIALECTS, Dialect, utc_now_text
 from simulator.lotsender.options import (
     check_broker,
@@ -34,9 +35,9 @@ from simulator.lotsender.options import (
     positive,
 )
 from simulator.lotsender.plan import GeneratedLots, Planned, lot_code_prefix, replayed_lots
+from simulator.lotsender.report import render_text
 from simulator.lotsender.session import run_session
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_LOCATIONS = {"Italia": 0.5, "Brasile": 0.3, "Vietnam": 0.2}
 DEFAULT_RATE_PER_MIN = 2.0
 DEFAULT_BATCH_COUNT = 10
@@ -117,25 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
+
+    def send_and_report() -> int:
         settings = resolve(args, os.environ)
         summary = asyncio.run(run_session(settings, os.environ, handle_signals=True))
-    except (UsageError, ConfigError) as exc:
-        print(f"lot-sender: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except FactorySimError as exc:
-        print(f"lot-sender: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("lot-sender: interrupted", file=sys.stderr)
-        return 130
-    if settings.report == "json":
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        from simulator.lotsender.report import render_text
+        if settings.report == "json":
+            sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            print(render_text(summary))
+        return EXIT_OK if summary["ok"] else EXIT_FAILURE
 
-        print(render_text(summary))
-    return EXIT_OK if summary["ok"] else EXIT_FAILURE
+    return run_command("lot-sender", send_and_report)
 
 
 # -- flags → settings -----------------------------------------------------------------------------
