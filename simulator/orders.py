@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -25,6 +25,15 @@ MAX_LOT_CODE = 128
 MAX_QUANTITY = 1_000_000
 DEFAULT_MAX_BYTES = 64 * 1024
 
+Dialect = Literal["it", "en"]
+DIALECTS: tuple[Dialect, ...] = ("it", "en")
+# lot code, customer, quantity, priority in each dialect (``location`` and ``timestamp`` are shared)
+ORDER_KEYS: dict[Dialect, tuple[str, str, str, str]] = {
+    "it": ("codice_lotto", "cliente", "quantita", "priorita"),
+    "en": ("lot_code", "customer", "quantity", "priority"),
+}
+ENGLISH_PRIORITY = {canonical: alias for alias, canonical in PRIORITY_ALIASES.items() if alias != canonical}
+_IT, _EN = ORDER_KEYS["it"], ORDER_KEYS["en"]
 _MISSING = object()
 _KNOWN_NAMES = 256  # location spellings remembered by a parser
 
@@ -51,16 +60,16 @@ class OrderParser:
         return self.from_mapping(data)
 
     def from_mapping(self, data: dict[str, Any]) -> Order:
-        lot_code = _text(_pick(data, "codice_lotto", "lot_code", required=True), "lot_code", MAX_LOT_CODE)
-        customer_raw = _pick(data, "cliente", "customer", required=False)
+        lot_code = _text(_pick(data, _IT[0], _EN[0], required=True), "lot_code", MAX_LOT_CODE)
+        customer_raw = _pick(data, _IT[1], _EN[1], required=False)
         customer = "" if customer_raw is None else _text(customer_raw, "customer", 256, allow_empty=True)
-        quantity = _pick(data, "quantita", "quantity", required=True)
+        quantity = _pick(data, _IT[2], _EN[2], required=True)
         if type(quantity) is not int and (isinstance(quantity, bool) or not isinstance(quantity, int)):
             raise OrderRejected("invalid_field", f"quantity must be an integer, got {quantity!r}")
         if not 1 <= quantity <= MAX_QUANTITY:
             raise OrderRejected("invalid_field", f"quantity must be 1..{MAX_QUANTITY}, got {quantity}")
         location = self._location(data.get("location"))
-        priority_raw = _pick(data, "priorita", "priority", required=False)
+        priority_raw = _pick(data, _IT[3], _EN[3], required=False)
         if priority_raw is None:
             priority = "normale"
         else:
@@ -129,10 +138,22 @@ def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> st
     return value
 
 
-def order_to_json(order: Order) -> bytes:
-    """An order as a message in the English dialect (what :meth:`OrderParser.parse` reads back)."""
-    body: dict[str, Any] = {"lot_code": order.lot_code, "customer": order.customer, "quantity": order.quantity,
-                            "location": order.location, "priority": order.priority}
-    if order.timestamp is not None:
-        body["timestamp"] = order.timestamp
-    return orjson.dumps(body)
+def order_body(order: Order, dialect: Dialect = "en", timestamp: str | None = None) -> dict[str, Any]:
+    """An order's message fields in ``dialect`` (English priorities in English); ``timestamp``
+    replaces the order's own."""
+    code, customer, quantity, priority = ORDER_KEYS[dialect]
+    body: dict[str, Any] = {
+        code: order.lot_code,
+        customer: order.customer,
+        quantity: order.quantity,
+        "location": order.location,
+        priority: order.priority if dialect == "it" else ENGLISH_PRIORITY.get(order.priority, order.priority),
+    }
+    if timestamp is not None or order.timestamp is not None:
+        body["timestamp"] = timestamp or order.timestamp
+    return body
+
+
+def order_to_json(order: Order, dialect: Dialect = "en", timestamp: str | None = None) -> bytes:
+    """An order as a message (what :meth:`OrderParser.parse` reads back)."""
+    return orjson.dumps(order_body(order, dialect, timestamp))

@@ -25,7 +25,7 @@ from simulator import config as config_module
 from simulator.config_schema import Arrivals, Config, Kafka
 from simulator.errors import UsageError
 from simulator.exit_codes import EXIT_FAILURE, EXIT_OK, run_command
-from simulator.lotsender.messages import DIALECTS, Dialect, utc_now_text
+from simulator.lotsender.messages import utc_now_text
 from simulator.lotsender.options import (
     check_broker,
     parse_customers,
@@ -37,6 +37,7 @@ from simulator.lotsender.options import (
 from simulator.lotsender.plan import GeneratedLots, Planned, lot_code_prefix, replayed_lots
 from simulator.lotsender.report import render_text
 from simulator.lotsender.session import run_session
+from simulator.orders import DIALECTS, Dialect
 
 DEFAULT_LOCATIONS = {"Italia": 0.5, "Brasile": 0.3, "Vietnam": 0.2}
 DEFAULT_RATE_PER_MIN = 2.0

@@ -1,4 +1,4 @@
-"""Orders as wire messages in either dialect, and deliberately malformed messages.
+"""Deliberately malformed order messages (``--bad-ratio``), and the send timestamp of orders.
 
 Every bad kind names the reason code the service's dead-letter topic gives it, so a test (or
 ``--follow``) can check that each malformed message was rejected for the intended reason.
@@ -10,39 +10,21 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from simulator.model.order import Order
+from simulator.orders import ORDER_KEYS, Dialect, order_body
 
-Dialect = Literal["it", "en"]
-DIALECTS: tuple[Dialect, ...] = ("it", "en")
-ENGLISH_PRIORITY = {"alta": "high", "normale": "normal", "bassa": "low"}
-_KEYS = {
-    "it": ("codice_lotto", "cliente", "quantita", "priorita"),
-    "en": ("lot_code", "customer", "quantity", "priority"),
-}
 OVERSIZED_BYTES = 80 * 1024  # above the service's default 64 KiB limit for one order
+LOT_CODE, CUSTOMER, QUANTITY, PRIORITY = range(4)  # positions in ORDER_KEYS
 
 
-def order_body(order: Order, dialect: Dialect, timestamp: str | None = None) -> dict[str, Any]:
-    """The message fields; ``timestamp`` (ISO 8601) replaces the order's own."""
-    code, customer, quantity, priority = _KEYS[dialect]
-    body: dict[str, Any] = {
-        code: order.lot_code,
-        customer: order.customer,
-        quantity: order.quantity,
-        "location": order.location,
-        priority: order.priority if dialect == "it" else ENGLISH_PRIORITY.get(order.priority, order.priority),
-    }
-    if timestamp is not None or order.timestamp is not None:
-        body["timestamp"] = timestamp or order.timestamp
-    return body
-
-
-def order_message(order: Order, dialect: Dialect, timestamp: str | None = None) -> bytes:
-    return orjson.dumps(order_body(order, dialect, timestamp))
+def _key(body: dict[str, Any], field: int) -> str:
+    """The name ``body``'s dialect gives a field."""
+    italian, english = ORDER_KEYS["it"][field], ORDER_KEYS["en"][field]
+    return italian if italian in body else english
 
 
 class _UtcNowText:
@@ -75,11 +57,12 @@ def _array(body: dict[str, Any], rng: random.Random) -> bytes:
 
 
 def _without_quantity(body: dict[str, Any], rng: random.Random) -> bytes:
-    return orjson.dumps({k: v for k, v in body.items() if k not in ("quantita", "quantity")})
+    quantity = _key(body, QUANTITY)
+    return orjson.dumps({k: v for k, v in body.items() if k != quantity})
 
 
 def _bad_quantity(body: dict[str, Any], rng: random.Random) -> bytes:
-    key = "quantita" if "quantita" in body else "quantity"
+    key = _key(body, QUANTITY)
     return orjson.dumps({**body, key: rng.choice([-rng.randint(1, 500), 0, "cinquanta", 12.5])})
 
 
@@ -88,14 +71,14 @@ def _unknown_location(body: dict[str, Any], rng: random.Random) -> bytes:
 
 
 def _unknown_priority(body: dict[str, Any], rng: random.Random) -> bytes:
-    key = "priorita" if "priorita" in body else "priority"
+    key = _key(body, PRIORITY)
     return orjson.dumps({**body, key: rng.choice(["urgentissima", "asap", "7"])})
 
 
 def _both_dialects(body: dict[str, Any], rng: random.Random) -> bytes:
-    if "codice_lotto" in body:
-        return orjson.dumps({**body, "lot_code": body["codice_lotto"] + "-X"})
-    return orjson.dumps({**body, "codice_lotto": body["lot_code"] + "-X"})
+    given = _key(body, LOT_CODE)
+    other = ORDER_KEYS["en" if given == ORDER_KEYS["it"][LOT_CODE] else "it"][LOT_CODE]
+    return orjson.dumps({**body, other: body[given] + "-X"})
 
 
 def _bad_timestamp(body: dict[str, Any], rng: random.Random) -> bytes:
@@ -108,7 +91,7 @@ def _empty(body: dict[str, Any], rng: random.Random) -> bytes:
 
 def _oversized(body: dict[str, Any], rng: random.Random) -> bytes:
     # the bulk is in the customer name, so a service with a higher size limit still rejects it
-    key = "cliente" if "cliente" in body else "customer"
+    key = _key(body, CUSTOMER)
     return orjson.dumps({**body, key: "x" * OVERSIZED_BYTES})
 
 
@@ -126,11 +109,12 @@ BAD_KINDS: dict[str, tuple[Callable[[dict[str, Any], random.Random], bytes], str
     "oversized": (_oversized, "oversized"),
 }
 # oversized messages are rare: they cost the broker 80 KiB each
+_KINDS = list(BAD_KINDS)
 _KIND_WEIGHTS = [0.2 if kind == "oversized" else 1.0 for kind in BAD_KINDS]
 
 
 def bad_message(order: Order, dialect: Dialect, rng: random.Random, timestamp: str | None = None) -> tuple[str, bytes]:
     """A malformed variant of ``order``: (kind, bytes)."""
-    kind = rng.choices(list(BAD_KINDS), weights=_KIND_WEIGHTS)[0]
+    kind = rng.choices(_KINDS, weights=_KIND_WEIGHTS)[0]
     builder, _reason = BAD_KINDS[kind]
     return kind, builder(order_body(order, dialect, timestamp), rng)

@@ -18,9 +18,10 @@ import orjson
 
 from simulator.config_schema import Arrivals
 from simulator.errors import FactorySimError
-from simulator.lotsender.messages import BAD_KINDS, Dialect, bad_message, order_message
+from simulator.lotsender.messages import BAD_KINDS, bad_message
 from simulator.model.arrivals import OrderGenerator
 from simulator.model.randomness import stream
+from simulator.orders import ORDER_KEYS, Dialect, order_to_json
 
 RUN_HEADER = "lot-sender-run"
 SEQ_HEADER = "lot-sender-seq"
@@ -78,11 +79,11 @@ class GeneratedLots:
                 kind, value = bad_message(order, self.dialect, self.bad_rng, stamp)
                 yield Planned(seq, due, key, value, None, kind)
             else:
-                yield Planned(seq, due, key, order_message(order, self.dialect, stamp), order.lot_code)
+                yield Planned(seq, due, key, order_to_json(order, self.dialect, stamp), order.lot_code)
 
 
 # -- replay -------------------------------------------------------------------------------------
-_CODE_KEYS = ("codice_lotto", "lot_code")
+_CODE_KEYS = (ORDER_KEYS["it"][0], ORDER_KEYS["en"][0])
 
 
 def replayed_lots(path: Path, *, rate_per_min: float | None) -> list[Planned]:

@@ -3,7 +3,7 @@
 It consumes the coffeemek telemetry and event topics in its own consumer group, decodes each
 message back into a record and offers it to every MQTT target, which encodes it in its own
 format.  A ``coffeemek`` target gets the Kafka message as it is, on its MQTT topic: no decoding or
-re-encoding (a third of the cost per message), and the event ids are those the service gave.
+re-encoding, and the event ids are those the service gave.
 
 A Kafka offset is committed only when every target is done with the message:
 acknowledged by the broker (QoS 1/2), written (QoS 0), not carried by that target, or dropped by
