@@ -227,6 +227,7 @@ _STOP_WORDS = {
     StopReason.WALL_TIMEOUT: "wall-clock limit",
     StopReason.MAX_EVENTS: "event limit",
     StopReason.STOPPED: "stopped",
+    StopReason.CALENDAR_END: "reached the end of the calendar (9999-01-01)",
 }
 
 

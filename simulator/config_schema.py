@@ -16,6 +16,7 @@ import pytz
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import machines
+from simulator.limits import EARLIEST_START, LATEST_START, MAX_SPEED, MIN_SPEED
 
 PRIORITIES = ("alta", "normale", "bassa")
 PRIORITY_ALIASES = {"alta": "alta", "high": "alta", "normale": "normale", "normal": "normale",
@@ -334,22 +335,22 @@ def parse_speed(value: object) -> float | None:
     if isinstance(value, str) and value.strip().lower() == "max":
         return None
     number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, or an integer beyond any float
             number = None
-    if number is None or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"must be 'max' or a positive number of simulated seconds per wall second (got {value!r})")
+    if number is None or not math.isfinite(number) or not MIN_SPEED <= number <= MAX_SPEED:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"must be 'max' or a number of simulated seconds per wall second from {MIN_SPEED:g} to "
+                         f"{MAX_SPEED:,.0f} (got {shown})")
     return number
 
 
 class Simulation(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
     start: dt.datetime = dt.datetime(2025, 6, 25, 6, 0, tzinfo=dt.UTC)
-    speed: Literal["max"] | PositiveFloat = 60.0
+    speed: Literal["max"] | Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)] = 60.0
     priority_processing: bool = True
 
     @field_validator("speed", mode="before")
@@ -363,6 +364,9 @@ class Simulation(Strict):
     def _aware(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
             raise ValueError("start needs a UTC offset, e.g. 2025-06-25T06:00:00Z")
+        if not EARLIEST_START <= value < LATEST_START:
+            raise ValueError(f"start must be from {EARLIEST_START:%Y-%m-%d} to before {LATEST_START:%Y-%m-%d} "
+                             f"(got {value.isoformat()})")
         return value.astimezone(dt.UTC)
 
 
@@ -390,6 +394,8 @@ class Producer(Strict):
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     request_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 30_000
     max_in_flight_messages: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
+    # the producer's max_request_size: no single message is sent larger (dead letters are cut to fit)
+    max_request_bytes: Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)] = 1_048_576
 
     @field_validator("acks", mode="before")
     @classmethod
@@ -403,6 +409,10 @@ class Consumer(Strict):
     max_order_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 64 * 1024
     dedup_window_s: NonNegFloat = 86_400.0  # completed lot codes stay known for this long (wall seconds)
     session_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 6_000
+    # per-partition fetch size of the orders consumer (at least 2 x max_order_bytes is used); keep it
+    # at least the orders topic's max.message.bytes: a record the broker does not return whole is
+    # dead-lettered as unreadable
+    max_partition_fetch_bytes: Annotated[int, Field(ge=64 * 1024, le=256 * 1024 * 1024)] = 2 * 1024 * 1024
 
 
 class Security(Strict):
@@ -462,14 +472,20 @@ class Kafka(Strict):
 class Http(Strict):
     host: str = "0.0.0.0"  # noqa: S104 - a service's health endpoint listens on all interfaces by default
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    # bearer token for the mutating endpoints (commands); read-only endpoints stay open
+    # bearer token for the mutating endpoints (commands); read-only endpoints stay open.  Without
+    # one, a token is generated at start (see adapters/http_token.py) unless open_controls is true.
     token_env: str | None = None
     token_file: str | None = None
+    generated_token_file: str | None = None  # where a generated token is written (default: see README)
+    open_controls: bool = False  # true: commands need no token (trusted networks only)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> Http:
         if self.token_env is not None and self.token_file is not None:
             raise ValueError("give token_env or token_file, not both")
+        if self.open_controls and (self.token_env is not None or self.token_file is not None):
+            raise ValueError("open_controls: true opens the commands to everyone; it excludes token_env and "
+                             "token_file")
         return self
 
 

@@ -12,6 +12,7 @@ Reason codes (stable, machine-readable): ``empty``, ``oversized``, ``not_json``,
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -65,7 +66,7 @@ class OrderParser:
         customer = "" if customer_raw is None else _text(customer_raw, "customer", 256, allow_empty=True)
         quantity = _pick(data, _IT[2], _EN[2], required=True)
         if type(quantity) is not int and (isinstance(quantity, bool) or not isinstance(quantity, int)):
-            raise OrderRejected("invalid_field", f"quantity must be an integer, got {quantity!r}")
+            raise OrderRejected("invalid_field", f"quantity must be an integer, got {_shown(quantity)}")
         if not 1 <= quantity <= MAX_QUANTITY:
             raise OrderRejected("invalid_field", f"quantity must be 1..{MAX_QUANTITY}, got {quantity}")
         location = self._location(data.get("location"))
@@ -77,13 +78,13 @@ class OrderParser:
             if known is None:
                 if not isinstance(priority_raw, str) or priority_raw.casefold() not in PRIORITY_ALIASES:
                     raise OrderRejected("unknown_priority", f"priority must be one of "
-                                        f"{', '.join(PRIORITY_ALIASES)}, got {str(priority_raw)[:50]!r}")
+                                        f"{', '.join(PRIORITY_ALIASES)}, got {_shown(priority_raw, as_text=True)}")
                 known = PRIORITY_ALIASES[priority_raw.casefold()]
             priority = known
         timestamp = data.get("timestamp")
         if timestamp is not None:
             if not isinstance(timestamp, str):
-                raise OrderRejected("invalid_field", f"timestamp must be an ISO-8601 string, got {timestamp!r}")
+                raise OrderRejected("invalid_field", f"timestamp must be an ISO-8601 string, got {_shown(timestamp)}")
             parse_timestamp(timestamp)
         return Order(lot_code, customer, quantity, location, priority, timestamp)
 
@@ -92,7 +93,7 @@ class OrderParser:
         if name is None:
             raise OrderRejected("missing_field", "location is missing")
         if not isinstance(name, str):
-            raise OrderRejected("invalid_field", f"location must be a string, got {name!r}")
+            raise OrderRejected("invalid_field", f"location must be a string, got {_shown(name)}")
         location = self._locations.get(name)
         if location is None:
             location = self.location_of(name)
@@ -105,12 +106,23 @@ class OrderParser:
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    """An ISO-8601 instant; without an offset it is taken as UTC."""
+    """An ISO-8601 instant; without an offset it is taken as UTC.  An offset's minutes and seconds
+    are 00..59 (Python would read ``-00:60`` as ``-01:00``)."""
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
         raise OrderRejected("invalid_field", f"timestamp is not ISO-8601: {text[:64]!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    offset = _OFFSET.search(text)
+    if offset is not None and any(int(part) > 59 for part in offset.group(2, 3) if part):
+        raise OrderRejected("invalid_field", f"timestamp has an impossible UTC offset {offset.group(0)!r}: "
+                                             f"minutes and seconds are 00..59")
+    return value
+
+
+# the UTC offset at the end of a date-time (after the time of day): [+-]HH[[:]MM[[:]SS[.ffffff]]]
+_OFFSET = re.compile(r"(?<=\d)[+-](\d{2})(?::?(\d{2})(?::?(\d{2})(?:\.\d{1,6})?)?)?$")
 
 
 def _pick(data: dict[str, Any], italian: str, english: str, *, required: bool) -> Any:
@@ -123,9 +135,19 @@ def _pick(data: dict[str, Any], italian: str, english: str, *, required: bool) -
                 raise OrderRejected("missing_field", f"{italian} / {english} is missing")
             return None
         return other
-    if other is not _MISSING and other != value:
+    # containers are never compared: a deeply nested one would exceed the recursion limit
+    if other is not _MISSING and (isinstance(value, dict | list) or isinstance(other, dict | list) or other != value):
         raise OrderRejected("ambiguous_dialect", f"both {italian!r} and {english!r} given with different values")
     return value
+
+
+def _shown(value: Any, limit: int = 50, *, as_text: bool = False) -> str:
+    """A JSON value for a rejection's detail: short, and a container only by its kind (the repr of
+    a deeply nested one would exceed the recursion limit); ``as_text`` quotes a scalar's text."""
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "an array"
+    text = repr(str(value) if as_text else value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> str:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from service_harness import embedded_broker_process
 
-from simulator.adapters.embedded_broker import broker_command, free_port
 from simulator.config import parse
 from simulator.config_schema import Config
 
@@ -83,24 +80,8 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer() as container:
             yield container.get_bootstrap_server()
         return
-    port = free_port()
-    process = subprocess.Popen(
-        broker_command("127.0.0.1", port),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the embedded test broker did not start") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with embedded_broker_process() as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture

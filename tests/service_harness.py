@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import random
+import socket
+import subprocess
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from simulator.adapters.embedded_broker import broker_command, free_port
 from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.runtime.app import Service
@@ -31,8 +37,16 @@ def service_config(default_yaml: dict[str, Any], bootstrap: str, unique: str, **
         "consumer": {"group_id": f"{unique}-group", "session_timeout_ms": 2000},
         "producer": {"linger_ms": 5},
     }
-    data["http"] = {"host": "127.0.0.1", "port": 0}
+    # a generated control token goes to a file of the test's own, not to the user's state folder
+    data["http"] = {"host": "127.0.0.1", "port": 0,
+                    "generated_token_file": str(Path(tempfile.gettempdir()) / "factorysim-tests" / f"{unique}.token")}
     return parse(data, environ={}, overrides=overrides)
+
+
+def control_headers(service: Service) -> dict[str, str]:
+    """The Authorization header of the running service's command endpoints."""
+    assert service.http is not None and service.http.token.value is not None
+    return {"Authorization": f"Bearer {service.http.token.value.decode()}"}
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -147,3 +161,26 @@ def orders(n: int, prefix: str, seed: int = 1) -> list[bytes]:
 def finished(events: list[dict[str, Any]]) -> set[str]:
     """Lot codes with a final event."""
     return {e["lot_code"] for e in events if e["event_type"] in ("lot.completed", "lot.scrapped")}
+
+
+@contextlib.contextmanager
+def embedded_broker_process(*extra_args: str, cwd: str | None = None) -> Iterator[str]:
+    """The embedded (tansu) broker in its own process on a free loopback port, with ``extra_args``;
+    yields its bootstrap address once it accepts connections, stops it afterwards."""
+    port = free_port()
+    process = subprocess.Popen([*broker_command("127.0.0.1", port), *extra_args], cwd=cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the embedded broker did not start") from None
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)

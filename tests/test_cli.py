@@ -47,7 +47,7 @@ def test_validate_config_reports_every_problem_with_exit_code_2(
     assert code == 2
     assert out == ""
     assert "simulation.seed: must be >= 0 (got -3)" in err
-    assert "simulation.speed: must be 'max' or a positive number" in err
+    assert "simulation.speed: must be 'max' or a number of simulated seconds per wall second" in err
 
 
 def test_validate_config_uses_config_path(capsys: pytest.CaptureFixture[str], tmp_path: Path,

@@ -4,13 +4,18 @@ but not the read-only endpoints; pause, resume and speed drive the driver."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import stat
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from service_harness import Reader, produce, running_service, service_config, wait_for
+from service_harness import Reader, control_headers, produce, running_service, service_config, wait_for
 
 from simulator.adapters.http import HttpServer
 from simulator.errors import ConfigError
@@ -39,7 +44,8 @@ async def test_block_and_repair_show_in_telemetry_lot_events_and_machine_view(
     topics = config.kafka.topics
     samples, cycles = f"{topics.telemetry_prefix}.fresa_cnc.samples", f"{topics.telemetry_prefix}.fresa_cnc"
     lot = f"{unique}-lot"
-    async with running_service(config) as service, aiohttp.ClientSession() as http:
+    async with running_service(config) as service, \
+            aiohttp.ClientSession(headers=control_headers(service)) as http:
         base = f"http://127.0.0.1:{service.http_port}"
         machine = service.sim.plant.machines[MACHINE]
         await produce(kafka_bootstrap, topics.orders, [lot_order(lot)])
@@ -115,7 +121,8 @@ async def test_block_and_repair_show_in_telemetry_lot_events_and_machine_view(
 async def test_malformed_and_inapplicable_commands_get_400_with_a_reason(
         default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
     config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 60})
-    async with running_service(config) as service, aiohttp.ClientSession() as http:
+    async with running_service(config) as service, \
+            aiohttp.ClientSession(headers=control_headers(service)) as http:
         base = f"http://127.0.0.1:{service.http_port}"
         cases: list[tuple[str, str, Any, bytes | None, int, str]] = [
             ("POST", f"/machines/{MACHINE}/block", None, b"{not json", 400, "not_json"),
@@ -219,3 +226,113 @@ async def test_token_from_a_file_and_a_missing_token_fails_at_start(
                       environ={})
     with pytest.raises(ConfigError, match="NO_SUCH_TOKEN"):
         HttpServer(missing, "127.0.0.1", 0)
+
+
+async def test_commands_need_a_token_by_default_one_is_generated_printed_once_and_written_privately(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    token_file = tmp_path / "state" / "http-token"
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"http.generated_token_file": str(token_file)})
+    caplog.set_level(logging.INFO)
+    async with running_service(config) as service, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{service.http_port}"
+        token = token_file.read_text(encoding="utf-8").strip()
+        assert len(token) >= 40
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600  # only the service's user reads it
+        assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+        printed = [r.getMessage() for r in caplog.records if token in r.getMessage()]
+        assert len(printed) == 1  # printed once, with a ready-to-paste example
+        example = f"curl -X POST -H 'Authorization: Bearer {token}' http://127.0.0.1:{service.http_port}/simulation/pause"
+        assert example in printed[0]
+        assert str(token_file) in printed[0]
+        for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {token[:-1]}"}):
+            async with http.post(f"{base}/simulation/pause", headers=headers) as response:
+                assert response.status == 401
+                body = await response.json()
+                assert "printed once in its log" in body["detail"]  # says how to get one
+        assert not service.driver.paused
+        async with http.post(f"{base}/simulation/pause", headers={"Authorization": f"Bearer {token}"}) as response:
+            assert response.status == 200
+        assert service.driver.paused
+    assert not token_file.exists()  # the token ends with the service
+
+
+async def test_open_controls_is_an_explicit_opt_out(default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"http.open_controls": True})
+    async with running_service(config) as service, aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{service.http_port}/simulation/pause") as response:
+            assert response.status == 200
+        assert service.driver.paused
+    assert any("http.open_controls is true" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    with pytest.raises(ConfigError, match="open_controls: true opens the commands to everyone"):
+        service_config(default_yaml, kafka_bootstrap, unique,
+                       **{"http.open_controls": True, "http.token_env": "FACTORYSIM_TEST_HTTP_TOKEN"})
+
+
+async def test_extreme_values_are_400_with_the_bound_and_the_service_lives_on(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
+    # samples on every machine: the configuration that once let one command build unbounded work
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{
+        "simulation.speed": 60, "telemetry.sample_interval_s": 1})
+    async with running_service(config) as service, \
+            aiohttp.ClientSession(headers=control_headers(service)) as http:
+        base = f"http://127.0.0.1:{service.http_port}"
+        cases: list[tuple[str, str, Any, str, str]] = [
+            ("POST", f"/machines/{MACHINE}/block", {"duration_s": 1e14}, "invalid_duration", "315360000"),
+            ("POST", f"/machines/{MACHINE}/block", {"duration_s": 0}, "invalid_duration", "more than 0"),
+            ("POST", f"/machines/{MACHINE}/block", {"reason": "\x1b[31mred\x1b[0m"}, "invalid_field",
+             "control characters"),
+            ("POST", f"/machines/{MACHINE}/block", {"reason": "line\nbreak"}, "invalid_field", "control characters"),
+            ("POST", f"/machines/{MACHINE}/anomaly", {"type": "bearing_fault", "duration_s": 1e300},
+             "invalid_duration", "315360000"),
+            ("POST", f"/machines/{MACHINE}/anomaly", {"type": "bearing_fault", "severity": 1e308},
+             "invalid_severity", "at most 5"),
+            ("PUT", "/simulation/speed", {"speed": 1e308}, "invalid_field", "1,000,000"),
+            ("PUT", "/simulation/speed", {"speed": 1e9}, "invalid_field", "1,000,000"),
+            ("PUT", "/simulation/speed", {"speed": 1e-9}, "invalid_field", "0.001"),
+        ]
+        for method, path, body, reason, bound in cases:
+            status, answer = await call(http, method, base + path, body)
+            assert (status, answer["error"]) == (400, reason), (path, body, answer)
+            assert bound in answer["detail"], answer
+        assert service.driver.speed == 60.0
+        assert service.sim.plant.machines[MACHINE].state == "idle"
+
+        # the highest speed allowed, then a block: the service keeps answering and its memory stays bounded
+        status, _ = await call(http, "PUT", f"{base}/simulation/speed", {"speed": 1_000_000})
+        assert status == 200
+        rss_before = _rss_mb()
+        status, answer = await call(http, "POST", f"{base}/machines/{MACHINE}/block", {"duration_s": 315_360_000})
+        assert status == 200, answer
+        slowest = 0.0
+        for _ in range(40):
+            started = time.monotonic()
+            status, health = await call(http, "GET", f"{base}/health")
+            slowest = max(slowest, time.monotonic() - started)
+            assert status == 200, health
+            assert health["simulation"]["outbox_depth"] <= service.outbox.capacity + 1000
+            await asyncio.sleep(0.05)
+        assert slowest < 1.0
+        assert _rss_mb() - rss_before < 300
+        assert service.sim.now > 3600  # it did simulate, fast
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+async def test_a_malformed_request_is_one_line_in_the_log_not_a_traceback(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, caplog: pytest.LogCaptureFixture) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique)
+    caplog.set_level(logging.INFO)
+    async with running_service(config) as service, aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{service.http_port}/" + "a" * 10_000) as response:
+            assert response.status == 400
+        async with http.get(f"http://127.0.0.1:{service.http_port}/health") as response:
+            assert response.status == 200
+    server_records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert [r.levelno for r in server_records] == [logging.INFO]
+    assert "malformed HTTP request" in server_records[0].getMessage()
+    assert server_records[0].exc_info is None

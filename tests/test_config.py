@@ -50,8 +50,12 @@ def test_normalised_config_reloads_to_the_same_config(default_config: Config) ->
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
-    ("simulation.speed", "fast", "simulation.speed: must be 'max' or a positive number"),
-    ("simulation.speed", 0, "simulation.speed: must be 'max' or a positive number"),
+    ("simulation.speed", "fast", "simulation.speed: must be 'max' or a number of simulated seconds"),
+    ("simulation.speed", 0, "simulation.speed: must be 'max' or a number of simulated seconds per wall second from "
+                            "0.001 to 1,000,000 (got 0)"),
+    ("simulation.speed", 1e9, "simulation.speed: must be 'max' or a number of simulated seconds per wall second"),
+    ("simulation.start", "0001-01-01T00:00:00Z",
+     "simulation.start: start must be from 1900-01-01 to before 9000-01-01"),
     ("simulation.seed", "abc", "simulation.seed: must be a whole number (got 'abc')"),
     ("simulation.seed", -1, "simulation.seed: must be >= 0 (got -1)"),
     ("simulation.start", "yesterday", "simulation.start: must be an ISO 8601 instant"),

@@ -143,8 +143,9 @@ async def test_speed_change_takes_effect_and_lag_is_reported() -> None:
     driver.call(lambda _: clock.advance(5.0))
     await driver.run(until_sim_s=20_000)
     assert driver.max_lag_s == pytest.approx(5.0, abs=0.01)  # events every sim second
-    with pytest.raises(ValueError, match="positive"):
-        driver.set_speed(0)
+    for bad in (0, -1, 1e-4, 1e7, 1e308):
+        with pytest.raises(ValueError, match=r"speed must be 0\.001\.\.1e\+06"):
+            driver.set_speed(bad)
 
 
 async def test_stop_ends_the_run_at_a_step_boundary() -> None:
@@ -159,3 +160,57 @@ async def test_stop_ends_the_run_at_a_step_boundary() -> None:
     stopper = asyncio.create_task(stop_soon())
     assert await driver.run() is StopReason.STOPPED
     await stopper
+
+
+async def test_a_run_stops_at_the_end_of_the_calendar_instead_of_overflowing_timestamps() -> None:
+    # a processing time of 10^12 s (31,700 years) from a start in the year 8999: the lot's stage would
+    # end after the year 9999, which no timestamp can show
+    config = quiet_plant(simulation={"start": "8999-06-01T00:00:00Z"},
+                         route=[{"name": "mill", "machine_type": "milling",
+                                 "processing_time": {"distribution": "constant", "value": 1e12}}])
+    sim = Simulation(config, ListSink())
+    sim.admit(Order("L-1", "c", 1, "A", "normale"))
+    for speed in (None, 1_000_000.0):
+        driver = Driver(sim, speed=speed, clock=ManualClock())
+        assert await driver.run() is StopReason.CALENDAR_END
+        assert sim.now == sim.calendar_end_s
+        assert sim.wall_time().year == 9999  # 9999-01-01: every timestamp up to here prints
+    assert await driver.run(until_sim_s=sim.calendar_end_s + 10) is StopReason.CALENDAR_END
+
+
+async def test_an_injection_while_behind_schedule_does_at_most_one_slice_of_catch_up() -> None:
+    # samples every second on every machine at the highest speed: a wall second holds a million
+    # simulated seconds of work; an injection must not try to do it all in one turn of the loop
+    config = quiet_plant(machine_types={"milling": {"sample_interval_s": 1}})
+    outbox = Outbox(capacity=1_000_000)
+    sim = Simulation(config, outbox)
+    clock = ManualClock()
+    driver = Driver(sim, speed=1_000_000.0, clock=clock, outbox=outbox, slice_events=100)
+    entered: list[tuple[float, int]] = []
+    held_up: list[int] = []
+
+    def hold_up_the_loop(_: Simulation) -> None:  # the event loop was busy for a wall second
+        clock.advance(1.0)
+        held_up.append(driver.events)
+        asyncio.get_running_loop().call_soon(driver.call, lambda s: entered.append((s.now, driver.events)))
+
+    driver.call(hold_up_the_loop)
+    assert await driver.run(until=lambda: bool(entered)) is StopReason.CONDITION
+    (entered_at, events), before = entered[0], held_up[0]
+    assert events - before <= 2 * 100  # the loop's own slice, then at most one slice of catch-up before the call
+    assert entered_at < 1_000  # it entered behind schedule, at the current instant
+    assert driver.lag_s > 0.9  # and the driver says it is behind
+
+
+async def test_the_catch_up_before_an_injection_stops_at_a_full_outbox() -> None:
+    config = quiet_plant(machine_types={"milling": {"sample_interval_s": 1}})
+    outbox = Outbox(capacity=50)  # nobody drains it here
+    sim = Simulation(config, outbox)
+    clock = ManualClock()
+    driver = Driver(sim, speed=1_000_000.0, clock=clock, outbox=outbox, slice_events=10_000)
+    clock.advance(1.0)
+    applied = driver.call(lambda s: s.now)
+    assert await driver.run(wall_timeout_s=1.0) is StopReason.WALL_TIMEOUT  # held by the full outbox
+    assert applied.done()  # the call was applied all the same
+    assert outbox.full
+    assert len(outbox) <= 50 + 2  # a step adds a record or two: the catch-up stopped when it was full

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import orjson
 import pytest
 from mqtt_harness import Mosquitto, MqttCollector, ReceivedMessage, require_executable
 from prometheus_client.parser import text_string_to_metric_families
-from service_harness import Collected, Reader, running_service, wait_for
+from service_harness import Collected, Reader, control_headers, running_service, wait_for
 
 from simulator.config import load
 from simulator.config_schema import Config
@@ -46,7 +47,8 @@ def profile_config(name: str, bootstrap: str, unique: str, broker: Mosquitto, **
         "kafka.consumer.group_id": f"{unique}-group",
         "kafka.consumer.session_timeout_ms": 2000,
         "kafka.producer.linger_ms": 5,
-        "http": {"host": "127.0.0.1", "port": 0},
+        "http": {"host": "127.0.0.1", "port": 0,
+                 "generated_token_file": str(Path(tempfile.gettempdir()) / "factorysim-tests" / f"{unique}.token")},
         "mqtt.targets.0.host": broker.host,
         "mqtt.targets.0.port": broker.port,
         "mqtt.targets.0.reconnect": FAST_RECONNECT,
@@ -281,7 +283,8 @@ async def test_enms_profile_publishes_four_topics_per_machine_with_retained_stat
     status_topic = f"factory/demo/{BLOCKED_MACHINE.removeprefix('demo-')}/status"
     async with MqttCollector(broker.host, broker.port, "factory/#") as collector:
         watch = Watch(collector)
-        async with running_service(config) as service, aiohttp.ClientSession() as http:
+        async with running_service(config) as service, \
+                aiohttp.ClientSession(headers=control_headers(service)) as http:
             base = f"http://127.0.0.1:{service.http_port}"
             await watch.until(lambda w: w.topics >= wanted, 20, "the four topics of every machine")
             assert service.sim.plant.machines[BLOCKED_MACHINE].state == "idle"

@@ -118,6 +118,22 @@ def test_timestamps_without_offset_are_utc() -> None:
     assert parse_timestamp("2025-06-25T08:00:00z").isoformat() == "2025-06-25T08:00:00+00:00"
 
 
+@pytest.mark.parametrize("text", ["2025-06-25T08:00:00-00:60", "2025-06-25T08:00:00+0160", "2025-06-25T08:00+01:00:60",
+                                  "20250625T080000+0099"])
+def test_an_impossible_utc_offset_is_refused_not_read_as_another(text: str) -> None:
+    with pytest.raises(OrderRejected, match="impossible UTC offset"):
+        parse_timestamp(text)
+
+
+@pytest.mark.parametrize(("text", "hours"), [("2025-06-25T08:00:00-01:00", -1.0), ("2025-06-25T08:00:00+0530", 5.5),
+                                             ("2025-06-25T08:00:00+01", 1.0), ("2025-06-25", 0.0),
+                                             ("2025-06-25T08:00:00.123456+14:00", 14.0)])
+def test_possible_utc_offsets_are_read(text: str, hours: float) -> None:
+    offset = parse_timestamp(text).utcoffset()
+    assert offset is not None
+    assert offset.total_seconds() == hours * 3600
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),

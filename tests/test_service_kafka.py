@@ -147,7 +147,7 @@ async def test_health_metrics_and_machines_while_running(default_yaml: dict[str,
                 assert one["type"] == "fresa_cnc"
             async with http.get(f"{base}/machines/Atlantis-01") as response:
                 assert response.status == 404
-                assert (await response.json())["error"] == "unknown machine"
+                assert (await response.json())["error"] == "unknown_machine"
             async with http.get(f"{base}/status") as response:
                 status = await response.json()
                 assert status["report"]["lots"]["received"] == 20

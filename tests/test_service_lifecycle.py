@@ -161,8 +161,10 @@ async def test_a_librdkafka_client_reads_telemetry_and_events(default_yaml: dict
 async def test_demo_mode_shows_lots_flowing_on_the_embedded_broker(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "CONFIG_PATH": str(ROOT / "config.yaml"), "HEALTH_CHECK_PORT": str(port),
-           "FACTORYSIM_SPEED": "3600"}
+           "FACTORYSIM_SPEED": "3600", "XDG_RUNTIME_DIR": str(tmp_path)}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("RUNTIME_DIRECTORY", None)
+    token_file = tmp_path / "factorysim" / f"http-token-{port}"
     demo = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "simulator", "run", "--demo"], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
@@ -177,6 +179,7 @@ async def test_demo_mode_shows_lots_flowing_on_the_embedded_broker(tmp_path: Pat
             if health and health["lots"]["received"] >= 2 and health["kafka"]["embedded"]:
                 break
             await asyncio.sleep(0.2)
+        token = token_file.read_text(encoding="utf-8").strip()  # the command token of this run, for its user only
         demo.send_signal(signal.SIGINT)
         out, err = await asyncio.to_thread(demo.communicate, timeout=60)
     finally:
@@ -187,3 +190,6 @@ async def test_demo_mode_shows_lots_flowing_on_the_embedded_broker(tmp_path: Pat
     assert "lots:" in summary
     assert "fresa_cnc" in summary
     assert "utilisation:" in summary
+    assert f"commands: curl -X POST -H 'Authorization: Bearer {token}' http://127.0.0.1:{port}/simulation/pause" \
+        in summary  # `make run` shows how to use the controls
+    assert not token_file.exists()

@@ -15,6 +15,7 @@ import socket
 from types import TracebackType
 
 from simulator.errors import BrokerUnavailable, ConfigError
+from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class EmbeddedBroker:
         )
         self._log_task = asyncio.create_task(self._forward_output(), name="embedded-broker-log")
         try:
-            await asyncio.wait_for(self._wait_until_listening(), self.start_timeout_s)
+            await wait_for(self._wait_until_listening(), self.start_timeout_s)
         except TimeoutError as exc:
             await self.stop()
             raise BrokerUnavailable(f"the embedded broker did not answer on {self.bootstrap_servers} within "
@@ -118,7 +119,7 @@ class EmbeddedBroker:
                 process.send_signal(signal.SIGCONT)
                 process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), timeout_s)
+                await wait_for(process.wait(), timeout_s)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

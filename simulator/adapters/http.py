@@ -1,14 +1,20 @@
 """Health, monitoring and runtime commands over aiohttp.
 
 Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines
-and /machines/{id}.  Commands (see :mod:`simulator.runtime.commands`), behind the bearer token of
-``http.token_env`` / ``http.token_file`` when one is configured: POST /machines/{id}/block,
-POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly, POST /simulation/pause,
-POST /simulation/resume, PUT /simulation/speed.  A rejected command answers 400 (404 for an
-unknown machine) with ``{"error": <reason code>, "detail": <text>}``."""
+and /machines/{id}.  Commands (see :mod:`simulator.runtime.commands`), always behind a bearer
+token (configured, or generated at start: :mod:`simulator.adapters.http_token`) unless
+``http.open_controls`` is true: POST /machines/{id}/block, POST /machines/{id}/repair, POST and
+DELETE /machines/{id}/anomaly, POST /simulation/pause, POST /simulation/resume, PUT
+/simulation/speed.  A rejected command answers 400 (404 for an unknown machine) with
+``{"error": <reason code>, "detail": <text>}``.
+
+:meth:`HttpServer.serve` is the server's loop for the supervisor: it ends (with an error) when the
+server stops listening.  A malformed HTTP request (an over-long URL, say) is the client's error:
+one line in the log, not a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -17,16 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from simulator.adapters.kafka_options import read_secret
-from simulator.errors import CommandRejected
+from simulator.adapters import openapi
+from simulator.adapters.http_token import ControlToken
+from simulator.errors import CommandRejected, FactorySimError
 from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
-from simulator.runtime.commands import CommandProcessor, decode
+from simulator.runtime.commands import JSON_WHITESPACE, CommandProcessor, decode
 
 if TYPE_CHECKING:
     from simulator.runtime.app import Service
@@ -41,6 +49,30 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 # reason codes of rejected commands that are not a 400
 _STATUS = {"unknown_machine": 404, "unavailable": 503}
+UNAUTHORIZED_DETAIL = ("this endpoint needs 'Authorization: Bearer <token>': the token configured with http.token_env "
+                       "or http.token_file, or else the one the service generated at start (printed once in its log "
+                       "and written to a file only the service's user can read; see the README, 'Security')")
+
+
+class HttpServerClosed(FactorySimError):
+    """The HTTP server stopped listening while the service runs."""
+
+
+class _ClientErrorsInOneLine(logging.Filter):
+    """aiohttp logs a malformed request (a 400 it answers itself) as an error with a traceback; it
+    is the client's error: keep one line at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and record.getMessage().startswith("Error handling request"):
+            what = record.getMessage().replace("Error handling request", "malformed HTTP request")
+            record.msg, record.args = "%s: %s %s", (what, exc.code, str(exc.message)[:200])
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_ONE_LINE_FILTER = _ClientErrorsInOneLine()
 
 
 class LiveCollector(Collector):
@@ -101,43 +133,51 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         service.metrics.registry.register(LiveCollector(service))
         self.commands = CommandProcessor(service.driver, service.metrics)
-        settings = service.config.http
-        self._token: bytes | None = None  # read once at start, never logged
-        if settings.token_env is not None or settings.token_file is not None:
-            env = os.environ if service.environ is None else service.environ
-            self._token = read_secret("http.token", settings.token_env, settings.token_file, env).encode()
+        self._environ = os.environ if service.environ is None else service.environ
+        self.token = ControlToken.from_settings(service.config.http, self._environ)
+        self._server: asyncio.Server | None = None
         app = web.Application()
-        app.add_routes([
-            web.get("/health", self.health),
-            web.get("/health/live", self.live),
-            web.get("/health/ready", self.ready),
-            web.get("/metrics", self.metrics),
-            web.get("/status", self.status),
-            web.get("/machines", self.machines),
-            web.get("/machines/{machine_id}", self.machine),
-            web.post("/machines/{machine_id}/block", self._command("block")),
-            web.post("/machines/{machine_id}/repair", self._command("repair")),
-            web.post("/machines/{machine_id}/anomaly", self._command("anomaly")),
-            web.delete("/machines/{machine_id}/anomaly", self._command("clear_anomaly")),
-            web.post("/simulation/pause", self._command("pause")),
-            web.post("/simulation/resume", self._command("resume")),
-            web.put("/simulation/speed", self._command("speed")),
-        ])
+        # the routes are those the API description lists (adapters/openapi.py): one table for both
+        views: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+            "health": self.health, "live": self.live, "ready": self.ready, "metrics": self.metrics,
+            "status": self.status, "machines": self.machines, "machine": self.machine}
+        app.router.add_get("/openapi.json", self.openapi)
+        for method, path, operation, _ in openapi.VIEWS:
+            app.router.add_route(method.upper(), path, views[operation])
+        for method, path, command, _ in openapi.COMMAND_ROUTES:
+            app.router.add_route(method.upper(), path, self._command(command))
         self.app = app
 
     async def start(self) -> None:
+        server_log = logging.getLogger("aiohttp.server")
+        if _ONE_LINE_FILTER not in server_log.filters:
+            server_log.addFilter(_ONE_LINE_FILTER)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        if self.port == 0:  # an ephemeral port: learn which
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
+        self._server = site._server if isinstance(site._server, asyncio.Server) else None
+        if self.port == 0 and self._server is not None:  # an ephemeral port: learn which
+            self.port = self._server.sockets[0].getsockname()[1]
         log.info("health endpoint on http://%s:%s/health", self.host, self.port)
+        self.token.publish(self.service.config.http, self._environ, self.host, self.port)
+
+    async def serve(self, check_interval_s: float = 0.2) -> None:
+        """Until the server stops listening (then HttpServerClosed) or this task is cancelled (which
+        leaves the server as it is: it stops with :meth:`stop`, last of all)."""
+        server = self._server
+        # polled: asyncio.Server's wait_closed() also waits for every open connection to end
+        while server is not None and server.is_serving():  # noqa: ASYNC110
+            await asyncio.sleep(check_interval_s)
+        raise HttpServerClosed(f"the HTTP server on port {self.port} stopped listening")
+
+    def close_listener(self) -> None:
+        """Stop accepting connections (what a failing server does; the fault drill uses it)."""
+        if self._server is not None:
+            self._server.close()
 
     async def stop(self) -> None:
+        self.token.withdraw()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -146,6 +186,9 @@ class HttpServer:
     async def health(self, _: web.Request) -> web.Response:
         body = self.service.health()
         return json_response(body, 503 if body["status"] == "unhealthy" else 200)
+
+    async def openapi(self, _: web.Request) -> web.Response:
+        return json_response(openapi.document(sorted(self.service.sim.plant.machines)))
 
     async def live(self, _: web.Request) -> web.Response:
         return json_response({"status": "alive", "state": self.service.state})
@@ -171,8 +214,8 @@ class HttpServer:
         machine_id = request.match_info["machine_id"]
         machine = self.service.sim.plant.machines.get(machine_id)
         if machine is None:
-            return json_response({"error": "unknown machine", "machine_id": machine_id,
-                          "known": sorted(self.service.sim.plant.machines)}, 404)
+            return json_response({"error": "unknown_machine", "detail": f"no machine {machine_id!r}",
+                                  "machine_id": machine_id, "known": sorted(self.service.sim.plant.machines)}, 404)
         return json_response({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
 
     # -- commands -------------------------------------------------------------------------------------
@@ -183,9 +226,8 @@ class HttpServer:
             if not self._authorized(request):
                 self.service.metrics.commands.labels("http", name, "unauthorized").inc()
                 log.warning("command %s from %s refused: missing or wrong bearer token", name, request.remote)
-                return json_response({"error": "unauthorized", "detail": "this endpoint needs 'Authorization: Bearer "
-                                                                  "<token>' with the configured token"},
-                             401, headers={"WWW-Authenticate": 'Bearer realm="factorysim"'})
+                return json_response({"error": "unauthorized", "detail": UNAUTHORIZED_DETAIL},
+                                     401, headers={"WWW-Authenticate": 'Bearer realm="factorysim"'})
             try:
                 try:
                     body = await self._body(request, name)
@@ -200,16 +242,17 @@ class HttpServer:
         return handle
 
     def _authorized(self, request: web.Request) -> bool:
-        if self._token is None:
+        expected = self.token.value
+        if expected is None:
             return True
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # compare_digest: the time taken does not tell how much of the token was right
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(errors="replace"), expected)
 
     @staticmethod
     async def _body(request: web.Request, name: str) -> dict[str, Any]:
         raw = await request.read()
-        body = decode(raw) if raw.strip() else {}
+        body = decode(raw) if raw.strip(JSON_WHITESPACE) else {}
         if body.get("command", name) != name or body.get("cmd", name) != name:
             raise CommandRejected("invalid_field", f"the path names the command {name!r}; leave 'command' out")
         body["command"] = name

@@ -75,6 +75,7 @@ def producer_options(producer: Producer) -> dict[str, Any]:
         "max_batch_size": producer.max_batch_size,
         "compression_type": compression,
         "request_timeout_ms": producer.request_timeout_ms,
+        "max_request_size": producer.max_request_bytes,  # dead letters are cut to fit (adapters.dead_letters)
         "enable_idempotence": False,  # the embedded broker has no InitProducerId
     }
 
@@ -90,3 +91,11 @@ def consumer_options(consumer: Consumer, group_id: str) -> dict[str, Any]:
     return {"group_id": group_id, "enable_auto_commit": False, "auto_offset_reset": "earliest",
             "session_timeout_ms": consumer.session_timeout_ms,
             "heartbeat_interval_ms": max(300, consumer.session_timeout_ms // 3)}
+
+
+def orders_fetch_options(consumer: Consumer) -> dict[str, Any]:
+    """Fetch limits of the orders consumer: a partition's fetch holds ``max_partition_fetch_bytes``
+    (at least two of the largest orders accepted), so that a record batch the broker accepted comes
+    back whole; a record that still does not (a broker may cut one that is not the first of its
+    fetch) is dead-lettered by the intake as ``unreadable``."""
+    return {"max_partition_fetch_bytes": max(consumer.max_partition_fetch_bytes, 2 * consumer.max_order_bytes)}

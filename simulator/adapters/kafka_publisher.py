@@ -6,19 +6,22 @@ gives the key, so a key always lands on the same partition) and hands a batch to
 complete, when it is full (``max_batch_size``) or when the records taken from the outbox are
 through (phase one); the delivery futures of the batches are settled in order (phase two), at most
 ``max_in_flight`` messages at a time.  This costs a fraction of one ``producer.send`` per message.
-Messages that do not come from the outbox (dead letters, handovers) are sent one by one.
+Messages that do not come from the outbox (dead letters, handovers) are sent one by one; their
+sender may take a refusal upon itself (``submit(..., on_refused=...)``, e.g. to send a dead letter
+again, smaller, when the broker finds it too large).
 
 A retriable failure (broker unreachable, timeouts, leader changes) puts the failed messages back
 in their original order and holds everything new until they are through, so nothing is lost
 and per-key order is kept; meanwhile the outbox fills and the simulation pauses.  A
 non-retriable failure (e.g. a message too large, no authorisation) is counted, logged once per
-topic and reported unhealthy.
+topic and reported unhealthy (unless the message's ``on_refused`` handles it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 from collections import deque
@@ -37,6 +40,9 @@ from simulator.runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 Delivered = Callable[[], None] | None
+# what to run when Kafka refuses a message for good (not retriable): True = handled by the sender,
+# False = a fatal refusal like any other
+Refused = Callable[[BaseException], bool] | None
 
 
 Item = tuple[WireMessage, Delivered]  # a message and what to run once Kafka has it (most: nothing)
@@ -47,6 +53,7 @@ class _InFlight:
     topic: str
     items: list[Item]
     future: asyncio.Future[object]
+    on_refused: Refused = None  # only for a message sent on its own
 
 
 class KafkaPublisher:
@@ -67,10 +74,11 @@ class KafkaPublisher:
         self._in_flight_messages = 0
         self._batches: dict[str, TopicBatches[Item]] = {}
         self._open_messages = 0
-        self._retry: list[tuple[WireMessage, Delivered]] = []
+        self._retry: list[tuple[WireMessage, Delivered, Refused]] = []
         self.connected = True
         self.fatal_error: str | None = None
         self.last_error: str | None = None
+        self.last_error_at: dt.datetime | None = None  # when ``last_error`` happened (UTC)
         self.sent = 0
         self._has_work = asyncio.Event()
         self._resend_lock = asyncio.Lock()
@@ -103,13 +111,18 @@ class KafkaPublisher:
     def in_flight(self) -> int:
         return self._in_flight_messages + len(self._retry) + self._open_messages
 
-    async def submit(self, message: WireMessage, on_delivered: Delivered = None) -> None:
+    async def submit(self, message: WireMessage, on_delivered: Delivered = None, on_refused: Refused = None) -> None:
         """Send one message (phase one); ``on_delivered`` runs once Kafka has acknowledged it.
-        For messages that do not come from the model (dead letters, handovers)."""
+        For messages that do not come from the model (dead letters, handovers).
+
+        A refusal that is not retriable (raised by ``producer.send`` or on the delivery) is
+        counted as a failed record and given to ``on_refused``; when that returns True the
+        refusal is the caller's business, otherwise (or without ``on_refused``) it is what it
+        always is: raised from here, or on the delivery a fatal error for /health."""
         if self._retry:
             await self.flush()
         await self._room_for(1)
-        await self._send_one(message, on_delivered)
+        await self._send_one(message, on_delivered, on_refused)
 
     # -- batches ----------------------------------------------------------------------------------
     async def _publish(self, records: list[Record]) -> None:
@@ -143,10 +156,17 @@ class KafkaPublisher:
         self._open_messages -= count
         self._track(batch.topic, batch.items, future)
 
-    async def _send_one(self, message: WireMessage, on_delivered: Delivered) -> None:
-        future: asyncio.Future[object] = await self._retrying(
-            lambda: self.producer.send(message.topic, message.value, key=message.key, headers=list(message.headers)))
-        self._track(message.topic, [(message, on_delivered)], future)
+    async def _send_one(self, message: WireMessage, on_delivered: Delivered, on_refused: Refused = None) -> None:
+        try:
+            future: asyncio.Future[object] = await self._retrying(
+                lambda: self.producer.send(message.topic, message.value, key=message.key,
+                                           headers=list(message.headers)))
+        except KafkaError as exc:  # not retriable (e.g. larger than max_request_size)
+            self.metrics.records_failed.labels(message.topic).inc()
+            if on_refused is None or not on_refused(exc):
+                raise
+            return
+        self._track(message.topic, [(message, on_delivered)], future, on_refused)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``await attempt()`` again, backing off, while it fails with a retriable Kafka error."""
@@ -162,8 +182,8 @@ class KafkaPublisher:
                 delay = min(delay * 2, self.backoff_max_s)
 
     # -- confirmations ----------------------------------------------------------------------------
-    def _track(self, topic: str, items: list[Item], future: asyncio.Future[object]) -> None:
-        self._in_flight.append(_InFlight(topic, items, future))
+    def _track(self, topic: str, items: list[Item], future: asyncio.Future[object], on_refused: Refused = None) -> None:
+        self._in_flight.append(_InFlight(topic, items, future, on_refused))
         self._in_flight_messages += len(items)
         self._has_work.set()
 
@@ -210,9 +230,9 @@ class KafkaPublisher:
             await asyncio.sleep(self._backoff_s)
             self._backoff_s = min(self._backoff_s * 2, self.backoff_max_s)
             retry, self._retry = self._retry, []
-            for message, on_delivered in retry:
+            for message, on_delivered, on_refused in retry:
                 self.metrics.records_retried.labels(message.topic).inc()
-                await self._send_one(message, on_delivered)
+                await self._send_one(message, on_delivered, on_refused)
 
     def _account(self, item: _InFlight) -> None:
         topic, count = item.topic, len(item.items)
@@ -233,8 +253,10 @@ class KafkaPublisher:
         self.metrics.records_failed.labels(topic).inc(count)
         if isinstance(exc, KafkaError) and exc.retriable:
             self._disconnected(exc)
-            self._retry.extend(item.items)
+            self._retry.extend((message, on_delivered, item.on_refused) for message, on_delivered in item.items)
             return
+        if item.on_refused is not None and item.on_refused(exc):
+            return  # the sender takes it from here (e.g. sends it again, smaller)
         if self.fatal_error is None:
             log.error("Kafka refused a message for %s: %r (not retriable; counted as failed)", topic, exc)
         self.fatal_error = f"{topic}: {exc!r}"
@@ -246,3 +268,4 @@ class KafkaPublisher:
             if self.on_connection is not None:
                 self.on_connection(False)
         self.last_error = repr(exc)
+        self.last_error_at = dt.datetime.now(dt.UTC)

@@ -32,6 +32,7 @@ from gmqtt.storage import PersistentStorage
 from simulator.adapters.mqtt_options import availability_topic, client_id, credentials, tls_context
 from simulator.config_schema import MqttTarget
 from simulator.errors import FactorySimError
+from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -231,12 +232,12 @@ class MqttSession:
         self._lost.clear()
         version = MQTTv50 if target.protocol == "5" else MQTTv311
         try:
-            await asyncio.wait_for(
+            await wait_for(
                 client.connect(target.host, target.port, ssl=self.ssl or False, keepalive=target.keepalive_s,
                                version=version), self.connect_timeout_s)
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), 1.0)
+                await wait_for(client.disconnect(), 1.0)
             raise
         self._client = client
         # gmqtt hands out at most Receive Maximum - 2 packet ids; keep one for the availability message
@@ -361,7 +362,7 @@ class MqttSession:
             with contextlib.suppress(Exception):
                 if self.availability_topic is not None:
                     client.publish(self.availability_topic, OFFLINE, qos=0, retain=True)
-                await asyncio.wait_for(client.disconnect(), 2.0)
+                await wait_for(client.disconnect(), 2.0)
         self.state = CLOSED
 
 

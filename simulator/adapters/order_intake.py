@@ -4,6 +4,16 @@ A message's offset is committed only when it is *done*: its lot's ``lot.received
 acknowledged by Kafka, or it was dead-lettered and the dead letter acknowledged.  Offsets are
 committed per partition up to the first message that is not done yet.  When too many orders are
 waiting for that, the consumer pauses its partitions instead of buffering.
+
+No single message stops a partition.  A dead letter never fails for its size (:mod:`dead_letters`
+cuts it to fit; one the broker still refuses as too large goes again, smaller).  A record the
+consumer cannot read is dead-lettered as ``unreadable`` with where it was: one larger than the
+fetch size that the broker did not return whole (aiokafka's ``RecordTooLargeError`` moved past
+it), or one aiokafka cannot decode (a header key that is not UTF-8, a bad checksum or
+compression).  aiokafka raises the latter from ``getmany`` without saying where, after taking
+records of other partitions from its buffer: every partition goes back to where the intake is and
+is read one record at a time to find it.  The records after it in its record batch cannot be
+decoded either (aiokafka decodes a batch from its start): each is dead-lettered the same way.
 """
 
 from __future__ import annotations
@@ -12,14 +22,25 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gzip
 import logging
 import time
-from collections import OrderedDict
+import zlib
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import (
+    CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedCodecError,
+)
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from simulator.adapters.dead_letters import DEFAULT_MAX_REQUEST_BYTES, Consumed, Unread, dead_letter, letter_attempts
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.errors import OrderRejected
@@ -34,6 +55,35 @@ from simulator.runtime.metrics import IoMetrics
 log = logging.getLogger(__name__)
 
 HANDOVER_HEADER = "factorysim-handover"
+UNREADABLE = "unreadable"  # reason code of a record the consumer could not read
+ADMISSION_FAILED = "admission_failed"  # reason code of an order the model failed to admit (a bug: logged)
+PARSER_FAILED = "parser_failed"  # reason code of an order the parser failed on (a bug: logged)
+# what aiokafka raises from getmany for a record it cannot decode (header key not UTF-8, bad checksum,
+# compression it cannot undo); the record stays where it is, so every fetch raises it again
+UNDECODABLE: tuple[type[BaseException], ...] = (UnicodeDecodeError, CorruptRecordException, UnsupportedCodecError,
+                                                zlib.error, gzip.BadGzipFile, EOFError)
+SIZE_REFUSALS = (MessageSizeTooLargeError, RecordListTooLargeError)  # a broker's or aiokafka's "too large"
+ISOLATION_RECORDS = 1000  # records read one by one per partition to find an undecodable one
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+def too_large_at(exc: RecordTooLargeError) -> tuple[TopicPartition, int, object] | None:
+    """Partition, offset and fetch size of aiokafka's ``RecordTooLargeError`` (None: another shape)."""
+    args = exc.args
+    if len(args) >= 4 and isinstance(args[1], TopicPartition) and isinstance(args[2], int):
+        return args[1], args[2], args[3]
+    return None
+
+
+@dataclass(slots=True)
+class _Letter:
+    """A dead letter to send: the record it stands for and how small it must be (``attempt``)."""
+
+    tp: TopicPartition
+    record: Consumed
+    reason: str
+    detail: str
+    attempt: int = 0
 
 
 def _admit_all(orders: list[Order], sim: Simulation) -> list[Lot | Exception]:
@@ -52,6 +102,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, driver: Driver,
                  parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
                  max_in_flight: int, dedup_window_s: float, acknowledge_on_admit: bool = False,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
         self.publisher = publisher
@@ -64,10 +115,11 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self.dedup_window_s = dedup_window_s
         self.acknowledge_on_admit = acknowledge_on_admit
         self.clock = clock
+        self.letter_attempts = letter_attempts(max_request_bytes)
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._awaiting_ack: dict[str, tuple[TopicPartition, int]] = {}  # lot code -> its order message
         self._recently_finished: OrderedDict[str, float] = OrderedDict()
-        self._letters: list[tuple[WireMessage, Callable[[], None]]] = []
+        self._letters: deque[_Letter] = deque()
         self._stopping = False
         self._paused = False
         self.dead_lettered = 0
@@ -103,7 +155,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         last_commit = self.clock()
         while not self._stopping:
             self._apply_backpressure()
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            batch = await self._fetch()
             if batch:
                 self._take(batch)
             await self._send_dead_letters()
@@ -122,7 +174,79 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             self._paused = False
             log.info("order intake resumed")
 
-    def _take(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    # -- reading, also what cannot be read -------------------------------------------------------------
+    async def _fetch(self) -> Batch:
+        try:
+            batch: Batch = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            return batch
+        except RecordTooLargeError as exc:
+            self._too_large(exc)
+        except UNDECODABLE as exc:
+            log.warning("a fetched order cannot be decoded (%r); reading record by record to find it", exc)
+            await self._rewind()
+            return await self._isolate()
+        return {}
+
+    def _too_large(self, exc: RecordTooLargeError) -> None:
+        """aiokafka got only part of a record (larger than the fetch size) and moved past it."""
+        where = too_large_at(exc)
+        if where is None:
+            raise exc  # not the shape aiokafka's fetcher gives it: nothing known to skip
+        tp, offset, fetch_bytes = where
+        self._unreadable(tp, offset, f"larger than the consumer's fetch size ({fetch_bytes} bytes) and not "
+                                     f"returned whole by the broker")
+
+    async def _rewind(self) -> None:
+        """getmany raised after it had taken records of other partitions from its buffer (they are
+        lost to it): every partition goes back to the first record the intake has not seen."""
+        for tp in self.consumer.assignment():
+            part = self._partitions.get(tp)
+            if part is not None and part.next_offset is not None:
+                self.consumer.seek(tp, part.next_offset)
+                continue
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)  # auto_offset_reset is earliest
+            else:
+                self.consumer.seek(tp, committed)
+
+    async def _isolate(self) -> Batch:
+        """Read each partition on its own, one record at a time (at most ISOLATION_RECORDS), to
+        find the record that cannot be decoded; it is dead-lettered as unreadable and skipped."""
+        batch: Batch = {}
+        paused = self.consumer.paused()
+        for tp in sorted(self.consumer.assignment() - paused):
+            highwater = self.consumer.highwater(tp)
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            for _ in range(ISOLATION_RECORDS):
+                position = await self.consumer.position(tp)
+                if highwater is not None and position >= highwater:
+                    break  # read up to where it was fetched: nothing wrong here
+                try:
+                    got = await self.consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                except RecordTooLargeError as exc:
+                    self._too_large(exc)
+                    continue
+                except UNDECODABLE as exc:
+                    self._unreadable(tp, position, f"aiokafka cannot decode it, or a record before it in its "
+                                                   f"record batch: {exc!r}")
+                    self.consumer.seek(tp, position + 1)
+                    break
+                if not got:
+                    break
+                records.extend(got.get(tp, ()))
+            if records:
+                batch[tp] = records
+        return batch
+
+    def _unreadable(self, tp: TopicPartition, offset: int, detail: str) -> None:
+        part = self._partitions.get(tp)
+        if part is None:
+            part = self._partitions[tp] = PartitionOffsets()
+        part.take(offset)
+        self._dead_letter(tp, Unread(tp.topic, tp.partition, offset), OrderRejected(UNREADABLE, detail))
+
+    def _take(self, batch: Batch) -> None:
         """Validate a fetched batch; the valid orders enter the model together, between two steps."""
         admitting: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Order]] = []
         consumed = 0
@@ -139,6 +263,10 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                     order = parse(message.value or b"")
                 except OrderRejected as exc:
                     self._dead_letter(tp, message, exc)
+                    continue
+                except Exception as exc:  # a parser bug for this one message: logged with its traceback, dead-lettered
+                    log.exception("the order parser failed on %s[%d]@%d", tp.topic, tp.partition, message.offset)
+                    self._dead_letter(tp, message, OrderRejected(PARSER_FAILED, repr(exc)))
                     continue
                 if message.headers and any(key == HANDOVER_HEADER for key, _ in message.headers):
                     order = dataclasses.replace(order, resumed=True)
@@ -177,8 +305,10 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             if isinstance(result, OrderRejected):
                 self._awaiting_ack.pop(order.lot_code, None)
                 self._dead_letter(tp, message, result)
-            elif isinstance(result, Exception):
-                log.error("admitting lot %s failed: %r", order.lot_code, result)
+            elif isinstance(result, Exception):  # a bug for this one order: logged, dead-lettered, not stuck
+                log.error("admitting lot %s failed", order.lot_code, exc_info=result)
+                self._awaiting_ack.pop(order.lot_code, None)
+                self._dead_letter(tp, message, OrderRejected(ADMISSION_FAILED, repr(result)))
             else:
                 admitted += 1
                 if self.acknowledge_on_admit:
@@ -208,31 +338,44 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             part.done(offset)
 
     # -- dead letters ------------------------------------------------------------------------------
-    def _dead_letter(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], exc: OrderRejected) -> None:
-        """Queue a dead letter: the original key and bytes, the reason and origin in headers."""
+    def _dead_letter(self, tp: TopicPartition, message: Consumed, exc: OrderRejected) -> None:
+        """Queue a dead letter: the original key, bytes and headers as far as they fit, the reason
+        and origin in headers (see :mod:`dead_letters`)."""
         self.dead_lettered += 1
         self.metrics.orders_dead_lettered.labels(exc.reason).inc()
-        log.info("order at %s[%d]@%d dead-lettered: %s", tp.topic, tp.partition, message.offset, exc)
-        headers = (
-            *[(k, v) for k, v in message.headers if not k.startswith("dlq.")],
-            ("dlq.reason", exc.reason.encode()),
-            ("dlq.detail", exc.detail.encode(errors="replace")[:1000]),
-            ("dlq.topic", tp.topic.encode()),
-            ("dlq.partition", str(tp.partition).encode()),
-            ("dlq.offset", str(message.offset).encode()),
-        )
-        letter = WireMessage(self.dead_letter_topic, message.key or b"", headers, message.value or b"")
-        self._letters.append((letter, functools.partial(self._done, tp, message.offset)))
+        log.info("order at %s[%d]@%d dead-lettered: %.300s", tp.topic, tp.partition, message.offset, exc)
+        self._letters.append(_Letter(tp, message, exc.reason, exc.detail))
 
     async def _send_dead_letters(self) -> None:
         """Hand queued dead letters to the publisher; each order is done once its letter is acknowledged."""
         while self._letters:
-            letter, done = self._letters.pop(0)
-            await self.publisher.submit(letter, done)
+            letter = self._letters.popleft()
+            budget, keep_value = self.letter_attempts[letter.attempt]
+            message = dead_letter(letter.record, topic=self.dead_letter_topic, reason=letter.reason,
+                                  detail=letter.detail, budget=budget, keep_value=keep_value)
+            await self.publisher.submit(message, functools.partial(self._done, letter.tp, letter.record.offset),
+                                        functools.partial(self._letter_refused, letter))
+
+    def _letter_refused(self, letter: _Letter, exc: BaseException) -> bool:
+        """Kafka refused a dead letter for good: one refused as too large goes again, smaller; any
+        other refusal (or one too large even without a value) stays fatal, as for any record."""
+        if not isinstance(exc, SIZE_REFUSALS) or letter.attempt + 1 >= len(self.letter_attempts):
+            return False
+        letter.attempt += 1
+        budget, keep_value = self.letter_attempts[letter.attempt]
+        log.warning("dead letter of %s[%d]@%d refused as too large (%r); sending it again %s", letter.tp.topic,
+                    letter.tp.partition, letter.record.offset, exc,
+                    f"in at most {budget} bytes" if keep_value else "without the value")
+        self._letters.append(letter)
+        return True
 
     async def drain_dead_letters(self) -> None:
-        await self._send_dead_letters()
-        await self.publisher.flush()
+        """Send every queued dead letter and confirm it (also those sent again smaller)."""
+        while True:
+            await self._send_dead_letters()
+            await self.publisher.flush()
+            if not self._letters:
+                return
 
     # -- commits ----------------------------------------------------------------------------------
     async def commit(self) -> None:

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from simulator.errors import BrokerUnavailable
 from simulator.lotsender.plan import RUN_HEADER, SEQ_HEADER
 from simulator.lotsender.sender import SendStats
+from simulator.runtime.waits import wait_for
 
 FINISHED = {b"lot.completed": "completed", b"lot.scrapped": "scrapped"}
 
@@ -106,7 +107,7 @@ class LotFollower:
                 return
             self.changed.clear()
             try:
-                await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
+                await wait_for(self.changed.wait(), min(left, 1.0))
             except TimeoutError:
                 continue
 

@@ -23,6 +23,7 @@ from simulator.lotsender.follow import LotFollower
 from simulator.lotsender.report import build_summary
 from simulator.lotsender.sender import LotSender, SendStats
 from simulator.runtime.signals import install_stop_signals
+from simulator.runtime.waits import wait_for
 
 if TYPE_CHECKING:
     from simulator.lotsender.cli import Settings
@@ -97,7 +98,7 @@ async def connect_producer(options: dict[str, Any], bootstrap: str, timeout_s: f
 
 async def _check_topic(producer: AIOKafkaProducer, topic: str, bootstrap: str, timeout_s: float) -> None:
     try:
-        await asyncio.wait_for(producer.partitions_for(topic), timeout_s)
+        await wait_for(producer.partitions_for(topic), timeout_s)
     except (KafkaError, TimeoutError) as exc:
         raise BrokerUnavailable(f"topic {topic!r} is not available on {bootstrap} ({exc!r}); factorysim creates it "
                                 "when it starts, or create it yourself") from exc

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from simulator.errors import CommandRejected
+from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model.disruptions import end_idle_block, end_running_block
 from simulator.model.lot import LotState
 from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, Machine
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 # Anomalies every machine type shows (see machines/base.py), besides its own ``anomalies``.
 PLANT_WIDE_ANOMALIES = ("bearing_fault", "energy_spike")
-MAX_SEVERITY = 5.0
-MAX_REASON_CHARS = 200
 COMMAND = "command"  # the ``cause`` of the lot events a command produces
 
 
@@ -48,9 +47,9 @@ def allowed_anomalies(machine: Machine) -> tuple[str, ...]:
 
 
 def _check_duration(duration_s: float | None) -> None:
-    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
-        raise CommandRejected("invalid_duration",
-                              f"duration_s must be a positive number of simulated seconds (got {duration_s!r})")
+    if duration_s is not None and not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
+        raise CommandRejected("invalid_duration", f"duration_s must be more than 0 and at most {MAX_DURATION_S:.0f} "
+                                                  f"simulated seconds (ten years; got {duration_s!r})")
 
 
 def _until(sim: Simulation, duration_s: float | None) -> float:
@@ -67,8 +66,9 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
     """Block ``machine_id`` now; with ``duration_s`` the block ends by itself, else at a repair command."""
     machine = machine_of(sim, machine_id)
     _check_duration(duration_s)
-    if not reason or len(reason) > MAX_REASON_CHARS:
-        raise CommandRejected("invalid_field", f"reason must be 1..{MAX_REASON_CHARS} characters")
+    if not reason or len(reason) > MAX_TEXT_CHARS or control_characters(reason):
+        raise CommandRejected("invalid_field", f"reason must be 1..{MAX_TEXT_CHARS} characters without control "
+                                               f"characters")
     state = machine.state
     lot = machine.current_lot
     if state == BLOCKED:

@@ -14,6 +14,7 @@ import simpy
 
 from simulator.config_schema import Config
 from simulator.errors import OrderRejected
+from simulator.limits import calendar_end_s
 from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.climate import OutdoorClimate
 from simulator.model.disruptions import break_down, maintain, maintenance_clock
@@ -38,6 +39,7 @@ class Simulation:
         self.seed = config.simulation.seed if seed is None else seed
         self.start: dt.datetime = config.simulation.start
         self.env = simpy.Environment()
+        self.calendar_end_s = calendar_end_s(self.start)  # simulated time cannot go past this
         self.plant = Plant(self.env, config, self.seed)
         self.stats = Statistics(
             [s.name for s in config.route], list(config.locations),

@@ -12,6 +12,13 @@ Shutdown (first SIGTERM/SIGINT; a second one exits at once):
 6. stop the Kafka clients, then the HTTP server, then the embedded broker.
 
 Each stage has its share of ``shutdown_timeout_s``.
+
+Failures (see :mod:`simulator.runtime.supervision`): every loop runs under the supervisor; one
+that fails (or ends on its own) makes ``/health`` 503 at once, is logged once, and stops the
+service the same way, within ``FAILURE_SHUTDOWN_S``; ``run`` then raises ``ServiceFailed`` (exit
+code 1), and with ``hard_exit`` the process ends by ``FAILURE_EXIT_S`` whatever hangs.  A stop
+asked for during start-up (Kafka unreachable, say) ends the start at once.  The systemd watchdog
+is fed only while the service makes progress.
 """
 
 from __future__ import annotations
@@ -21,15 +28,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
-from simulator.adapters.kafka_admin import ensure_topics
-from simulator.adapters.kafka_options import client_options, consumer_options, producer_options
+from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
+from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.order_intake import OrderIntake
@@ -42,20 +49,39 @@ from simulator.model.order import Order
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
-from simulator.runtime.driver import Driver
+from simulator.runtime.driver import Driver, StopReason
+from simulator.runtime.faults import FaultDrill, failing_step
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 from simulator.runtime.signals import install_stop_signals
+from simulator.runtime.supervision import (
+    FAILURE_SHUTDOWN_S,
+    ExitDeadline,
+    Failure,
+    ServiceFailed,
+    Supervisor,
+    unless_stopped,
+    utc_text,
+)
+from simulator.runtime.waits import wait_for
+
+if TYPE_CHECKING:
+    from simulator.adapters.http import HttpServer
 
 log = logging.getLogger(__name__)
 
 STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
+STALL_S = 5.0  # the driver turns at least every 0.25 s; this long without a turn is a stall
+STOP_GRACE_S = 10.0  # a stop asked for ends the process at the latest this long after the shutdown budget
 
 class Service:
     def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
                  shutdown_timeout_s: float = 20.0, probe_interval_s: float = 2.0,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, hard_exit: bool = False,
+                 fault: FaultDrill | None = None) -> None:
+        """``hard_exit``: end the process (``os._exit``) when a failure or a stop does not finish in
+        time (the command line sets it; tests and embedding programs do not).  ``fault``: a drill."""
         self.config = config
         self.shutdown_timeout_s = shutdown_timeout_s
         self.probe_interval_s = probe_interval_s
@@ -87,60 +113,82 @@ class Service:
         self.intake: OrderIntake | None = None
         self.kafka_reachable = False
         self.notifier = SystemdNotifier(environ)
+        self.http: HttpServer | None = None
         self.http_port: int | None = None
         self.handed_over = 0
+        self.fault = fault
+        self.startup_problem: StartupProblem | None = None  # the latest start-up attempt's error
         self._stop_requested = asyncio.Event()
         self.ready_event = asyncio.Event()
+        self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit, on_failure=self._failed)
+        self._stop_deadline = ExitDeadline(hard_exit)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
-        self._stop_requested.set()
+        if not self._stop_requested.is_set():
+            self._stop_requested.set()
+            self._stop_deadline.arm(self.shutdown_timeout_s + STOP_GRACE_S, 1, "stop")
 
     def install_signal_handlers(self) -> None:
         install_stop_signals(self.request_stop)
 
     async def run(self, extra_tasks: list[Callable[[Service], Any]] | None = None) -> None:
-        """Start everything, run until asked to stop, shut down in order."""
+        """Start everything, run until asked to stop, shut down in order.  Raises ServiceFailed when
+        a loop failed."""
         from simulator.adapters.http import HttpServer
 
-        async with AsyncExitStack() as stack:
-            stack.enter_context(fewer_young_collections())
-            http = HttpServer(self, self.config.http.host, self.config.http.port)
-            await http.start()
-            stack.push_async_callback(http.stop)
-            self.http_port = http.port
-            if self.bootstrap_servers == "embedded":
-                self.broker = EmbeddedBroker()
-                await self.broker.start()
-                stack.push_async_callback(self.broker.stop)
-                self.bootstrap_servers = self.broker.bootstrap_servers
-            await self._start_kafka(stack)
-            if self.config.arrivals.in_service:  # the driver is not stepping yet: safe to start directly
-                self.sim.start_arrivals(code_prefix=f"L-{self.instance[:6]}")
-            self.state = RUNNING
-            self.ready_event.set()
-            self.notifier.ready(f"simulating, Kafka {self.bootstrap_servers}")
-            log.info("factorysim running: Kafka %s, orders from %s, health on port %s, speed %s",
-                     self.bootstrap_servers, self.config.kafka.topics.orders, self.http_port,
-                     self.config.simulation.speed)
-            await self._run_loops(extra_tasks or [])
-        self.state = STOPPED
+        try:
+            async with AsyncExitStack() as stack:
+                stack.enter_context(fewer_young_collections())
+                self.http = http = HttpServer(self, self.config.http.host, self.config.http.port)
+                await http.start()
+                stack.push_async_callback(http.stop)
+                self.http_port = http.port
+                if not await unless_stopped(self._start(stack), self._stop_requested):
+                    log.info("stopped during start-up")
+                    return
+                self.state = RUNNING
+                self.ready_event.set()
+                self.notifier.ready(f"simulating, Kafka {self.bootstrap_servers}")
+                log.info("factorysim running: Kafka %s, orders from %s, health on port %s, speed %s",
+                         self.bootstrap_servers, self.config.kafka.topics.orders, self.http_port,
+                         self.config.simulation.speed)
+                await self._run_loops(extra_tasks or [])
+                await self.supervisor.report_failure()
+        finally:
+            self.state = STOPPED
+            self._stop_deadline.cancel()
+        self.supervisor.raise_if_failed()
         log.info("factorysim stopped")
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        if self.bootstrap_servers == "embedded":
+            self.broker = EmbeddedBroker()
+            stack.push_async_callback(self.broker.stop)
+            await self.broker.start()
+            self.bootstrap_servers = self.broker.bootstrap_servers
+        await self._start_kafka(stack)
+        if self.config.arrivals.in_service:  # the driver is not stepping yet: safe to start directly
+            self.sim.start_arrivals(code_prefix=f"L-{self.instance[:6]}")
+
+    def _startup_retry(self, problem: StartupProblem) -> None:
+        self.startup_problem = problem
 
     async def _start_kafka(self, stack: AsyncExitStack) -> None:
         kafka = self.config.kafka
         options = client_options(kafka, self.bootstrap_servers, self.environ)
-        await ensure_topics(options, self._topics(), kafka.topic_creation)
+        await ensure_topics(options, self._topics(), kafka.topic_creation, on_retry=self._startup_retry)
+        self.startup_problem = None
         self.kafka_reachable = True
         self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
-        await self.producer.start()
         stack.push_async_callback(self._stop_producer)
+        await self.producer.start()
         self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
                                         max_in_flight=kafka.producer.max_in_flight_messages,
                                         on_connection=lambda _: self._follow_kafka())
         self.consumer = AIOKafkaConsumer(
             **options, **consumer_options(kafka.consumer, kafka.consumer.group_id),
-            max_partition_fetch_bytes=max(1_048_576, kafka.consumer.max_order_bytes * 2),
+            **orders_fetch_options(kafka.consumer),
         )
         self.intake = OrderIntake(
             self.consumer, self.publisher, self.driver,
@@ -148,11 +196,12 @@ class Service:
             orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
             max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,
             acknowledge_on_admit=not self.config.telemetry.lot_events,
+            max_request_bytes=kafka.producer.max_request_bytes,
         )
         self.publisher.on_lot_received = self.intake.lot_received_acknowledged
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
-        await self.consumer.start()
         stack.push_async_callback(self._stop_consumer)
+        await self.consumer.start()
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
@@ -162,24 +211,51 @@ class Service:
     async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
         assert self.publisher is not None
         assert self.intake is not None
+        assert self.http is not None
+        watch, fault = self.supervisor.watch, self.fault
+
         async with asyncio.TaskGroup() as group:
-            publisher = group.create_task(self.publisher.run(), name="kafka-publisher")
-            intake = group.create_task(self.intake.run(), name="order-intake")
-            driver = group.create_task(self.driver.run(), name="driver")
-            mqtt = [group.create_task(p.run(), name=f"mqtt-{p.name}") for p in self.mqtt]
-            helpers = [group.create_task(self._probe(), name="kafka-probe"),
-                       group.create_task(self._watchdog(), name="systemd-watchdog")]
-            helpers += [group.create_task(task(self), name=getattr(task, "__name__", "extra"))
-                        for task in extra_tasks]
-            stop = group.create_task(self._stop_requested.wait(), name="stop-request")
-            done, _ = await asyncio.wait([stop, publisher, intake, driver], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stop and task.exception() is None:
-                    log.error("task %s ended on its own; stopping", task.get_name())
+            def loop(name: str, drill: str, body: Coroutine[Any, Any, Any], until_stopped: bool = True,
+                     ) -> asyncio.Task[None]:
+                if fault is not None and fault.loop == drill and drill in ("intake", "publisher", "mqtt"):
+                    body = fault.failing(body)
+                return group.create_task(watch(name, body, until_stopped=until_stopped), name=name)
+
+            publisher = loop("kafka-publisher", "publisher", self.publisher.run())
+            intake = loop("order-intake", "intake", self.intake.run())
+            driver = loop("driver", "driver", self._drive())
+            mqtt = [loop(f"mqtt-{p.name}", "mqtt", p.run()) for p in self.mqtt]
+            others = [loop("http", "http", self.http.serve()),
+                      loop("kafka-probe", "", self._probe()),
+                      loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
+            others += [loop(getattr(task, "__name__", "extra"), "", task(self), until_stopped=False)
+                       for task in extra_tasks]
+            if fault is not None:
+                others.append(loop("fault-drill", "", self._drill(fault), until_stopped=False))
+            await self._stop_requested.wait()
+            self.supervisor.stopping = True
             await self._shutdown(intake, driver, publisher)
             await self._stop_mqtt(mqtt)
-            for task in [*helpers, stop]:
+            for task in [publisher, intake, driver, *mqtt, *others]:
                 task.cancel()
+
+    async def _drive(self) -> None:
+        reason = await self.driver.run()
+        if reason is StopReason.CALENDAR_END:
+            raise ServiceFailed(f"simulated time reached the end of the calendar ({self.sim.wall_time():%Y-%m-%d}): "
+                                f"nothing can be simulated after it; start the run at an earlier instant")
+
+    async def _drill(self, fault: FaultDrill) -> None:
+        """The fault drill's failures that happen inside a component rather than as its loop ending."""
+        assert self.http is not None
+        await asyncio.sleep(fault.after_s)
+        if fault.loop == "driver":
+            self.driver.call(lambda sim: sim.env.process(failing_step(sim.env, fault)))
+        elif fault.loop == "http":
+            self.http.close_listener()
+
+    def _failed(self, failure: Failure) -> None:
+        self.notifier.status(f"failed: {failure.task}: {failure.error}"[:200])
 
     async def _shutdown(self, intake: asyncio.Task[None], driver: asyncio.Task[Any],
                         publisher: asyncio.Task[None]) -> None:
@@ -187,7 +263,8 @@ class Service:
         assert self.publisher is not None
         self.state = STOPPING
         self.notifier.stopping()
-        budget = self.shutdown_timeout_s
+        budget = self.shutdown_timeout_s if self.supervisor.failure is None else \
+            min(self.shutdown_timeout_s, FAILURE_SHUTDOWN_S)
         started = time.monotonic()
 
         def left(share: float) -> float:
@@ -195,25 +272,25 @@ class Service:
 
         self.intake.stop()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(intake), left(0.15))
+            await wait_for(asyncio.shield(intake), left(0.15))
         intake.cancel()
         self.driver.stop()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(driver), left(0.1))
+            await wait_for(asyncio.shield(driver), left(0.1))
         self.outbox.close()
         try:
-            await asyncio.wait_for(asyncio.shield(publisher), left(0.5))
+            await wait_for(asyncio.shield(publisher), left(0.5))
         except TimeoutError:
             log.error("shutdown: %d records not confirmed by Kafka in time",
                       self.publisher.in_flight + len(self.outbox))
             publisher.cancel()
         try:
-            await asyncio.wait_for(self.intake.drain_dead_letters(), left(0.2))
-            self.handed_over = await asyncio.wait_for(self.intake.hand_over(self._orders_in_progress()), left(0.2))
+            await wait_for(self.intake.drain_dead_letters(), left(0.2))
+            self.handed_over = await wait_for(self.intake.hand_over(self._orders_in_progress()), left(0.2))
             if self.handed_over:
                 log.info("shutdown: %d lots in progress handed back to %s for the next start", self.handed_over,
                          self.config.kafka.topics.orders)
-            await asyncio.wait_for(self.intake.commit(), left(0.2))
+            await wait_for(self.intake.commit(), left(0.2))
         except TimeoutError:
             log.error("shutdown: could not hand over lots and commit offsets in time")
 
@@ -243,19 +320,19 @@ class Service:
     async def _stop_producer(self) -> None:
         if self.producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.producer.stop(), 5)
+                await wait_for(self.producer.stop(), 5)
 
     async def _stop_consumer(self) -> None:
         if self.consumer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.consumer.stop(), 5)
+                await wait_for(self.consumer.stop(), 5)
 
     async def _probe(self) -> None:
         """Is the cluster answering?  (Deliveries tell too, but an idle service sends nothing.)"""
         assert self.producer is not None
         while True:
             try:
-                ok = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), self.probe_interval_s * 2)
+                ok = await wait_for(self.producer.client.fetch_all_metadata(), self.probe_interval_s * 2)
                 self.kafka_reachable = ok is not None
             except Exception:  # noqa: BLE001 - any failure means unreachable
                 self.kafka_reachable = False
@@ -270,12 +347,32 @@ class Service:
             self.driver.hold("kafka")
 
     async def _watchdog(self) -> None:
+        """Feed the systemd watchdog while the service makes progress, and only then."""
         interval = self.notifier.watchdog_interval_s
         if interval is None:
             return
+        starved = False
         while True:
-            self.notifier.watchdog()
+            problem = self.not_progressing
+            if problem is None:
+                self.notifier.watchdog()
+                starved = False
+            elif not starved:
+                log.error("not feeding the systemd watchdog: %s", problem)
+                starved = True
             await asyncio.sleep(interval)
+
+    @property
+    def not_progressing(self) -> str | None:
+        """Why the service makes no progress (a failed loop, a stalled driver), or None."""
+        failure = self.supervisor.failure
+        if failure is not None:
+            return f"{failure.task} failed ({failure.error})"
+        if self.state == RUNNING:
+            idle_s = self.driver.clock.now() - self.driver.last_turn
+            if idle_s > STALL_S:
+                return f"the driver has not turned for {idle_s:.0f} s"
+        return None
 
     # -- views for HTTP and the console ---------------------------------------------------------------
     @property
@@ -286,7 +383,7 @@ class Service:
     @property
     def healthy(self) -> bool:
         fatal = self.publisher is not None and self.publisher.fatal_error is not None
-        return self.state == RUNNING and self.kafka_connected and not fatal
+        return self.state == RUNNING and self.kafka_connected and not fatal and self.not_progressing is None
 
     @property
     def ready(self) -> bool:
@@ -302,15 +399,22 @@ class Service:
     def health(self) -> dict[str, Any]:
         stats = self.sim.stats
         speed = "max" if self.driver.speed is None else self.driver.speed
+        failure = self.supervisor.failure
+        problem = self.startup_problem
+        last_error = problem.error if problem else self.publisher.last_error if self.publisher else None
+        last_error_at = problem.at if problem else self.publisher.last_error_at if self.publisher else None
         return {
             "status": self.status,
             "state": self.state,
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
+            "failure": failure.view() if failure is not None else None,
+            "not_progressing": self.not_progressing,
             "kafka": {
                 "broker": self.bootstrap_servers,
                 "embedded": self.broker is not None,
                 "connected": self.kafka_connected,
-                "last_error": self.publisher.last_error if self.publisher else None,
+                "last_error": last_error,
+                "last_error_at": utc_text(last_error_at) if last_error_at else None,
                 "fatal_error": self.publisher.fatal_error if self.publisher else None,
                 "consumer_lag": self.intake.lag() if self.intake else None,
                 "intake_paused": self.intake.paused if self.intake else False,

@@ -12,6 +12,11 @@ not acknowledged and loses nothing.  A target with the ``block`` policy stops th
 its queue is full.
 
 Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics.
+
+Its loops (the reader, the committer, one per target) run under the same supervisor as the
+service's: one that fails makes ``/health`` 503, is logged once, and ends the bridge with exit
+code 1 (never a bridge that reads nothing and reports healthy).  A stop asked for during start-up
+ends the start at once; a cluster that refuses the security settings is a configuration error.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,6 +38,7 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from simulator.adapters.http import json_response
+from simulator.adapters.kafka_admin import start_client
 from simulator.adapters.kafka_options import client_options, consumer_options
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.offsets import PartitionOffsets
@@ -42,7 +49,10 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import decode
 from simulator.formats.registry import build_format
 from simulator.model.records import Record
+from simulator.runtime.faults import FaultDrill
 from simulator.runtime.signals import install_stop_signals
+from simulator.runtime.supervision import Supervisor, unless_stopped
+from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 # per partition and fetch: a round trip to the broker brings thousands of records, so the reading
@@ -61,7 +71,7 @@ def message_location(value: bytes) -> str | None:
 
 class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, config: Config, *, environ: Mapping[str, str] | None = None,
-                 http_port: int | None = None) -> None:
+                 http_port: int | None = None, hard_exit: bool = False, fault: FaultDrill | None = None) -> None:
         if not config.mqtt.targets:
             raise ConfigError(["mqtt.targets: the bridge needs at least one MQTT target"])
         if config.kafka.bootstrap_servers == "embedded":
@@ -101,6 +111,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._stop = asyncio.Event()
         self.ready_event = asyncio.Event()
+        self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit)
+        self.fault = fault
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -110,27 +122,46 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         install_stop_signals(self.request_stop)
 
     async def run(self) -> None:
+        """Until asked to stop; raises ServiceFailed when one of its loops failed."""
         kafka = self.config.kafka
         runner = await self._start_http()
+        options = client_options(kafka, kafka.bootstrap_servers, self.environ)
         consumer = AIOKafkaConsumer(
-            **client_options(kafka, kafka.bootstrap_servers, self.environ),
-            **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
+            **options, **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
             max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
         )
         self.consumer = consumer
         consumer.subscribe(self.topics, listener=self)
         try:
-            await consumer.start()
+            if not await unless_stopped(start_client(consumer, options), self._stop):
+                log.info("bridge stopped during start-up")
+                return
             self.kafka_connected = True
-            tasks = [asyncio.create_task(p.run(), name=f"mqtt-{p.name}") for p in self.publishers]
+            await self._run_loops()
+            await self.supervisor.report_failure()
+        finally:
+            with contextlib.suppress(Exception):
+                await wait_for(consumer.stop(), 5)
+            await runner.cleanup()
+            self.state = "stopped"
+        self.supervisor.raise_if_failed()
+
+    async def _run_loops(self) -> None:
+        watch, fault = self.supervisor.watch, self.fault
+        async with asyncio.TaskGroup() as group:
+            def target(p: MqttPublisher) -> asyncio.Task[None]:
+                body = fault.failing(p.run()) if fault is not None and fault.loop == "mqtt" else p.run()
+                return group.create_task(watch(f"mqtt-{p.name}", body), name=f"mqtt-{p.name}")
+
+            tasks = [target(p) for p in self.publishers]
             self.state = "running"
             self.ready_event.set()
-            log.info("MQTT bridge: %d topics from %s -> %s", len(self.topics), kafka.bootstrap_servers,
+            log.info("MQTT bridge: %d topics from %s -> %s", len(self.topics), self.config.kafka.bootstrap_servers,
                      ", ".join(f"{p.name} ({p.target.host}:{p.target.port}, {p.fmt.name})" for p in self.publishers))
-            reader = asyncio.create_task(self._read(), name="bridge-reader")
-            committer = asyncio.create_task(self._commit_loop(), name="bridge-commits")
-            stop = asyncio.create_task(self._stop.wait())
-            await asyncio.wait([reader, stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            reader = group.create_task(watch("bridge-reader", self._read()), name="bridge-reader")
+            committer = group.create_task(watch("bridge-commits", self._commit_loop()), name="bridge-commits")
+            await self._stop.wait()
+            self.supervisor.stopping = True
             self.state = "stopping"
             reader.cancel()
             for p in self.publishers:
@@ -140,11 +171,6 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.cancel()
             committer.cancel()
             await self.commit()
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 5)
-            await runner.cleanup()
-            self.state = "stopped"
 
     # -- reading and committing -----------------------------------------------------------------------
     async def _read(self) -> None:
@@ -231,12 +257,14 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # -- health ----------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        up = self.state == "running" and self.kafka_connected
+        failure = self.supervisor.failure
+        up = self.state == "running" and self.kafka_connected and failure is None
         status = "unhealthy" if not up else ("healthy" if all(p.connected for p in self.publishers) else "degraded")
         return {
             "status": status,
             "state": self.state,
             "uptime_seconds": round(time.monotonic() - self.started, 3),
+            "failure": failure.view() if failure is not None else None,
             "kafka": {"broker": self.config.kafka.bootstrap_servers, "connected": self.kafka_connected,
                       "group_id": self.config.mqtt.bridge.group_id, "topics": self.topics,
                       "pending_offsets": sum(len(p.pending) for p in self._partitions.values())},
@@ -273,8 +301,11 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def run_bridge(config: Config) -> int:
+    """0 after an orderly stop; a failed loop raises ServiceFailed (exit code 1)."""
+    fault = FaultDrill.from_env(os.environ)
+
     async def main() -> None:
-        bridge = Bridge(config)
+        bridge = Bridge(config, hard_exit=True, fault=fault)
         bridge.install_signal_handlers()
         await bridge.run()
 

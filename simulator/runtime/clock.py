@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Protocol
+
+from simulator.runtime.waits import wait_event
 
 
 class Clock(Protocol):
@@ -23,11 +24,7 @@ class MonotonicClock:
         return time.monotonic()
 
     async def wait(self, wake: asyncio.Event, seconds: float) -> bool:
-        if wake.is_set():
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
-        return wake.is_set()
+        return await wait_event(wake, seconds)
 
 
 class ManualClock:

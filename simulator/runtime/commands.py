@@ -13,8 +13,13 @@ A command is a JSON object::
 
 ``cmd`` is accepted for ``command``, ``anomaly_type`` for ``type`` and ``duration_seconds`` for
 ``duration_s``.  Optional fields: ``reason`` (default "manual"), ``duration_s`` (default: until
-repaired or cleared), ``severity`` (default 1, in (0, 5]); ``clear_anomaly`` takes an optional
-``type`` (clear only that one).  Unknown fields are rejected, so a typo does not pass unnoticed.
+repaired or cleared), ``severity`` (default 1); ``clear_anomaly`` takes an optional ``type`` (clear
+only that one).  Unknown fields are rejected, so a typo does not pass unnoticed.
+
+Bounds (:mod:`simulator.limits`): ``duration_s`` more than 0 and at most ten years of simulated
+seconds; ``severity`` more than 0 and at most 5; ``speed`` "max" or 0.001..1,000,000; text fields
+(``machine_id``, ``reason``, ``type``) 1..200 characters without control characters (ANSI escapes
+and the like are refused, not passed on to logs and telemetry).
 
 :class:`CommandProcessor` validates a command (raw bytes or an already decoded mapping), applies it
 between two steps of the model through the driver, counts it and returns a small JSON-able result.
@@ -23,7 +28,7 @@ A malformed or inapplicable command raises :class:`CommandRejected` (``reason`` 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -34,16 +39,18 @@ import orjson
 
 from simulator.config_schema import parse_speed
 from simulator.errors import CommandRejected
+from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model import control
 from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 from simulator.runtime.metrics import IoMetrics
+from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_COMMAND_BYTES = 65_536
-MAX_ID_CHARS = 200
+JSON_WHITESPACE = b" \t\n\r"  # what JSON allows around a value (bytes.strip() takes more)
 PLANT_WIDE = control.PLANT_WIDE_ANOMALIES
 # command -> (required fields, optional fields)
 FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -81,7 +88,7 @@ def decode(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
     raw = payload.encode() if isinstance(payload, str) else bytes(payload)
     if len(raw) > MAX_COMMAND_BYTES:
         raise CommandRejected("oversized", f"a command has at most {MAX_COMMAND_BYTES} bytes (got {len(raw)})")
-    if not raw.strip():
+    if not raw.strip(JSON_WHITESPACE):
         raise CommandRejected("empty", "the command is empty")
     try:
         data = orjson.loads(raw)
@@ -94,14 +101,15 @@ def decode(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
 
 def command_name(data: Mapping[str, Any]) -> str:
     """The command's name (``command`` or ``cmd``), checked against :data:`COMMANDS`."""
-    names = {data[key] for key in ("command", "cmd") if key in data}
-    if not names:
+    given = [data[key] for key in ("command", "cmd") if key in data]
+    if not given:
         raise CommandRejected("missing_field", f"a command needs 'command' (one of {', '.join(COMMANDS)})")
-    if len(names) > 1:
+    bad = [name for name in given if not isinstance(name, str) or name not in FIELDS]
+    if bad:
+        raise CommandRejected("unknown_command", f"unknown command {_shown(bad[0])}; known: {', '.join(COMMANDS)}")
+    if len(set(given)) > 1:
         raise CommandRejected("invalid_field", "'command' and 'cmd' name different commands")
-    name = names.pop()
-    if not isinstance(name, str) or name not in FIELDS:
-        raise CommandRejected("unknown_command", f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+    name: str = given[0]
     return name
 
 
@@ -122,28 +130,42 @@ def parse_command(payload: bytes | bytearray | memoryview | str | Mapping[str, A
     if unknown:
         allowed = ", ".join(sorted(required | optional)) or "none"
         raise CommandRejected("unknown_field", f"{name} takes no {', '.join(map(repr, unknown))}; fields: {allowed}")
-    missing = sorted(required - set(fields))
+    missing = sorted(key for key in required if fields.get(key) is None)  # null is no value
     if missing:
         raise CommandRejected("missing_field", f"{name} needs {', '.join(map(repr, missing))}")
     severity = _number(fields, "severity")
+    if severity is not None and not 0 < severity <= MAX_SEVERITY:
+        raise CommandRejected("invalid_severity", f"'severity' must be more than 0 and at most {MAX_SEVERITY:g} "
+                                                  f"(got {severity!r})")
+    duration_s = _number(fields, "duration_s")
+    if duration_s is not None and not 0 < duration_s <= MAX_DURATION_S:
+        raise CommandRejected("invalid_duration", f"'duration_s' must be more than 0 and at most {MAX_DURATION_S:.0f} "
+                                                  f"simulated seconds (ten years; got {duration_s!r})")
     return Command(
         name=name,
-        machine_id=_text(fields, "machine_id", MAX_ID_CHARS),
-        reason=_text(fields, "reason", control.MAX_REASON_CHARS) or "manual",
-        duration_s=_number(fields, "duration_s"),
-        anomaly=_text(fields, "type", MAX_ID_CHARS) or (name if name in PLANT_WIDE else None),
+        machine_id=_text(fields, "machine_id"),
+        reason=_text(fields, "reason") or "manual",
+        duration_s=duration_s,
+        anomaly=_text(fields, "type") or (name if name in PLANT_WIDE else None),
         severity=1.0 if severity is None else severity,
         speed=_speed(fields),
         value=_flag(fields, "value"),
     )
 
 
-def _text(fields: Mapping[str, Any], key: str, limit: int) -> str | None:
+def _text(fields: Mapping[str, Any], key: str) -> str | None:
+    """A text field: 1..MAX_TEXT_CHARS characters, none of them a control character (they would
+    reach logs, telemetry and terminals as they are)."""
     value = fields.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise CommandRejected("invalid_field", f"{key!r} must be a non-empty string of at most {limit} characters")
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT_CHARS:
+        raise CommandRejected("invalid_field",
+                              f"{key!r} must be a non-empty string of at most {MAX_TEXT_CHARS} characters")
+    controls = control_characters(value)
+    if controls:
+        raise CommandRejected("invalid_field", f"{key!r} must not contain control characters "
+                                               f"(found {', '.join(sorted(set(controls))[:5])})")
     return value
 
 
@@ -151,9 +173,19 @@ def _number(fields: Mapping[str, Any], key: str) -> float | None:
     value = fields.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise CommandRejected("invalid_field", f"{key!r} must be a number (got {value!r})")
-    return float(value)
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an integer beyond any float
+            number = float(value)
+    if not math.isfinite(number):
+        raise CommandRejected("invalid_field", f"{key!r} must be a finite number (got {_shown(value)})")
+    return number
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message: its repr, cut to 60 characters."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "a huge integer"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _speed(fields: Mapping[str, Any]) -> float | None:
@@ -236,7 +268,7 @@ class CommandProcessor:
     async def _call(self, fn: Callable[[Simulation], T]) -> T:
         """Run ``fn`` between two steps of the model; CommandRejected if the driver does not take it."""
         try:
-            return await asyncio.wait_for(self.driver.call(fn), self.timeout_s)
+            return await wait_for(self.driver.call(fn), self.timeout_s)
         except TimeoutError as exc:
             raise CommandRejected("unavailable", f"the simulation did not take the command within "
                                                  f"{self.timeout_s:g} s (is it stopping?)") from exc

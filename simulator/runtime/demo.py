@@ -107,4 +107,9 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_s: float) -> st
     lines.append("utilisation: " + "   ".join(util))
     lines.append(f"dead-lettered: {service.intake.dead_lettered if service.intake else 0}   "
                  f"health: http://127.0.0.1:{service.http_port}/health   Ctrl-C stops")
+    token = service.http.token if service.http is not None else None
+    if token is not None and token.generated and token.value is not None:
+        where = f" (also in {token.file})" if token.file is not None else ""
+        lines.append(f"commands: curl -X POST -H 'Authorization: Bearer {token.value.decode()}' "
+                     f"http://127.0.0.1:{service.http_port}/simulation/pause{where}")
     return "\n".join(lines)

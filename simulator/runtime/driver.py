@@ -8,7 +8,13 @@
   health checks and intake stay responsive.
 - Lots and commands are injected only between steps (``call``/``inject``); in paced mode the
   environment is first advanced to the wall-clock-mapped simulated time, so a lot enters "now".
-- With an outbox, stepping stops while it is full (backpressure: simulated time pauses).
+- With an outbox, stepping stops while it is full (backpressure: simulated time pauses), also
+  while catching up before an injection: no command or speed makes one turn of the loop do
+  unbounded work.
+- Simulated time ends at the end of the calendar (``limits.CALENDAR_END``): the run stops there
+  (``StopReason.CALENDAR_END``) instead of producing timestamps no calendar can show.
+- ``last_turn`` (the clock's time of the loop's latest turn) tells a watchdog that the loop lives:
+  it turns at least every ``max_wait_s`` whatever it waits for.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from simulator.limits import MAX_SPEED, MIN_SPEED
 from simulator.model.lot import Lot
 from simulator.model.order import Order
 from simulator.model.simulation import Simulation
@@ -37,13 +44,19 @@ class StopReason(StrEnum):
     CONDITION = "condition"  # the ``until`` predicate became true
     STOPPED = "stopped"  # stop() was called
     EXHAUSTED = "exhausted"  # nothing left to simulate and exit_when_idle was set
+    CALENDAR_END = "calendar_end"  # simulated time reached the end of the calendar
+
+
+def check_speed(speed: float | None) -> None:
+    if speed is not None and not MIN_SPEED <= speed <= MAX_SPEED:
+        raise ValueError(f"speed must be {MIN_SPEED:g}..{MAX_SPEED:g} simulated seconds per wall second "
+                         f"(or None for as fast as possible), got {speed!r}")
 
 
 class Driver:
     def __init__(self, sim: Simulation, *, speed: float | None, clock: Clock | None = None,
                  outbox: Outbox | None = None, slice_events: int = 2000, max_wait_s: float = 0.25) -> None:
-        if speed is not None and speed <= 0:
-            raise ValueError("speed must be positive (or None for as fast as possible)")
+        check_speed(speed)
         self.sim = sim
         self.env = sim.env
         self.speed = speed
@@ -51,6 +64,7 @@ class Driver:
         self.outbox = outbox
         self.slice_events = slice_events
         self.max_wait_s = max_wait_s
+        self.end_s = sim.calendar_end_s
         self._pending: deque[tuple[Callable[[Simulation], Any], asyncio.Future[Any]]] = deque()
         self._wake = asyncio.Event()
         if outbox is not None:
@@ -64,6 +78,7 @@ class Driver:
         self.max_lag_s = 0.0
         self.events = 0
         self.stalled_on_outbox = 0
+        self.last_turn = self._anchor_wall
 
     # -- control (call from any task) ----------------------------------------------------------
     def call(self, fn: Callable[[Simulation], T]) -> asyncio.Future[T]:
@@ -104,8 +119,7 @@ class Driver:
         return frozenset(self._holds)
 
     def set_speed(self, speed: float | None) -> None:
-        if speed is not None and speed <= 0:
-            raise ValueError("speed must be positive (or None for as fast as possible)")
+        check_speed(speed)
         self.speed = speed
         self._reanchor()
         self._wake.set()
@@ -128,12 +142,15 @@ class Driver:
                   wall_timeout_s: float | None = None, until: Callable[[], bool] | None = None,
                   exit_when_idle: bool = False) -> StopReason:
         """Simulate until one of the limits is reached; return which one."""
-        limit = math.inf if until_sim_s is None else until_sim_s
+        limit = self.end_s if until_sim_s is None else min(until_sim_s, self.end_s)
+        at_limit = StopReason.UNTIL_SIM if until_sim_s is not None and until_sim_s <= self.end_s \
+            else StopReason.CALENDAR_END
         deadline = math.inf if wall_timeout_s is None else self.clock.now() + wall_timeout_s
         budget = math.inf if max_events is None else max_events
         done = 0
         self._reanchor()
         while True:
+            self.last_turn = self.clock.now()
             self._run_pending()
             if until is not None and until():
                 return StopReason.CONDITION
@@ -151,9 +168,10 @@ class Driver:
                 continue
             next_t = self.env.peek()
             if self.speed is None:
-                if next_t > limit:
+                idle_forever = next_t == math.inf and until_sim_s is None  # no limit to run to
+                if next_t > limit and not idle_forever:
                     self._advance_to(limit)
-                    return StopReason.UNTIL_SIM
+                    return at_limit
                 if next_t == math.inf:
                     if exit_when_idle:
                         return StopReason.EXHAUSTED
@@ -173,7 +191,7 @@ class Driver:
             self.lag_s = 0.0
             if self._due_wall(limit) <= now_wall + _EPSILON_S:
                 self._advance_to(limit)
-                return StopReason.UNTIL_SIM
+                return at_limit
             if next_t == math.inf and exit_when_idle:
                 return StopReason.EXHAUSTED
             wake_at = self._due_wall(min(next_t, limit))
@@ -195,11 +213,17 @@ class Driver:
     def _run_pending(self) -> None:
         if not self._pending:
             return
-        if self.speed is not None and not self._paused:
-            target = self._target(self.clock.now())
-            while self.env.peek() <= target:  # events already due come first
-                self.env.step()
-                self.events += 1
+        if self.speed is not None and not self._paused and not self._holds:
+            # paced: what is due comes first, then the calls enter at the wall-clock-mapped instant;
+            # at most one slice of due events (and none once the outbox is full): when more are due,
+            # the calls enter at the current instant, behind schedule, and ``lag_s`` says so
+            now_wall = self.clock.now()
+            target = min(self._target(now_wall), self.end_s)
+            if self.env.peek() <= target and not (self.outbox is not None and self.outbox.full):
+                self._step_slice(target, self.slice_events, None)
+            if self.env.peek() <= target:  # still behind: say so
+                self.lag_s = max(0.0, now_wall - self._due_wall(self.env.peek()))
+                self.max_lag_s = max(self.max_lag_s, self.lag_s)
             self._advance_to(target)
         while self._pending:
             fn, future = self._pending.popleft()

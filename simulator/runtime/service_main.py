@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from simulator.config_schema import Config
 from simulator.runtime.app import Service
 from simulator.runtime.demo import console_summary, feed_orders
+from simulator.runtime.faults import FaultDrill
 
 
 def run_service(config: Config, *, demo: bool = False) -> int:
+    """0 after an orderly stop; a failed loop raises ServiceFailed (exit code 1)."""
+    fault = FaultDrill.from_env(os.environ)
+
     async def main() -> None:
-        service = Service(config)
+        service = Service(config, hard_exit=True, fault=fault)
         service.install_signal_handlers()
         await service.run([feed_orders, console_summary] if demo else [])
 

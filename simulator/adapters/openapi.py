@@ -1,0 +1,313 @@
+"""The OpenAPI 3.1 description of the HTTP API (:mod:`simulator.adapters.http`), built from the code.
+
+Request bodies come from the command schema (:data:`simulator.runtime.commands.FIELDS` and
+``ALIASES``) and the bounds of :mod:`simulator.limits`; enumerations (machine states, service
+states, plant-wide anomalies) from the modules that define them.  A command field without a schema
+here makes :func:`document` fail, so a new field cannot be served undocumented.
+
+The read-only views are open; the commands need ``Authorization: Bearer <token>``.  A rejected
+command answers 400 (404 for an unknown machine, 503 when the simulation does not take it in time)
+with ``{"error": <reason code>, "detail": <text>}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+from collections.abc import Iterable
+from typing import Any
+
+from simulator.limits import CONTROL_RANGES, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
+from simulator.model.control import PLANT_WIDE_ANOMALIES
+from simulator.model.machine import STATES
+from simulator.runtime.commands import ALIASES, FIELDS
+
+OPENAPI_VERSION = "3.1.0"
+PATH_MACHINE = "machine_id"  # the one path parameter
+SECURITY_SCHEME = "bearerToken"
+
+# Read-only views: (method, path, operationId, summary) -- open, no token.
+VIEWS: tuple[tuple[str, str, str, str], ...] = (
+    ("get", "/health", "health", "Health of the service: Kafka, simulation, lots, MQTT targets"),
+    ("get", "/health/live", "live", "Liveness: the process answers"),
+    ("get", "/health/ready", "ready", "Readiness: healthy and not paused"),
+    ("get", "/metrics", "metrics", "Prometheus metrics (text exposition format)"),
+    ("get", "/status", "status", "Health and the simulation report"),
+    ("get", "/machines", "machines", "Every machine's state and KPIs, by machine id"),
+    ("get", "/machines/{machine_id}", "machine", "One machine's state and KPIs"),
+)
+# Commands: (method, path, command of simulator.runtime.commands, summary) -- need the bearer token.
+# The plant-wide switches (bearing_fault, energy_spike) come over MQTT only.
+COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
+    ("post", "/machines/{machine_id}/block", "block", "Block the machine now (until repaired, or for duration_s)"),
+    ("post", "/machines/{machine_id}/repair", "repair", "End the machine's block now, whatever caused it"),
+    ("post", "/machines/{machine_id}/anomaly", "anomaly", "Make the machine show an anomaly in its telemetry"),
+    ("delete", "/machines/{machine_id}/anomaly", "clear_anomaly", "End the machine's anomaly (only `type`, if given)"),
+    ("post", "/simulation/pause", "pause", "Pause simulated time"),
+    ("post", "/simulation/resume", "resume", "Resume simulated time"),
+    ("put", "/simulation/speed", "speed", "Set the speed: simulated seconds per wall second, or \"max\""),
+)
+
+# text fields refuse the control characters of simulator.limits.CONTROL_RANGES
+NO_CONTROL_CHARACTERS = "^[^" + "".join(f"\\u{low:04x}-\\u{high:04x}" for low, high in CONTROL_RANGES) + "]*$"
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": NO_CONTROL_CHARACTERS,
+            "description": f"{description}; 1..{MAX_TEXT_CHARS} characters, no control characters"}
+
+
+def _nullable(ref: str) -> dict[str, Any]:
+    return {"oneOf": [{"$ref": ref}, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], required: Iterable[str] | None = None, *,
+            description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "required": sorted(properties if required is None else required)}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+NUMBER: dict[str, Any] = {"type": "number"}
+COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+SHARE: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}
+TEXT_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
+
+# The schema of every field a command can carry (commands.FIELDS names them; the path gives machine_id).
+FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "machine_id": _text("Machine id, as in GET /machines"),
+    "reason": {**_text("Why the machine is blocked (shows in telemetry and lot events)"), "default": "manual"},
+    "duration_s": {"$ref": "#/components/schemas/Duration"},
+    "type": {**_text("Anomaly type: the machine type's own or a plant-wide one"),
+             "examples": list(PLANT_WIDE_ANOMALIES)},
+    "severity": {"$ref": "#/components/schemas/Severity"},
+    "speed": {"$ref": "#/components/schemas/Speed"},
+    "value": {"type": "boolean", "description": "The plant-wide switch: on or off"},
+}
+
+
+def _components() -> dict[str, Any]:
+    # imported here: the service imports the HTTP server, which serves this document
+    from simulator.runtime.app import RUNNING, STARTING, STOPPED, STOPPING
+
+    block = _object({"reason": TEXT_OR_NULL, "cause": TEXT_OR_NULL, "since_s": NUMBER,
+                     "until_s": {"type": ["number", "null"], "description": "null: until repaired"}},
+                    description="The block a machine is in")
+    anomaly = _object({"type": {"type": "string"}, "severity": {"$ref": "#/components/schemas/Severity"},
+                       "until_s": {"type": ["number", "null"], "description": "null: until cleared"}},
+                      description="The anomaly in force")
+    machine = _object({
+        "location": {"type": "string"}, "type": {"type": "string"},
+        "state": {"$ref": "#/components/schemas/MachineState"},
+        "utilization": SHARE, "availability": SHARE, "performance": SHARE, "quality": SHARE, "oee": SHARE,
+        "cycles": COUNT, "good_cycles": COUNT, "running_s": NUMBER, "idle_s": NUMBER, "blocked_s": NUMBER,
+        "maintenance_s": NUMBER, "off_shift_s": NUMBER, "maintenances": COUNT,
+        "current_lot": TEXT_OR_NULL, "state_since_s": NUMBER, "blocked": {"type": "boolean"},
+        "cycles_since_maintenance": COUNT, "pieces_since_maintenance": COUNT, "last_maintenance_s": NUMBER,
+        "block": _nullable("#/components/schemas/Block"), "anomaly": _nullable("#/components/schemas/Anomaly"),
+    }, description="A machine's state and KPIs")
+    health = _object({
+        "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+        "state": {"$ref": "#/components/schemas/ServiceState"},
+        "uptime_seconds": {"type": "number", "minimum": 0},
+        "kafka": _object({"broker": {"type": "string"}, "embedded": {"type": "boolean"},
+                          "connected": {"type": "boolean"}, "last_error": TEXT_OR_NULL, "fatal_error": TEXT_OR_NULL,
+                          "consumer_lag": {"type": ["integer", "null"], "minimum": 0},
+                          "intake_paused": {"type": "boolean"}, "records_in_flight": COUNT}),
+        "simulation": _object({"sim_time_s": {"type": "number", "minimum": 0}, "sim_time_utc": {"type": "string"},
+                               "speed": {"$ref": "#/components/schemas/Speed"},
+                               "lag_s": {"type": "number", "minimum": 0},
+                               "max_lag_s": {"type": "number", "minimum": 0}, "paused": {"type": "boolean"},
+                               "held_by": {"type": "array", "items": {"type": "string"}},
+                               "outbox_depth": COUNT, "outbox_full": {"type": "boolean"}}),
+        "lots": _object({"in_progress": COUNT, "completed": COUNT, "scrapped": COUNT, "received": COUNT}),
+        "mqtt": _object({"targets": {"type": "array", "items": {"type": "object"}}}),
+    }, description="Health of the service (503: unhealthy)")
+    return {
+        "securitySchemes": {SECURITY_SCHEME: {
+            "type": "http", "scheme": "bearer",
+            "description": "The control token: http.token_env / http.token_file, or the one the service "
+                           "generated at start"}},
+        "schemas": {
+            "Duration": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S,
+                         "description": f"Simulated seconds, more than 0 and at most {MAX_DURATION_S:.0f} "
+                                        "(ten years); left out: until repaired or cleared"},
+            "Severity": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SEVERITY, "default": 1,
+                         "description": f"How strongly the anomaly shows, more than 0 and at most {MAX_SEVERITY:g}"},
+            "Speed": {"oneOf": [{"const": "max", "description": "as fast as possible"},
+                                {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED,
+                                 "description": "simulated seconds per wall second"}]},
+            "MachineState": {"enum": list(STATES)},
+            "ServiceState": {"enum": [STARTING, RUNNING, STOPPING, STOPPED]},
+            "Error": _object({"error": {"type": "string", "minLength": 1, "description": "Reason code"},
+                              "detail": {"type": "string", "minLength": 1,
+                                         "description": "What is wrong, naming the bound"}},
+                             description="A refused request"),
+            "UnknownMachine": _object({"error": {"const": "unknown_machine"},
+                                       "detail": {"type": "string", "minLength": 1},
+                                       "machine_id": {"type": "string"},
+                                       "known": {"type": "array", "items": {"type": "string"}}},
+                                      description="GET of a machine that does not exist"),
+            "Block": block,
+            "Anomaly": anomaly,
+            "Machine": machine,
+            "MachineDetail": {"allOf": [{"$ref": "#/components/schemas/Machine"},
+                                        _object({"id": {"type": "string"}})]},
+            "Health": health,
+            "Probe": _object({"status": {"type": "string"}, "state": {"$ref": "#/components/schemas/ServiceState"}}),
+            "Status": _object({"health": {"$ref": "#/components/schemas/Health"}, "report": {"type": "object"}}),
+        },
+    }
+
+
+def _results() -> dict[str, dict[str, Any]]:
+    """The 200 body of each command (CommandProcessor.apply and simulator.model.control)."""
+    machine_id, state = {"type": "string"}, {"$ref": "#/components/schemas/MachineState"}
+    anomaly = _nullable("#/components/schemas/Anomaly")
+    return {
+        "block": _object({"machine_id": machine_id, "state": state,
+                          "block": _nullable("#/components/schemas/Block"), "lot": TEXT_OR_NULL}),
+        "repair": _object({"machine_id": machine_id, "state": state, "repaired": {"type": "string"},
+                           "reason": TEXT_OR_NULL, "lot": TEXT_OR_NULL}),
+        "anomaly": _object({"machine_id": machine_id, "anomaly": anomaly}),
+        "clear_anomaly": _object({"machine_id": machine_id, "cleared": TEXT_OR_NULL, "anomaly": anomaly}),
+        "pause": _object({"paused": {"const": True}, "sim_time_s": NUMBER}),
+        "resume": _object({"paused": {"const": False}, "held_by": {"type": "array", "items": {"type": "string"}},
+                           "sim_time_s": NUMBER}),
+        "speed": _object({"speed": {"$ref": "#/components/schemas/Speed"}}),
+    }
+
+
+def request_body_schema(command: str) -> dict[str, Any]:
+    """The JSON body of ``command`` over HTTP: its fields of :data:`FIELDS` but the machine id (the
+    path gives it) and the command's name (the path names it); an alias of :data:`ALIASES` in place
+    of a field's name is accepted, both at once are not; any other field is refused.  An optional
+    field may be null, which is the same as leaving it out."""
+    required, optional = FIELDS[command]
+    fields = sorted((required | optional) - {PATH_MACHINE})
+    alias_of = {canonical: alias for alias, canonical in ALIASES.items() if canonical in fields}
+    properties: dict[str, Any] = {}
+    constraints: list[dict[str, Any]] = []
+    must: list[str] = []
+    for name in fields:
+        field = copy.deepcopy(FIELD_SCHEMAS[name])
+        if name not in required:  # null: the same as leaving the field out
+            field = {"anyOf": [field, {"type": "null", "description": "the same as leaving the field out"}]}
+        properties[name] = field
+        alias = alias_of.get(name)
+        if alias is not None:
+            properties[alias] = {"allOf": [copy.deepcopy(field)], "deprecated": True,
+                                 "description": f"another name of {name!r}"}
+        if name in required:
+            if alias is None:
+                must.append(name)
+            else:
+                constraints.append({"oneOf": [{"required": [name]}, {"required": [alias]}]})
+        elif alias is not None:
+            constraints.append({"not": {"required": [name, alias]}})
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if must:
+        schema["required"] = must
+    if constraints:
+        schema["allOf"] = constraints
+    return schema
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description, headers)
+
+
+def _machine_parameter(machine_ids: list[str]) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"name": PATH_MACHINE, "in": "path", "required": True,
+                                 "schema": copy.deepcopy(FIELD_SCHEMAS[PATH_MACHINE])}
+    if machine_ids:
+        parameter["examples"] = {mid: {"value": mid} for mid in machine_ids}
+    return parameter
+
+
+def _view_operation(operation_id: str, summary: str) -> dict[str, Any]:
+    ref = "#/components/schemas/"
+    responses: dict[str, Any]
+    if operation_id == "health":
+        responses = {"200": _json({"$ref": ref + "Health"}, "Healthy or degraded"),
+                     "503": _json({"$ref": ref + "Health"}, "Unhealthy")}
+    elif operation_id == "live":
+        responses = {"200": _json({"$ref": ref + "Probe"}, "Alive")}
+    elif operation_id == "ready":
+        responses = {"200": _json({"$ref": ref + "Probe"}, "Ready"),
+                     "503": _json({"$ref": ref + "Probe"}, "Not ready (starting, stopping, unhealthy or paused)")}
+    elif operation_id == "metrics":
+        responses = {"200": {"description": "Prometheus text exposition format",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    elif operation_id == "status":
+        responses = {"200": _json({"$ref": ref + "Status"}, "Health and report")}
+    elif operation_id == "machines":
+        responses = {"200": _json({"type": "object", "additionalProperties": {"$ref": ref + "Machine"}},
+                                  "Machines by id")}
+    else:
+        responses = {"200": _json({"$ref": ref + "MachineDetail"}, "The machine"),
+                     "404": _json({"$ref": ref + "UnknownMachine"}, "No such machine")}
+    return {"operationId": operation_id, "summary": summary, "tags": ["views"], "security": [],
+            "responses": responses}
+
+
+def _command_operation(command: str, summary: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
+    body = request_body_schema(command)
+    required = bool(FIELDS[command][0] - {PATH_MACHINE})  # else no body at all is the same as {}
+    unauthorized = _error("Missing or wrong bearer token", headers={
+        "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="factorysim"'}})
+    responses: dict[str, Any] = {
+        "200": _json(_object({"command": {"const": command}, **result["properties"]},
+                             ["command", *result["required"]]), "Applied"),
+        "400": _error("Malformed, out of bounds or not applicable now (the reason code says which)"),
+        "401": unauthorized,
+    }
+    if f"{{{PATH_MACHINE}}}" in path:
+        responses["404"] = _error("No such machine (reason code unknown_machine)")
+    responses["413"] = {"description": "The body is larger than the server reads at all",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}
+    responses["503"] = _error("The simulation did not take the command in time (reason code unavailable)")
+    return {
+        "operationId": command, "summary": summary, "tags": ["commands"],
+        "security": [{SECURITY_SCHEME: []}],
+        "requestBody": {"required": required, "description": "The path names the command (and the machine)",
+                        "content": {"application/json": {"schema": body}}},
+        "responses": responses,
+    }
+
+
+def document(machine_ids: Iterable[str] = ()) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the HTTP API (a new dict each call).  ``machine_ids``, when
+    given (the plant's, e.g. ``sorted(sim.plant.machines)``), become examples of the path parameter."""
+    ids = sorted(machine_ids)
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, operation_id, summary in VIEWS:
+        paths.setdefault(path, {})[method] = _view_operation(operation_id, summary)
+    results = _results()
+    for method, path, command, summary in COMMAND_ROUTES:
+        paths.setdefault(path, {})[method] = _command_operation(command, summary, path, results[command])
+    for path, item in paths.items():
+        if f"{{{PATH_MACHINE}}}" in path:
+            item["parameters"] = [_machine_parameter(ids)]
+    try:
+        version = importlib.metadata.version("factorysim")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return copy.deepcopy({  # no part shared between two places of the document
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "factorysim", "version": version,
+                 "description": "Health, monitoring and runtime commands of a factorysim service."},
+        "tags": [{"name": "views", "description": "Read-only, open"},
+                 {"name": "commands", "description": "Change the running simulation; need the bearer token"}],
+        "paths": paths,
+        "components": _components(),
+    })
