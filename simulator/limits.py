@@ -8,6 +8,7 @@ the bound, a dead letter), never taken and left to fail later.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 # speed: simulated seconds per wall second ("max" aside).  Above MAX_SPEED a wall second would be
 # more than eleven simulated days: use "max".
@@ -40,7 +41,10 @@ def calendar_end_s(start: dt.datetime) -> float:
 CONTROL_RANGES = ((0x00, 0x1F), (0x7F, 0x9F), (0x202A, 0x202E), (0x2066, 0x2069))
 
 
+CONTROL_CHARACTER = re.compile("[" + "".join(f"\\u{low:04x}-\\u{high:04x}" for low, high in CONTROL_RANGES) + "]")
+
+
 def control_characters(text: str) -> list[str]:
     """The control characters in ``text`` (:data:`CONTROL_RANGES`) as escapes such as ``\\x1b``;
     empty when the text is printable."""
-    return [repr(c)[1:-1] for c in text if any(low <= ord(c) <= high for low, high in CONTROL_RANGES)]
+    return [repr(c)[1:-1] for c in CONTROL_CHARACTER.findall(text)]

@@ -20,6 +20,7 @@ import orjson
 
 from simulator.config_schema import PRIORITY_ALIASES
 from simulator.errors import OrderRejected
+from simulator.limits import CONTROL_CHARACTER, control_characters
 from simulator.model.order import Order
 
 MAX_LOT_CODE = 128
@@ -114,8 +115,10 @@ def parse_timestamp(text: str) -> dt.datetime:
         raise OrderRejected("invalid_field", f"timestamp is not ISO-8601: {text[:64]!r}") from exc
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
-    offset = _OFFSET.search(text)
-    if offset is not None and any(int(part) > 59 for part in offset.group(2, 3) if part):
+    if text[-1] in "Zz":
+        return value
+    offset = _OFFSET.search(text, max(0, len(text) - 20))  # an offset is at most 16 characters
+    if offset is not None and max(offset.group(2) or "00", offset.group(3) or "00") > "59":  # two digits each
         raise OrderRejected("invalid_field", f"timestamp has an impossible UTC offset {offset.group(0)!r}: "
                                              f"minutes and seconds are 00..59")
     return value
@@ -157,6 +160,9 @@ def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> st
         raise OrderRejected("invalid_field", f"{name} must not be empty")
     if len(value) > limit:
         raise OrderRejected("invalid_field", f"{name} is longer than {limit} characters")
+    if CONTROL_CHARACTER.search(value) is not None:  # they would reach logs, keys and terminals as they are
+        raise OrderRejected("invalid_field", f"{name} must not contain control characters "
+                                             f"(found {', '.join(sorted(set(control_characters(value)))[:5])})")
     return value
 
 

@@ -105,6 +105,8 @@ def test_boundaries_that_are_accepted(parser: OrderParser) -> None:
     (_raw({**ENGLISH, "timestamp": "yesterday"}), "invalid_field", "timestamp is not ISO-8601: 'yesterday'"),
     (_raw({**ENGLISH, "timestamp": 1750838400}), "invalid_field", "timestamp must be an ISO-8601 string"),
     (_raw({**ENGLISH, "codice_lotto": "L-2"}), "ambiguous_dialect", "both 'codice_lotto' and 'lot_code'"),
+    (_raw({**ENGLISH, "lot_code": "L-\x1b[31m1"}), "invalid_field", "lot_code must not contain control characters"),
+    (_raw({**ENGLISH, "customer": "Bar\u202eSport"}), "invalid_field", "customer must not contain control characters"),
 ])
 def test_every_bad_order_has_a_reason(parser: OrderParser, raw: bytes, reason: str, detail: str) -> None:
     rejected = _reason(parser, raw)

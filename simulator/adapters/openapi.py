@@ -17,7 +17,7 @@ import importlib.metadata
 from collections.abc import Iterable
 from typing import Any
 
-from simulator.limits import CONTROL_RANGES, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
+from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
 from simulator.model.machine import STATES
 from simulator.runtime.commands import ALIASES, FIELDS
@@ -49,7 +49,7 @@ COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 # text fields refuse the control characters of simulator.limits.CONTROL_RANGES
-NO_CONTROL_CHARACTERS = "^[^" + "".join(f"\\u{low:04x}-\\u{high:04x}" for low, high in CONTROL_RANGES) + "]*$"
+NO_CONTROL_CHARACTERS = "^[^" + CONTROL_CHARACTER.pattern.removeprefix("[").removesuffix("]") + "]*$"
 
 
 def _text(description: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
-from simulator.adapters.kafka_options import client_options, consumer_options, producer_options
+from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.model.arrivals import OrderGenerator, mix_with
@@ -74,7 +74,7 @@ def bench_config(data: dict[str, Any], bootstrap: str, orders_topic: str, name: 
                    "dead_letter": f"{name}.dead_letter"},
         "consumer": {"group_id": f"{name}-group"},
     }
-    data["http"] = {"host": "127.0.0.1", "port": 0}
+    data["http"] = {"host": "127.0.0.1", "port": 0, "open_controls": True}  # no token file for a benchmark
     return parse(data, environ={})
 
 
@@ -119,7 +119,7 @@ async def fill_topic(cfg: Config, messages: list[tuple[bytes, bytes]]) -> None:
 def _consumer_kwargs(cfg: Config, group_id: str) -> dict[str, Any]:
     kafka = cfg.kafka
     return {**client_options(kafka, kafka.bootstrap_servers, {}), **consumer_options(kafka.consumer, group_id),
-            "max_partition_fetch_bytes": max(1_048_576, kafka.consumer.max_order_bytes * 2)}
+            **orders_fetch_options(kafka.consumer)}
 
 
 async def run_raw(cfg: Config, lots: int, group_id: str) -> float:
