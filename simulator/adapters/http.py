@@ -34,7 +34,7 @@ from simulator.errors import CommandRejected, FactorySimError
 from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
-from simulator.runtime.commands import JSON_WHITESPACE, CommandProcessor, decode
+from simulator.runtime.commands import JSON_WHITESPACE, decode
 
 if TYPE_CHECKING:
     from simulator.runtime.app import Service
@@ -132,7 +132,7 @@ class HttpServer:
         self.port = port
         self._runner: web.AppRunner | None = None
         service.metrics.registry.register(LiveCollector(service))
-        self.commands = CommandProcessor(service.driver, service.metrics)
+        self.commands = service.commands
         self._environ = os.environ if service.environ is None else service.environ
         self.token = ControlToken.from_settings(service.config.http, self._environ)
         self._server: asyncio.Server | None = None

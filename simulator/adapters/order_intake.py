@@ -45,11 +45,10 @@ from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.errors import OrderRejected
 from simulator.formats import WireMessage
-from simulator.model.lot import Lot
+from simulator.interfaces import ModelInputs, Result
+from simulator.model.inputs import Admit
 from simulator.model.order import Order
-from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser, order_to_json
-from simulator.runtime.driver import Driver
 from simulator.runtime.metrics import IoMetrics
 
 log = logging.getLogger(__name__)
@@ -86,27 +85,15 @@ class _Letter:
     attempt: int = 0
 
 
-def _admit_all(orders: list[Order], sim: Simulation) -> list[Lot | Exception]:
-    """Admit ``orders`` in their order (run by the driver between two steps); each gets its lot or
-    the exception that refused it."""
-    results: list[Lot | Exception] = []
-    for order in orders:
-        try:
-            results.append(sim.admit(order))
-        except Exception as exc:  # noqa: BLE001 - reported per order, the others still enter
-            results.append(exc)
-    return results
-
-
 class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, driver: Driver,
+    def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, inputs: ModelInputs,
                  parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
                  max_in_flight: int, dedup_window_s: float, acknowledge_on_admit: bool = False,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
         self.publisher = publisher
-        self.driver = driver
+        self.inputs = inputs
         self.parser = parser
         self.metrics = metrics
         self.orders_topic = orders_topic
@@ -123,7 +110,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = False
         self._paused = False
         self.dead_lettered = 0
-        driver.sim.on_lot_finished(self._lot_finished)
+        inputs.on_lot_finished(self._lot_finished)
 
     # -- state for health and metrics -------------------------------------------------------------
     @property
@@ -251,7 +238,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         admitting: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Order]] = []
         consumed = 0
         parse = self.parser.parse
-        awaiting, in_progress, finished = self._awaiting_ack, self.driver.sim.lots, self._recently_finished
+        awaiting, in_progress, finished = self._awaiting_ack, self.inputs.lot_in_progress, self._recently_finished
         for tp, messages in batch.items():
             consumed += len(messages)
             part = self._partitions.get(tp)
@@ -271,7 +258,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                 if message.headers and any(key == HANDOVER_HEADER for key, _ in message.headers):
                     order = dataclasses.replace(order, resumed=True)
                 code = order.lot_code
-                if code in awaiting or code in in_progress or code in finished:
+                if code in awaiting or code in finished or in_progress(code):
                     duplicate = self._duplicate_of(code)
                     if duplicate:
                         self._dead_letter(tp, message, OrderRejected("duplicate_lot", duplicate))
@@ -280,12 +267,11 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                 admitting.append((tp, message, order))
         self.metrics.orders_consumed.inc(consumed)
         if admitting:
-            orders = [order for _, _, order in admitting]
-            admitted = self.driver.call(functools.partial(_admit_all, orders))
+            admitted = self.inputs.submit([Admit(order) for _, _, order in admitting])
             admitted.add_done_callback(functools.partial(self._admitted, admitting))
 
     def _duplicate_of(self, code: str) -> str | None:
-        if code in self._awaiting_ack or code in self.driver.sim.lots:
+        if code in self._awaiting_ack or self.inputs.lot_in_progress(code):
             return f"lot {code!r} is already in progress"
         finished = self._recently_finished.get(code)
         if finished is not None and self.clock() - finished <= self.dedup_window_s:
@@ -293,11 +279,11 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
     def _admitted(self, admitting: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Order]],
-                  fut: asyncio.Future[list[Lot | Exception]]) -> None:
+                  fut: asyncio.Future[list[Result]]) -> None:
         if fut.cancelled():
             return
         exc = fut.exception()
-        if exc is not None:  # not expected: _admit_all reports failures per order
+        if exc is not None:  # not expected: the gate reports failures per order
             log.error("admitting %d lots failed: %r", len(admitting), exc)
             return
         admitted = 0
@@ -322,9 +308,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         if where is not None:
             self._done(*where)
 
-    def _lot_finished(self, lot: Lot) -> None:
-        self._recently_finished[lot.code] = self.clock()
-        self._recently_finished.move_to_end(lot.code)
+    def _lot_finished(self, lot_code: str) -> None:
+        self._recently_finished[lot_code] = self.clock()
+        self._recently_finished.move_to_end(lot_code)
         horizon = self.clock() - self.dedup_window_s
         while self._recently_finished:
             code, at = next(iter(self._recently_finished.items()))

@@ -185,12 +185,17 @@ def clear_anomaly(sim: Simulation, machine_id: str, anomaly_type: str | None = N
 
 
 def plant_anomaly(sim: Simulation, anomaly_type: str, on: bool, machine_id: str | None = None,
-                  severity: float = 1.0, duration_s: float | None = None) -> dict[str, Any]:
-    """The plant-wide switch (``bearing_fault``/``energy_spike`` on or off) for every machine, or one."""
+                  severity: float = 1.0, duration_s: float | None = None, *, plant: str | None = None,
+                  ) -> dict[str, Any]:
+    """The plant-wide switch (``bearing_fault``/``energy_spike`` on or off) for one machine, every
+    machine of ``plant``, or (neither given) every machine."""
     if anomaly_type not in PLANT_WIDE_ANOMALIES:
         raise CommandRejected("unknown_anomaly", f"plant-wide anomalies are {', '.join(PLANT_WIDE_ANOMALIES)} "
                                                  f"(got {anomaly_type!r})")
-    ids = [machine_id] if machine_id is not None else sorted(sim.plant.machines)
+    if machine_id is not None:
+        ids = [machine_id]
+    else:
+        ids = sorted(mid for mid, m in sim.plant.machines.items() if plant is None or m.location == plant)
     changed = []
     for mid in ids:
         result = (set_anomaly(sim, mid, anomaly_type, severity, duration_s) if on

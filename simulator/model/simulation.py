@@ -8,6 +8,7 @@ Deterministic per seed: every entity draws from its own stream (see ``randomness
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable
 
 import simpy
@@ -156,6 +157,22 @@ class Simulation:
                 if on_reject is None:
                     raise
                 on_reject(order, exc)
+
+    # -- time -----------------------------------------------------------------------------------
+    def settle(self, sim_time: float) -> None:
+        """Process every event due at or before ``sim_time``, then move the clock to it: the point
+        at which an input stamped ``sim_time`` applies (the driver does the same, in slices)."""
+        env = self.env
+        while env.peek() <= sim_time:
+            env.step()
+        self.move_clock_to(sim_time)
+
+    def move_clock_to(self, sim_time: float) -> None:
+        """Move the clock forward to ``sim_time`` when nothing is due before it (else nothing)."""
+        env = self.env
+        if sim_time > env.now and sim_time != math.inf and env.peek() > sim_time:
+            env.timeout(sim_time - env.now)
+            env.step()
 
     # -- observation ----------------------------------------------------------------------------
     def on_lot_finished(self, listener: Callable[[Lot], None]) -> None:

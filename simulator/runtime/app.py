@@ -51,6 +51,7 @@ from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver, StopReason
 from simulator.runtime.faults import FaultDrill, failing_step
+from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
@@ -93,7 +94,8 @@ class Service:
         speed = config.simulation.speed
         self.driver = Driver(self.sim, speed=None if speed == "max" else float(speed), outbox=self.outbox)
         self.format = CoffeeMekFormat(config, self.sim.seed, instance=self.instance)
-        self.commands = CommandProcessor(self.driver, self.metrics)
+        self.inputs = InputGate(self.driver)  # the one way into the model
+        self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs)
         self.mqtt = [
             MqttPublisher(target, build_format(target.format, config, self.sim.seed, instance=self.instance,
                                                topic_template=target.topic_template),
@@ -191,7 +193,7 @@ class Service:
             **orders_fetch_options(kafka.consumer),
         )
         self.intake = OrderIntake(
-            self.consumer, self.publisher, self.driver,
+            self.consumer, self.publisher, self.inputs,
             OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
             orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
             max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,

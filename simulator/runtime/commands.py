@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,9 +40,9 @@ import orjson
 from simulator.config_schema import parse_speed
 from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
-from simulator.model import control
-from simulator.model.simulation import Simulation
+from simulator.model import control, inputs
 from simulator.runtime.driver import Driver
+from simulator.runtime.gate import InputGate
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.waits import wait_for
 
@@ -205,11 +205,14 @@ def _flag(fields: Mapping[str, Any], key: str) -> bool:
 
 
 class CommandProcessor:
-    """Applies commands to the running model through ``driver``; one per service, shared by the
-    entrances (``source`` names the entrance in counters and logs)."""
+    """Applies commands: block, repair and anomalies as model inputs through ``inputs`` (default:
+    an input gate on ``driver``), pause, resume and speed on the ``driver`` itself; one per service,
+    shared by the entrances (``source`` names the entrance in counters and logs)."""
 
-    def __init__(self, driver: Driver, metrics: IoMetrics | None = None, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, driver: Driver, metrics: IoMetrics | None = None, *, timeout_s: float = 10.0,
+                 inputs: InputGate | None = None) -> None:
         self.driver = driver
+        self.inputs = inputs or InputGate(driver)
         self.metrics = metrics
         self.timeout_s = timeout_s
 
@@ -248,30 +251,58 @@ class CommandProcessor:
             driver.set_speed(command.speed)
             return {"speed": "max" if command.speed is None else command.speed}
         if name in PLANT_WIDE:
-            assert command.anomaly is not None
-            anomaly, on = command.anomaly, command.value
-            return await self._call(lambda sim: control.plant_anomaly(
-                sim, anomaly, on, machine_id, command.severity, command.duration_s))
+            return await self._plant_wide(command)
         assert machine_id is not None
         if name == "block":
-            return await self._call(lambda sim: control.block_machine(sim, machine_id, command.reason,
-                                                                      command.duration_s))
+            return await self._one(inputs.Block(machine_id, command.reason, command.duration_s))
         if name == "repair":
-            return await self._call(lambda sim: control.repair_machine(sim, machine_id))
+            return await self._one(inputs.Repair(machine_id))
         if name == "anomaly":
             assert command.anomaly is not None
-            anomaly_type = command.anomaly
-            return await self._call(lambda sim: control.set_anomaly(sim, machine_id, anomaly_type,
-                                                                    command.severity, command.duration_s))
-        return await self._call(lambda sim: control.clear_anomaly(sim, machine_id, command.anomaly))
+            return await self._one(inputs.SetAnomaly(machine_id, command.anomaly, command.severity,
+                                                     command.duration_s))
+        return await self._one(inputs.ClearAnomaly(machine_id, command.anomaly))
 
-    async def _call(self, fn: Callable[[Simulation], T]) -> T:
-        """Run ``fn`` between two steps of the model; CommandRejected if the driver does not take it."""
+    async def _plant_wide(self, command: Command) -> dict[str, Any]:
+        """The plant-wide switch: one input per plant, or the one machine's anomaly input."""
+        assert command.anomaly is not None
+        anomaly, on, machine_id = command.anomaly, command.value, command.machine_id
+        if anomaly not in PLANT_WIDE:
+            raise CommandRejected("unknown_anomaly", f"plant-wide anomalies are {', '.join(PLANT_WIDE)} "
+                                                     f"(got {anomaly!r})")
+        changed: list[str] = []
+        if machine_id is not None:
+            item: inputs.Input = (inputs.SetAnomaly(machine_id, anomaly, command.severity, command.duration_s) if on
+                                  else inputs.ClearAnomaly(machine_id, anomaly))
+            result = await self._one(item)
+            if on or result["cleared"] is not None:
+                changed.append(machine_id)
+        else:
+            for result in await self._all([inputs.PlantAnomaly(plant, anomaly, on, command.severity,
+                                                               command.duration_s)
+                                           for plant in self.inputs.plants]):
+                changed += result["machines"]
+        return {"anomaly": anomaly, "value": on, "machines": sorted(changed)}
+
+    async def _one(self, item: inputs.Input) -> dict[str, Any]:
+        (result,) = await self._all([item])
+        return result
+
+    async def _all(self, items: list[inputs.Input]) -> list[dict[str, Any]]:
+        """Apply ``items`` between two steps of the model; the first refusal is raised (the items
+        of one command belong together: all apply, or the first that cannot says why)."""
         try:
-            return await wait_for(self.driver.call(fn), self.timeout_s)
+            results = await wait_for(self.inputs.submit(items), self.timeout_s)
         except TimeoutError as exc:
             raise CommandRejected("unavailable", f"the simulation did not take the command within "
                                                  f"{self.timeout_s:g} s (is it stopping?)") from exc
+        views: list[dict[str, Any]] = []
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+            assert isinstance(result, dict)
+            views.append(result)
+        return views
 
     def _count(self, source: str, name: str, outcome: str) -> None:
         if self.metrics is not None:

@@ -236,10 +236,7 @@ class Driver:
 
     def _advance_to(self, sim_time: float) -> None:
         """Move simulated time forward to ``sim_time`` when nothing happens before it."""
-        env = self.env
-        if sim_time > env.now and sim_time != math.inf and env.peek() > sim_time:
-            env.timeout(sim_time - env.now)
-            env.step()
+        self.sim.move_clock_to(sim_time)
 
     def _target(self, now_wall: float) -> float:
         assert self.speed is not None
