@@ -88,7 +88,7 @@ def test_the_run_covers_what_the_round_trip_must_survive(mixed) -> None:  # type
 def test_encoding_a_decoded_record_gives_the_same_messages(mixed, target: str) -> None:  # type: ignore[no-untyped-def]
     config, records = mixed
     kafka = CoffeeMekFormat(config, SEED)
-    fmt: Format = kafka if target == "coffeemek-kafka" else build_format(target, config, SEED, instance="i1")
+    fmt: Format = kafka if target == "coffeemek-kafka" else build_format(target, config, SEED, run_id="i1")
     produced = 0
     for record in records:
         (message,) = kafka.encode(record)

@@ -42,12 +42,12 @@ def uns_plant(**uns: Any) -> Config:
     )
 
 
-def encode_run(config: Config, seed: int, instance: str = "") -> tuple[list[Record], list[tuple[Record, Any]]]:
+def encode_run(config: Config, seed: int, run_id: str = "") -> tuple[list[Record], list[tuple[Record, Any]]]:
     sink = ListSink()
     sim = Simulation(config, sink, seed=seed)
     sim.start_arrivals(limit=20)
     sim.env.run(until=86400)
-    fmt = UnsFormat(config, seed, instance)
+    fmt = UnsFormat(config, seed, run_id)
     return sink.records, [(r, m) for r in sink.records for m in fmt.encode(r)]
 
 
@@ -72,16 +72,16 @@ def test_one_metric_per_message_on_its_topic(run) -> None:  # type: ignore[no-un
 
 def test_values_are_the_machine_readings_counters_and_state(run) -> None:  # type: ignore[no-untyped-def]
     records, messages = run
-    per_record: dict[int, dict[str, Any]] = {}
+    per_record: dict[tuple[str, int], dict[str, Any]] = {}  # by (plant, seq): a record's identity
     for record, message in messages:
         body = orjson.loads(message.value)
-        metrics = per_record.setdefault(record.seq, {})
+        metrics = per_record.setdefault((record.location, record.seq), {})
         assert body["metric"] not in metrics  # each metric once per record
         metrics[body["metric"]] = body["value"]
     telemetry = [r for r in records if isinstance(r, CycleTelemetry | MachineSample)]
     assert telemetry
     for record in telemetry:
-        metrics = per_record[record.seq]
+        metrics = per_record[(record.location, record.seq)]
         temp = TEMPERATURE[record.machine_type]
         expected = {"energy_kw": record.signals["power_kw"], "state": record.state}
         if temp is not None:
@@ -97,7 +97,7 @@ def test_values_are_the_machine_readings_counters_and_state(run) -> None:  # typ
 
 def test_machine_events_publish_the_state_they_leave(run) -> None:  # type: ignore[no-untyped-def]
     records, messages = run
-    states = {r.seq: orjson.loads(m.value)["value"] for r, m in messages if isinstance(r, LotEvent)}
+    states = {(r.location, r.seq): orjson.loads(m.value)["value"] for r, m in messages if isinstance(r, LotEvent)}
     expected = {"stage.started": "running", "stage.completed": "idle", "machine.blocked": "blocked",
                 "maintenance.started": "maintenance", "maintenance.completed": "idle"}
     seen = Counter()
@@ -105,16 +105,16 @@ def test_machine_events_publish_the_state_they_leave(run) -> None:  # type: igno
         if not isinstance(record, LotEvent):
             continue
         if record.event_type == "machine.repaired":
-            assert states[record.seq] == "running"  # per-cycle blocks: the lot goes on
+            assert states[(record.location, record.seq)] == "running"  # per-cycle blocks: the lot goes on
         elif record.event_type in expected:
-            assert states[record.seq] == expected[record.event_type]
+            assert states[(record.location, record.seq)] == expected[record.event_type]
         else:
-            assert record.seq not in states
+            assert (record.location, record.seq) not in states
         seen[record.event_type] += 1
     assert seen["machine.blocked"] and seen["maintenance.started"]
 
 
-def test_ids_are_unique_deterministic_and_differ_between_seeds_and_instances(run) -> None:  # type: ignore[no-untyped-def]
+def test_ids_are_unique_deterministic_and_differ_between_seeds_and_runs(run) -> None:  # type: ignore[no-untyped-def]
     _, messages = run
     ids = [orjson.loads(m.value)["id"] for _, m in messages]
     assert len(set(ids)) == len(ids) > 1000
@@ -123,8 +123,8 @@ def test_ids_are_unique_deterministic_and_differ_between_seeds_and_instances(run
     assert [orjson.loads(m.value)["id"] for _, m in again] == ids
     _, other_seed = encode_run(uns_plant(), SEED + 1)
     assert not set(ids) & {orjson.loads(m.value)["id"] for _, m in other_seed}
-    _, restarted = encode_run(uns_plant(), SEED, instance="second-process")
-    assert not set(ids) & {orjson.loads(m.value)["id"] for _, m in restarted}
+    _, other_run = encode_run(uns_plant(), SEED, run_id="another-run")
+    assert not set(ids) & {orjson.loads(m.value)["id"] for _, m in other_run}
 
 
 def test_tenant_and_plant_come_from_the_config() -> None:

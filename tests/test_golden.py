@@ -13,7 +13,7 @@ from simulator.config_schema import Config
 from simulator.reporting.summary import build_report
 from simulator.runtime.offline import run_offline
 
-GOLDEN_TELEMETRY_SHA256 = "a45d0b2a94681f76711f8229fe5272c39f85480113920e3091b7c5cd9886d4c2"
+GOLDEN_TELEMETRY_SHA256 = "8d17c5f0bee136d7e5d013fbd93b41901ef266da317896add8a2c3fd4d922304"
 GOLDEN_REPORT_SHA256 = "ac82f4ee669a8768c162f05e81e1dcc4eaebcaf7e9def036f0eeba0824b3ac79"
 
 

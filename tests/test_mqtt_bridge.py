@@ -83,8 +83,8 @@ class Stream:
         self.format = CoffeeMekFormat(config, config.simulation.seed)
         self.topics = sorted({config.kafka.topics.events, *self.format.cycle_topics.values(),
                               *self.format.sample_topics.values()})
-        self.by_seq: dict[int, dict[str, Any]] = {}  # seq -> the Kafka message body
-        self.offsets: dict[TopicPartition, list[tuple[int, int]]] = defaultdict(list)  # (offset, seq)
+        self.by_id: dict[str, dict[str, Any]] = {}  # event id -> the Kafka message body
+        self.offsets: dict[TopicPartition, list[tuple[int, str]]] = defaultdict(list)  # (offset, event id)
 
     async def produce(self, records: tuple[Any, ...]) -> None:
         bootstrap = self.config.kafka.bootstrap_servers
@@ -97,46 +97,51 @@ class Stream:
                 for message in self.format.encode(record):
                     future = await producer.send(message.topic, message.value, key=message.key,
                                                  headers=list(message.headers))
-                    sent.append((record.seq, future))
-                    self.by_seq[record.seq] = orjson.loads(message.value)
-            for seq, future in sent:
+                    body = orjson.loads(message.value)
+                    sent.append((event_id(body), future))
+                    self.by_id[event_id(body)] = body
+            for eid, future in sent:
                 meta = await future
-                self.offsets[TopicPartition(meta.topic, meta.partition)].append((meta.offset, seq))
+                self.offsets[TopicPartition(meta.topic, meta.partition)].append((meta.offset, eid))
         finally:
             await producer.stop()
 
     def end_offsets(self) -> dict[TopicPartition, int]:
         return {tp: max(o for o, _ in pairs) + 1 for tp, pairs in self.offsets.items()}
 
-    def seqs_below(self, committed: dict[TopicPartition, int]) -> set[int]:
-        """The records of every message before the committed offsets."""
-        return {seq for tp, pairs in self.offsets.items() for offset, seq in pairs
+    def ids_below(self, committed: dict[TopicPartition, int]) -> set[str]:
+        """The records (event ids) of every message before the committed offsets."""
+        return {eid for tp, pairs in self.offsets.items() for offset, eid in pairs
                 if offset < committed.get(tp, 0)}
 
 
-def seq_of(message: ReceivedMessage) -> int:
-    body = message.json()
-    event_id = body.get("id_evento") or body["event_id"]
-    return int(event_id.rpartition("-")[2], 16)
+def event_id(body: dict[str, Any]) -> str:
+    """A coffeemek message's event id: a record's identity within the run."""
+    eid: str = body.get("id_evento") or body["event_id"]
+    return eid
 
 
-class Seqs:
-    """The record seqs a collector has received so far, parsed once per message (a predicate
+def id_of(message: ReceivedMessage) -> str:
+    return event_id(message.json())
+
+
+class Ids:
+    """The record ids a collector has received so far, parsed once per message (a predicate
     re-parsing every message on every arrival would starve the bridge in the same event loop)."""
 
     def __init__(self, collector: MqttCollector) -> None:
         self.collector = collector
-        self.seen: set[int] = set()
+        self.seen: set[str] = set()
         self._parsed = 0
 
-    def __call__(self) -> set[int]:
+    def __call__(self) -> set[str]:
         messages = self.collector.messages
         for message in messages[self._parsed:]:
-            self.seen.add(seq_of(message))
+            self.seen.add(id_of(message))
         self._parsed = len(messages)
         return self.seen
 
-    async def wait_for(self, wanted: set[int], timeout_s: float, what: str) -> None:
+    async def wait_for(self, wanted: set[str], timeout_s: float, what: str) -> None:
         await self.collector.wait_for(lambda _: self() >= wanted, timeout_s, what)
 
 
@@ -185,11 +190,11 @@ async def test_bridge_stopped_mid_stream_and_restarted_delivers_every_record(
                            queue={"capacity": 100, "overflow": "block"})
     stream = Stream(config)
     await stream.produce(offline_records(SIM_HOURS))
-    total = len(stream.by_seq)
+    total = len(stream.by_id)
     partitions = sorted(stream.offsets, key=lambda tp: (tp.topic, tp.partition))
     # coffeemek on MQTT: the Kafka topic with '/' for '.', so every topic is under the unique name
     async with MqttCollector(broker.host, broker.port, f"{unique}/#") as collector:
-        seqs = Seqs(collector)
+        ids = Ids(collector)
         async with running_bridge(config) as first:
             await collector.wait_count(300, timeout_s=20)
             health = first.health()
@@ -204,15 +209,15 @@ async def test_bridge_stopped_mid_stream_and_restarted_delivers_every_record(
         # stopped: what it read is delivered and committed (exactly that), the rest is still in Kafka
         committed = await committed_offsets(config, partitions)
         assert 0 < sum(committed.values()) < total, "the first bridge was not stopped mid-stream"
-        delivered = stream.seqs_below(committed)
-        await seqs.wait_for(delivered, 10, "every committed record on MQTT")
-        assert seqs() == delivered
+        delivered = stream.ids_below(committed)
+        await ids.wait_for(delivered, 10, "every committed record on MQTT")
+        assert ids() == delivered
         first_count = len(collector.messages)
         assert first_count == len(delivered)  # once each
 
         second_config = bridge_config(kafka_bootstrap, unique, broker.port)  # same group
         async with running_bridge(second_config) as second, aiohttp.ClientSession() as http:
-            await seqs.wait_for(set(stream.by_seq), 30, f"all {total} records on MQTT")
+            await ids.wait_for(set(stream.by_id), 30, f"all {total} records on MQTT")
             await wait_for(lambda: second.health()["kafka"]["pending_offsets"] == 0, 10, "nothing pending")
             async with http.get(f"http://127.0.0.1:{second.http_port}/health") as response:
                 assert response.status == 200
@@ -230,19 +235,19 @@ async def test_bridge_stopped_mid_stream_and_restarted_delivers_every_record(
     received = collector.messages
     # the second bridge went on at the committed offsets: every other record, none of the first ones again
     # (a consumer-group rebalance may repeat some of its own: at least once)
-    assert {seq_of(m) for m in received[first_count:]} == set(stream.by_seq) - delivered
+    assert {id_of(m) for m in received[first_count:]} == set(stream.by_id) - delivered
     # each record as the service encoded it, event id included (a coffeemek target gets the Kafka
     # message as it is), on the Kafka topic's MQTT twin
     for message in received:
-        original = stream.by_seq[seq_of(message)]
-        assert message.json() == original, seq_of(message)
+        original = stream.by_id[id_of(message)]
+        assert message.json() == original, id_of(message)
     assert {m.topic for m in received} == {t.replace(".", "/") for t in stream.topics}
     # in order per machine and topic across the restart (Kafka keeps them in one partition)
     per_machine: dict[tuple[str, str], list[int]] = defaultdict(list)
     for message in received:
         body = message.json()
         if "id_macchina" in body:
-            per_machine[(message.topic, body["id_macchina"])].append(seq_of(message))
+            per_machine[(message.topic, body["id_macchina"])].append(id_of(message))
     assert len({machine for _, machine in per_machine}) == 9
     for key, order in per_machine.items():
         firsts = list(dict.fromkeys(order))  # first arrivals (repeats after a rebalance left out)
@@ -253,9 +258,9 @@ async def test_bridge_commits_only_after_the_broker_acknowledged(kafka_bootstrap
                                                                  connect_capture: ConnectCapture) -> None:
     config = bridge_config(kafka_bootstrap, unique, connect_capture.port)
     stream = Stream(config)
-    records = tuple(r for r in offline_records(SIM_HOURS) if r.seq <= 200)
+    records = offline_records(SIM_HOURS)[:200]
     await stream.produce(records)
-    total = len(stream.by_seq)
+    total = len(stream.by_id)
     partitions = sorted(stream.offsets, key=lambda tp: (tp.topic, tp.partition))
     data_topics = {t.replace(".", "/") for t in stream.topics}
 
@@ -310,7 +315,7 @@ async def test_bridge_command_runs_until_sigterm_and_exits_0(kafka_bootstrap: st
                                                              broker: Mosquitto, tmp_path: Path) -> None:
     config = bridge_config(kafka_bootstrap, unique, broker.port)
     stream = Stream(config)
-    await stream.produce(tuple(r for r in offline_records(SIM_HOURS) if r.seq <= 100))
+    await stream.produce(offline_records(SIM_HOURS)[:100])
     port = free_port()
     data = config.model_dump(mode="json")
     data["mqtt"]["bridge"]["http_port"] = port
@@ -323,7 +328,7 @@ async def test_bridge_command_runs_until_sigterm_and_exits_0(kafka_bootstrap: st
             sys.executable, "-m", "simulator", "bridge", "--config", str(path), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
-            await Seqs(collector).wait_for(set(stream.by_seq), 30, "every record through the bridge process")
+            await Ids(collector).wait_for(set(stream.by_id), 30, "every record through the bridge process")
 
             health: dict[str, Any] = {}
 
@@ -335,7 +340,7 @@ async def test_bridge_command_runs_until_sigterm_and_exits_0(kafka_bootstrap: st
                 except aiohttp.ClientError:
                     return False
                 acknowledged = health["mqtt"]["targets"][0]["messages_acknowledged"]
-                return response.status == 200 and acknowledged == len(stream.by_seq)
+                return response.status == 200 and acknowledged == len(stream.by_id)
 
             await until_async(healthy, 10, "every message acknowledged in the bridge process's /health")
             assert health["status"] == "healthy"

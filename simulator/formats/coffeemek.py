@@ -94,14 +94,14 @@ OEE_FIELDS = ("disponibilita", "prestazioni", "qualita", "oee")
 class CoffeeMekFormat:
     name = "coffeemek"
 
-    def __init__(self, config: Config, seed: int, instance: str = "", *,
+    def __init__(self, config: Config, seed: int, run_id: str = "", *,
                  topic_template: str | None = None) -> None:
         self.seed = seed
         self.start = config.simulation.start
         self._whole_ms_start = self.start.microsecond % 1000 == 0
         self.template = None if topic_template is None else TopicTemplate(self.name, topic_template, PLACEHOLDERS)
         self._mqtt_topics: dict[tuple[str, str], str] = {}
-        self.event_id = EventIds(seed, instance)
+        self.event_id = EventIds(seed, run_id)
         self.topics = config.kafka.topics
         self.times = Timestamps(config.simulation.start,
                                 {name: loc.timezone for name, loc in config.locations.items()})
@@ -161,7 +161,7 @@ class CoffeeMekFormat:
         body["risultati_test"] = results
 
     def _cycle(self, r: CycleTelemetry) -> WireMessage:
-        eid = self.event_id(r.seq)
+        eid = self.event_id(r.location, r.seq)
         body = self._machine_fields(r, eid)
         blocked_s, cycle_s, processed_s = (wire_seconds(r.blocked_s), wire_seconds(r.cycle_time_s),
                                            wire_seconds(r.processed_s))
@@ -185,7 +185,7 @@ class CoffeeMekFormat:
         return self._message(self.cycle_topics[r.stage], r.location, r.machine_id, eid, "stage.cycle", body)
 
     def _sample(self, r: MachineSample) -> WireMessage:
-        eid = self.event_id(r.seq)
+        eid = self.event_id(r.location, r.seq)
         body = self._machine_fields(r, eid)
         body.update({
             "tipo_messaggio": "campione",
@@ -200,7 +200,7 @@ class CoffeeMekFormat:
 
     # -- lot events -----------------------------------------------------------------------------
     def _lot_event(self, r: LotEvent) -> WireMessage:
-        eid = self.event_id(r.seq)
+        eid = self.event_id(r.location, r.seq)
         body = {
             "event_id": eid,
             "event_type": r.event_type,

@@ -91,7 +91,7 @@ def grid_frequency_hz(timezone: str) -> float:
 class EnmsFormat:
     name = "enms"
 
-    def __init__(self, config: Config, seed: int, instance: str = "", *, topic_template: str | None = None) -> None:
+    def __init__(self, config: Config, seed: int, run_id: str = "", *, topic_template: str | None = None) -> None:
         options = config.formats.enms
         self.template = TopicTemplate(self.name, topic_template or MQTT_TOPIC_TEMPLATE, PLACEHOLDERS)
         self.prefix = topic_prefix(self.name, options.topic_prefix)

@@ -20,18 +20,18 @@ FORMAT_NAMES = ("coffeemek", "spaceship", "enms", "uns")
 
 
 # --- building formats by name ------------------------------------------------------------------
-def build_format(name: str, config: Config, seed: int, *, instance: str = "",
+def build_format(name: str, config: Config, seed: int, *, run_id: str = "",
                  topic_template: str | None = None) -> Format:
-    """The MQTT wire format ``name``; ``instance`` keeps generated ids unique per process."""
+    """The MQTT wire format ``name``; ``run_id`` (with the seed) makes the ids of the run's records."""
     if name == "coffeemek":
-        return coffeemek.CoffeeMekFormat(config, seed, instance,
+        return coffeemek.CoffeeMekFormat(config, seed, run_id,
                                          topic_template=topic_template or coffeemek.MQTT_TOPIC_TEMPLATE)
     if name == "spaceship":
-        return spaceship.SpaceshipFormat(config, seed, instance, topic_template=topic_template)
+        return spaceship.SpaceshipFormat(config, seed, run_id, topic_template=topic_template)
     if name == "enms":
-        return enms.EnmsFormat(config, seed, instance, topic_template=topic_template)
+        return enms.EnmsFormat(config, seed, run_id, topic_template=topic_template)
     if name == "uns":
-        return uns.UnsFormat(config, seed, instance, topic_template=topic_template)
+        return uns.UnsFormat(config, seed, run_id, topic_template=topic_template)
     raise ValueError(f"unknown format {name!r}; allowed: {', '.join(FORMAT_NAMES)}")
 
 

@@ -66,12 +66,12 @@ HEADERS = (("content_type", CONTENT_TYPE),)
 class SpaceshipFormat:
     name = "spaceship"
 
-    def __init__(self, config: Config, seed: int, instance: str = "", *, topic_template: str | None = None) -> None:
+    def __init__(self, config: Config, seed: int, run_id: str = "", *, topic_template: str | None = None) -> None:
         self.template = TopicTemplate(self.name, topic_template or MQTT_TOPIC_TEMPLATE, PLACEHOLDERS)
         self.prefix = topic_prefix(self.name, config.formats.spaceship.topic_prefix)
         self.times = Timestamps(config.simulation.start,
                                 {name: loc.timezone for name, loc in config.locations.items()})
-        self.event_id = EventIds(seed, instance)
+        self.event_id = EventIds(seed, run_id)
         self.machines = MachineIndex(config)
         self._topics: dict[tuple[str, str], str] = {}
 
@@ -134,7 +134,7 @@ class SpaceshipFormat:
         elif r.event_type == "lot.completed":
             body = {
                 "timestamp": self.times.utc(r.sim_time),
-                "dispatch_id": self.event_id(r.seq),
+                "dispatch_id": self.event_id(r.location, r.seq),
                 "order_id": r.lot_code,
                 "customer": r.customer,
                 "quantity": r.quantity,

@@ -99,16 +99,21 @@ class Timestamps:
 
 
 class EventIds:
-    """UUID-shaped ids: a per-run prefix (from the seed) and the record's sequence number.
+    """UUID-shaped ids: a prefix from the run (its seed and ``run_id``) and the record's plant,
+    then the record's sequence number within that plant.
 
-    Unique within a run, identical for the same seed and sequence, different across seeds.  A
-    service passes a per-process ``instance`` so that ids stay unique across restarts."""
+    Unique within a run, identical for the same run, plant and sequence number wherever and
+    whenever they are made (a plant restored in another process gives its records the same ids),
+    different across runs."""
 
-    def __init__(self, seed: int, instance: str = "") -> None:
-        salt = f":{instance}" if instance else ""
-        digest = hashlib.blake2b(f"factorysim:{seed}{salt}".encode(), digest_size=10).hexdigest()
-        variant = "89ab"[int(digest[16], 16) % 4]
-        self.prefix = f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-{variant}{digest[17:20]}-"
+    def __init__(self, seed: int, run_id: str = "") -> None:
+        self._salt = f"{seed}:{run_id}" if run_id else str(seed)
+        self._prefixes: dict[str, str] = {}
 
-    def __call__(self, seq: int) -> str:
-        return f"{self.prefix}{seq:012x}"
+    def __call__(self, plant: str, seq: int) -> str:
+        prefix = self._prefixes.get(plant)
+        if prefix is None:
+            digest = hashlib.blake2b(f"factorysim:{self._salt}:{plant}".encode(), digest_size=10).hexdigest()
+            variant = "89ab"[int(digest[16], 16) % 4]
+            prefix = self._prefixes[plant] = f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-{variant}{digest[17:20]}-"
+        return f"{prefix}{seq:012x}"

@@ -67,13 +67,13 @@ class _Machine:
 class UnsFormat:
     name = "uns"
 
-    def __init__(self, config: Config, seed: int, instance: str = "", *, topic_template: str | None = None) -> None:
+    def __init__(self, config: Config, seed: int, run_id: str = "", *, topic_template: str | None = None) -> None:
         self.template = TopicTemplate(self.name, topic_template or MQTT_TOPIC_TEMPLATE, PLACEHOLDERS)
         self.tenant = config.formats.uns.tenant
         self.plant = config.formats.uns.plant
         self.times = Timestamps(config.simulation.start,
                                 {name: loc.timezone for name, loc in config.locations.items()})
-        self.event_id = EventIds(seed, instance)
+        self.event_id = EventIds(seed, run_id)
         self.machines = MachineIndex(config)
         self._machines: dict[str, _Machine] = {}
 
@@ -98,7 +98,7 @@ class UnsFormat:
     def _message(self, r: Record, machine_id: str, machine: _Machine, metric: str, value: Any) -> WireMessage:
         body = {
             "ts": self.times.utc(r.sim_time),
-            "id": str(uuid.uuid5(ID_NAMESPACE, f"{self.event_id(r.seq)}/{metric}")),
+            "id": str(uuid.uuid5(ID_NAMESPACE, f"{self.event_id(r.location, r.seq)}/{metric}")),
             "tenant": self.tenant,
             "plant": self.plant,
             "line": machine.line,

@@ -1,4 +1,5 @@
-"""Turns model happenings into records for the sink, numbering them in emission order."""
+"""Turns model happenings into records for the sink, numbering them in emission order per plant
+(location): a plant's records are numbered 1, 2, 3 … whatever the other plants do."""
 
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ def load_of(quantity: int) -> float:
 
 
 class Recorder:
-    __slots__ = ("ambient", "cycle_records", "env", "lot_events", "outdoor", "seq", "sink")
+    __slots__ = ("ambient", "cycle_records", "env", "lot_events", "outdoor", "seqs", "sink")
 
     def __init__(self, env: simpy.Environment, sink: Sink, telemetry: Telemetry,
                  ambient: dict[str, float], outdoor: dict[str, OutdoorClimate] | None = None) -> None:
         self.env = env
         self.sink = sink
-        self.seq = 0
+        self.seqs = dict.fromkeys(ambient, 0)  # per plant: the number of the plant's last record
         self.cycle_records = telemetry.cycle_records
         self.lot_events = telemetry.lot_events
         self.ambient = ambient
@@ -40,20 +41,23 @@ class Recorder:
         climate = self.outdoor.get(location)
         return None if climate is None else climate.temperature_c(self.env.now)
 
+    def _next(self, location: str) -> int:
+        seq = self.seqs[location] + 1
+        self.seqs[location] = seq
+        return seq
+
     def lot_event(self, event_type: str, lot: Lot, stage: str | None = None,
                   machine_id: str | None = None, **extra: object) -> None:
-        self.seq += 1
         self.sink.emit(LotEvent(
-            self.seq, self.env.now, event_type, lot.location, lot.code, stage, machine_id,
+            self._next(lot.location), self.env.now, event_type, lot.location, lot.code, stage, machine_id,
             lot.priority, lot.quantity, lot.customer, str(lot.state), **extra,  # type: ignore[arg-type]
         ))
 
     def machine_event(self, event_type: str, machine: Machine, stage: str | None, *,
                       reason: str | None = None, cause: str | None = None) -> None:
         lot = machine.current_lot
-        self.seq += 1
         self.sink.emit(LotEvent(
-            self.seq, self.env.now, event_type, machine.location,
+            self._next(machine.location), self.env.now, event_type, machine.location,
             lot.code if lot else None, stage, machine.id,
             lot.priority if lot else None, lot.quantity if lot else None,
             lot.customer if lot else None, str(lot.state) if lot else None,
@@ -75,9 +79,8 @@ class Recorder:
         signals = machine.model.signals(ctx, machine.rng_signals)
         # a cycle that was stopped shows the alarm the machine raised while it was blocked
         alarm = machine.model.alarm(replace(ctx, state=BLOCKED) if block_reason else ctx)
-        self.seq += 1
         self.sink.emit(CycleTelemetry(
-            self.seq, now, machine.location, stage, machine.id, machine.machine_type, lot.code,
+            self._next(machine.location), now, machine.location, stage, machine.id, machine.machine_type, lot.code,
             lot.priority, lot.quantity, machine.state, block_reason is not None, block_reason, blocked_s,
             machine.last_maintenance, machine.pieces_since_maintenance, cycle_time, processed,
             alarm, outcome, signals, machine.counters(now), ctx.anomaly,
@@ -96,9 +99,8 @@ class Recorder:
             anomaly_severity=machine.anomaly_severity, ambient_c=self.ambient[machine.location],
             outdoor_c=self.outdoor_c(machine.location),
         )
-        self.seq += 1
         self.sink.emit(MachineSample(
-            self.seq, now, machine.location, machine.id, machine.machine_type, machine.state,
+            self._next(machine.location), now, machine.location, machine.id, machine.machine_type, machine.state,
             lot.code if lot else None, stage if lot else None, machine.block_reason,
             machine.last_maintenance, machine.pieces_since_maintenance, interval,
             machine.model.alarm(ctx), machine.model.signals(ctx, machine.rng_signals),

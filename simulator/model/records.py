@@ -1,7 +1,8 @@
 """The immutable log the model emits: frozen, slotted records carrying sim time and ids.
 
 Formats (``simulator.formats``) turn records into wire messages; field names live there.
-``seq`` numbers every record of a run in emission order (stable per seed).
+``seq`` numbers the records of each plant (location) in emission order, from 1 (stable per seed
+and inputs): (location, seq) identifies a record within a run.
 """
 
 from __future__ import annotations

@@ -88,16 +88,17 @@ class Service:
         self.probe_interval_s = probe_interval_s
         self.environ = environ
         self.instance = uuid.uuid4().hex[:12]
+        self.run_id = self.instance  # the run's identity in event ids (per process, as long as there is no journal)
         self.metrics = IoMetrics()
         self.outbox = Outbox(outbox_capacity)
         self.sim = Simulation(config, self.outbox, sample_limit=20_000)
         speed = config.simulation.speed
         self.driver = Driver(self.sim, speed=None if speed == "max" else float(speed), outbox=self.outbox)
-        self.format = CoffeeMekFormat(config, self.sim.seed, instance=self.instance)
+        self.format = CoffeeMekFormat(config, self.sim.seed, run_id=self.run_id)
         self.inputs = InputGate(self.driver)  # the one way into the model
         self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs)
         self.mqtt = [
-            MqttPublisher(target, build_format(target.format, config, self.sim.seed, instance=self.instance,
+            MqttPublisher(target, build_format(target.format, config, self.sim.seed, run_id=self.run_id,
                                                topic_template=target.topic_template),
                           instance=self.instance, environ=environ, on_command=self._mqtt_command)
             for target in config.mqtt.targets

@@ -88,7 +88,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         }
         self.topics = sorted(self._kind_of)
         self.publishers = [
-            MqttPublisher(t, build_format(t.format, config, config.simulation.seed, instance=self.instance,
+            MqttPublisher(t, build_format(t.format, config, config.simulation.seed, run_id=self.instance,
                                           topic_template=t.topic_template),
                           instance=self.instance, environ=environ)
             for t in config.mqtt.targets
