@@ -12,8 +12,11 @@ COPY --from=build /install /usr/local
 WORKDIR /app
 COPY config.yaml ./config.yaml
 COPY profiles ./profiles
+RUN mkdir -p /data/kafka && chown -R factorysim /data
+VOLUME /data
 USER factorysim
-ENV CONFIG_PATH=/app/config.yaml PYTHONUNBUFFERED=1 HEALTH_CHECK_PORT=8080
+ENV CONFIG_PATH=/app/config.yaml PYTHONUNBUFFERED=1 HEALTH_CHECK_PORT=8080 \
+    FACTORYSIM_EMBEDDED_DATA_DIR=/data/kafka
 EXPOSE 8080 8081
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \

@@ -23,6 +23,7 @@ DEFAULT_PATH = "config.yaml"
 # Environment variable -> config key path.  Values are parsed as YAML scalars.
 ENV_OVERRIDES: Mapping[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+    "FACTORYSIM_EMBEDDED_DATA_DIR": "kafka.embedded.data_dir",
     "HEALTH_CHECK_PORT": "http.port",
     "FACTORYSIM_HTTP_HOST": "http.host",
     "FACTORYSIM_SPEED": "simulation.speed",

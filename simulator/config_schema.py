@@ -7,6 +7,8 @@ Units are in the names (``_s``, ``_h``, ``_ms``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 import re
 from functools import cached_property
@@ -379,6 +381,7 @@ class Topics(Strict):
     telemetry_prefix: TopicName = "coffeemek.telemetry"
     events: TopicName = "coffeemek.events.production_status"
     dead_letter: TopicName = "coffeemek.orders.dead_letter"
+    journal: TopicName = "coffeemek.plants.journal"  # the plants' inputs, keyed by plant
 
 
 class TopicCreation(Strict):
@@ -447,8 +450,18 @@ class Security(Strict):
         return self
 
 
+class EmbeddedKafka(Strict):
+    """The bundled broker of ``bootstrap_servers: embedded`` (adapters/embedded_broker.py)."""
+
+    storage: Literal["persistent", "memory"] = "persistent"  # memory: nothing survives the broker's stop
+    # None: $STATE_DIRECTORY/kafka (systemd), else $XDG_DATA_HOME/factorysim/kafka, else ~/.local/share/factorysim/kafka
+    data_dir: Annotated[str, Field(min_length=1)] | None = None
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # its Kafka listener on 127.0.0.1; 0 = a free port
+
+
 class Kafka(Strict):
     bootstrap_servers: str = "embedded"
+    embedded: EmbeddedKafka = EmbeddedKafka()
     topics: Topics = Topics()
     topic_creation: TopicCreation = TopicCreation()
     producer: Producer = Producer()
@@ -629,6 +642,15 @@ class Config(Strict):
     kafka: Kafka = Kafka()
     mqtt: Mqtt = Mqtt()
     http: Http = Http()
+
+    @cached_property
+    def model_fingerprint(self) -> str:
+        """SHA-256 of what decides a plant's behaviour and its Kafka output: the whole config but
+        the connections (kafka, mqtt, http) and the run's own settings (seed, start, speed).  A
+        journal written under one fingerprint cannot be replayed under another."""
+        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True,
+                                                     "simulation": {"seed", "start", "speed"}})
+        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

@@ -19,8 +19,11 @@ Result = Lot | dict[str, Any] | Exception  # an input's result, or the exception
 class ModelInputs(Protocol):
     """Where inputs enter the model (:mod:`simulator.runtime.gate`)."""
 
-    def submit(self, items: Sequence[Input]) -> asyncio.Future[list[Result]]:
-        """Apply ``items`` in their order, between two steps; the future has one result each."""
+    def submit(self, items: Sequence[Input], sources: Sequence[str | None] | None = None,
+               ) -> asyncio.Future[list[Result]]:
+        """Apply ``items`` in their order, between two steps; the future has one result each.
+        ``sources`` (one per item, optional) says where each came from (an order's
+        "topic/partition/offset"), for the journal."""
         ...
 
     def lot_in_progress(self, lot_code: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from simulator.adapters.child_process import with_death_signal
 from simulator.adapters.embedded_broker import broker_command, free_port
 from simulator.config import parse
 from simulator.config_schema import Config
@@ -33,7 +34,8 @@ def service_config(default_yaml: dict[str, Any], bootstrap: str, unique: str, **
     data["kafka"] = {
         "bootstrap_servers": bootstrap,
         "topics": {"orders": f"{unique}.orders", "telemetry_prefix": f"{unique}.telemetry",
-                   "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter"},
+                   "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter",
+                   "journal": f"{unique}.journal"},
         "consumer": {"group_id": f"{unique}-group", "session_timeout_ms": 2000},
         "producer": {"linger_ms": 5},
     }
@@ -168,7 +170,8 @@ def embedded_broker_process(*extra_args: str, cwd: str | None = None) -> Iterato
     """The embedded (tansu) broker in its own process on a free loopback port, with ``extra_args``;
     yields its bootstrap address once it accepts connections, stops it afterwards."""
     port = free_port()
-    process = subprocess.Popen([*broker_command("127.0.0.1", port), *extra_args], cwd=cwd,
+    # with a parent-death signal: a killed test run leaves no broker behind
+    process = subprocess.Popen(with_death_signal([*broker_command("127.0.0.1", port), *extra_args]), cwd=cwd,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 20

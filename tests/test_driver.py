@@ -214,3 +214,45 @@ async def test_the_catch_up_before_an_injection_stops_at_a_full_outbox() -> None
     assert applied.done()  # the call was applied all the same
     assert outbox.full
     assert len(outbox) <= 50 + 2  # a step adds a record or two: the catch-up stopped when it was full
+
+
+async def test_a_scheduled_call_applies_at_its_instant_once_ready_and_time_holds_there_until_then() -> None:
+    sim = Simulation(quiet_plant(arrivals={"rate_per_hour": 3600, "process": "fixed"}), NullSink())
+    sim.start_arrivals()
+    clock = ManualClock()
+    driver = Driver(sim, speed=None, clock=clock)
+    await driver.run(until_sim_s=100)
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    seen: list[tuple[float, float]] = []
+    applied = driver.schedule(150.0, lambda s: seen.append((s.now, s.env.peek())), ready)
+    assert await driver.run(until_sim_s=1_000, wall_timeout_s=5.0) is StopReason.WALL_TIMEOUT
+    assert sim.now <= 150.0  # held at the call's instant while it is not ready
+    assert not applied.done()
+    ready.set_result(None)
+    assert await driver.run(until_sim_s=1_000) is StopReason.UNTIL_SIM
+    assert applied.done()
+    assert seen[0][0] == 150.0  # at its instant ...
+    assert seen[0][1] > 150.0  # ... after every event due at or before it
+
+
+async def test_a_scheduled_call_whose_readiness_fails_does_not_run() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    driver = Driver(sim, speed=None, clock=ManualClock())
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ready.set_exception(RuntimeError("refused"))
+    applied = driver.schedule(0.0, lambda s: pytest.fail("must not run"), ready)
+    await driver.run(until_sim_s=10)
+    with pytest.raises(RuntimeError, match="refused"):
+        await applied
+
+
+async def test_a_call_scheduled_now_applies_while_paused() -> None:
+    sim = Simulation(quiet_plant(arrivals={"rate_per_hour": 3600, "process": "fixed"}), NullSink())
+    sim.start_arrivals()
+    clock = ManualClock()
+    driver = Driver(sim, speed=60.0, clock=clock)
+    await driver.run(until_sim_s=100)
+    driver.pause()
+    applied = driver.schedule(driver.stamp(), lambda s: s.now)
+    await driver.run(wall_timeout_s=1.0)
+    assert await applied == 100.0  # paused: simulated time stood still, the input entered all the same

@@ -43,7 +43,8 @@ def profile_config(name: str, bootstrap: str, unique: str, broker: Mosquitto, **
     return load(PROFILES / f"{name}.yaml", environ={}, overrides={
         "kafka.bootstrap_servers": bootstrap,
         "kafka.topics": {"orders": f"{unique}.orders", "telemetry_prefix": f"{unique}.telemetry",
-                         "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter"},
+                         "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter",
+                         "journal": f"{unique}.journal"},
         "kafka.consumer.group_id": f"{unique}-group",
         "kafka.consumer.session_timeout_ms": 2000,
         "kafka.producer.linger_ms": 5,

@@ -161,7 +161,8 @@ async def test_a_librdkafka_client_reads_telemetry_and_events(default_yaml: dict
 async def test_demo_mode_shows_lots_flowing_on_the_embedded_broker(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "CONFIG_PATH": str(ROOT / "config.yaml"), "HEALTH_CHECK_PORT": str(port),
-           "FACTORYSIM_SPEED": "3600", "XDG_RUNTIME_DIR": str(tmp_path)}
+           "FACTORYSIM_SPEED": "3600", "XDG_RUNTIME_DIR": str(tmp_path),
+           "FACTORYSIM_EMBEDDED_DATA_DIR": str(tmp_path / "kafka")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.pop("RUNTIME_DIRECTORY", None)
     token_file = tmp_path / "factorysim" / f"http-token-{port}"

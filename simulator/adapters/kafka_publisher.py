@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from simulator.adapters.record_batches import OpenBatch, TopicBatches
 from simulator.formats import Format, WireMessage
-from simulator.model.records import LotEvent, Record
+from simulator.model.records import Record
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 
@@ -58,7 +57,7 @@ class _InFlight:
 
 class KafkaPublisher:
     def __init__(self, producer: AIOKafkaProducer, outbox: Outbox, fmt: Format, metrics: IoMetrics, *,
-                 max_in_flight: int = 50_000, on_lot_received: Callable[[str], None] | None = None,
+                 max_in_flight: int = 50_000,
                  backoff_max_s: float = 5.0, on_connection: Callable[[bool], None] | None = None,
                  records_per_round: int = 2000) -> None:
         self.producer = producer
@@ -66,7 +65,6 @@ class KafkaPublisher:
         self.fmt = fmt
         self.metrics = metrics
         self.max_in_flight = max_in_flight
-        self.on_lot_received = on_lot_received
         self.on_connection = on_connection
         self.backoff_max_s = backoff_max_s
         self.records_per_round = records_per_round
@@ -80,6 +78,10 @@ class KafkaPublisher:
         self.last_error: str | None = None
         self.last_error_at: dt.datetime | None = None  # when ``last_error`` happened (UTC)
         self.sent = 0
+        self._rounds: deque[_Round] = deque()
+        # per plant: every output record up to this number is in Kafka (rounds of records taken from
+        # the outbox are counted off in emission order)
+        self.delivered_through: dict[str, int] = {}
         self._has_work = asyncio.Event()
         self._resend_lock = asyncio.Lock()
         self._backoff_s = 0.2
@@ -131,16 +133,24 @@ class KafkaPublisher:
             await self.flush()
         self._batches.clear()  # follow partition changes once per round
         encode, topics = self.fmt.encode, self._batches
+        round_ = _Round()
+        self._rounds.append(round_)
+        seqs, on_delivered = round_.seqs, round_.delivered
+        messages = 0
         for record in records:
-            on_delivered = self._acknowledgement(record)
+            seqs[record.location] = record.seq
             for message in encode(record):
                 batches = topics.get(message.topic)
                 if batches is None:
                     batches = topics[message.topic] = await self._topic_batches(message.topic)
                 full = batches.add(message.key, message.value, list(message.headers), (message, on_delivered))
                 self._open_messages += 1
+                messages += 1
                 if full is not None:
                     await self._send_batch(batches, full)
+        round_.left += messages
+        round_.complete = True
+        self._rounds_done()
         for batches in topics.values():
             for batch in batches.take_all():
                 await self._send_batch(batches, batch)
@@ -194,12 +204,6 @@ class KafkaPublisher:
             if self._retry:
                 await self.flush()
 
-    def _acknowledgement(self, record: Record) -> Delivered:
-        if (self.on_lot_received is not None and isinstance(record, LotEvent)
-                and record.event_type == "lot.received" and record.lot_code is not None):
-            return functools.partial(self.on_lot_received, record.lot_code)
-        return None
-
     async def _confirm_loop(self) -> None:
         """Account for deliveries as they complete, also while no new records come."""
         while True:
@@ -249,6 +253,7 @@ class KafkaPublisher:
             for _, on_delivered in item.items:
                 if on_delivered is not None:
                     on_delivered()
+            self._rounds_done()
             return
         self.metrics.records_failed.labels(topic).inc(count)
         if isinstance(exc, KafkaError) and exc.retriable:
@@ -261,6 +266,11 @@ class KafkaPublisher:
             log.error("Kafka refused a message for %s: %r (not retriable; counted as failed)", topic, exc)
         self.fatal_error = f"{topic}: {exc!r}"
 
+    def _rounds_done(self) -> None:
+        rounds = self._rounds
+        while rounds and rounds[0].complete and rounds[0].left <= 0:
+            self.delivered_through.update(rounds.popleft().seqs)
+
     def _disconnected(self, exc: BaseException) -> None:
         if self.connected:
             log.warning("Kafka deliveries fail (%r); holding messages and resending", exc)
@@ -269,3 +279,18 @@ class KafkaPublisher:
                 self.on_connection(False)
         self.last_error = repr(exc)
         self.last_error_at = dt.datetime.now(dt.UTC)
+
+
+class _Round:
+    """The records taken from the outbox at once: their last number per plant, and how many of
+    their messages Kafka has not acknowledged yet."""
+
+    __slots__ = ("complete", "left", "seqs")
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int] = {}
+        self.left = 0
+        self.complete = False  # every message of the round is counted in ``left``
+
+    def delivered(self) -> None:
+        self.left -= 1

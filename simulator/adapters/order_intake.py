@@ -1,7 +1,7 @@
 """Orders from Kafka into the model, at least once, never blocking a partition.
 
-A message's offset is committed only when it is *done*: its lot's ``lot.received`` event was
-acknowledged by Kafka, or it was dead-lettered and the dead letter acknowledged.  Offsets are
+A message's offset is committed only when it is *done*: its order is in the journal (acknowledged
+by Kafka) and applied, or it was dead-lettered and the dead letter acknowledged.  Offsets are
 committed per partition up to the first message that is not done yet.  When too many orders are
 waiting for that, the consumer pauses its partitions instead of buffering.
 
@@ -49,6 +49,7 @@ from simulator.interfaces import ModelInputs, Result
 from simulator.model.inputs import Admit
 from simulator.model.order import Order
 from simulator.orders import OrderParser, order_to_json
+from simulator.runtime.gate import JournalRefused
 from simulator.runtime.metrics import IoMetrics
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class _Letter:
 class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, inputs: ModelInputs,
                  parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
-                 max_in_flight: int, dedup_window_s: float, acknowledge_on_admit: bool = False,
+                 max_in_flight: int, dedup_window_s: float,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
@@ -100,7 +101,6 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self.dead_letter_topic = dead_letter_topic
         self.max_in_flight = max_in_flight
         self.dedup_window_s = dedup_window_s
-        self.acknowledge_on_admit = acknowledge_on_admit
         self.clock = clock
         self.letter_attempts = letter_attempts(max_request_bytes)
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
@@ -267,7 +267,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                 admitting.append((tp, message, order))
         self.metrics.orders_consumed.inc(consumed)
         if admitting:
-            admitted = self.inputs.submit([Admit(order) for _, _, order in admitting])
+            admitted = self.inputs.submit([Admit(order) for _, _, order in admitting],
+                                          [f"{tp.topic}/{tp.partition}/{message.offset}"
+                                           for tp, message, _ in admitting])
             admitted.add_done_callback(functools.partial(self._admitted, admitting))
 
     def _duplicate_of(self, code: str) -> str | None:
@@ -288,22 +290,24 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         admitted = 0
         for (tp, message, order), result in zip(admitting, fut.result(), strict=True):
-            if isinstance(result, OrderRejected):
+            if isinstance(result, JournalRefused):  # not applied, not done: read again after a restart
+                log.error("order %s[%d]@%d not admitted: %s", tp.topic, tp.partition, message.offset, result)
+                self._awaiting_ack.pop(order.lot_code, None)
+            elif isinstance(result, OrderRejected):
                 self._awaiting_ack.pop(order.lot_code, None)
                 self._dead_letter(tp, message, result)
             elif isinstance(result, Exception):  # a bug for this one order: logged, dead-lettered, not stuck
                 log.error("admitting lot %s failed", order.lot_code, exc_info=result)
                 self._awaiting_ack.pop(order.lot_code, None)
                 self._dead_letter(tp, message, OrderRejected(ADMISSION_FAILED, repr(result)))
-            else:
+            else:  # in the journal and admitted: done
                 admitted += 1
-                if self.acknowledge_on_admit:
-                    self.lot_received_acknowledged(order.lot_code)
+                self.order_done(order.lot_code)
         if admitted:
             self.metrics.lots_admitted.inc(admitted)
 
-    def lot_received_acknowledged(self, lot_code: str) -> None:
-        """The lot's ``lot.received`` is safely in Kafka: its order message is done."""
+    def order_done(self, lot_code: str) -> None:
+        """The lot's order is in the journal: its message is done."""
         where = self._awaiting_ack.pop(lot_code, None)
         if where is not None:
             self._done(*where)

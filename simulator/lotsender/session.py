@@ -112,7 +112,7 @@ async def _embedded_service(settings: Settings) -> AsyncIterator[str]:
     assert settings.config is not None
     config = config_module.parse(
         settings.config.model_dump(mode="json", exclude_none=True), environ={},
-        overrides={"kafka.bootstrap_servers": "embedded", "http.port": 0,
+        overrides={"kafka.bootstrap_servers": "embedded", "kafka.embedded.storage": "memory", "http.port": 0,
                    "simulation.speed": settings.embedded_speed,
                    "simulation.start": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()})
     service = Service(config)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
+from simulator.adapters.journal import JournalWriter
 from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
 from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
@@ -44,6 +45,7 @@ from simulator.adapters.systemd import SystemdNotifier
 from simulator.config_schema import Config
 from simulator.errors import CommandRejected
 from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
 from simulator.formats.registry import build_format
 from simulator.model.order import Order
 from simulator.model.simulation import Simulation
@@ -95,7 +97,9 @@ class Service:
         speed = config.simulation.speed
         self.driver = Driver(self.sim, speed=None if speed == "max" else float(speed), outbox=self.outbox)
         self.format = CoffeeMekFormat(config, self.sim.seed, run_id=self.run_id)
-        self.inputs = InputGate(self.driver)  # the one way into the model
+        self.journal: JournalWriter | None = None
+        self._checkpointed: dict[str, int] = {}  # per plant: the output number the journal has a checkpoint of
+        self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
         self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs)
         self.mqtt = [
             MqttPublisher(target, build_format(target.format, config, self.sim.seed, run_id=self.run_id,
@@ -166,7 +170,7 @@ class Service:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         if self.bootstrap_servers == "embedded":
-            self.broker = EmbeddedBroker()
+            self.broker = EmbeddedBroker.from_config(self.config.kafka.embedded, self.environ)
             stack.push_async_callback(self.broker.stop)
             await self.broker.start()
             self.bootstrap_servers = self.broker.bootstrap_servers
@@ -189,6 +193,9 @@ class Service:
         self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
                                         max_in_flight=kafka.producer.max_in_flight_messages,
                                         on_connection=lambda _: self._follow_kafka())
+        self.journal = JournalWriter(self.publisher, kafka.topics.journal)
+        self.inputs.journal, self.inputs.run_id = self.journal, self.run_id
+        self.journal.append(self._run_start())
         self.consumer = AIOKafkaConsumer(
             **options, **consumer_options(kafka.consumer, kafka.consumer.group_id),
             **orders_fetch_options(kafka.consumer),
@@ -198,18 +205,40 @@ class Service:
             OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
             orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
             max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,
-            acknowledge_on_admit=not self.config.telemetry.lot_events,
             max_request_bytes=kafka.producer.max_request_bytes,
         )
-        self.publisher.on_lot_received = self.intake.lot_received_acknowledged
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
         stack.push_async_callback(self._stop_consumer)
         await self.consumer.start()
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
-        return [topics.orders, topics.dead_letter, topics.events, *self.format.cycle_topics.values(),
+        return [topics.orders, topics.dead_letter, topics.events, topics.journal, *self.format.cycle_topics.values(),
                 *self.format.sample_topics.values()]
+
+    def _run_start(self) -> list[Entry]:
+        """The journal's first entries of this run: one per plant, then how time follows the clock."""
+        start, seed, speed = self.sim.start, self.sim.seed, self.driver.speed
+        plants = sorted(self.config.locations)
+        fingerprint = self.config.model_fingerprint
+        return [*(RunStart(p, self.run_id, seed, fingerprint, start) for p in plants),
+                *(ClockSet(p, self.run_id, self.sim.now, time.time(), speed) for p in plants)]
+
+    async def _checkpoints(self, interval_s: float = 1.0) -> None:
+        """Tell the journal, now and then, up to which record each plant's output is in Kafka."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self._write_checkpoints(self._checkpointed)
+
+    def _write_checkpoints(self, written: dict[str, int]) -> None:
+        assert self.publisher is not None
+        assert self.journal is not None
+        through, now = self.publisher.delivered_through, self.sim.now
+        entries: list[Entry] = [Checkpoint(plant, self.run_id, seq, now) for plant, seq in sorted(through.items())
+                                if written.get(plant) != seq]
+        if entries:
+            written.update(through)
+            self.journal.append(entries)
 
     async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
         assert self.publisher is not None
@@ -228,7 +257,10 @@ class Service:
             intake = loop("order-intake", "intake", self.intake.run())
             driver = loop("driver", "driver", self._drive())
             mqtt = [loop(f"mqtt-{p.name}", "mqtt", p.run()) for p in self.mqtt]
-            others = [loop("http", "http", self.http.serve()),
+            assert self.journal is not None
+            others = [loop("journal", "", self.journal.run()),
+                      loop("checkpoints", "", self._checkpoints()),
+                      loop("http", "http", self.http.serve()),
                       loop("kafka-probe", "", self._probe()),
                       loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
             others += [loop(getattr(task, "__name__", "extra"), "", task(self), until_stopped=False)
@@ -259,6 +291,8 @@ class Service:
 
     def _failed(self, failure: Failure) -> None:
         self.notifier.status(f"failed: {failure.task}: {failure.error}"[:200])
+        if self.notifier.watchdog_interval_s is not None:
+            log.error("not feeding the systemd watchdog: %s failed", failure.task)
 
     async def _shutdown(self, intake: asyncio.Task[None], driver: asyncio.Task[Any],
                         publisher: asyncio.Task[None]) -> None:
@@ -288,6 +322,9 @@ class Service:
                       self.publisher.in_flight + len(self.outbox))
             publisher.cancel()
         try:
+            if self.journal is not None:  # where the output stands, for the next start
+                self._write_checkpoints(self._checkpointed)
+                await wait_for(self.journal.drain(), left(0.1))
             await wait_for(self.intake.drain_dead_letters(), left(0.2))
             self.handed_over = await wait_for(self.intake.hand_over(self._orders_in_progress()), left(0.2))
             if self.handed_over:
@@ -361,7 +398,8 @@ class Service:
                 self.notifier.watchdog()
                 starved = False
             elif not starved:
-                log.error("not feeding the systemd watchdog: %s", problem)
+                if self.supervisor.failure is None:  # a failure says so itself, at once
+                    log.error("not feeding the systemd watchdog: %s", problem)
                 starved = True
             await asyncio.sleep(interval)
 

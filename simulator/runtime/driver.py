@@ -8,6 +8,11 @@
   health checks and intake stay responsive.
 - Lots and commands are injected only between steps (``call``/``inject``); in paced mode the
   environment is first advanced to the wall-clock-mapped simulated time, so a lot enters "now".
+- ``schedule(at, fn, ready)`` runs ``fn`` at the stated simulated instant ``at``: after every event
+  due at or before it, before any event after it, once ``ready`` is done.  Until then simulated
+  time holds at ``at`` (a journaled input waits there for its acknowledgement: no output may
+  depend on an input that is not in the journal yet).  ``stamp()`` is the instant an input given
+  now applies at.
 - With an outbox, stepping stops while it is full (backpressure: simulated time pauses), also
   while catching up before an injection: no command or speed makes one turn of the loop do
   unbounded work.
@@ -20,9 +25,12 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -66,6 +74,8 @@ class Driver:
         self.max_wait_s = max_wait_s
         self.end_s = sim.calendar_end_s
         self._pending: deque[tuple[Callable[[Simulation], Any], asyncio.Future[Any]]] = deque()
+        self._scheduled: list[_Scheduled] = []  # heap by (at, order of scheduling)
+        self._order = itertools.count()
         self._wake = asyncio.Event()
         if outbox is not None:
             outbox.waker = self._wake
@@ -90,6 +100,36 @@ class Driver:
 
     def inject(self, order: Order) -> asyncio.Future[Lot]:
         return self.call(lambda sim: sim.admit(order))
+
+    def stamp(self) -> float:
+        """The simulated instant at which an input given now applies: in paced mode the
+        wall-clock-mapped time when the driver keeps pace; the current instant when it runs
+        behind (events are due before the mapped time: they come first, at their own pace), when
+        simulated time holds, and as fast as possible."""
+        now = float(self.env.now)
+        if self.speed is None or self._paused or self._holds:
+            return now
+        target = min(self._target(self.clock.now()), self.end_s)
+        return now if self.env.peek() <= target else max(now, target)
+
+    def schedule(self, at: float, fn: Callable[[Simulation], T],
+                 ready: asyncio.Future[Any] | None = None) -> asyncio.Future[T]:
+        """Run ``fn(sim)`` at simulated time ``at`` (not before the current instant): after every event
+        due at or before ``at``, before any event after it, and not before ``ready`` is done (until
+        then simulated time holds at ``at``; if ``ready`` fails, ``fn`` does not run and the future
+        gets its exception)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        item = _Scheduled(max(at, float(self.env.now)), next(self._order), fn, future, ready)
+        heapq.heappush(self._scheduled, item)
+        if ready is not None:
+            ready.add_done_callback(lambda _: self._wake.set())
+        self._wake.set()
+        return future
+
+    @property
+    def barrier(self) -> float:
+        """Simulated time cannot pass this instant (the first scheduled call's), or inf."""
+        return self._scheduled[0].at if self._scheduled else math.inf
 
     def pause(self) -> None:
         self._paused = True
@@ -152,6 +192,7 @@ class Driver:
         while True:
             self.last_turn = self.clock.now()
             self._run_pending()
+            self._run_scheduled()
             if until is not None and until():
                 return StopReason.CONDITION
             if self._stopped:
@@ -167,6 +208,10 @@ class Driver:
                 await self._sleep(min(self.max_wait_s, deadline - now_wall))
                 continue
             next_t = self.env.peek()
+            barrier = self.barrier
+            if next_t > barrier:  # a scheduled call waits to be ready: time holds at its instant
+                await self._sleep(min(self.max_wait_s, deadline - now_wall))
+                continue
             if self.speed is None:
                 idle_forever = next_t == math.inf and until_sim_s is None  # no limit to run to
                 if next_t > limit and not idle_forever:
@@ -177,14 +222,14 @@ class Driver:
                         return StopReason.EXHAUSTED
                     await self._sleep(min(self.max_wait_s, deadline - now_wall))
                     continue
-                done += self._step_slice(limit, min(budget - done, self.slice_events), until)
+                done += self._step_slice(min(limit, barrier), min(budget - done, self.slice_events), until)
                 await asyncio.sleep(0)
                 continue
             # due-ness is decided on the wall clock, with a tolerance for float rounding
             if next_t <= limit and self._due_wall(next_t) <= now_wall + _EPSILON_S:
                 self.lag_s = max(0.0, now_wall - self._due_wall(next_t))
                 self.max_lag_s = max(self.max_lag_s, self.lag_s)
-                horizon = min(max(self._target(now_wall), next_t), limit)
+                horizon = min(max(self._target(now_wall), next_t), limit, barrier)
                 done += self._step_slice(horizon, min(budget - done, self.slice_events), until)
                 await asyncio.sleep(0)
                 continue
@@ -218,7 +263,7 @@ class Driver:
             # at most one slice of due events (and none once the outbox is full): when more are due,
             # the calls enter at the current instant, behind schedule, and ``lag_s`` says so
             now_wall = self.clock.now()
-            target = min(self._target(now_wall), self.end_s)
+            target = min(self._target(now_wall), self.end_s, self.barrier)
             if self.env.peek() <= target and not (self.outbox is not None and self.outbox.full):
                 self._step_slice(target, self.slice_events, None)
             if self.env.peek() <= target:  # still behind: say so
@@ -233,6 +278,34 @@ class Driver:
                 future.set_result(fn(self.sim))
             except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
                 future.set_exception(exc)
+
+    def _run_scheduled(self) -> None:
+        """Run the scheduled calls whose instant has come (nothing left due at or before it) and
+        that are ready, in order."""
+        scheduled, env = self._scheduled, self.env
+        while scheduled:
+            item = scheduled[0]
+            ready = item.ready
+            if ready is not None and not ready.done():
+                return  # time holds here until it is
+            if env.peek() <= item.at:
+                if item.at != env.now:
+                    return  # events due before it come first (stepped in slices)
+                while env.peek() == item.at:  # the rest of the current instant, also while paused or held
+                    env.step()
+                    self.events += 1
+            heapq.heappop(scheduled)
+            if item.future.cancelled():
+                continue
+            failure = None if ready is None else (asyncio.CancelledError() if ready.cancelled() else ready.exception())
+            if failure is not None:
+                item.future.set_exception(failure)
+                continue
+            self.sim.move_clock_to(item.at)
+            try:
+                item.future.set_result(item.fn(self.sim))
+            except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
+                item.future.set_exception(exc)
 
     def _advance_to(self, sim_time: float) -> None:
         """Move simulated time forward to ``sim_time`` when nothing happens before it."""
@@ -253,3 +326,12 @@ class Driver:
     async def _sleep(self, seconds: float) -> None:
         await self.clock.wait(self._wake, max(0.0, seconds))
         self._wake.clear()
+
+
+@dataclass(order=True, slots=True)
+class _Scheduled:
+    at: float
+    order: int
+    fn: Callable[[Simulation], Any] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+    ready: asyncio.Future[Any] | None = field(compare=False)

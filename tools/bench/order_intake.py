@@ -71,7 +71,7 @@ def bench_config(data: dict[str, Any], bootstrap: str, orders_topic: str, name: 
     data["kafka"] = {
         "bootstrap_servers": bootstrap,
         "topics": {"orders": orders_topic, "telemetry_prefix": f"{name}.telemetry", "events": f"{name}.events",
-                   "dead_letter": f"{name}.dead_letter"},
+                   "dead_letter": f"{name}.dead_letter", "journal": f"{name}.journal"},
         "consumer": {"group_id": f"{name}-group"},
     }
     data["http"] = {"host": "127.0.0.1", "port": 0, "open_controls": True}  # no token file for a benchmark

@@ -61,7 +61,8 @@ def bench_config(sample_interval_s: float, tag: str = "bench") -> Config:
     data: dict[str, Any] = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8")))
     data["telemetry"]["sample_interval_s"] = sample_interval_s
     data["kafka"]["topics"] = {"orders": f"{tag}.orders", "telemetry_prefix": f"{tag}.telemetry",
-                               "events": f"{tag}.events", "dead_letter": f"{tag}.dead_letter"}
+                               "events": f"{tag}.events", "dead_letter": f"{tag}.dead_letter",
+                               "journal": f"{tag}.journal"}
     return parse(data, environ={})
 
 

@@ -1,0 +1,199 @@
+"""The journal's wire format: a plant's history as JSON entries on the journal topic.
+
+Every entry is one Kafka message keyed by its plant (location), so a plant's entries stay in
+order on one partition.  Kinds:
+
+- ``start``: a run of the plant begins: run id, seed, config fingerprint, the calendar instant of
+  simulated time 0;
+- ``input``: a model input (:mod:`simulator.model.inputs`) applied at simulated time ``at``, with
+  the plant's input number ``seq`` (1, 2, 3 …) and, for an order, where it came from (``source``:
+  topic, partition, offset);
+- ``checkpoint``: Kafka has acknowledged every output record of the plant up to ``output_seq``;
+- ``clock``: how simulated time followed the wall clock from then on (``speed`` None: as fast as
+  possible; ``paused``).
+
+Every entry carries the format version ``v`` and the run id, so entries of older runs on the same
+topic are told apart.  A malformed entry is a :class:`JournalError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from simulator.formats import WireMessage
+from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly
+from simulator.model.order import Order
+
+JOURNAL_VERSION = 1
+CONTENT_TYPE = b"application/json"
+
+
+class JournalError(ValueError):
+    """A journal entry that cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    plant: str
+    run_id: str
+    seed: int
+    fingerprint: str  # of the config's model part (config.model_fingerprint)
+    start: dt.datetime  # the calendar instant of simulated time 0 (UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    plant: str
+    run_id: str
+    seq: int  # the plant's input number, from 1
+    at: float  # simulated time at which it applied
+    input: Input
+    source: str | None = None  # an order's "topic/partition/offset"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    plant: str
+    run_id: str
+    output_seq: int  # every output record of the plant up to this number is in Kafka
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSet:
+    plant: str
+    run_id: str
+    at: float  # simulated time ...
+    wall: float  # ... at this wall-clock instant (Unix seconds)
+    speed: float | None  # simulated seconds per wall second; None: as fast as possible
+    paused: bool = False
+
+
+Entry = RunStart | Applied | Checkpoint | ClockSet
+
+
+def encode(entry: Entry, topic: str) -> WireMessage:
+    body: dict[str, Any] = {"v": JOURNAL_VERSION, "run": entry.run_id, "plant": entry.plant}
+    if isinstance(entry, RunStart):
+        body |= {"kind": "start", "seed": entry.seed, "fingerprint": entry.fingerprint,
+                 "start": entry.start.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")}
+    elif isinstance(entry, Applied):
+        body |= {"kind": "input", "seq": entry.seq, "at": entry.at, "input": encode_input(entry.input)}
+        if entry.source is not None:
+            body["source"] = entry.source
+    elif isinstance(entry, Checkpoint):
+        body |= {"kind": "checkpoint", "output_seq": entry.output_seq, "at": entry.at}
+    else:
+        body |= {"kind": "clock", "at": entry.at, "wall": entry.wall, "speed": entry.speed, "paused": entry.paused}
+    return WireMessage(topic, entry.plant.encode(), (("content_type", CONTENT_TYPE),), orjson.dumps(body))
+
+
+def decode(value: bytes) -> Entry:
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise JournalError(f"not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise JournalError("an entry is a JSON object")
+    if body.get("v") != JOURNAL_VERSION:
+        raise JournalError(f"journal format version {body.get('v')!r}; this factorysim reads version "
+                           f"{JOURNAL_VERSION}")
+    try:
+        plant, run_id, kind = _text(body, "plant"), _text(body, "run"), body.get("kind")
+        if kind == "start":
+            start = dt.datetime.fromisoformat(_text(body, "start").replace("Z", "+00:00"))
+            return RunStart(plant, run_id, _int(body, "seed"), _text(body, "fingerprint"), start)
+        if kind == "input":
+            source = body.get("source")
+            return Applied(plant, run_id, _int(body, "seq"), _time(body, "at"), decode_input(body["input"]),
+                           source if isinstance(source, str) else None)
+        if kind == "checkpoint":
+            return Checkpoint(plant, run_id, _int(body, "output_seq"), _time(body, "at"))
+        if kind == "clock":
+            speed = body.get("speed")
+            return ClockSet(plant, run_id, _time(body, "at"), _time(body, "wall"),
+                            None if speed is None else _positive(speed, "speed"), bool(body.get("paused", False)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"a {kind!r} entry that cannot be read: {exc!r}") from exc
+    raise JournalError(f"unknown entry kind {kind!r}")
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def encode_input(item: Input) -> dict[str, Any]:
+    if isinstance(item, Admit):
+        o = item.order
+        return {"kind": "admit", "lot_code": o.lot_code, "customer": o.customer, "quantity": o.quantity,
+                "location": o.location, "priority": o.priority, "timestamp": o.timestamp}
+    if isinstance(item, Block):
+        return {"kind": "block", "machine_id": item.machine_id, "reason": item.reason, "duration_s": item.duration_s}
+    if isinstance(item, Repair):
+        return {"kind": "repair", "machine_id": item.machine_id}
+    if isinstance(item, SetAnomaly):
+        return {"kind": "set_anomaly", "machine_id": item.machine_id, "anomaly": item.anomaly,
+                "severity": item.severity, "duration_s": item.duration_s}
+    if isinstance(item, ClearAnomaly):
+        return {"kind": "clear_anomaly", "machine_id": item.machine_id, "anomaly": item.anomaly}
+    return {"kind": "plant_anomaly", "plant": item.plant, "anomaly": item.anomaly, "on": item.on,
+            "severity": item.severity, "duration_s": item.duration_s}
+
+
+def decode_input(data: Any) -> Input:
+    if not isinstance(data, dict):
+        raise TypeError("an input is a JSON object")
+    kind = data.get("kind")
+    if kind == "admit":
+        timestamp = data.get("timestamp")
+        return Admit(Order(_text(data, "lot_code"), str(data.get("customer", "")), _int(data, "quantity"),
+                           _text(data, "location"), _text(data, "priority"),
+                           timestamp if isinstance(timestamp, str) else None))
+    if kind == "block":
+        return Block(_text(data, "machine_id"), _text(data, "reason"), _duration(data))
+    if kind == "repair":
+        return Repair(_text(data, "machine_id"))
+    if kind == "set_anomaly":
+        return SetAnomaly(_text(data, "machine_id"), _text(data, "anomaly"), _positive(data["severity"], "severity"),
+                          _duration(data))
+    if kind == "clear_anomaly":
+        anomaly = data.get("anomaly")
+        return ClearAnomaly(_text(data, "machine_id"), anomaly if isinstance(anomaly, str) else None)
+    if kind == "plant_anomaly":
+        return PlantAnomaly(_text(data, "plant"), _text(data, "anomaly"), bool(data["on"]),
+                            _positive(data["severity"], "severity"), _duration(data))
+    raise ValueError(f"unknown input kind {kind!r}")
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string")
+    return value
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{key} must be an integer")
+    return value
+
+
+def _time(data: dict[str, Any], key: str) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise TypeError(f"{key} must be a non-negative number")
+    return float(value)
+
+
+def _positive(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise TypeError(f"{key} must be a positive number")
+    return float(value)
+
+
+def _duration(data: dict[str, Any]) -> float | None:
+    value = data.get("duration_s")
+    return None if value is None else _positive(value, "duration_s")

@@ -1,0 +1,141 @@
+"""The journal: its entries read back as written, and the service's journal on the real broker
+replayed offline gives the output the service published, byte for byte (the property recovery
+stands on)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from service_harness import (
+    Reader,
+    control_headers,
+    finished,
+    orders,
+    produce,
+    running_service,
+    service_config,
+    wait_for,
+)
+
+from simulator.formats import journal
+from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.formats.journal import Applied, Checkpoint, ClockSet, JournalError, RunStart
+from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly, apply
+from simulator.model.order import Order
+from simulator.model.records import ListSink
+from simulator.model.simulation import Simulation
+
+INPUTS: list[Input] = [
+    Admit(Order("L-1", "Bar Sport", 12, "Italia", "alta", "2025-06-25T08:00:00Z")),
+    Admit(Order("L-2", "", 1, "Vietnam", "bassa")),
+    Block("Italia-fresa_cnc-01", "jam", 600.5), Block("Italia-fresa_cnc-02"),
+    Repair("Italia-fresa_cnc-01"),
+    SetAnomaly("Brasile-tornio-01", "bearing_fault", 2.5, 900.0), SetAnomaly("Brasile-tornio-02", "energy_spike"),
+    ClearAnomaly("Brasile-tornio-01", "bearing_fault"), ClearAnomaly("Brasile-tornio-02"),
+    PlantAnomaly("Vietnam", "energy_spike", True, 1.5, 60.0), PlantAnomaly("Vietnam", "energy_spike", False),
+]
+
+
+@pytest.mark.parametrize("entry", [
+    RunStart("Italia", "run-1", 42, "f" * 64, dt.datetime(2025, 6, 25, 6, 0, tzinfo=dt.UTC)),
+    Checkpoint("Brasile", "run-1", 1234, 5678.25),
+    ClockSet("Vietnam", "run-1", 12.5, 1_764_000_000.123, 60.0), ClockSet("Vietnam", "run-1", 0.0, 1.0, None, True),
+    *(Applied("Italia", "run-1", n, 0.1 * n, item, "orders/2/17" if n % 2 else None)
+      for n, item in enumerate(INPUTS, start=1)),
+])
+def test_every_entry_reads_back_as_written(entry: journal.Entry) -> None:
+    message = journal.encode(entry, "plants.journal")
+    assert message.key == entry.plant.encode()
+    assert journal.decode(message.value) == entry
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (b"{", "not JSON"), (b"[]", "a JSON object"), (b'{"v": 2, "kind": "start"}', "version 2"),
+    (b'{"v": 1, "run": "r", "plant": "p", "kind": "nope"}', "unknown entry kind"),
+    (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": -1, "input": {}}', "cannot be read"),
+    (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": 1, "input": {"kind": "x"}}',
+     "cannot be read"),
+])
+def test_a_malformed_entry_is_a_journal_error(raw: bytes, problem: str) -> None:
+    with pytest.raises(JournalError, match=problem):
+        journal.decode(raw)
+
+
+async def test_the_journal_replayed_offline_gives_the_published_output_byte_for_byte(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{
+        "simulation.speed": "max",
+        "disruptions.failures": {"mtbf_h": 2, "repair_time": {"distribution": "exponential", "mean": 1800}},
+        "telemetry.sample_interval_s": 300})
+    topics = config.kafka.topics
+    fmt = CoffeeMekFormat(config, config.simulation.seed)
+    telemetry = [*fmt.cycle_topics.values(), *fmt.sample_topics.values()]
+    lots = 30
+    async with running_service(config) as service, \
+            aiohttp.ClientSession(headers=control_headers(service)) as http:
+        await produce(kafka_bootstrap, topics.orders, orders(lots, unique, seed=3))
+        base = f"http://127.0.0.1:{service.http_port}"
+        async with http.post(f"{base}/machines/Vietnam-tornio-01/anomaly", json={"type": "bearing_fault"}) as r:
+            assert r.status == 200
+        async with http.post(f"{base}/machines/Brasile-assemblaggio-01/block", json={"duration_s": 3600}) as r:
+            assert r.status == 200
+        async with Reader(kafka_bootstrap, [topics.events]) as reader:
+            await reader.read_until(lambda c: len(finished(c.json(topics.events))) >= lots, 60, "every lot finished")
+        async with http.post(f"{base}/simulation/pause") as r:  # samples and failures go on for ever
+            assert r.status == 200
+        await wait_for(lambda: service.publisher is not None and service.outbox.total > 0
+                       and sum(service.publisher.delivered_through.values()) >= service.outbox.total, 30,
+                       "every record acknowledged")
+        run_id, through = service.run_id, dict(service.publisher.delivered_through)
+
+    def complete(c: Any) -> bool:
+        written = {e.plant: e.output_seq for e in map(journal.decode, (m.value for m in c.of(topics.journal)))
+                   if isinstance(e, Checkpoint)}
+        output = sum(len(c.of(topic)) for topic in [topics.events, *telemetry])
+        return written == through and output >= sum(through.values())
+
+    async with Reader(kafka_bootstrap, [topics.journal, topics.events, *telemetry]) as reader:
+        collected = await reader.read_until(complete, 30, "the output and the journal's last checkpoints")
+    entries = [journal.decode(m.value) for m in collected.of(topics.journal)]
+    assert {e.run_id for e in entries} == {run_id}
+    starts = [e for e in entries if isinstance(e, RunStart)]
+    assert sorted(e.plant for e in starts) == sorted(config.locations)
+    assert {(e.seed, e.fingerprint, e.start) for e in starts} == {
+        (config.simulation.seed, config.model_fingerprint, config.simulation.start)}
+    applied = [e for e in entries if isinstance(e, Applied)]
+    admits = [e for e in applied if isinstance(e.input, Admit)]
+    assert len(admits) == lots
+    assert all(e.source is not None and e.source.startswith(f"{topics.orders}/") for e in admits)
+    for plant in config.locations:
+        numbers = sorted(e.seq for e in applied if e.plant == plant)
+        assert numbers == list(range(1, len(numbers) + 1))
+
+    # replay: the same inputs at the same instants, offline, encoded with the run's ids
+    sink = ListSink()
+    sim = Simulation(config, sink)
+    for entry in sorted(applied, key=lambda e: (e.at, e.plant, e.seq)):
+        sim.settle(entry.at)
+        apply(sim, entry.input)
+    checkpoints: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        if isinstance(entry, Checkpoint):
+            checkpoints[entry.plant] = max(checkpoints[entry.plant], entry.output_seq)
+    while any(sim.recorder.seqs[p] < seq for p, seq in checkpoints.items()):
+        sim.env.step()
+    replayed = {(m.topic, orjson.loads(m.value).get("id_evento") or orjson.loads(m.value)["event_id"]): m.value
+                for record in sink.records if record.seq <= checkpoints.get(record.location, 0)
+                for m in CoffeeMekFormat(config, config.simulation.seed, run_id).encode(record)}
+    published = {(m.topic, orjson.loads(m.value).get("id_evento") or orjson.loads(m.value)["event_id"]): m.value
+                 for topic in [topics.events, *telemetry] for m in collected.of(topic)}
+    assert len(replayed) > 500
+    missing = [key for key in replayed if key not in published]
+    assert not missing, f"{len(missing)} replayed messages were not published, e.g. {missing[:3]}"
+    different = [key for key, value in replayed.items() if published[key] != value]
+    assert not different, (f"{len(different)} messages differ, e.g. {different[:3]}: published "
+                           f"{published[different[0]]!r}, replayed {replayed[different[0]]!r}" if different else "")
+
