@@ -51,7 +51,7 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 test: lint typecheck unit
 

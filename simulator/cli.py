@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the instant of simulated time 0: 'now' (default), 'config' or an ISO 8601 instant")
     run.add_argument("--demo", action="store_true",
                      help="also feed generated lots to the orders topic and show a live summary")
+    run.add_argument("--fresh", action="store_true",
+                     help="start a new run even if the journal holds one to continue (the old one stays there)")
     run.set_defaults(handler=cmd_run)
 
     bridge = commands.add_parser("bridge", help="standalone MQTT bridge: Kafka telemetry and lot events to the "
@@ -118,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.start != "config":
         overrides["simulation.start"] = args.start
     cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
-    return run_service(cfg, demo=args.demo)
+    return run_service(cfg, demo=args.demo, fresh=args.fresh)
 
 
 # --- validate-config -----------------------------------------------------------------------------

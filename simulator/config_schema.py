@@ -353,6 +353,9 @@ class Simulation(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
     start: dt.datetime = dt.datetime(2025, 6, 25, 6, 0, tzinfo=dt.UTC)
     speed: Literal["max"] | Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)] = 60.0
+    # a run recovered from the journal in paced mode: catch up the time the service was down (as if
+    # the plant had kept running), or skip it
+    after_downtime: Literal["catch_up", "skip"] = "catch_up"
     priority_processing: bool = True
 
     @field_validator("speed", mode="before")
@@ -649,7 +652,7 @@ class Config(Strict):
         the connections (kafka, mqtt, http) and the run's own settings (seed, start, speed).  A
         journal written under one fingerprint cannot be replayed under another."""
         data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True,
-                                                     "simulation": {"seed", "start", "speed"}})
+                                                     "simulation": {"seed", "start", "speed", "after_downtime"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @model_validator(mode="after")

@@ -60,7 +60,8 @@ def test_normalised_config_reloads_to_the_same_config(default_config: Config) ->
     ("simulation.seed", -1, "simulation.seed: must be >= 0 (got -1)"),
     ("simulation.start", "yesterday", "simulation.start: must be an ISO 8601 instant"),
     ("simulation.start", "2025-06-25T06:00:00", "simulation.start: start needs a UTC offset"),
-    ("simulation.sped", 3, "simulation.sped: unknown key; allowed keys: priority_processing, seed, speed, start"),
+    ("simulation.sped", 3, "simulation.sped: unknown key; allowed keys: after_downtime, priority_processing, "
+                           "seed, speed, start"),
     ("locations.Italia.timezone", "Mars/Base", "locations.Italia.timezone: unknown time zone 'Mars/Base'"),
     ("locations.Italia.machines.fresa_cnc", -1, "locations.Italia.machines.fresa_cnc: must be >= 0 (got -1)"),
     ("locations.Italia.machines.laser", 2, "locations.Italia.machines.laser: unknown machine type; allowed: "),

@@ -191,12 +191,11 @@ def test_orders_and_dispatch_follow_the_lots(run) -> None:  # type: ignore[no-un
     assert others == []
 
 
-def test_a_resumed_lot_is_not_ordered_twice_and_the_prefix_is_configurable() -> None:
+def test_the_topic_prefix_is_configurable() -> None:
     config = spaceship_plant(spaceship={"topic_prefix": "sites/hangar"})
     sink = ListSink()
     sim = Simulation(config, sink, seed=SEED)
     sim.admit(Order("NEW-1", "Orbital", 5, "Hangar", "alta"))
-    sim.admit(Order("OLD-1", "Orbital", 5, "Hangar", "normale", resumed=True))
     sim.env.run(until=3600)
     fmt = SpaceshipFormat(config, SEED)
     messages = [m for r in sink.records for m in fmt.encode(r)]

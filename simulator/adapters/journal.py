@@ -1,4 +1,4 @@
-"""The journal on Kafka: appending a plant's entries in order, acknowledged.
+"""The journal on Kafka: appending a plant's entries in order, acknowledged, and reading them back.
 
 :class:`JournalWriter` sends entries through the service's publisher (same producer, the same
 resending after outages) one by one, in the order they were appended, each keyed by its plant so
@@ -13,10 +13,15 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
+from simulator.errors import BrokerUnavailable
 from simulator.formats import journal
-from simulator.formats.journal import Entry
+from simulator.formats.journal import Entry, Read
+from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +81,39 @@ class JournalWriter:
             log.error("the journal refused an entry (%r): its inputs are not applied", exc)
             pending.acknowledged.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
         return False
+
+
+async def read_journal(options: dict[str, Any], topic: str, *, timeout_s: float = 60.0) -> list[Read]:
+    """Every message of the journal topic, partition by partition in order (a plant's entries are
+    on one partition, in their order).  Nobody writes the plants' entries while a service starts,
+    so the end is where a fetch brings nothing more (and at least the end offsets: the embedded
+    broker reports a partition's end as the last record batch's first offset + 1)."""
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        await wait_for(consumer.topics(), timeout_s)  # the cluster's metadata
+        wanted = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not wanted:
+            return []
+        consumer.assign(wanted)
+        ends = await consumer.end_offsets(wanted)
+        await consumer.seek_to_beginning(*wanted)
+        reads: list[Read] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:  # to the end offsets, then until a fetch brings nothing (some brokers report them low)
+            if loop.time() > deadline:
+                raise BrokerUnavailable(f"reading the journal {topic} took more than {timeout_s:.0f} s")
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for tp, messages in batch.items():
+                for message in messages:
+                    try:
+                        entry: Entry | journal.JournalError = journal.decode(message.value or b"")
+                    except journal.JournalError as exc:
+                        entry = exc
+                    reads.append(Read(entry, tp.partition, message.offset, message.timestamp))
+            if not batch and all([await consumer.position(tp) >= ends[tp] for tp in wanted]):
+                return reads
+    finally:
+        await consumer.stop()

@@ -6,7 +6,7 @@ gives the key, so a key always lands on the same partition) and hands a batch to
 complete, when it is full (``max_batch_size``) or when the records taken from the outbox are
 through (phase one); the delivery futures of the batches are settled in order (phase two), at most
 ``max_in_flight`` messages at a time.  This costs a fraction of one ``producer.send`` per message.
-Messages that do not come from the outbox (dead letters, handovers) are sent one by one; their
+Messages that do not come from the outbox (dead letters, journal entries) are sent one by one; their
 sender may take a refusal upon itself (``submit(..., on_refused=...)``, e.g. to send a dead letter
 again, smaller, when the broker finds it too large).
 
@@ -115,7 +115,7 @@ class KafkaPublisher:
 
     async def submit(self, message: WireMessage, on_delivered: Delivered = None, on_refused: Refused = None) -> None:
         """Send one message (phase one); ``on_delivered`` runs once Kafka has acknowledged it.
-        For messages that do not come from the model (dead letters, handovers).
+        For messages that do not come from the model (dead letters, journal entries).
 
         A refusal that is not retriable (raised by ``producer.send`` or on the delivery) is
         counted as a failed record and given to ``on_refused``; when that returns True the

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import gzip
 import logging
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -44,17 +43,15 @@ from simulator.adapters.dead_letters import DEFAULT_MAX_REQUEST_BYTES, Consumed,
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.errors import OrderRejected
-from simulator.formats import WireMessage
 from simulator.interfaces import ModelInputs, Result
 from simulator.model.inputs import Admit
 from simulator.model.order import Order
-from simulator.orders import OrderParser, order_to_json
+from simulator.orders import OrderParser
 from simulator.runtime.gate import JournalRefused
 from simulator.runtime.metrics import IoMetrics
 
 log = logging.getLogger(__name__)
 
-HANDOVER_HEADER = "factorysim-handover"
 UNREADABLE = "unreadable"  # reason code of a record the consumer could not read
 ADMISSION_FAILED = "admission_failed"  # reason code of an order the model failed to admit (a bug: logged)
 PARSER_FAILED = "parser_failed"  # reason code of an order the parser failed on (a bug: logged)
@@ -90,11 +87,15 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, inputs: ModelInputs,
                  parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
                  max_in_flight: int, dedup_window_s: float,
+                 journaled: Mapping[tuple[str, int], Set[int]] | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
         self.publisher = publisher
         self.inputs = inputs
+        # offsets of orders already in the journal (topic, partition -> offsets): read again after a
+        # crash, they are done (the recovered run has them), neither admitted again nor dead-lettered
+        self.journaled = {where: set(offsets) for where, offsets in (journaled or {}).items()}
         self.parser = parser
         self.metrics = metrics
         self.orders_topic = orders_topic
@@ -244,8 +245,13 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             part = self._partitions.get(tp)
             if part is None:
                 part = self._partitions[tp] = PartitionOffsets()
+            journaled = self.journaled.get((tp.topic, tp.partition))
             for message in messages:
                 part.take(message.offset)
+                if journaled and message.offset in journaled:  # in the journal already: done
+                    journaled.discard(message.offset)
+                    part.done(message.offset)
+                    continue
                 try:
                     order = parse(message.value or b"")
                 except OrderRejected as exc:
@@ -255,8 +261,6 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                     log.exception("the order parser failed on %s[%d]@%d", tp.topic, tp.partition, message.offset)
                     self._dead_letter(tp, message, OrderRejected(PARSER_FAILED, repr(exc)))
                     continue
-                if message.headers and any(key == HANDOVER_HEADER for key, _ in message.headers):
-                    order = dataclasses.replace(order, resumed=True)
                 code = order.lot_code
                 if code in awaiting or code in finished or in_progress(code):
                     duplicate = self._duplicate_of(code)
@@ -396,14 +400,3 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
-
-    # -- handover at shutdown -----------------------------------------------------------------------
-    async def hand_over(self, orders: list[Order]) -> int:
-        """Put the orders of lots still in progress back on the orders topic (acknowledged), so
-        that the next start continues them."""
-        for order in orders:
-            await self.publisher.submit(WireMessage(self.orders_topic, order.lot_code.encode(),
-                                                    ((HANDOVER_HEADER, b"1"),), order_to_json(order)))
-        await self.publisher.flush()
-        self.metrics.lots_handed_over.inc(len(orders))
-        return len(orders)

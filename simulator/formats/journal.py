@@ -77,6 +77,16 @@ class ClockSet:
 Entry = RunStart | Applied | Checkpoint | ClockSet
 
 
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One journal message as read back: its entry (or why it cannot be read) and where it was."""
+
+    entry: Entry | JournalError
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
 def encode(entry: Entry, topic: str) -> WireMessage:
     body: dict[str, Any] = {"v": JOURNAL_VERSION, "run": entry.run_id, "plant": entry.plant}
     if isinstance(entry, RunStart):

@@ -4,8 +4,7 @@ Topics (default template ``{prefix}/{kind}``; ``prefix`` = ``formats.spaceship.t
 machine telemetry by machine kind -> ``cnc``, ``3dprinter`` (3d_printer), ``welding``,
 ``painting``, ``testing`` (test_rig), any other kind -> ``telemetry``; ``lot.received`` ->
 ``orders``; ``lot.completed`` -> ``dispatch``.  Other lot events, scrapped lots included, produce
-nothing; neither does the ``lot.received`` of a lot resumed after a service restart (its order
-was announced when it first arrived).  Placeholders: {prefix} {kind} {location} {machine}
+nothing.  Placeholders: {prefix} {kind} {location} {machine}
 (the id without the location) {machine_id} {machine_type}; order and dispatch messages have no
 machine, so those levels drop out.
 
@@ -120,7 +119,7 @@ class SpaceshipFormat:
     def _business(self, r: LotEvent) -> list[WireMessage]:
         if r.lot_code is None:
             return []
-        if r.event_type == "lot.received" and r.reason != "resumed":
+        if r.event_type == "lot.received":
             body: dict[str, Any] = {
                 "timestamp": self.times.utc(r.sim_time),
                 "order_id": r.lot_code,

@@ -13,4 +13,3 @@ class Order:
     location: str  # canonical location name
     priority: str  # alta | normale | bassa
     timestamp: str | None = None  # as given by the sender (ISO-8601)
-    resumed: bool = False  # handed over by a service that stopped while the lot was in progress

@@ -117,7 +117,7 @@ class Simulation:
         self.lots[lot.code] = lot
         self.stats.lot_received(self.env.now, location)
         if self.recorder.lot_events:
-            self.recorder.lot_event("lot.received", lot, reason="resumed" if order.resumed else None)
+            self.recorder.lot_event("lot.received", lot)
         self.env.process(produce(self, lot))
         return lot
 
@@ -157,6 +157,10 @@ class Simulation:
                 if on_reject is None:
                     raise
                 on_reject(order, exc)
+
+    def replace_sink(self, sink: Sink) -> None:
+        """From now on, records go to ``sink``."""
+        self.recorder.sink = sink
 
     # -- time -----------------------------------------------------------------------------------
     def settle(self, sim_time: float) -> None:

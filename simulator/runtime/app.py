@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 import uuid
@@ -35,19 +36,18 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
-from simulator.adapters.journal import JournalWriter
+from simulator.adapters.journal import JournalWriter, read_journal
 from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
 from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.order_intake import OrderIntake
 from simulator.adapters.systemd import SystemdNotifier
-from simulator.config_schema import Config
+from simulator.config_schema import Config, MqttTarget
 from simulator.errors import CommandRejected
+from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
-from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
 from simulator.formats.registry import build_format
-from simulator.model.order import Order
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
@@ -57,6 +57,8 @@ from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
+from simulator.runtime.recovery import RunHistory, run_to_continue
+from simulator.runtime.run_journal import RunJournal, SkipDelivered
 from simulator.runtime.signals import install_stop_signals
 from simulator.runtime.supervision import (
     FAILURE_SHUTDOWN_S,
@@ -82,31 +84,28 @@ class Service:
     def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
                  shutdown_timeout_s: float = 20.0, probe_interval_s: float = 2.0,
                  environ: dict[str, str] | None = None, hard_exit: bool = False,
-                 fault: FaultDrill | None = None) -> None:
+                 fault: FaultDrill | None = None, fresh: bool = False) -> None:
         """``hard_exit``: end the process (``os._exit``) when a failure or a stop does not finish in
-        time (the command line sets it; tests and embedding programs do not).  ``fault``: a drill."""
+        time (the command line sets it; tests and embedding programs do not).  ``fault``: a drill.
+        ``fresh``: start a new run even if the journal holds one to continue."""
         self.config = config
         self.shutdown_timeout_s = shutdown_timeout_s
         self.probe_interval_s = probe_interval_s
         self.environ = environ
         self.instance = uuid.uuid4().hex[:12]
-        self.run_id = self.instance  # the run's identity in event ids (per process, as long as there is no journal)
+        self.fresh = fresh
         self.metrics = IoMetrics()
         self.outbox = Outbox(outbox_capacity)
-        self.sim = Simulation(config, self.outbox, sample_limit=20_000)
         speed = config.simulation.speed
-        self.driver = Driver(self.sim, speed=None if speed == "max" else float(speed), outbox=self.outbox)
-        self.format = CoffeeMekFormat(config, self.sim.seed, run_id=self.run_id)
+        self.speed = None if speed == "max" else float(speed)
         self.journal: JournalWriter | None = None
-        self._checkpointed: dict[str, int] = {}  # per plant: the output number the journal has a checkpoint of
-        self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
-        self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs)
-        self.mqtt = [
-            MqttPublisher(target, build_format(target.format, config, self.sim.seed, run_id=self.run_id,
-                                               topic_template=target.topic_template),
-                          instance=self.instance, environ=environ, on_command=self._mqtt_command)
-            for target in config.mqtt.targets
-        ]
+        self.run_journal: RunJournal | None = None
+        self.history: RunHistory | None = None  # the run found in the journal, to recover
+        self.mqtt: list[MqttPublisher] = []
+        self._build_model(config.simulation.start, config.simulation.seed, uuid.uuid4().hex[:16])
+        self.mqtt = [MqttPublisher(target, self._mqtt_format(target), instance=self.instance, environ=environ,
+                                   on_command=self._mqtt_command)
+                     for target in config.mqtt.targets]
         for publisher in self.mqtt:
             self.outbox.add_tap(publisher)
         self.metrics.registry.register(MqttCollector(self.mqtt))
@@ -122,13 +121,45 @@ class Service:
         self.notifier = SystemdNotifier(environ)
         self.http: HttpServer | None = None
         self.http_port: int | None = None
-        self.handed_over = 0
         self.fault = fault
         self.startup_problem: StartupProblem | None = None  # the latest start-up attempt's error
         self._stop_requested = asyncio.Event()
         self.ready_event = asyncio.Event()
         self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit, on_failure=self._failed)
         self._stop_deadline = ExitDeadline(hard_exit)
+
+    def _build_model(self, start: dt.datetime, seed: int, run_id: str, skip_through: dict[str, int] | None = None,
+                     ) -> None:
+        """The model of the run ``run_id`` and what depends on it (built again for a run found in
+        the journal: its own start, seed and id; ``skip_through``: the output Kafka has already)."""
+        config = self.config.model_copy(update={"simulation": self.config.simulation.model_copy(
+            update={"start": start, "seed": seed})})
+        self.run_id = run_id
+        sink = self.outbox if skip_through is None else SkipDelivered(self.outbox, skip_through)
+        self.sim = Simulation(config, sink, sample_limit=20_000)
+        self.driver = Driver(self.sim, speed=self.speed, outbox=self.outbox)
+        self.format = CoffeeMekFormat(config, seed, run_id=run_id)
+        self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
+        self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs, refusal=self._refusal)
+        for publisher in self.mqtt:
+            publisher.fmt = self._mqtt_format(publisher.target)
+
+    def _mqtt_format(self, target: MqttTarget) -> Format:
+        return build_format(target.format, self.config, self.sim.seed, run_id=self.run_id,
+                            topic_template=target.topic_template)
+
+    def _live(self) -> bool:
+        return self.run_journal is not None and self.run_journal.live.is_set()
+
+    def _refusal(self, is_input: bool) -> str | None:
+        """Why a command is not taken now: a model input before the run is live (it would enter
+        without a journal entry, or in the middle of a recovery); any command during a recovery."""
+        if self.run_journal is not None and self.run_journal.recovering:
+            return ("the run is being recovered from the journal; commands are taken once it is live (GET /health "
+                    "shows the progress)")
+        if is_input and not self._live():
+            return "the service is starting; commands that change the model are taken once it runs"
+        return None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -176,7 +207,7 @@ class Service:
             self.bootstrap_servers = self.broker.bootstrap_servers
         await self._start_kafka(stack)
         if self.config.arrivals.in_service:  # the driver is not stepping yet: safe to start directly
-            self.sim.start_arrivals(code_prefix=f"L-{self.instance[:6]}")
+            self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}")
 
     def _startup_retry(self, problem: StartupProblem) -> None:
         self.startup_problem = problem
@@ -187,6 +218,15 @@ class Service:
         await ensure_topics(options, self._topics(), kafka.topic_creation, on_retry=self._startup_retry)
         self.startup_problem = None
         self.kafka_reachable = True
+        if not self.fresh:
+            self.history = run_to_continue(await read_journal(options, kafka.topics.journal), self.config,
+                                           kafka.topics.journal)
+        if self.history is not None:
+            history = self.history
+            self._build_model(history.start, history.seed, history.run_id,
+                              {p: h.output_through for p, h in history.plants.items()})
+            log.info("continuing run %s from the journal (%d inputs: %s; started %s)", history.run_id, history.inputs,
+                     ", ".join(f"{p} {len(h.applied)}" for p, h in history.plants.items()), history.start.isoformat())
         self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
         stack.push_async_callback(self._stop_producer)
         await self.producer.start()
@@ -195,7 +235,16 @@ class Service:
                                         on_connection=lambda _: self._follow_kafka())
         self.journal = JournalWriter(self.publisher, kafka.topics.journal)
         self.inputs.journal, self.inputs.run_id = self.journal, self.run_id
-        self.journal.append(self._run_start())
+        publisher = self.publisher
+        self.run_journal = RunJournal(
+            self.journal, self.sim, self.driver, self.inputs, self.run_id, fingerprint=self.config.model_fingerprint,
+            history=self.history, outbox=self.outbox, speed=self.speed,
+            after_downtime=self.config.simulation.after_downtime,
+            delivered_through=lambda: publisher.delivered_through)
+        if self.history is None:
+            self.run_journal.begin()
+        else:
+            publisher.delivered_through.update(self.run_journal.checkpointed)
         self.consumer = AIOKafkaConsumer(
             **options, **consumer_options(kafka.consumer, kafka.consumer.group_id),
             **orders_fetch_options(kafka.consumer),
@@ -206,6 +255,7 @@ class Service:
             orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
             max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,
             max_request_bytes=kafka.producer.max_request_bytes,
+            journaled=self.history.sources if self.history is not None else None,
         )
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
         stack.push_async_callback(self._stop_consumer)
@@ -215,30 +265,6 @@ class Service:
         topics = self.config.kafka.topics
         return [topics.orders, topics.dead_letter, topics.events, topics.journal, *self.format.cycle_topics.values(),
                 *self.format.sample_topics.values()]
-
-    def _run_start(self) -> list[Entry]:
-        """The journal's first entries of this run: one per plant, then how time follows the clock."""
-        start, seed, speed = self.sim.start, self.sim.seed, self.driver.speed
-        plants = sorted(self.config.locations)
-        fingerprint = self.config.model_fingerprint
-        return [*(RunStart(p, self.run_id, seed, fingerprint, start) for p in plants),
-                *(ClockSet(p, self.run_id, self.sim.now, time.time(), speed) for p in plants)]
-
-    async def _checkpoints(self, interval_s: float = 1.0) -> None:
-        """Tell the journal, now and then, up to which record each plant's output is in Kafka."""
-        while True:
-            await asyncio.sleep(interval_s)
-            self._write_checkpoints(self._checkpointed)
-
-    def _write_checkpoints(self, written: dict[str, int]) -> None:
-        assert self.publisher is not None
-        assert self.journal is not None
-        through, now = self.publisher.delivered_through, self.sim.now
-        entries: list[Entry] = [Checkpoint(plant, self.run_id, seq, now) for plant, seq in sorted(through.items())
-                                if written.get(plant) != seq]
-        if entries:
-            written.update(through)
-            self.journal.append(entries)
 
     async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
         assert self.publisher is not None
@@ -254,12 +280,13 @@ class Service:
                 return group.create_task(watch(name, body, until_stopped=until_stopped), name=name)
 
             publisher = loop("kafka-publisher", "publisher", self.publisher.run())
-            intake = loop("order-intake", "intake", self.intake.run())
+            intake = loop("order-intake", "intake", self._intake_once_live())
             driver = loop("driver", "driver", self._drive())
             mqtt = [loop(f"mqtt-{p.name}", "mqtt", p.run()) for p in self.mqtt]
             assert self.journal is not None
+            assert self.run_journal is not None
             others = [loop("journal", "", self.journal.run()),
-                      loop("checkpoints", "", self._checkpoints()),
+                      loop("run-journal", "", self.run_journal.run()),
                       loop("http", "http", self.http.serve()),
                       loop("kafka-probe", "", self._probe()),
                       loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
@@ -273,6 +300,20 @@ class Service:
             await self._stop_mqtt(mqtt)
             for task in [publisher, intake, driver, *mqtt, *others]:
                 task.cancel()
+
+    async def _intake_once_live(self) -> None:
+        """Orders are read once the run is live (after a recovery): they enter at the time they came."""
+        assert self.intake is not None
+        assert self.run_journal is not None
+        live = asyncio.ensure_future(self.run_journal.live.wait())
+        stopped = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait([live, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            live.cancel()
+            stopped.cancel()
+        if not self._stop_requested.is_set():
+            await self.intake.run()
 
     async def _drive(self) -> None:
         reason = await self.driver.run()
@@ -322,17 +363,13 @@ class Service:
                       self.publisher.in_flight + len(self.outbox))
             publisher.cancel()
         try:
-            if self.journal is not None:  # where the output stands, for the next start
-                self._write_checkpoints(self._checkpointed)
-                await wait_for(self.journal.drain(), left(0.1))
+            if self.journal is not None and self.run_journal is not None:  # where the output stands, for next time
+                self.run_journal.write_checkpoints()
+                await wait_for(self.journal.drain(), left(0.15))
             await wait_for(self.intake.drain_dead_letters(), left(0.2))
-            self.handed_over = await wait_for(self.intake.hand_over(self._orders_in_progress()), left(0.2))
-            if self.handed_over:
-                log.info("shutdown: %d lots in progress handed back to %s for the next start", self.handed_over,
-                         self.config.kafka.topics.orders)
             await wait_for(self.intake.commit(), left(0.2))
         except TimeoutError:
-            log.error("shutdown: could not hand over lots and commit offsets in time")
+            log.error("shutdown: could not write the last checkpoints and commit offsets in time")
 
     async def _stop_mqtt(self, tasks: list[asyncio.Task[None]]) -> None:
         """Let the targets publish what they queued (within a budget), then disconnect."""
@@ -352,10 +389,6 @@ class Service:
         """A command from an MQTT command topic; a rejected one is already logged and counted."""
         with contextlib.suppress(CommandRejected):
             await self.commands.execute(payload, source="mqtt")
-
-    def _orders_in_progress(self) -> list[Order]:
-        return [Order(lot.code, lot.customer, lot.quantity, lot.location, lot.priority)
-                for lot in self.sim.lots.values()]
 
     async def _stop_producer(self) -> None:
         if self.producer is not None:
@@ -426,15 +459,19 @@ class Service:
         fatal = self.publisher is not None and self.publisher.fatal_error is not None
         return self.state == RUNNING and self.kafka_connected and not fatal and self.not_progressing is None
 
+
     @property
     def ready(self) -> bool:
-        return self.healthy and not self.driver.paused
+        return self.healthy and not self.driver.paused and self._live()
 
     @property
     def status(self) -> str:
-        """healthy | degraded (an MQTT target is down; Kafka, the system of record, is fine) | unhealthy."""
+        """healthy | recovering (a run found in the journal applies again; not ready yet) | degraded
+        (an MQTT target is down; Kafka, the system of record, is fine) | unhealthy."""
         if not self.healthy:
             return "unhealthy"
+        if self.run_journal is not None and self.run_journal.recovering:
+            return "recovering"
         return "healthy" if all(p.connected for p in self.mqtt) else "degraded"
 
     def health(self) -> dict[str, Any]:
@@ -450,6 +487,7 @@ class Service:
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
             "failure": failure.view() if failure is not None else None,
             "not_progressing": self.not_progressing,
+            "run": {"id": self.run_id, "recovery": self.run_journal.progress() if self.run_journal else None},
             "kafka": {
                 "broker": self.bootstrap_servers,
                 "embedded": self.broker is not None,

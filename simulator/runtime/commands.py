@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -210,9 +210,11 @@ class CommandProcessor:
     shared by the entrances (``source`` names the entrance in counters and logs)."""
 
     def __init__(self, driver: Driver, metrics: IoMetrics | None = None, *, timeout_s: float = 10.0,
-                 inputs: InputGate | None = None) -> None:
+                 inputs: InputGate | None = None, refusal: Callable[[bool], str | None] | None = None) -> None:
+        """``refusal(is_input)``: why the service takes no command (or no model input) now, or None."""
         self.driver = driver
         self.inputs = inputs or InputGate(driver)
+        self.refusal = refusal
         self.metrics = metrics
         self.timeout_s = timeout_s
 
@@ -241,6 +243,9 @@ class CommandProcessor:
         """Apply a validated command."""
         driver = self.driver
         name, machine_id = command.name, command.machine_id
+        why = self.refusal(name not in ("pause", "resume", "speed")) if self.refusal is not None else None
+        if why is not None:
+            raise CommandRejected("unavailable", why)
         if name == "pause":
             driver.pause()
             return {"paused": True, "sim_time_s": round(driver.sim.now, 3)}

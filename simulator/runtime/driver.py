@@ -89,6 +89,7 @@ class Driver:
         self.events = 0
         self.stalled_on_outbox = 0
         self.last_turn = self._anchor_wall
+        self.on_clock: Callable[[], None] | None = None  # after a pause, resume or speed change
 
     # -- control (call from any task) ----------------------------------------------------------
     def call(self, fn: Callable[[Simulation], T]) -> asyncio.Future[T]:
@@ -134,6 +135,7 @@ class Driver:
     def pause(self) -> None:
         self._paused = True
         self._wake.set()
+        self._clock_changed()
 
     def resume(self) -> None:
         if self._paused:
@@ -141,6 +143,7 @@ class Driver:
             if not self._holds:
                 self._reanchor()
             self._wake.set()
+            self._clock_changed()
 
     def hold(self, reason: str) -> None:
         """Hold simulated time for an outside reason (e.g. the system of record is unreachable)."""
@@ -163,6 +166,18 @@ class Driver:
         self.speed = speed
         self._reanchor()
         self._wake.set()
+        self._clock_changed()
+
+    def continue_from(self, sim_time: float) -> None:
+        """Pace on from now as if simulated time were ``sim_time`` at this wall instant: a time
+        later than the current one makes the driver catch up (in slices, saying so in ``lag_s``)."""
+        self._anchor_wall = self.clock.now()
+        self._anchor_sim = max(self.sim.now, min(sim_time, self.end_s))
+        self._wake.set()
+
+    def _clock_changed(self) -> None:
+        if self.on_clock is not None:
+            self.on_clock()
 
     def stop(self) -> None:
         """Stop at the next step boundary (for good)."""

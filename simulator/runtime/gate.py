@@ -42,7 +42,7 @@ class InputGate:
         self.machine_plants = {mid: m.location for mid, m in driver.sim.plant.machines.items()}
         self.plants = sorted(driver.sim.config.locations)
         self.input_seqs = dict.fromkeys(self.plants, 0)  # per plant: the number of its last journaled input
-        self._last_at = 0.0
+        self.last_at = 0.0  # the instant of the latest input: the next is never before it
 
     def submit(self, items: Sequence[Input], sources: Sequence[str | None] | None = None,
                ) -> asyncio.Future[list[Result]]:
@@ -51,7 +51,7 @@ class InputGate:
         results: list[Result | None] = [None] * len(items)
         accepted: list[tuple[int, Input]] = []
         entries: list[Entry] = []
-        at = self._last_at = max(self._last_at, self.driver.stamp())
+        at = self.last_at = max(self.last_at, self.driver.stamp())
         for index, item in enumerate(items):
             try:
                 plant = plant_of(item, self.machine_plants)

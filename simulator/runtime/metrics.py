@@ -26,8 +26,6 @@ class IoMetrics:
                                      registry=r)
         self.orders_dead_lettered = Counter("factorysim_orders_dead_lettered",
                                             "Orders sent to the dead-letter topic", ["reason"], registry=r)
-        self.lots_handed_over = Counter("factorysim_lots_handed_over",
-                                        "Lots in progress at shutdown put back on the orders topic", registry=r)
         self.offsets_committed = Counter("factorysim_offsets_committed", "Order offset commits", registry=r)
         self.commands = Counter("factorysim_commands", "Runtime commands by entrance (http, mqtt), command and "
                                 "outcome (accepted, rejected, unauthorized)", ["source", "command", "outcome"],

@@ -11,12 +11,12 @@ from simulator.runtime.demo import console_summary, feed_orders
 from simulator.runtime.faults import FaultDrill
 
 
-def run_service(config: Config, *, demo: bool = False) -> int:
+def run_service(config: Config, *, demo: bool = False, fresh: bool = False) -> int:
     """0 after an orderly stop; a failed loop raises ServiceFailed (exit code 1)."""
     fault = FaultDrill.from_env(os.environ)
 
     async def main() -> None:
-        service = Service(config, hard_exit=True, fault=fault)
+        service = Service(config, hard_exit=True, fault=fault, fresh=fresh)
         service.install_signal_handlers()
         await service.run([feed_orders, console_summary] if demo else [])
 

@@ -159,8 +159,7 @@ class _Clock:
 
 
 class BenchService(Service):
-    """The service, timed at its Kafka consumer: the first non-empty fetch and every successful commit.
-    Its lots are not handed back to the orders topic at stop (the topic is read again by the next run)."""
+    """The service, timed at its Kafka consumer: the first non-empty fetch and every successful commit."""
 
     clock: _Clock
 
@@ -189,8 +188,6 @@ class BenchService(Service):
         consumer.getmany = timed_getmany  # type: ignore[method-assign]
         consumer.commit = timed_commit  # type: ignore[method-assign]
 
-    def _orders_in_progress(self) -> list[Order]:
-        return []
 
 
 @dataclass(frozen=True)

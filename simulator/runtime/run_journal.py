@@ -1,0 +1,139 @@
+"""The service's journal of its run: starting a run, recovering one, checkpoints and the clock.
+
+- A new run writes, for every plant, a ``start`` entry (run id, seed, config fingerprint, the
+  instant of simulated time 0) and a ``clock`` entry.
+- A run found in the journal (:mod:`simulator.runtime.recovery`) is recovered: every input
+  applies again at its instant, as fast as possible; output records up to each plant's newest
+  checkpoint are not published again (Kafka has them), later ones are, with the same event ids.
+  Then the run goes live: in paced mode it catches up the time the service was down
+  (``simulation.after_downtime: catch_up``, as if the plant had kept running) or skips it
+  (``skip``), and writes a ``clock`` entry.
+- Every second, and at shutdown, a ``checkpoint`` entry per plant says up to which record its
+  output is in Kafka; a ``clock`` entry follows every pause, resume and speed change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
+from simulator.model.inputs import Input, apply_all
+from simulator.model.records import Record, Sink
+from simulator.model.simulation import Simulation
+from simulator.runtime.driver import Driver
+from simulator.runtime.gate import InputGate
+from simulator.runtime.recovery import RunHistory
+
+log = logging.getLogger(__name__)
+
+
+class SkipDelivered:
+    """A sink in front of the outbox while a run is recovered: a plant's records up to its
+    checkpoint are in Kafka already and are dropped."""
+
+    def __init__(self, sink: Sink, through: dict[str, int]) -> None:
+        self.sink = sink
+        self.through = through
+
+    def emit(self, record: Record) -> None:
+        if record.seq > self.through.get(record.location, 0):
+            self.sink.emit(record)
+
+
+class RunJournal:
+    def __init__(self, journal: Any, sim: Simulation, driver: Driver, gate: InputGate, run_id: str, *,
+                 fingerprint: str, history: RunHistory | None, outbox: Sink, speed: float | None,
+                 after_downtime: str, delivered_through: Callable[[], dict[str, int]]) -> None:
+        self.journal = journal
+        self.sim = sim
+        self.driver = driver
+        self.gate = gate
+        self.run_id = run_id
+        self.fingerprint = fingerprint
+        self.history = history
+        self.outbox = outbox
+        self.speed = speed
+        self.after_downtime = after_downtime
+        self.delivered_through = delivered_through
+        self.plants = sorted(sim.config.locations)
+        self.live = asyncio.Event()
+        self.applied = 0  # inputs applied again so far (recovery progress)
+        self.checkpointed: dict[str, int] = {}
+        if history is not None:
+            self.checkpointed = {p: h.output_through for p, h in history.plants.items()}
+            gate.input_seqs.update({p: len(h.applied) for p, h in history.plants.items()})
+
+    @property
+    def recovering(self) -> bool:
+        return self.history is not None and not self.live.is_set()
+
+    def progress(self) -> dict[str, Any] | None:
+        if self.history is None:
+            return None
+        return {"run_id": self.run_id, "inputs": self.history.inputs, "applied": self.applied,
+                "done": self.live.is_set()}
+
+    # -- a new run ------------------------------------------------------------------------------------
+    def begin(self) -> None:
+        start, seed = self.sim.start, self.sim.seed
+        self.journal.append([RunStart(p, self.run_id, seed, self.fingerprint, start) for p in self.plants])
+        self._clock_entries()
+
+    # -- recovery -------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Recover the run (if it is one found in the journal), go live, then write checkpoints."""
+        if self.history is not None and not self.live.is_set():
+            await self._recover(self.history)
+        self.live.set()
+        self.driver.on_clock = self._clock_entries
+        while True:
+            await asyncio.sleep(1.0)
+            self.write_checkpoints()
+
+    async def _recover(self, history: RunHistory) -> None:
+        order = history.replay_order()
+        log.info("recovering run %s: %d inputs of %d plants to apply again", self.run_id, len(order),
+                 len(history.plants))
+        started = time.monotonic()
+        self.driver.set_speed(None)  # as fast as possible
+        futures = [self.driver.schedule(entry.at, functools.partial(_apply, item=entry.input)) for entry in order]
+        for future in futures:
+            future.add_done_callback(self._one_applied)
+        if order:
+            self.gate.last_at = order[-1].at
+        await asyncio.gather(*futures)
+        self.sim.replace_sink(self.outbox)
+        clock = history.clock()
+        self.driver.set_speed(self.speed)
+        if self.speed is not None and clock is not None and self.after_downtime == "catch_up":
+            missed = 0.0 if clock.paused or clock.speed is None else max(0.0, time.time() - clock.wall) * clock.speed
+            self.driver.continue_from(clock.at + missed)
+        log.info("run %s recovered in %.1f s at %s (simulated time %.0f s); live", self.run_id,
+                 time.monotonic() - started, self.sim.wall_time().isoformat(), self.sim.now)
+        self._clock_entries()
+
+    def _one_applied(self, _: asyncio.Future[Any]) -> None:
+        self.applied += 1
+
+    # -- checkpoints and the clock ----------------------------------------------------------------------
+    def write_checkpoints(self) -> None:
+        through, now = self.delivered_through(), self.sim.now
+        entries: list[Entry] = [Checkpoint(plant, self.run_id, seq, now) for plant, seq in sorted(through.items())
+                                if seq > self.checkpointed.get(plant, 0)]
+        if entries:
+            self.checkpointed.update({e.plant: e.output_seq for e in entries if isinstance(e, Checkpoint)})
+            self.journal.append(entries)
+
+    def _clock_entries(self) -> None:
+        now, wall, driver = self.sim.now, time.time(), self.driver
+        self.journal.append([ClockSet(p, self.run_id, now, wall, driver.speed, driver.paused) for p in self.plants])
+
+
+def _apply(sim: Simulation, item: Input) -> object:
+    (result,) = apply_all(sim, [item])
+    return result
