@@ -18,12 +18,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
-from simulator.errors import BrokerUnavailable
+from simulator.errors import BrokerUnavailable, FactorySimError
 from simulator.formats import journal
 from simulator.formats.journal import Entry, Read
 from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
+
+
+class JournalFailed(FactorySimError):
+    """Kafka refused a journal entry for good."""
 
 
 @dataclass(slots=True)
@@ -40,6 +44,7 @@ class JournalWriter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.appended = 0
         self.acknowledged = 0
+        self.failure: BaseException | None = None
 
     def append(self, entries: Sequence[Entry]) -> asyncio.Future[None]:
         """Queue ``entries``; the future is done once Kafka acknowledged all of them."""
@@ -52,9 +57,13 @@ class JournalWriter:
         return done
 
     async def run(self) -> None:
-        """Send what is appended, in order, for as long as the service runs."""
+        """Send what is appended, in order, for as long as the service runs; ends with
+        JournalFailed when Kafka refuses an entry for good (nothing can apply any more)."""
         while True:
-            await self._send(await self._queue.get())
+            pending = await self._queue.get()
+            if self.failure is not None:
+                raise JournalFailed(f"Kafka refused a journal entry ({self.failure!r}): no input can apply")
+            await self._send(pending)
 
     async def drain(self) -> None:
         """Send what is queued and wait for its acknowledgement (at shutdown)."""
@@ -63,10 +72,9 @@ class JournalWriter:
         await self.publisher.flush()
 
     async def _send(self, pending: _Pending) -> None:
-        delivered = functools.partial(self._delivered, pending)
-        refused = functools.partial(self._refused, pending)
-        for entry in pending.entries:
-            await self.publisher.submit(journal.encode(entry, self.topic), delivered, refused)
+        await self.publisher.submit_many([journal.encode(entry, self.topic) for entry in pending.entries],
+                                         functools.partial(self._delivered, pending),
+                                         functools.partial(self._refused, pending))
 
     def _delivered(self, pending: _Pending) -> None:
         self.acknowledged += 1
@@ -75,11 +83,13 @@ class JournalWriter:
             pending.acknowledged.set_result(None)
 
     def _refused(self, pending: _Pending, exc: BaseException) -> bool:
-        """Kafka refused an entry for good: its inputs do not apply (the refusal also makes the
-        service unhealthy through the publisher)."""
+        """Kafka refused an entry for good: its inputs do not apply, and the writer fails (the
+        refusal also makes the service unhealthy through the publisher)."""
         if not pending.acknowledged.done():
-            log.error("the journal refused an entry (%r): its inputs are not applied", exc)
             pending.acknowledged.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+        if self.failure is None:
+            self.failure = exc
+            self._queue.put_nowait(_Pending((), pending.acknowledged, 0))  # wakes run() to fail
         return False
 
 

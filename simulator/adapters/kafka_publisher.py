@@ -126,6 +126,26 @@ class KafkaPublisher:
         await self._room_for(1)
         await self._send_one(message, on_delivered, on_refused)
 
+    async def submit_many(self, messages: list[WireMessage], on_delivered: Delivered = None,
+                          on_refused: Refused = None) -> None:
+        """Send ``messages`` in record batches, in their order per partition (phase one);
+        ``on_delivered`` runs once per message Kafka acknowledged; ``on_refused`` as for
+        :meth:`submit` (per batch).  For what comes in bulk outside the model (journal entries)."""
+        if self._retry:
+            await self.flush()
+        topics: dict[str, TopicBatches[Item]] = {}
+        for message in messages:  # the few lines of _publish's loop, without its per-record bookkeeping
+            batches = topics.get(message.topic)
+            if batches is None:
+                batches = topics[message.topic] = await self._topic_batches(message.topic)
+            full = batches.add(message.key, message.value, list(message.headers), (message, on_delivered))
+            self._open_messages += 1
+            if full is not None:
+                await self._send_batch(batches, full, on_refused)
+        for batches in topics.values():
+            for batch in batches.take_all():
+                await self._send_batch(batches, batch, on_refused)
+
     # -- batches ----------------------------------------------------------------------------------
     async def _publish(self, records: list[Record]) -> None:
         """Encode ``records`` into the open batches, send the full ones, then all of them."""
@@ -159,12 +179,13 @@ class KafkaPublisher:
         partitions: set[int] = await self._retrying(lambda: self.producer.partitions_for(topic))
         return TopicBatches(self.producer, topic, list(partitions))
 
-    async def _send_batch(self, batches: TopicBatches[Item], batch: OpenBatch[Item]) -> None:
+    async def _send_batch(self, batches: TopicBatches[Item], batch: OpenBatch[Item],
+                          on_refused: Refused = None) -> None:
         count = len(batch.items)
         await self._room_for(count)
         future: asyncio.Future[object] = await self._retrying(lambda: batches.ship(batch))
         self._open_messages -= count
-        self._track(batch.topic, batch.items, future)
+        self._track(batch.topic, batch.items, future, on_refused)
 
     async def _send_one(self, message: WireMessage, on_delivered: Delivered, on_refused: Refused = None) -> None:
         try:

@@ -6,8 +6,9 @@ order on one partition.  Kinds:
 - ``start``: a run of the plant begins: run id, seed, config fingerprint, the calendar instant of
   simulated time 0;
 - ``input``: a model input (:mod:`simulator.model.inputs`) applied at simulated time ``at``, with
-  the plant's input number ``seq`` (1, 2, 3 …) and, for an order, where it came from (``source``:
-  topic, partition, offset);
+  the plant's input number ``seq`` (1, 2, 3 …), whether it applied together with the plant's
+  previous input (``joined``: right after it, no event in between) and, for an order, where it
+  came from (``source``: topic, partition, offset);
 - ``checkpoint``: Kafka has acknowledged every output record of the plant up to ``output_seq``;
 - ``clock``: how simulated time followed the wall clock from then on (``speed`` None: as fast as
   possible; ``paused``).
@@ -54,6 +55,7 @@ class Applied:
     at: float  # simulated time at which it applied
     input: Input
     source: str | None = None  # an order's "topic/partition/offset"
+    joined: bool = False  # applied right after the plant's previous input, no event in between
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,8 @@ def encode(entry: Entry, topic: str) -> WireMessage:
         body |= {"kind": "input", "seq": entry.seq, "at": entry.at, "input": encode_input(entry.input)}
         if entry.source is not None:
             body["source"] = entry.source
+        if entry.joined:
+            body["joined"] = True
     elif isinstance(entry, Checkpoint):
         body |= {"kind": "checkpoint", "output_seq": entry.output_seq, "at": entry.at}
     else:
@@ -121,7 +125,7 @@ def decode(value: bytes) -> Entry:
         if kind == "input":
             source = body.get("source")
             return Applied(plant, run_id, _int(body, "seq"), _time(body, "at"), decode_input(body["input"]),
-                           source if isinstance(source, str) else None)
+                           source if isinstance(source, str) else None, body.get("joined") is True)
         if kind == "checkpoint":
             return Checkpoint(plant, run_id, _int(body, "output_seq"), _time(body, "at"))
         if kind == "clock":

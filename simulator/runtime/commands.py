@@ -42,7 +42,7 @@ from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model import control, inputs
 from simulator.runtime.driver import Driver
-from simulator.runtime.gate import InputGate
+from simulator.runtime.gate import InputGate, JournalRefused
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.waits import wait_for
 
@@ -303,6 +303,8 @@ class CommandProcessor:
                                                  f"{self.timeout_s:g} s (is it stopping?)") from exc
         views: list[dict[str, Any]] = []
         for result in results:
+            if isinstance(result, JournalRefused):
+                raise CommandRejected("unavailable", str(result))
             if isinstance(result, Exception):
                 raise result
             assert isinstance(result, dict)

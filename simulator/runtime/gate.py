@@ -3,11 +3,12 @@
 Inputs (:mod:`simulator.model.inputs`) apply between two steps, in the order they were submitted.
 With a journal, each input is first stamped with the simulated instant at which it will apply
 (:meth:`Driver.stamp`), numbered within its plant and appended to the journal; the driver holds
-simulated time at that instant until Kafka has acknowledged the entries, then applies them there,
-each on its own: after every event due at or before its instant (those of the inputs before it
-included).  So no output record ever depends on an input that is not in the journal, and
-replaying the journal — for each entry in order, settle at its instant and apply it — gives the
-same run.  An input that belongs to no
+simulated time at that instant until Kafka has acknowledged the entries, then applies the inputs
+of one submission together, in their order: after every event due at or before their instant.
+A plant's first input of a submission is journaled as such, the others as ``joined`` (no event
+between it and the one before).  So no output record ever depends on an input that is not in
+the journal, and replaying the journal — settle at an entry's instant unless it is joined, apply
+it — gives the same run.  An input that belongs to no
 plant (an unknown machine) is refused before it is journaled.
 """
 
@@ -22,7 +23,6 @@ from simulator.errors import FactorySimError
 from simulator.formats.journal import Applied, Entry
 from simulator.interfaces import Result
 from simulator.model.inputs import Input, apply_all, plant_of
-from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 
 
@@ -52,21 +52,22 @@ class InputGate:
         accepted: list[tuple[int, Input]] = []
         entries: list[Entry] = []
         at = self.last_at = max(self.last_at, self.driver.stamp())
+        seqs, run_id, joined = self.input_seqs, self.run_id, set()
         for index, item in enumerate(items):
             try:
                 plant = plant_of(item, self.machine_plants)
             except Exception as exc:  # noqa: BLE001 - refused before it is journaled
                 results[index] = exc
                 continue
-            seq = self.input_seqs[plant] = self.input_seqs[plant] + 1
-            entries.append(Applied(plant, self.run_id, seq, at, item, sources[index] if sources else None))
+            seq = seqs[plant] = seqs[plant] + 1
+            entries.append(Applied(plant, run_id, seq, at, item, sources[index] if sources else None,
+                                   plant in joined))
+            joined.add(plant)
             accepted.append((index, item))
-        acknowledged = self.journal.append(entries)
-        applied = [self.driver.schedule(at, functools.partial(_apply_one, item=item), ready=acknowledged)
-                   for _, item in accepted]
+        applied = self.driver.schedule(at, functools.partial(apply_all, items=[item for _, item in accepted]),
+                                       ready=self.journal.append(entries))
         merged: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        gathered = asyncio.gather(*applied, return_exceptions=True)
-        gathered.add_done_callback(functools.partial(_merge, results, [i for i, _ in accepted], merged))
+        applied.add_done_callback(functools.partial(_merge, results, [i for i, _ in accepted], merged))
         return merged
 
     def lot_in_progress(self, lot_code: str) -> bool:
@@ -77,26 +78,15 @@ class InputGate:
 
 
 
-def _apply_one(sim: Simulation, item: Input) -> tuple[Result]:
-    """One input's result, or the exception that refused it, as a 1-tuple (so that it cannot be
-    taken for an exception raised while scheduling it)."""
-    (result,) = apply_all(sim, [item])
-    return (result,)
-
-
 def _merge(results: list[Result | None], indexes: list[int], merged: asyncio.Future[list[Result]],
-           gathered: asyncio.Future[list[tuple[Result] | BaseException]]) -> None:
+           applied: asyncio.Future[list[Result]]) -> None:
     if merged.done():
         return
-    if gathered.cancelled():
-        merged.cancel()
+    if applied.cancelled():
+        merged.cancel()  # the driver stopped before it applied them
         return
-    for index, outcome in zip(indexes, gathered.result(), strict=True):
-        if isinstance(outcome, tuple):
-            results[index] = outcome[0]
-        elif isinstance(outcome, asyncio.CancelledError):
-            merged.cancel()  # the driver stopped before it applied
-            return
-        else:  # the journal did not acknowledge the entries: not applied
-            results[index] = JournalRefused(f"the journal did not take the input ({outcome!r}); it was not applied")
+    exc = applied.exception()
+    refused = JournalRefused(f"the journal did not take the input ({exc!r}); it was not applied") if exc else None
+    for position, index in enumerate(indexes):
+        results[index] = refused if refused is not None else applied.result()[position]
     merged.set_result([r if r is not None else RuntimeError("no result") for r in results])

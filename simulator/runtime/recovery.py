@@ -45,10 +45,18 @@ class RunHistory:
     def inputs(self) -> int:
         return sum(len(p.applied) for p in self.plants.values())
 
-    def replay_order(self) -> list[Applied]:
-        """Every input of the run in the order to apply it: by instant, then plant and number (the
+    def replay_order(self) -> list[list[Applied]]:
+        """Every input of the run in the order to apply it, in groups that apply together (a
+        plant's input and the ``joined`` ones after it): by instant, then plant and number (the
         order between plants does not change any plant's output)."""
-        return sorted((e for p in self.plants.values() for e in p.applied), key=lambda e: (e.at, e.plant, e.seq))
+        groups: list[list[Applied]] = []
+        for plant in self.plants.values():
+            for entry in plant.applied:
+                if entry.joined and groups and groups[-1][-1].plant == entry.plant:
+                    groups[-1].append(entry)
+                else:
+                    groups.append([entry])
+        return sorted(groups, key=lambda g: (g[0].at, g[0].plant, g[0].seq))
 
     def clock(self) -> ClockSet | None:
         """The newest clock entry of the run (the one written last, at the newest instant)."""

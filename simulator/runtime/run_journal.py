@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
-from simulator.model.inputs import Input, apply_all
+from simulator.model.inputs import apply_all
 from simulator.model.records import Record, Sink
 from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
@@ -96,16 +96,17 @@ class RunJournal:
             self.write_checkpoints()
 
     async def _recover(self, history: RunHistory) -> None:
-        order = history.replay_order()
-        log.info("recovering run %s: %d inputs of %d plants to apply again", self.run_id, len(order),
+        groups = history.replay_order()
+        log.info("recovering run %s: %d inputs of %d plants to apply again", self.run_id, history.inputs,
                  len(history.plants))
         started = time.monotonic()
         self.driver.set_speed(None)  # as fast as possible
-        futures = [self.driver.schedule(entry.at, functools.partial(_apply, item=entry.input)) for entry in order]
-        for future in futures:
-            future.add_done_callback(self._one_applied)
-        if order:
-            self.gate.last_at = order[-1].at
+        futures = [self.driver.schedule(group[0].at, functools.partial(apply_all, items=[e.input for e in group]))
+                   for group in groups]
+        for future, group in zip(futures, groups, strict=True):
+            future.add_done_callback(functools.partial(self._applied, len(group)))
+        if groups:
+            self.gate.last_at = max(group[0].at for group in groups)
         await asyncio.gather(*futures)
         self.sim.replace_sink(self.outbox)
         clock = history.clock()
@@ -117,8 +118,8 @@ class RunJournal:
                  time.monotonic() - started, self.sim.wall_time().isoformat(), self.sim.now)
         self._clock_entries()
 
-    def _one_applied(self, _: asyncio.Future[Any]) -> None:
-        self.applied += 1
+    def _applied(self, count: int, _: asyncio.Future[Any]) -> None:
+        self.applied += count
 
     # -- checkpoints and the clock ----------------------------------------------------------------------
     def write_checkpoints(self) -> None:
@@ -133,7 +134,3 @@ class RunJournal:
         now, wall, driver = self.sim.now, time.time(), self.driver
         self.journal.append([ClockSet(p, self.run_id, now, wall, driver.speed, driver.paused) for p in self.plants])
 
-
-def _apply(sim: Simulation, item: Input) -> object:
-    (result,) = apply_all(sim, [item])
-    return result

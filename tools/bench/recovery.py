@@ -1,0 +1,123 @@
+"""Restart to live: how long a service takes to continue a run from the journal, by its history.
+
+A journal is written for the reference plant with N admitted lots (orders at the configured arrival
+rate, their checkpoints saying every output record is already in Kafka, as after a clean stop),
+then the real service starts on it (embedded memory broker, speed max) and the time from the start
+of ``Service.run`` until the run is live is measured: reading the journal and applying every input
+again.  The baseline of the same run is ``factorysim simulate`` of the same lots (the engine alone,
+no Kafka): recovery without snapshots cannot be faster than that.
+
+    python tools/bench/recovery.py [--lots 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import yaml
+from aiokafka import AIOKafkaProducer
+
+from simulator.adapters.embedded_broker import EmbeddedBroker
+from simulator.config import parse
+from simulator.config_schema import Config
+from simulator.formats import journal
+from simulator.formats.journal import Applied, Checkpoint, ClockSet, Entry, RunStart
+from simulator.model.arrivals import OrderGenerator, mix_with
+from simulator.model.inputs import Admit
+from simulator.model.randomness import stream
+from simulator.runtime.app import Service
+from simulator.runtime.offline import run_offline
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = "bench-recovery"
+
+
+def bench_config(bootstrap: str, tag: str) -> Config:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["simulation"]["speed"] = "max"
+    data["kafka"] = {"bootstrap_servers": bootstrap,
+                     "topics": {"orders": f"{tag}.orders", "telemetry_prefix": f"{tag}.telemetry",
+                                "events": f"{tag}.events", "dead_letter": f"{tag}.dead_letter",
+                                "journal": f"{tag}.journal"},
+                     "consumer": {"group_id": f"{tag}-group"}}
+    data["http"] = {"host": "127.0.0.1", "port": 0, "open_controls": True}
+    return parse(data, environ={})
+
+
+def history(config: Config, lots: int) -> list[Entry]:
+    """A run's journal: start entries, ``lots`` admissions at generated instants, checkpoints."""
+    plants = sorted(config.locations)
+    start = config.simulation.start
+    entries: list[Entry] = [RunStart(p, RUN, config.simulation.seed, config.model_fingerprint, start) for p in plants]
+    arrivals = config.arrivals
+    generator = OrderGenerator(arrivals, mix_with(arrivals.location_mix or dict.fromkeys(plants, 1.0),
+                                                  config.location_of), stream(1, "bench"), code_prefix="B")
+    seqs = dict.fromkeys(plants, 0)
+    at = 0.0
+    for n, (gap, order) in enumerate(generator, start=1):
+        at += gap
+        seqs[order.location] += 1
+        entries.append(Applied(order.location, RUN, seqs[order.location], at, Admit(order)))
+        if n >= lots:
+            break
+    entries += [Checkpoint(p, RUN, 10**12, at) for p in plants]  # everything was delivered
+    entries += [ClockSet(p, RUN, at, dt.datetime.now(dt.UTC).timestamp(), None) for p in plants]
+    return entries
+
+
+async def write(bootstrap: str, topic: str, entries: list[Entry]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=20,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        futures = []
+        for entry in entries:
+            message = journal.encode(entry, topic)
+            futures.append(await producer.send(topic, message.value, key=message.key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def measure_one(lots: int) -> dict[str, float]:
+    async with EmbeddedBroker() as broker:
+        config = bench_config(broker.bootstrap_servers, f"rec{lots}")
+        entries = history(config, lots)
+        await write(broker.bootstrap_servers, config.kafka.topics.journal, entries)
+        service = Service(config)
+        started = time.perf_counter()
+        task = asyncio.get_running_loop().create_task(service.run())
+        while service.run_journal is None or not service.run_journal.live.is_set():
+            if task.done():
+                task.result()
+                raise RuntimeError("the service stopped before it was live")
+            await asyncio.sleep(0.01)
+        live_s = time.perf_counter() - started
+        service.request_stop()
+        await task
+    started = time.perf_counter()
+    await run_offline(config, lots=lots)
+    simulate_s = time.perf_counter() - started
+    return {"lots": lots, "live_s": live_s, "simulate_s": simulate_s, "entries": len(entries)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lots", type=int, nargs="+", default=[10_000, 100_000])
+    args = parser.parse_args()
+    print(f"{'admitted lots':>14}{'restart to live (s)':>22}{'simulate same lots (s)':>25}{'ratio':>8}")
+    for lots in args.lots:
+        r = asyncio.run(measure_one(lots))
+        print(f"{lots:>14,}{r['live_s']:>22.1f}{r['simulate_s']:>25.1f}{r['live_s'] / r['simulate_s']:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
