@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import yaml
@@ -46,8 +47,6 @@ def service(path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[byte
 
 async def live(port: int, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
     """Wait until the service at ``port`` is live (recovered, ready); its health."""
-    import aiohttp
-
     deadline = time.monotonic() + START_TIMEOUT_S
     async with aiohttp.ClientSession() as http:
         while True:
@@ -130,6 +129,12 @@ async def test_sigterm_then_restart_continues_every_lot_where_it_was(
         health = await live(port, second, log)
         assert health["run"]["recovery"]["done"] is True
         assert health["run"]["recovery"]["inputs"] >= lots
+        # the continued run takes commands (its command processor is the recovered run's)
+        token = (await asyncio.to_thread(Path(config["http"]["generated_token_file"]).read_text)).strip()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http, \
+                http.post(f"http://127.0.0.1:{port}/machines/Vietnam-tornio-01/anomaly",
+                          json={"type": "bearing_fault", "duration_s": 600}) as response:
+            assert response.status == 200, await response.text()
         async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
             collected = await reader.read_until(
                 lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL}) == lots,

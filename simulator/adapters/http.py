@@ -132,7 +132,6 @@ class HttpServer:
         self.port = port
         self._runner: web.AppRunner | None = None
         service.metrics.registry.register(LiveCollector(service))
-        self.commands = service.commands
         self._environ = os.environ if service.environ is None else service.environ
         self.token = ControlToken.from_settings(service.config.http, self._environ)
         self._server: asyncio.Server | None = None
@@ -232,9 +231,9 @@ class HttpServer:
                 try:
                     body = await self._body(request, name)
                 except CommandRejected as exc:
-                    self.commands.rejected("http", name, exc)
+                    self.service.commands.rejected("http", name, exc)
                     raise
-                result = await self.commands.execute(body, source="http")
+                result = await self.service.commands.execute(body, source="http")  # the run's (rebuilt on recovery)
             except CommandRejected as exc:
                 return json_response({"error": exc.reason, "detail": exc.detail}, _STATUS.get(exc.reason, 400))
             return json_response(result)
