@@ -22,6 +22,7 @@ from service_harness import (
     wait_for,
 )
 
+from simulator.errors import ConfigError
 from simulator.formats import journal
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, JournalError, RunStart
@@ -29,6 +30,7 @@ from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnoma
 from simulator.model.order import Order
 from simulator.model.records import ListSink
 from simulator.model.simulation import Simulation
+from simulator.runtime.recovery import run_to_continue
 
 INPUTS: list[Input] = [
     Admit(Order("L-1", "Bar Sport", 12, "Italia", "alta", "2025-06-25T08:00:00Z")),
@@ -140,3 +142,45 @@ async def test_the_journal_replayed_offline_gives_the_published_output_byte_for_
     assert not different, (f"{len(different)} messages differ, e.g. {different[:3]}: published "
                            f"{published[different[0]]!r}, replayed {replayed[different[0]]!r}" if different else "")
 
+
+
+def reads(*entries: journal.Entry | JournalError, timestamps: list[int] | None = None) -> list[journal.Read]:
+    return [journal.Read(e, 0, offset, (timestamps or list(range(len(entries))))[offset])
+            for offset, e in enumerate(entries)]
+
+
+def starts(config: Any, run: str) -> list[journal.Entry]:
+    return [RunStart(p, run, config.simulation.seed, config.model_fingerprint, config.simulation.start)
+            for p in sorted(config.locations)]
+
+
+def test_the_newest_run_is_continued_and_an_unreadable_entry_of_an_older_run_is_ignored(default_config: Any) -> None:
+    admit = Admit(Order("L-1", "c", 1, "Italia", "normale"))
+    history = run_to_continue(reads(
+        *starts(default_config, "old"), JournalError("garbled"), Applied("Italia", "old", 1, 5.0, admit),
+        *starts(default_config, "new"), Applied("Italia", "new", 1, 7.0, admit, "orders/0/3"),
+        Applied("Italia", "new", 2, 7.0, admit, None, True), Checkpoint("Italia", "new", 40, 9.0),
+        Applied("Brasile", "new", 1, 8.0, Repair("Brasile-tornio-01"))), default_config, "j")
+    assert history is not None
+    assert history.run_id == "new"
+    assert [len(p.applied) for p in history.plants.values()] == [1, 2, 0]  # Brasile, Italia, Vietnam
+    assert history.plants["Italia"].output_through == 40
+    assert history.sources == {("orders", 0): {3}}
+    assert [[e.seq for e in g] for g in history.replay_order()] == [[1, 2], [1]]  # joined inputs together
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ([Applied("Italia", "r", 2, 1.0, Repair("Italia-tornio-01"))], "has input 2 after input 0"),
+    ([Applied("Italia", "r", 1, 9.0, Repair("Italia-tornio-01")),
+      Applied("Italia", "r", 2, 3.0, Repair("Italia-tornio-01"))], "before the input ahead of it"),
+    ([JournalError("garbled")], "cannot be read"),
+])
+def test_a_broken_run_is_a_clear_error(default_config: Any, bad: list[Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        run_to_continue(reads(*starts(default_config, "r"), *bad), default_config, "j")
+
+
+def test_an_empty_journal_starts_a_new_run_and_one_of_foreign_bytes_is_refused(default_config: Any) -> None:
+    assert run_to_continue([], default_config, "j") is None
+    with pytest.raises(ConfigError, match="holds no run factorysim can read"):
+        run_to_continue(reads(JournalError("garbled")), default_config, "j")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from simulator.config_schema import Config
 from simulator.errors import ConfigError
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, JournalError, Read, RunStart
+from simulator.limits import calendar_end_s
 
 FRESH_HINT = ("start a new run with `factorysim run --fresh` (the old run stays in the journal), or run the "
               "config the journal was written with")
@@ -87,12 +88,18 @@ def run_to_continue(reads: list[Read], config: Config, topic: str) -> RunHistory
     _check(head, run_starts, config)
     history = RunHistory(run_id, head.seed, head.start, {plant: PlantHistory() for plant in sorted(run_starts)},
                          defaultdict(set))
+    calendar_end = calendar_end_s(head.start)
     for r in reads:
         entry = r.entry
         if isinstance(entry, JournalError) or entry.run_id != run_id or entry.plant not in history.plants:
             continue
         plant = history.plants[entry.plant]
         if isinstance(entry, Applied):
+            previous_at = plant.applied[-1].at if plant.applied else 0.0
+            if not previous_at <= entry.at <= calendar_end:
+                raise ConfigError([f"kafka.topics.journal: input {entry.seq} of plant {entry.plant} in run {run_id} "
+                                   f"applies at {entry.at!r} s, before the input ahead of it ({previous_at!r} s) or "
+                                   f"after the end of the calendar ({topic}[{r.partition}]@{r.offset}); {FRESH_HINT}"])
             if entry.seq != len(plant.applied) + 1:
                 raise ConfigError([f"kafka.topics.journal: plant {entry.plant} of run {run_id} has input "
                                    f"{entry.seq} after input {len(plant.applied)} ({topic}[{r.partition}]@{r.offset})"
