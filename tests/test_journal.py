@@ -62,6 +62,8 @@ def test_every_entry_reads_back_as_written(entry: journal.Entry) -> None:
     (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": -1, "input": {}}', "cannot be read"),
     (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": 1, "input": {"kind": "x"}}',
      "cannot be read"),
+    (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": 1, "input": {"kind": "admit", '
+     b'"lot_code": "L", "quantity": 0, "location": "Italia", "priority": "alta"}}', "not an order factorysim admits"),
 ])
 def test_a_malformed_entry_is_a_journal_error(raw: bytes, problem: str) -> None:
     with pytest.raises(JournalError, match=problem):

@@ -26,9 +26,11 @@ from typing import Any
 
 import orjson
 
+from simulator.config_schema import PRIORITIES
 from simulator.formats import WireMessage
 from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly
 from simulator.model.order import Order
+from simulator.orders import MAX_LOT_CODE, MAX_QUANTITY
 
 JOURNAL_VERSION = 1
 CONTENT_TYPE = b"application/json"
@@ -160,10 +162,13 @@ def decode_input(data: Any) -> Input:
     if not isinstance(data, dict):
         raise TypeError("an input is a JSON object")
     kind = data.get("kind")
-    if kind == "admit":
+    if kind == "admit":  # held to the order rules: a bad entry must not break the model on every start
         timestamp = data.get("timestamp")
-        return Admit(Order(_text(data, "lot_code"), str(data.get("customer", "")), _int(data, "quantity"),
-                           _text(data, "location"), _text(data, "priority"),
+        lot_code, quantity, priority = _text(data, "lot_code"), _int(data, "quantity"), _text(data, "priority")
+        if not 0 < len(lot_code) <= MAX_LOT_CODE or not 1 <= quantity <= MAX_QUANTITY or priority not in PRIORITIES:
+            raise ValueError(f"not an order factorysim admits: {lot_code[:40]!r}, quantity {quantity}, "
+                             f"{priority[:20]!r}")
+        return Admit(Order(lot_code, str(data.get("customer", "")), quantity, _text(data, "location"), priority,
                            timestamp if isinstance(timestamp, str) else None))
     if kind == "block":
         return Block(_text(data, "machine_id"), _text(data, "reason"), _duration(data))
