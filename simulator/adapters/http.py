@@ -34,7 +34,7 @@ from simulator.errors import CommandRejected, FactorySimError
 from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
-from simulator.runtime.commands import JSON_WHITESPACE, decode
+from simulator.runtime.commands import decode
 
 if TYPE_CHECKING:
     from simulator.runtime.app import Service
@@ -251,7 +251,7 @@ class HttpServer:
     @staticmethod
     async def _body(request: web.Request, name: str) -> dict[str, Any]:
         raw = await request.read()
-        body = decode(raw) if raw.strip(JSON_WHITESPACE) else {}
+        body = decode(raw) if raw else {}  # no body: no fields; anything else is a JSON object or refused
         if body.get("command", name) != name or body.get("cmd", name) != name:
             raise CommandRejected("invalid_field", f"the path names the command {name!r}; leave 'command' out")
         body["command"] = name
