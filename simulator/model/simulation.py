@@ -158,6 +158,15 @@ class Simulation:
                     raise
                 on_reject(order, exc)
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` inside the next step, at the current instant (a fault drill's failing step)."""
+
+        def process() -> Process:
+            yield self.env.timeout(0)
+            fn()
+
+        self.env.process(process())
+
     def replace_sink(self, sink: Sink) -> None:
         """From now on, records go to ``sink``."""
         self.recorder.sink = sink

@@ -52,7 +52,7 @@ from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver, StopReason
-from simulator.runtime.faults import FaultDrill, failing_step
+from simulator.runtime.faults import FaultDrill, fail_in_step
 from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
@@ -326,7 +326,7 @@ class Service:
         assert self.http is not None
         await asyncio.sleep(fault.after_s)
         if fault.loop == "driver":
-            self.driver.call(lambda sim: sim.env.process(failing_step(sim.env, fault)))
+            self.driver.call(lambda sim: fail_in_step(sim, fault))
         elif fault.loop == "http":
             self.http.close_listener()
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from simulator.errors import ConfigError, FactorySimError
+
+if TYPE_CHECKING:
+    from simulator.model.simulation import Simulation
 
 ENV = "FACTORYSIM_FAULT"
 LOOPS = ("intake", "publisher", "driver", "http", "mqtt")
@@ -68,8 +71,11 @@ class FaultDrill:
         raise self.error()
 
 
-def failing_step(env: Any, drill: FaultDrill) -> Generator[Any, Any, None]:
-    """A SimPy process that raises the drill's error at the instant it starts: the error leaves
-    ``env.step()`` as a bug in the model would."""
-    yield env.timeout(0)
-    raise drill.error()
+def fail_in_step(sim: Simulation, drill: FaultDrill) -> None:
+    """Make the model's next step raise the drill's error: it leaves ``env.step()`` as a bug in
+    the model would."""
+
+    def fail() -> None:
+        raise drill.error()
+
+    sim.call_soon(fail)
