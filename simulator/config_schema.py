@@ -385,6 +385,7 @@ class Topics(Strict):
     events: TopicName = "coffeemek.events.production_status"
     dead_letter: TopicName = "coffeemek.orders.dead_letter"
     journal: TopicName = "coffeemek.plants.journal"  # the plants' inputs, keyed by plant
+    snapshots: TopicName = "coffeemek.plants.snapshots"  # the runs' model state, keyed by run id
 
 
 class TopicCreation(Strict):
@@ -462,6 +463,21 @@ class EmbeddedKafka(Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 0  # its Kafka listener on 127.0.0.1; 0 = a free port
 
 
+class Snapshots(Strict):
+    """How often the service writes the model's state to ``kafka.topics.snapshots``: a restart
+    replays only the journal after the newest snapshot (and one is written at every stop)."""
+
+    enabled: bool = True
+    every_inputs: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = 10_000  # journaled inputs since the last
+    every_s: Annotated[float, Field(ge=1, le=7 * 86_400, allow_inf_nan=False)] | None = 60.0  # wall seconds
+
+    @model_validator(mode="after")
+    def _some_interval(self) -> Snapshots:
+        if self.enabled and self.every_inputs is None and self.every_s is None:
+            raise ValueError("give every_inputs or every_s (or both), or set enabled: false")
+        return self
+
+
 class Kafka(Strict):
     bootstrap_servers: str = "embedded"
     embedded: EmbeddedKafka = EmbeddedKafka()
@@ -469,6 +485,7 @@ class Kafka(Strict):
     topic_creation: TopicCreation = TopicCreation()
     producer: Producer = Producer()
     consumer: Consumer = Consumer()
+    snapshots: Snapshots = Snapshots()
     security: Security = Security()
     client_id: Annotated[str, Field(min_length=1)] = "factorysim"
 
