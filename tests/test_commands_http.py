@@ -187,13 +187,16 @@ async def test_token_guards_commands_only_and_pause_resume_speed_drive_the_drive
         async with http.get(f"{base}/health/ready") as response:
             assert response.status == 503  # paused: not ready
         lot = f"{unique}-lot"
+        paused_at = service.sim.now
         await produce(kafka_bootstrap, config.kafka.topics.orders, [lot_order(lot)])
         await wait_for(lambda: lot in service.sim.lots, 30, "the lot admitted while paused")
-        assert str(service.sim.lots[lot].state) == "RECEIVED"  # admitted, but simulated time stands still
+        admitted = service.sim.lots[lot]
+        assert str(admitted.state) == "PROCESSING"  # it got a free machine at the instant it was admitted …
+        assert service.sim.now == paused_at == admitted.started  # … and simulated time stands still
         status, answer = await call(http, "POST", f"{base}/simulation/resume", headers=AUTH)
         assert (status, answer["paused"]) == (200, False)
         assert (await health())["paused"] is False
-        await wait_for(lambda: str(service.sim.lots[lot].state) == "PROCESSING", 10, "the lot to start after resume")
+        await wait_for(lambda: service.driver.stamp() > paused_at, 10, "simulated time to go on after resume")
         status, answer = await call(http, "PUT", f"{base}/simulation/speed", {"speed": 3600}, headers=AUTH)
         assert (status, answer["speed"]) == (200, 3600.0)
         assert (await health())["speed"] == 3600.0

@@ -124,10 +124,9 @@ def test_blocked_idle_machine_leaves_its_pool_until_repaired() -> None:
 def test_block_at_the_instant_a_lot_starts_stops_that_lot() -> None:
     sim = Simulation(plant(locations={"A": {"timezone": "UTC", "machines": {"milling": 1}}}), ListSink())
     sink = sink_of(sim)
-    sim.admit(order("L1"))
-    sim.env.step()  # the pool has given the machine to the lot; the lot has not started yet
+    sim.admit(order("L1"))  # the lot gets the idle machine and starts at once, at this instant
     assert sim.plant.machines[ONE].current_lot is not None
-    assert not sim.plant.machines[ONE].in_work
+    assert sim.plant.machines[ONE].in_work
     block_machine(sim, ONE, duration_s=50)
     sim.env.run(until=10)
     assert sim.lots["L1"].state == "BLOCKED"

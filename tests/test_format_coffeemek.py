@@ -35,7 +35,7 @@ def encoded(default_config: Config) -> tuple[Simulation, list[tuple[object, Wire
     sink = ListSink()
     sim = Simulation(default_config, sink, seed=11)
     sim.start_arrivals(limit=120)
-    sim.env.run(until=sim.env.timeout(20 * 86400))
+    sim.env.run(until=20 * 86400)
     fmt = CoffeeMekFormat(default_config, sim.seed)
     return sim, [(r, m) for r in sink.records for m in fmt.encode(r)]
 

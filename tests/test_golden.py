@@ -13,7 +13,7 @@ from simulator.config_schema import Config
 from simulator.reporting.summary import build_report
 from simulator.runtime.offline import run_offline
 
-GOLDEN_TELEMETRY_SHA256 = "8d17c5f0bee136d7e5d013fbd93b41901ef266da317896add8a2c3fd4d922304"
+GOLDEN_TELEMETRY_SHA256 = "eeb356c154678e07f69e153cec80035661718b76c1605643fdb500ef878fb6fa"
 GOLDEN_REPORT_SHA256 = "ac82f4ee669a8768c162f05e81e1dcc4eaebcaf7e9def036f0eeba0824b3ac79"
 
 

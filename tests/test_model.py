@@ -129,7 +129,7 @@ def test_failure_interrupts_work_and_resumes_or_restarts(on_interrupt: str) -> N
     sink = ListSink()
     sim = Simulation(cfg, sink)
     sim.admit(order("L1"))
-    sim.env.run(until=sim.env.timeout(20 * 3600))
+    sim.env.run(until=20 * 3600)
     failures = [e for e in events(sink, "machine.blocked") if e.cause == "failure"]
     with_lot = [e for e in failures if e.lot_code == "L1"]
     assert with_lot, "a 1-hour job with MTBF 30 min must be interrupted"

@@ -1,6 +1,6 @@
 """Runtime control of the model: block and repair machines, inject and clear anomalies.
 
-Every function here runs between two steps of the environment (the runtime calls it through
+Every function here runs between two steps of the event calendar (the runtime calls it through
 ``Driver.call``), changes the model at the current simulated instant and returns a small
 JSON-able view of the result.  A command that cannot apply raises :class:`CommandRejected`.
 Nothing here schedules an event unless a command is given, so runs without commands are unchanged.
@@ -13,24 +13,20 @@ A repair command ends any block early: a command block, a failure's repair or a 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import TYPE_CHECKING, Any
-
-import simpy
 
 from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
-from simulator.model.disruptions import end_idle_block, end_running_block
 from simulator.model.lot import LotState
-from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, Machine
-from simulator.model.production import Failure, Process, RepairNow, Stoppage, end_stoppage
+from simulator.model.machine import BLOCKED, MAINTENANCE, OFF_SHIFT, RUNNING, Machine
+from simulator.model.production import COMMAND, end_stoppage, interrupt_lot, stop
+from simulator.model.utilities import interrupt_utility
 
 if TYPE_CHECKING:
     from simulator.model.simulation import Simulation
 
 # Anomalies every machine type shows (see machines/base.py), besides its own ``anomalies``.
 PLANT_WIDE_ANOMALIES = ("bearing_fault", "energy_spike")
-COMMAND = "command"  # the ``cause`` of the lot events a command produces
 
 
 def machine_of(sim: Simulation, machine_id: str) -> Machine:
@@ -75,70 +71,39 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
         cause = machine.stoppage.cause if machine.stoppage is not None else "block"
         raise CommandRejected("already_blocked",
                               f"machine {machine_id} is already blocked ({cause}: {machine.block_reason})")
-    if state == MAINTENANCE or (not machine.in_work and machine.maintenance_due):  # in it, or starting it
+    if state == MAINTENANCE:
         raise CommandRejected("in_maintenance", f"machine {machine_id} is in planned maintenance")
     if state == OFF_SHIFT:
         raise CommandRejected("off_shift", f"machine {machine_id} is off shift")
-    if state == RUNNING and not machine.in_work and lot is None:  # a utility between two duty cycles
+    if state == RUNNING and not machine.in_work:  # (every running machine works: a lot or a duty cycle)
         raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
-    env = sim.env
     stage = lot.stage if lot is not None else None
-    if state == IDLE:
+    working = state == RUNNING
+    if not working:
         pool = sim.plant.pool(machine.location, machine.machine_type)
         if machine not in pool.idle or not pool.take_idle(machine):
             raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
-        failure = None
-        finish = partial(end_idle_block, sim, machine, reason, COMMAND)
-    else:
-        failure = Failure(env.event(), reason, restart=False)
-        finish = partial(end_running_block, sim, machine, stage, reason, COMMAND, failure.repaired)
     machine.block_reason = reason
-    machine.set_state(BLOCKED, env.now)
-    interrupt_later = False
-    if failure is not None:
-        if machine.in_work:  # stop the work now (a lot's or a utility's duty cycle); it waits for the repair
-            assert machine.current_process is not None
-            if lot is not None:
-                lot.to(LotState.BLOCKED)
-            machine.current_process.interrupt(failure)
-        else:  # the lot starts its work at this very instant; stop it once it has
-            interrupt_later = True
+    machine.set_state(BLOCKED, sim.env.now)
+    if working:  # stop the work now (a lot's or a utility's duty cycle); it waits for the repair
+        if lot is not None:
+            lot.to(LotState.BLOCKED)
+            interrupt_lot(sim, lot, restart=False)
+        else:
+            interrupt_utility(sim, machine)
     sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause=COMMAND)
-    until = _until(sim, duration_s)
-    waiter = env.process(hold(sim, machine, failure if interrupt_later else None, until))
-    machine.stoppage = Stoppage(COMMAND, reason, until, waiter, finish)
+    stop(sim, machine, COMMAND, reason, math.inf if duration_s is None else duration_s, working=working,
+         stage=stage)
     return {"machine_id": machine.id, "state": machine.state, "block": block_view(machine),
             "lot": lot.code if lot is not None else None}
-
-
-def hold(sim: Simulation, machine: Machine, interrupt: Failure | None, until: float) -> Process:
-    """Keep a command block until ``until`` (or until a repair command interrupts this process).
-    ``interrupt``: a lot that was just starting its work, to stop as soon as it has."""
-    env = sim.env
-    try:
-        if interrupt is not None:
-            yield env.timeout(0)  # the lot's own step at this instant comes first
-            assert machine.in_work
-            assert machine.current_process is not None
-            lot = machine.current_lot
-            assert lot is not None
-            lot.to(LotState.BLOCKED)
-            machine.current_process.interrupt(interrupt)
-        yield env.timeout(until - env.now) if until != math.inf else env.event()
-    except simpy.Interrupt as stop:
-        if not isinstance(stop.cause, RepairNow):
-            raise
-        return
-    end_stoppage(machine)
 
 
 def repair_machine(sim: Simulation, machine_id: str) -> dict[str, Any]:
     """End ``machine_id``'s block now, whatever caused it (command, failure, per-cycle block)."""
     machine = machine_of(sim, machine_id)
-    stoppage = end_stoppage(machine)
+    stoppage = end_stoppage(sim, machine, early=True)
     if stoppage is None:
         raise CommandRejected("not_blocked", f"machine {machine_id} is {machine.state}, not blocked")
-    stoppage.waiter.interrupt(RepairNow())
     return {"machine_id": machine.id, "state": machine.state, "repaired": stoppage.cause,
             "reason": stoppage.reason, "lot": machine.current_lot.code if machine.current_lot else None}
 

@@ -1,106 +1,99 @@
-"""Machine-level processes: time-based failures that interrupt work, planned maintenance; how a
-blocked machine comes back."""
+"""Machine-level disruptions on the event calendar: time-based failures that stop work, planned
+maintenance, and the clock that makes maintenance due every N hours."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING
 
+from simulator.model.events import handler
 from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, RUNNING, Machine
-from simulator.model.production import Failure, Process, wait_repair
+from simulator.model.production import FAILURE, interrupt_lot, stop
 
 if TYPE_CHECKING:
-    import simpy
-
-    from simulator.model.plant import MachineDisruptions
     from simulator.model.simulation import Simulation
 
 
-def break_down(sim: Simulation, machine: Machine, dis: MachineDisruptions) -> Process:
-    """Fail every exponential(MTBF) hours.  A running machine interrupts its lot, which waits
-    for the repair; an idle one leaves its pool for the repair.  A machine already down,
-    in maintenance, off shift or between two cycles at that instant does not fail then."""
+def schedule_failure(sim: Simulation, machine: Machine) -> None:
+    """The machine's next failure, exponential(MTBF) hours from now."""
+    failures = sim.plant.machine_disruptions[machine.machine_type].failures
+    assert failures is not None
+    sim.env.after(machine.rng_failures.expovariate(1.0 / (failures.mtbf_h * 3600.0)), failure_due, sim, machine)
+
+
+@handler("machine.failure_due")
+def failure_due(sim: Simulation, machine: Machine) -> None:
+    """Fail now.  A working machine stops its lot (or duty cycle), which waits for the repair; an
+    idle one leaves its pool for the repair.  A machine already down, in maintenance or off shift
+    does not fail then.  The next failure is drawn when the repair ends (or now, if none)."""
+    dis = sim.plant.machine_disruptions[machine.machine_type]
     assert dis.failures is not None
     assert dis.failure_repair is not None
-    env = sim.env
-    rng = machine.rng_failures
-    rate = 1.0 / (dis.failures.mtbf_h * 3600.0)
+    repair = dis.failure_repair(machine.rng_failures)
     reason = dis.failures.reason
-    pool = sim.plant.pool(machine.location, machine.machine_type)
-    while True:
-        yield env.timeout(rng.expovariate(rate))
-        repair = dis.failure_repair(rng)
-        lot = machine.current_lot
-        stage = lot.stage if lot else None
-        if machine.state == RUNNING and machine.in_work:
-            assert machine.current_process is not None
-            repaired = env.event()
-            machine.block_reason = reason
-            machine.set_state(BLOCKED, env.now)
-            sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause="failure")
-            machine.current_process.interrupt(Failure(repaired, reason, dis.failures.on_interrupt == "restart"))
-            finish = partial(end_running_block, sim, machine, stage, reason, "failure", repaired)
-            yield from wait_repair(env, machine, "failure", reason, repair, finish)
-        elif machine.state == IDLE and pool.take_idle(machine):
-            machine.block_reason = reason
-            machine.set_state(BLOCKED, env.now)
-            sim.recorder.machine_event("machine.blocked", machine, None, reason=reason, cause="failure")
-            finish = partial(end_idle_block, sim, machine, reason, "failure")
-            yield from wait_repair(env, machine, "failure", reason, repair, finish)
+    lot = machine.current_lot
+    stage = lot.stage if lot else None
+    now = sim.env.now
+    if machine.state == RUNNING and machine.in_work:
+        machine.block_reason = reason
+        machine.set_state(BLOCKED, now)
+        sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause=FAILURE)
+        restart = dis.failures.on_interrupt == "restart"
+        if lot is not None:
+            interrupt_lot(sim, lot, restart)
+        else:
+            sim.interrupt_utility(machine)
+        stop(sim, machine, FAILURE, reason, repair, working=True, stage=stage)
+    elif machine.state == IDLE and sim.plant.pool(machine.location, machine.machine_type).take_idle(machine):
+        machine.block_reason = reason
+        machine.set_state(BLOCKED, now)
+        sim.recorder.machine_event("machine.blocked", machine, None, reason=reason, cause=FAILURE)
+        stop(sim, machine, FAILURE, reason, repair, working=False, stage=None)
+    else:
+        schedule_failure(sim, machine)
 
 
-def end_running_block(sim: Simulation, machine: Machine, stage: str | None, reason: str, cause: str,
-                      repaired: simpy.Event) -> None:
-    """A machine that was blocked while working a lot runs again; the lot resumes."""
-    machine.block_reason = None
-    machine.set_state(RUNNING, sim.env.now)
-    sim.recorder.machine_event("machine.repaired", machine, stage, reason=reason, cause=cause)
-    repaired.succeed()
-
-
-def end_idle_block(sim: Simulation, machine: Machine, reason: str, cause: str) -> None:
-    """A machine that was blocked while idle goes back to its pool."""
-    machine.block_reason = None
-    sim.recorder.machine_event("machine.repaired", machine, None, reason=reason, cause=cause)
-    sim.plant.pool(machine.location, machine.machine_type).release(machine)
-
-
-def maintain(sim: Simulation, machine: Machine, dis: MachineDisruptions) -> Process:
-    """Planned maintenance of a free machine; it returns to its pool afterwards."""
+def maintain(sim: Simulation, machine: Machine) -> None:
+    """Start the planned maintenance of a free machine; it returns to its pool afterwards."""
+    dis = sim.plant.machine_disruptions[machine.machine_type]
     assert dis.maintenance_duration is not None
-    env = sim.env
+    now = sim.env.now
     machine.maintenance_due = False
-    machine.set_state(MAINTENANCE, env.now)
-    started = env.now
+    machine.set_state(MAINTENANCE, now)
+    machine.maintenance_started = now
     sim.recorder.machine_event("maintenance.started", machine, None)
-    yield env.timeout(dis.maintenance_duration(machine.rng_failures))
-    machine.last_maintenance = env.now
+    sim.env.after(dis.maintenance_duration(machine.rng_failures), maintenance_done, sim, machine)
+
+
+@handler("machine.maintenance_done")
+def maintenance_done(sim: Simulation, machine: Machine) -> None:
+    now = sim.env.now
+    machine.last_maintenance = now
     machine.cycles_since_maintenance = 0
     machine.pieces_since_maintenance = 0
-    machine.maintenance_log.append((started, env.now))
+    machine.maintenance_log.append((machine.maintenance_started, now))
     sim.recorder.machine_event("maintenance.completed", machine, None)
-    done, machine.on_maintained = machine.on_maintained, None
-    if done is not None:
-        done.succeed()
-    sim.plant.pool(machine.location, machine.machine_type).release(machine)
+    if machine.machine_type in sim.continuous_types:
+        sim.resume_utility(machine)
+    else:
+        sim.plant.pool(machine.location, machine.machine_type).release(machine)
+    if machine.clock_waiting:
+        machine.clock_waiting = False
+        maintenance_clock(sim, machine)
 
 
-def maintenance_clock(sim: Simulation, machine: Machine, dis: MachineDisruptions) -> Process:
-    """Make maintenance due every N operating-calendar hours; an idle machine goes at once, a
-    busy one after its cycle."""
-    assert dis.maintenance is not None
-    assert dis.maintenance.every_hours is not None
-    env = sim.env
-    period = dis.maintenance.every_hours * 3600.0
+@handler("machine.maintenance_clock")
+def maintenance_clock(sim: Simulation, machine: Machine) -> None:
+    """Make maintenance due every N operating-calendar hours after the last one: an idle machine
+    goes at once, a busy one after its cycle; the clock waits for that maintenance to end."""
+    maintenance = sim.plant.machine_disruptions[machine.machine_type].maintenance
+    assert maintenance is not None
+    assert maintenance.every_hours is not None
+    due_at = machine.last_maintenance + maintenance.every_hours * 3600.0
+    if sim.env.now < due_at:
+        sim.env.at(due_at, maintenance_clock, sim, machine)
+        return
+    machine.maintenance_due = True
+    machine.clock_waiting = True
     pool = sim.plant.pool(machine.location, machine.machine_type)
-    while True:
-        due_at = machine.last_maintenance + period
-        if env.now < due_at:
-            yield env.timeout(due_at - env.now)
-            continue
-        machine.maintenance_due = True
-        machine.on_maintained = env.event()
-        waiting = machine.on_maintained
-        if pool.take_idle(machine):
-            pool.release(machine)  # the pool starts the maintenance
-        yield waiting
+    if pool.take_idle(machine):
+        pool.release(machine)  # the pool starts the maintenance

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import random
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from simulator.errors import IllegalTransition
 from simulator.model.randomness import stream
+
+if TYPE_CHECKING:
+    from simulator.model.events import Entry
+    from simulator.model.machine import Machine
 
 
 class LotState(StrEnum):
@@ -40,8 +45,9 @@ class Lot:
     """A production order moving through the route."""
 
     __slots__ = (
-        "_rng", "_run_seed", "arrived_at", "code", "customer", "location", "priority", "quantity", "rank",
-        "reworks", "stage", "state",
+        "_rng", "_run_seed", "arrived_at", "block_at", "block_reason", "blocked_s", "code", "customer",
+        "entry", "halted_at", "location", "machine", "priority", "quantity", "queued_at", "rank", "reworks",
+        "segment_start", "stage", "stage_index", "started", "state", "work", "work_done",
     )
 
     def __init__(self, code: str, customer: str, quantity: int, location: str, priority: str,
@@ -62,6 +68,19 @@ class Lot:
         self.state = LotState.RECEIVED
         self.stage: str | None = None
         self.reworks = 0
+        # progress in the current stage (see simulator.model.production)
+        self.stage_index = 0
+        self.queued_at = arrived_at
+        self.started = arrived_at
+        self.machine: Machine | None = None
+        self.work = 0.0  # seconds of work the stage needs
+        self.work_done = 0.0  # seconds of it done before the current segment
+        self.block_at: float | None = None  # the work done at which the per-cycle block stops the machine
+        self.blocked_s = 0.0
+        self.block_reason: str | None = None  # the last block's reason in this stage
+        self.segment_start = arrived_at
+        self.entry: Entry | None = None  # the end of the segment being worked
+        self.halted_at = arrived_at  # when its machine stopped (interrupted work)
 
     @property
     def rng(self) -> random.Random:

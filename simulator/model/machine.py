@@ -10,8 +10,7 @@ from machines.base import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, STATES
 from simulator.model.records import MachineCounters
 
 if TYPE_CHECKING:
-    import simpy
-
+    from simulator.model.events import Entry
     from simulator.model.lot import Lot
     from simulator.model.production import Stoppage
 
@@ -42,8 +41,8 @@ class Machine:
         "anomaly_until",
         "bad_pieces",
         "block_reason",
+        "clock_waiting",
         "current_lot",
-        "current_process",
         "cycles",
         "cycles_since_maintenance",
         "good_cycles",
@@ -57,18 +56,23 @@ class Machine:
         "machine_type",
         "maintenance_due",
         "maintenance_log",
+        "maintenance_started",
         "model",
-        "on_maintained",
         "pieces_since_maintenance",
         "rng_blocks",
         "rng_failures",
         "rng_signals",
+        "sample_interval",
         "since",
         "state",
         "state_lot",
         "state_time",
         "stoppage",
         "timeline",
+        "utility_change",
+        "utility_ends",
+        "utility_entry",
+        "utility_factor",
     )
 
     def __init__(self, machine_id: str, location: str, machine_type: str, model: MachineType,
@@ -85,7 +89,6 @@ class Machine:
         self.since = 0.0
         self.state_time = dict.fromkeys(STATES, 0.0)
         self.current_lot: Lot | None = None
-        self.current_process: simpy.Process | None = None
         self.block_reason: str | None = None
         self.stoppage: Stoppage | None = None  # why and until when a blocked machine is down
         self.cycles = 0
@@ -102,7 +105,15 @@ class Machine:
         self.maintenance_due = False
         self.maintenance_log: list[tuple[float, float]] = []  # (start, end)
         self.in_work = False  # inside a processing segment (a failure may interrupt it)
-        self.on_maintained: simpy.Event | None = None
+        self.clock_waiting = False  # the every-hours maintenance clock waits for this maintenance to end
+        self.maintenance_started = 0.0
+        self.sample_interval = 0.0  # seconds between periodic samples (0: none)
+        # a continuous-duty machine's shift factor, when it next changes, when its duty cycle ends and
+        # the calendar entry of its next step (see simulator.model.utilities)
+        self.utility_factor = 1.0
+        self.utility_change = math.inf
+        self.utility_ends = 0.0
+        self.utility_entry: Entry | None = None
         self.state_lot: str | None = None  # lot being worked in the current state
         self.timeline: Timeline | None = None
         # how hard the machine is driven (0..1) when no lot decides it: a continuous-duty

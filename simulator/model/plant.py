@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
 
-import simpy
-
 import machines as machine_registry
 from simulator.config_schema import Config, Failures, Maintenance, Quality
 from simulator.model.distributions import Sampler, processing_sampler, sampler
+from simulator.model.events import Calendar
 from simulator.model.machine import Machine
 from simulator.model.pool import MachinePool
 from simulator.model.randomness import stream
@@ -50,9 +49,9 @@ class MachineDisruptions:
 
 
 class Plant:
-    """Locations, machine pools and the route, inside one SimPy environment."""
+    """Locations, machine pools and the route, on one event calendar."""
 
-    def __init__(self, env: simpy.Environment, config: Config, seed: int) -> None:
+    def __init__(self, env: Calendar, config: Config, seed: int) -> None:
         self.env = env
         self.config = config
         self.stages = [self._plan(i, config) for i in range(len(config.route))]

@@ -10,66 +10,66 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable
-from itertools import count
 from typing import TYPE_CHECKING
 
 from simulator.model.machine import IDLE, OFF_SHIFT, RUNNING, Machine
 
 if TYPE_CHECKING:
-    import simpy
-
+    from simulator.model.events import Calendar
     from simulator.model.lot import Lot
 
 
 class MachinePool:
     __slots__ = (
-        "_order", "env", "idle", "limit", "location", "machine_type", "machines", "off_shift",
-        "start_maintenance", "waiting", "working",
+        "env", "idle", "limit", "location", "machine_type", "machines", "next_order", "off_shift",
+        "start_lot", "start_maintenance", "waiting", "working",
     )
 
-    def __init__(self, env: simpy.Environment, location: str, machine_type: str,
-                 machines: list[Machine]) -> None:
+    def __init__(self, env: Calendar, location: str, machine_type: str, machines: list[Machine]) -> None:
         self.env = env
         self.location = location
         self.machine_type = machine_type
         self.machines = machines
         self.idle: deque[Machine] = deque(machines)
         self.off_shift: list[Machine] = []
-        self.waiting: list[tuple[int, int, simpy.Event, Lot]] = []
-        self._order = count()
+        self.waiting: list[tuple[int, int, Lot]] = []  # heap by (rank, order of arrival)
+        self.next_order = 0
         self.limit = len(machines)  # machines allowed to work in the current shift
         self.working = len(machines)  # machines not off shift
         self.start_maintenance: Callable[[Machine], None] | None = None
+        self.start_lot: Callable[[Lot, Machine], None] | None = None  # a waiting lot got ``machine``
 
     # -- lots ---------------------------------------------------------------------------------
-    def acquire(self, lot: Lot) -> simpy.Event:
-        """An event that fires with the machine assigned to ``lot``."""
-        event = self.env.event()
+    def acquire(self, lot: Lot) -> Machine | None:
+        """The machine assigned to ``lot`` now, or None: the lot waits, and ``start_lot`` is called
+        when a machine is assigned to it."""
         if self.idle and not self.waiting:
-            self._assign(self.idle.popleft(), lot, event)
-        else:
-            heapq.heappush(self.waiting, (lot.rank, next(self._order), event, lot))
-        return event
+            machine = self.idle.popleft()
+            self._assign(machine, lot)
+            return machine
+        heapq.heappush(self.waiting, (lot.rank, self.next_order, lot))
+        self.next_order += 1
+        return None
 
     def release(self, machine: Machine) -> None:
         """``machine`` finished its cycle (or maintenance, repair, shift) and is free."""
         machine.current_lot = None
-        machine.current_process = None
         if machine.maintenance_due and self.start_maintenance is not None:
             self.start_maintenance(machine)
         elif self.working > self.limit:
             self._send_off_shift(machine)
         elif self.waiting:
-            _, _, event, lot = heapq.heappop(self.waiting)
-            self._assign(machine, lot, event)
+            _, _, lot = heapq.heappop(self.waiting)
+            self._assign(machine, lot)
+            assert self.start_lot is not None
+            self.start_lot(lot, machine)
         else:
             machine.set_state(IDLE, self.env.now)
             self.idle.append(machine)
 
-    def _assign(self, machine: Machine, lot: Lot, event: simpy.Event) -> None:
-        machine.set_state(RUNNING, self.env.now)
+    def _assign(self, machine: Machine, lot: Lot) -> None:
         machine.current_lot = lot
-        event.succeed(machine)
+        machine.set_state(RUNNING, self.env.now)
 
     # -- machines leaving and coming back -----------------------------------------------------
     def take_idle(self, machine: Machine) -> bool:

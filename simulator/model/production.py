@@ -1,15 +1,23 @@
-"""The life of a lot: queue, seize a machine by priority, operate (with blocks and failures),
-test outcome, rework or scrap, next stage, completion."""
+"""The life of a lot as a state machine on the event calendar: queue, get a machine by priority,
+work (in segments, stopped by per-cycle blocks, failures and block commands), test outcome,
+rework or scrap, next stage, completion.
+
+A lot's whole progress is data on the lot (stage, work to do and done, the block it will meet,
+blocked seconds …) plus at most one calendar entry (the end of the segment it is working), so a
+snapshot can hold it and a restored lot carries on exactly.
+
+A machine that stops (a per-cycle block, a failure, a block command) has a :class:`Stoppage`: why,
+until when, and what ends it.  It ends by itself at ``until`` (a calendar entry) or earlier by a
+repair command; either way :func:`end_stoppage` brings the machine back and wakes whoever waited
+(the lot, a continuous-duty machine, the pool, the failure clock).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import simpy
-
+from simulator.model.events import Entry, handler
 from simulator.model.lot import Lot, LotState
 from simulator.model.machine import BLOCKED, RUNNING, Machine
 
@@ -17,193 +25,152 @@ if TYPE_CHECKING:
     from simulator.model.plant import StagePlan
     from simulator.model.simulation import Simulation as World
 
-Process = Generator[simpy.Event, Any, Any]
-
 PASS, REWORK, SCRAP = "pass", "rework", "scrap"
+CYCLE_BLOCK, FAILURE, COMMAND = "cycle_block", "failure", "command"
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Interrupt cause: the machine failed; ``repaired`` fires when it works again."""
-
-    repaired: simpy.Event
-    reason: str
-    restart: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RepairNow:
-    """Interrupt cause: a repair command ended the stoppage the interrupted process waits out."""
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stoppage:
-    """Why and until when a blocked machine is down, and how its block ends.
+    """Why and until when a blocked machine is down.
 
-    ``waiter`` is the process waiting for the repair; ``finish`` ends the block (machine state,
-    ``machine.repaired`` event, waking the lot).  Whoever ends the block first runs ``finish``
-    through :func:`end_stoppage`: the waiter when the repair time is over, or a repair command,
-    which then interrupts the waiter with :class:`RepairNow`."""
+    ``cause``: ``cycle_block`` (a lot's per-cycle block), ``failure`` or ``command``; ``working``:
+    the machine was working (a lot or a duty cycle) and resumes that work afterwards, else it was
+    idle and goes back to its pool; ``stage``: the lot's stage when it stopped (for the events);
+    ``duration``: the planned length (``until - since`` without rounding); ``entry``: the calendar
+    entry that ends it (None: only a repair command does)."""
 
-    cause: str  # "cycle_block" | "failure" | "command"
+    cause: str
     reason: str
-    until: float  # sim time the repair ends by itself (inf: only a repair command ends it)
-    waiter: simpy.Process
-    finish: Callable[[], None]
+    since: float
+    until: float
+    duration: float
+    working: bool
+    stage: str | None
+    entry: Entry | None
 
 
-def end_stoppage(machine: Machine) -> Stoppage | None:
-    """End ``machine``'s stoppage now (None if it has none)."""
-    stoppage, machine.stoppage = machine.stoppage, None
-    if stoppage is not None:
-        stoppage.finish()
-    return stoppage
+# -- stages ---------------------------------------------------------------------------------------
+def enter_stage(world: World, lot: Lot, index: int) -> None:
+    """``lot`` queues for stage ``index``; it starts at once when a machine is free."""
+    plan = world.plant.stages[index]
+    lot.to(LotState.QUEUED, plan.name)
+    lot.stage_index = index
+    lot.queued_at = world.env.now
+    if world.recorder.lot_events:
+        world.recorder.lot_event("lot.queued", lot, plan.name)
+    pool = world.plant.pools[(lot.location, plan.machine_type)]
+    machine = pool.acquire(lot)
+    if machine is not None:
+        start_stage(world, lot, machine)
 
 
-def wait_repair(env: simpy.Environment, machine: Machine, cause: str, reason: str, repair: float,
-                finish: Callable[[], None]) -> Generator[simpy.Event, Any, bool]:
-    """Wait ``repair`` seconds and end the stoppage; a repair command may end it sooner (then it has
-    already run ``finish``).  Returns True when the repair took its full time."""
-    assert env.active_process is not None
-    machine.stoppage = Stoppage(cause, reason, env.now + repair, env.active_process, finish)
-    try:
-        yield env.timeout(repair)
-    except simpy.Interrupt as interrupt:
-        if not isinstance(interrupt.cause, RepairNow):
-            raise
-        return False
-    end_stoppage(machine)
-    return True
+def start_stage(world: World, lot: Lot, machine: Machine) -> None:
+    """``machine`` (assigned by its pool) starts ``lot``'s current stage."""
+    plan = world.plant.stages[lot.stage_index]
+    now = world.env.now
+    lot.started = now
+    lot.to(LotState.PROCESSING)
+    lot.machine = machine
+    if world.recorder.lot_events:
+        world.recorder.lot_event("stage.started", lot, plan.name, machine.id, waited_s=now - lot.queued_at)
+    work = plan.process_time(lot.rng, lot.quantity)
+    block = plan.block_probability > 0 and machine.rng_blocks.random() < plan.block_probability
+    lot.work = work
+    lot.work_done = 0.0
+    lot.blocked_s = 0.0
+    lot.block_reason = None
+    lot.block_at = machine.rng_blocks.random() * work if block else None
+    run_segment(world, lot)
 
 
-def produce(world: World, lot: Lot) -> Process:
-    """Move ``lot`` through the route until it is completed or scrapped."""
-    env = world.env
-    stages = world.plant.stages
-    pools = world.plant.pools
+def run_segment(world: World, lot: Lot) -> None:
+    """Work up to the per-cycle block, or to the end of the work."""
+    machine = lot.machine
+    assert machine is not None
+    target = lot.work if lot.block_at is None else lot.block_at
+    lot.segment_start = world.env.now
+    machine.in_work = True
+    lot.entry = world.env.after(target - lot.work_done, segment_done, world, lot)
+
+
+@handler("lot.segment_done")
+def segment_done(world: World, lot: Lot) -> None:
+    machine = lot.machine
+    assert machine is not None
+    machine.in_work = False
+    lot.entry = None
+    if lot.block_at is None:
+        lot.work_done = lot.work
+        finish_stage(world, lot)
+        return
+    lot.work_done = lot.block_at
+    lot.block_at = None
+    plan = world.plant.stages[lot.stage_index]
+    reason = plan.draw_block_reason(machine.rng_blocks)
+    repair = plan.repair_time(machine.rng_blocks)
+    machine.block_reason = reason
+    machine.set_state(BLOCKED, world.env.now)
+    lot.to(LotState.BLOCKED)
+    world.recorder.machine_event("machine.blocked", machine, plan.name, reason=reason, cause=CYCLE_BLOCK)
+    stop(world, machine, CYCLE_BLOCK, reason, repair, working=True, stage=plan.name)
+
+
+def interrupt_lot(world: World, lot: Lot, restart: bool) -> None:
+    """Stop ``lot``'s work now (its machine failed or was blocked); it waits, BLOCKED, for the repair.
+    ``restart``: the work done in the cycle is lost."""
+    machine = lot.machine
+    assert machine is not None
+    machine.in_work = False
+    world.env.cancel(lot.entry)
+    lot.entry = None
+    lot.work_done = 0.0 if restart else lot.work_done + (world.env.now - lot.segment_start)
+    if lot.state is not LotState.BLOCKED:  # a block command marks it blocked itself
+        lot.to(LotState.BLOCKED)
+    lot.halted_at = world.env.now
+
+
+def resume_lot(world: World, lot: Lot, reason: str) -> None:
+    """The machine of an interrupted lot works again: the lot carries on with its work."""
+    lot.to(LotState.PROCESSING)
+    lot.blocked_s += world.env.now - lot.halted_at
+    lot.block_reason = reason
+    run_segment(world, lot)
+
+
+def finish_stage(world: World, lot: Lot) -> None:
+    plan = world.plant.stages[lot.stage_index]
+    machine = lot.machine
+    assert machine is not None
+    now = world.env.now
     rec = world.recorder
-    events = rec.lot_events
-    stats = world.stats
-    i = 0
-    while i < len(stages):
-        plan = stages[i]
-        pool = pools[(lot.location, plan.machine_type)]
-        lot.to(LotState.QUEUED, plan.name)
-        queued_at = env.now
-        if events:
-            rec.lot_event("lot.queued", lot, plan.name)
-        machine: Machine = yield pool.acquire(lot)
-        started = env.now
-        lot.to(LotState.PROCESSING)
-        machine.current_process = env.active_process
-        if events:
-            rec.lot_event("stage.started", lot, plan.name, machine.id, waited_s=started - queued_at)
-        work = plan.process_time(lot.rng, lot.quantity)
-        block = plan.block_probability > 0 and machine.rng_blocks.random() < plan.block_probability
-        if block or world.failures_possible:
-            blocked_s, reason = yield from operate(world, machine, lot, plan, work, block)
-        else:
-            machine.in_work = True
-            try:
-                yield env.timeout(work)
-                machine.in_work = False
-                blocked_s, reason = 0.0, None
-            except simpy.Interrupt as interrupt:  # a block command stopped the machine
-                machine.in_work = False
-                failure = interrupt.cause
-                assert isinstance(failure, Failure)
-                done = 0.0 if failure.restart else env.now - started
-                halted_s = yield from halt(env, lot, failure)
-                blocked_s, reason = yield from operate(world, machine, lot, plan, work, False, done)
-                blocked_s += halted_s
-                reason = reason or failure.reason
-        outcome = judge(lot, plan)
-        account(world, machine, lot, plan, outcome)
-        stats.stage_done(plan.name, lot.location, started - queued_at, work)
-        if rec.cycle_records:
-            rec.cycle(machine, lot, plan.name, env.now - started, work, blocked_s, reason, outcome)
-        if events:
-            rec.lot_event("stage.completed", lot, plan.name, machine.id, waited_s=started - queued_at,
-                          processed_s=work, outcome=outcome)
-        pool.release(machine)
-        if outcome == REWORK:
-            lot.to(LotState.REWORK)
-            lot.reworks += 1
-            stats.reworks += 1
-            assert plan.rework_index is not None
-            if events:
-                rec.lot_event("lot.reworked", lot, stages[plan.rework_index].name, machine.id,
-                              rework_count=lot.reworks)
-            i = plan.rework_index
-            continue
-        if outcome == SCRAP:
-            lot.to(LotState.SCRAPPED)
-            finish(world, lot, scrapped=True, reason=f"test failed at {plan.name}")
-            return
-        i += 1
-    lot.to(LotState.COMPLETED)
-    finish(world, lot, scrapped=False)
-
-
-def operate(world: World, machine: Machine, lot: Lot, plan: StagePlan, work: float, block: bool,
-            done: float = 0.0) -> Generator[simpy.Event, Any, tuple[float, str | None]]:
-    """Process ``work`` seconds (``done`` of them already) on ``machine``; a per-cycle block
-    (``block``) stops it at a random point, and a failure or a block command may interrupt it.
-    Returns (blocked seconds, last block reason)."""
-    env = world.env
-    blocked_s = 0.0
-    reason: str | None = None
-    block_at = machine.rng_blocks.random() * work if block else None
-    while True:
-        target = work if block_at is None else block_at
-        segment_start = env.now
-        try:
-            machine.in_work = True
-            yield env.timeout(target - done)
-            machine.in_work = False
-            done = target
-        except simpy.Interrupt as interrupt:
-            machine.in_work = False
-            failure = interrupt.cause
-            assert isinstance(failure, Failure)
-            done = 0.0 if failure.restart else done + (env.now - segment_start)
-            blocked_s += yield from halt(env, lot, failure)
-            reason = failure.reason
-            continue
-        if block_at is None:
-            return blocked_s, reason
-        block_at = None
-        reason = plan.draw_block_reason(machine.rng_blocks)
-        repair = plan.repair_time(machine.rng_blocks)
-        machine.block_reason = reason
-        machine.set_state(BLOCKED, env.now)
-        lot.to(LotState.BLOCKED)
-        world.recorder.machine_event("machine.blocked", machine, plan.name, reason=reason,
-                                     cause="cycle_block")
-        halted = env.now
-        finish = partial(_end_cycle_block, world, machine, lot, plan.name, reason)
-        if (yield from wait_repair(env, machine, "cycle_block", reason, repair, finish)):
-            blocked_s += repair
-        else:  # a repair command ended the block early
-            blocked_s += env.now - halted
-
-
-def halt(env: simpy.Environment, lot: Lot, failure: Failure) -> Generator[simpy.Event, Any, float]:
-    """The lot waits, blocked, until its machine is repaired; returns the seconds it waited.  A
-    block command may have marked the lot blocked already."""
-    if lot.state is not LotState.BLOCKED:
-        lot.to(LotState.BLOCKED)
-    halted = env.now
-    yield failure.repaired
-    lot.to(LotState.PROCESSING)
-    return float(env.now - halted)
-
-
-def _end_cycle_block(world: World, machine: Machine, lot: Lot, stage: str, reason: str) -> None:
-    machine.block_reason = None
-    machine.set_state(RUNNING, world.env.now)
-    lot.to(LotState.PROCESSING)
-    world.recorder.machine_event("machine.repaired", machine, stage, reason=reason, cause="cycle_block")
+    outcome = judge(lot, plan)
+    account(world, machine, lot, plan, outcome)
+    waited = lot.started - lot.queued_at
+    world.stats.stage_done(plan.name, lot.location, waited, lot.work)
+    if rec.cycle_records:
+        rec.cycle(machine, lot, plan.name, now - lot.started, lot.work, lot.blocked_s, lot.block_reason, outcome)
+    if rec.lot_events:
+        rec.lot_event("stage.completed", lot, plan.name, machine.id, waited_s=waited, processed_s=lot.work,
+                      outcome=outcome)
+    lot.machine = None
+    world.plant.pools[(lot.location, plan.machine_type)].release(machine)
+    if outcome == REWORK:
+        lot.to(LotState.REWORK)
+        lot.reworks += 1
+        world.stats.reworks += 1
+        assert plan.rework_index is not None
+        if rec.lot_events:
+            rec.lot_event("lot.reworked", lot, world.plant.stages[plan.rework_index].name, machine.id,
+                          rework_count=lot.reworks)
+        enter_stage(world, lot, plan.rework_index)
+    elif outcome == SCRAP:
+        lot.to(LotState.SCRAPPED)
+        finish(world, lot, scrapped=True, reason=f"test failed at {plan.name}")
+    elif lot.stage_index + 1 < len(world.plant.stages):
+        enter_stage(world, lot, lot.stage_index + 1)
+    else:
+        lot.to(LotState.COMPLETED)
+        finish(world, lot, scrapped=False)
 
 
 def judge(lot: Lot, plan: StagePlan) -> str | None:
@@ -244,3 +211,55 @@ def finish(world: World, lot: Lot, *, scrapped: bool, reason: str | None = None)
         world.recorder.lot_event("lot.scrapped" if scrapped else "lot.completed", lot, lot.stage,
                                  lead_time_s=lead_time, rework_count=lot.reworks, reason=reason)
     world.lot_finished(lot)
+
+
+# -- stoppages ------------------------------------------------------------------------------------
+def stop(world: World, machine: Machine, cause: str, reason: str, duration: float, *, working: bool,
+         stage: str | None) -> None:
+    """``machine`` (already BLOCKED) stays down for ``duration`` seconds (inf: until a repair command)."""
+    env = world.env
+    now = env.now
+    until = now + duration
+    entry = env.after(duration, stoppage_over, world, machine) if duration != float("inf") else None
+    machine.stoppage = Stoppage(cause, reason, now, until, duration, working, stage, entry)
+
+
+@handler("machine.stoppage_over")
+def stoppage_over(world: World, machine: Machine) -> None:
+    end_stoppage(world, machine, early=False)
+
+
+def end_stoppage(world: World, machine: Machine, *, early: bool) -> Stoppage | None:
+    """End ``machine``'s stoppage now (None if it has none): at its planned end, or ``early`` by a
+    repair command.  The machine works again (or goes back to its pool), and whoever waited goes on."""
+    stoppage, machine.stoppage = machine.stoppage, None
+    if stoppage is None:
+        return None
+    world.env.cancel(stoppage.entry)
+    now = world.env.now
+    machine.block_reason = None
+    lot = machine.current_lot
+    if stoppage.cause == CYCLE_BLOCK:
+        assert lot is not None
+        machine.set_state(RUNNING, now)
+        lot.to(LotState.PROCESSING)
+        world.recorder.machine_event("machine.repaired", machine, stoppage.stage, reason=stoppage.reason,
+                                     cause=CYCLE_BLOCK)
+        lot.blocked_s += now - stoppage.since if early else stoppage.duration
+        lot.block_reason = stoppage.reason
+        run_segment(world, lot)
+    elif stoppage.working:
+        machine.set_state(RUNNING, now)
+        world.recorder.machine_event("machine.repaired", machine, stoppage.stage, reason=stoppage.reason,
+                                     cause=stoppage.cause)
+        if lot is not None:
+            resume_lot(world, lot, stoppage.reason)
+        else:
+            world.resume_utility(machine)
+    else:
+        world.recorder.machine_event("machine.repaired", machine, None, reason=stoppage.reason,
+                                     cause=stoppage.cause)
+        world.plant.pool(machine.location, machine.machine_type).release(machine)
+    if stoppage.cause == FAILURE:
+        world.next_failure(machine)
+    return stoppage

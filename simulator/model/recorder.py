@@ -10,10 +10,9 @@ from machines.base import BLOCKED, SignalContext
 from simulator.model.records import CycleTelemetry, LotEvent, MachineSample, Sink
 
 if TYPE_CHECKING:
-    import simpy
-
     from simulator.config_schema import Telemetry
     from simulator.model.climate import OutdoorClimate
+    from simulator.model.events import Calendar
     from simulator.model.lot import Lot
     from simulator.model.machine import Machine
 
@@ -26,7 +25,7 @@ def load_of(quantity: int) -> float:
 class Recorder:
     __slots__ = ("ambient", "cycle_records", "env", "lot_events", "outdoor", "seqs", "sink")
 
-    def __init__(self, env: simpy.Environment, sink: Sink, telemetry: Telemetry,
+    def __init__(self, env: Calendar, sink: Sink, telemetry: Telemetry,
                  ambient: dict[str, float], outdoor: dict[str, OutdoorClimate] | None = None) -> None:
         self.env = env
         self.sink = sink

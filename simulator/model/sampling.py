@@ -1,22 +1,25 @@
-"""Periodic machine samples: every machine reports every ``interval`` seconds, in any state."""
+"""Periodic machine samples: every machine reports every ``sample_interval`` seconds, in any state."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simulator.model.events import handler
 from simulator.model.machine import Machine
-from simulator.model.production import Process
 
 if TYPE_CHECKING:
     from simulator.model.simulation import Simulation
 
 
-def sample(sim: Simulation, machine: Machine, interval: float, offset: float) -> Process:
-    """Emit a sample of ``machine`` every ``interval``; ``offset`` spreads machines over the interval."""
-    env = sim.env
-    if offset:
-        yield env.timeout(offset)
-    while True:
-        yield env.timeout(interval)
-        lot = machine.current_lot
-        sim.recorder.sample(machine, lot.stage if lot else None, interval)
+def start_sampling(sim: Simulation, machine: Machine, interval: float, offset: float) -> None:
+    """Sample ``machine`` every ``interval`` seconds, the first after ``offset + interval`` (offsets
+    spread the machines over the interval)."""
+    machine.sample_interval = interval
+    sim.env.after(offset + interval, sample_due, sim, machine)
+
+
+@handler("machine.sample")
+def sample_due(sim: Simulation, machine: Machine) -> None:
+    lot = machine.current_lot
+    sim.recorder.sample(machine, lot.stage if lot else None, machine.sample_interval)
+    sim.env.after(machine.sample_interval, sample_due, sim, machine)

@@ -1,4 +1,4 @@
-"""Shift calendars in plant-local time (pytz, DST-correct) and the process that follows them.
+"""Shift calendars in plant-local time (pytz, DST-correct) and the pools following them.
 
 A calendar gives a production factor at every instant: the capacity of the shift in force
 (the largest, if shifts overlap), times the weekend factor on Saturday/Sunday or the holiday
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytz
 
 from simulator.config_schema import WEEKDAYS, ShiftCalendar
-from simulator.model.production import Process
+from simulator.model.events import handler
 
 if TYPE_CHECKING:
     from simulator.model.simulation import Simulation
@@ -97,14 +97,16 @@ def machines_allowed(factor: float, machines: int) -> int:
     return max(1, min(machines, math.floor(factor * machines + 0.5)))
 
 
-def follow_shifts(sim: Simulation, location: str, clock: CalendarClock) -> Process:
-    """Set every pool's working-machine limit at each shift boundary (continuous-duty machines
-    follow the calendar on their own, see ``simulator.model.utilities``)."""
+@handler("plant.shift_change")
+def shift_change(sim: Simulation, location: str) -> None:
+    """Set every pool's working-machine limit for the shift in force, and come back at the next
+    boundary (continuous-duty machines follow the calendar on their own, see
+    ``simulator.model.utilities``)."""
     env = sim.env
-    pools = [p for p in sim.plant.pools_at(location) if p.machine_type not in sim.continuous_types]
-    while True:
-        factor, change = clock.factor_and_next_change(env.now)
-        sim.shift_factor[location] = factor
-        for pool in pools:
+    clock = sim.calendar_clocks[location]
+    factor, change = clock.factor_and_next_change(env.now)
+    sim.shift_factor[location] = factor
+    for pool in sim.plant.pools_at(location):
+        if pool.machine_type not in sim.continuous_types:
             pool.set_limit(machines_allowed(factor, len(pool.machines)))
-        yield env.timeout(max(change - env.now, 1e-9))
+    env.after(max(change - env.now, 1e-9), shift_change, sim, location)

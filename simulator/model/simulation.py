@@ -1,45 +1,58 @@
-"""The simulation: one SimPy environment holding the plant, the lots and the statistics.
+"""The simulation: the event calendar (``env``), the plant, the lots and the statistics.
 
 Everything enters through :meth:`Simulation.admit` (a lot at the current simulated time) or
 :meth:`Simulation.start_arrivals` (generated orders); time advances only through ``env``.
-Deterministic per seed: every entity draws from its own stream (see ``randomness``).
+Deterministic per seed: every entity draws from its own stream (see ``randomness``), and
+everything that will happen is an entry of the calendar, so the whole state is data
+(:mod:`simulator.model.snapshot` writes and restores it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable
-
-import simpy
+from collections.abc import Callable, Iterable, Iterator
 
 from simulator.config_schema import Config
 from simulator.errors import OrderRejected
 from simulator.limits import calendar_end_s
 from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.climate import OutdoorClimate
-from simulator.model.disruptions import break_down, maintain, maintenance_clock
+from simulator.model.disruptions import maintain, maintenance_clock, schedule_failure
+from simulator.model.events import Calendar, handler
 from simulator.model.lot import Lot
 from simulator.model.machine import Machine, Timeline
 from simulator.model.order import Order
 from simulator.model.plant import Plant
-from simulator.model.production import Process, produce
+from simulator.model.production import enter_stage, start_stage
 from simulator.model.randomness import stream
 from simulator.model.recorder import Recorder
 from simulator.model.records import Sink
-from simulator.model.sampling import sample
-from simulator.model.shifts import CalendarClock, follow_shifts
+from simulator.model.sampling import start_sampling
+from simulator.model.shifts import CalendarClock, shift_change
 from simulator.model.statistics import Statistics
-from simulator.model.utilities import continuous_types, start_utility
+from simulator.model.utilities import continuous_types, interrupt_utility, start_utility, utility_step
+
+
+class Arrivals:
+    """Generated orders on their way in: the generator, the next order and how many may still come."""
+
+    __slots__ = ("generator", "left", "pending")
+
+    def __init__(self, generator: OrderGenerator, left: int | None, pending: Order) -> None:
+        self.generator = generator
+        self.left = left  # orders still to admit, the pending one included (None: without end)
+        self.pending = pending
 
 
 class Simulation:
     def __init__(self, config: Config, sink: Sink, *, seed: int | None = None,
-                 sample_limit: int | None = None, timeline: tuple[float, float] | None = None) -> None:
+                 sample_limit: int | None = None, timeline: tuple[float, float] | None = None,
+                 _restoring: bool = False) -> None:
         self.config = config
         self.seed = config.simulation.seed if seed is None else seed
         self.start: dt.datetime = config.simulation.start
-        self.env = simpy.Environment()
+        self.env = Calendar()
         self.calendar_end_s = calendar_end_s(self.start)  # simulated time cannot go past this
         self.plant = Plant(self.env, config, self.seed)
         self.stats = Statistics(
@@ -56,52 +69,66 @@ class Simulation:
         self.failures_possible = False
         self.continuous_types = continuous_types(config)  # utilities: no lots, not in the pools' shift logic
         self._finish_listeners: list[Callable[[Lot], None]] = []
-        self._start_machine_processes()
-        self._start_shifts()
-        self._start_utilities()
+        self.arrivals: Arrivals | None = None
+        self.replaying = False  # a replay of timed orders is under way (it cannot be snapshotted)
+        self.calendar_clocks = {
+            name: CalendarClock(config.shift_calendars[loc.shift_calendar], loc.timezone, self.start)
+            for name, loc in config.locations.items() if loc.shift_calendar is not None
+        }
+        for pool in self.plant.pools.values():
+            pool.start_maintenance = self._start_maintenance
+            pool.start_lot = self._start_lot
+        for machine in self.plant.machines.values():
+            machine.timeline = self.timeline
+            if self.plant.machine_disruptions[machine.machine_type].failures is not None:
+                self.failures_possible = True
+        if not _restoring:  # (a restored simulation gets its state and calendar from the snapshot)
+            self._start_utilities()  # first: out of their pools before a maintenance clock looks for idle machines
+            self._start_machines()
+            self._start_shifts()
 
     # -- wiring ---------------------------------------------------------------------------------
-    def _start_machine_processes(self) -> None:
-        plant = self.plant
-        for pool in plant.pools.values():
-            pool.start_maintenance = self._start_maintenance
-        for machine in plant.machines.values():
-            machine.timeline = self.timeline
-            dis = plant.machine_disruptions[machine.machine_type]
+    def _start_machines(self) -> None:
+        for machine in self.plant.machines.values():
+            dis = self.plant.machine_disruptions[machine.machine_type]
             history = stream(self.seed, "machine", machine.id, "setup")
             if dis.failures is not None:
-                self.failures_possible = True
-                self.env.process(break_down(self, machine, dis))
+                schedule_failure(self, machine)
             if dis.maintenance is not None:
                 if dis.maintenance.every_cycles:
                     machine.cycles_since_maintenance = history.randrange(dis.maintenance.every_cycles)
                 if dis.maintenance.every_hours:
-                    self.env.process(maintenance_clock(self, machine, dis))
+                    maintenance_clock(self, machine)
             interval = self.config.sample_interval_of(machine.machine_type)
             if interval > 0:
-                self.env.process(sample(self, machine, interval, history.uniform(0.0, interval)))
+                start_sampling(self, machine, interval, history.uniform(0.0, interval))
 
     def _start_maintenance(self, machine: Machine) -> None:
-        self.env.process(maintain(self, machine, self.plant.machine_disruptions[machine.machine_type]))
+        maintain(self, machine)
+
+    def _start_lot(self, lot: Lot, machine: Machine) -> None:
+        start_stage(self, lot, machine)
 
     def _start_shifts(self) -> None:
-        for name, loc in self.config.locations.items():
-            if loc.shift_calendar is not None:
-                clock = CalendarClock(self.config.shift_calendars[loc.shift_calendar], loc.timezone,
-                                      self.start)
-                self.env.process(follow_shifts(self, name, clock))
+        for name in self.calendar_clocks:
+            shift_change(self, name)
 
     def _start_utilities(self) -> None:
-        if not self.continuous_types:
-            return
-        for name, loc in self.config.locations.items():
-            clock = None
-            if loc.shift_calendar is not None:
-                clock = CalendarClock(self.config.shift_calendars[loc.shift_calendar], loc.timezone, self.start)
+        for name in self.config.locations:
             for pool in self.plant.pools_at(name):
                 if pool.machine_type in self.continuous_types:
                     for machine in pool.machines:
-                        start_utility(self, machine, clock)
+                        start_utility(self, machine)
+
+    # the machine-level steps other modules call back into
+    def resume_utility(self, machine: Machine) -> None:
+        utility_step(self, machine)
+
+    def interrupt_utility(self, machine: Machine) -> None:
+        interrupt_utility(self, machine)
+
+    def next_failure(self, machine: Machine) -> None:
+        schedule_failure(self, machine)
 
     # -- lots -----------------------------------------------------------------------------------
     def admit(self, order: Order) -> Lot:
@@ -118,54 +145,58 @@ class Simulation:
         self.stats.lot_received(self.env.now, location)
         if self.recorder.lot_events:
             self.recorder.lot_event("lot.received", lot)
-        self.env.process(produce(self, lot))
+        enter_stage(self, lot, 0)
         return lot
 
     def start_arrivals(self, limit: int | None = None, code_prefix: str | None = None) -> OrderGenerator:
         """Generate orders from ``config.arrivals`` (``limit`` lots, or without end); lot codes are
         ``<code_prefix>-<n>`` (default prefix ``L-<start date>``)."""
+        generator = self.order_generator(code_prefix or f"L-{self.start:%Y%m%d}")
+        if limit is None or limit > 0:
+            generator.gap()  # (the first order comes at once: its gap is drawn and not used)
+            self.arrivals = Arrivals(generator, limit, generator.order())
+            self.env.at(self.env.now, arrival, self)
+        return generator
+
+    def order_generator(self, code_prefix: str) -> OrderGenerator:
+        """The generator of ``config.arrivals`` orders (lot codes ``<code_prefix>-<n>``)."""
         arrivals = self.config.arrivals
         mix = arrivals.location_mix or dict.fromkeys(self.config.locations, 1.0)
-        generator = OrderGenerator(
-            arrivals, mix_with(mix, self.config.location_of), stream(self.seed, "arrivals"),
-            code_prefix=code_prefix or f"L-{self.start:%Y%m%d}",
-        )
-        self.env.process(self._arrive(generator, limit))
-        return generator
+        return OrderGenerator(arrivals, mix_with(mix, self.config.location_of), stream(self.seed, "arrivals"),
+                              code_prefix=code_prefix)
 
     def replay(self, timed_orders: Iterable[tuple[float, Order]],
                on_reject: Callable[[Order, OrderRejected], None] | None = None) -> None:
         """Admit each order at its sim time (seconds from the start; non-decreasing)."""
-        self.env.process(self._replay(timed_orders, on_reject))
+        self.replaying = True
+        self._replay_next(iter(timed_orders), on_reject)
 
-    def _arrive(self, generator: OrderGenerator, limit: int | None) -> Process:
-        for n, (gap, order) in enumerate(generator, start=1):
-            if n > 1:
-                yield self.env.timeout(gap)
-            self.admit(order)
-            if limit is not None and n >= limit:
-                return
+    def _replay_next(self, orders: Iterator[tuple[float, Order]],
+                     on_reject: Callable[[Order, OrderRejected], None] | None) -> None:
+        item = next(orders, None)
+        if item is None:
+            self.replaying = False
+            return
+        at, order = item
 
-    def _replay(self, timed_orders: Iterable[tuple[float, Order]],
-                on_reject: Callable[[Order, OrderRejected], None] | None) -> Process:
-        for at, order in timed_orders:
-            if at > self.env.now:
-                yield self.env.timeout(at - self.env.now)
+        def admit() -> None:
             try:
                 self.admit(order)
             except OrderRejected as exc:
                 if on_reject is None:
                     raise
                 on_reject(order, exc)
+            self._replay_next(orders, on_reject)
+
+        self.call_at(max(at, self.env.now), admit)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the next step, at the current instant (a fault drill's failing step)."""
+        self.call_at(self.env.now, fn)
 
-        def process() -> Process:
-            yield self.env.timeout(0)
-            fn()
-
-        self.env.process(process())
+    def call_at(self, at: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` inside a step at simulated ``at`` (an unnamed entry: a snapshot refuses it)."""
+        self.env.at(at, fn)
 
     def replace_sink(self, sink: Sink) -> None:
         """From now on, records go to ``sink``."""
@@ -184,8 +215,7 @@ class Simulation:
         """Move the clock forward to ``sim_time`` when nothing is due before it (else nothing)."""
         env = self.env
         if sim_time > env.now and sim_time != math.inf and env.peek() > sim_time:
-            env.timeout(sim_time - env.now)
-            env.step()
+            env.now = sim_time
 
     # -- observation ----------------------------------------------------------------------------
     def on_lot_finished(self, listener: Callable[[Lot], None]) -> None:
@@ -209,3 +239,19 @@ class Simulation:
     def wall_time(self, sim_time: float | None = None) -> dt.datetime:
         """The UTC instant of ``sim_time`` (default: now)."""
         return self.start + dt.timedelta(seconds=self.now if sim_time is None else sim_time)
+
+
+@handler("plant.arrival")
+def arrival(sim: Simulation) -> None:
+    """The next generated order comes in; the one after it is drawn (gap, then order) at once."""
+    arrivals = sim.arrivals
+    assert arrivals is not None
+    sim.admit(arrivals.pending)
+    if arrivals.left is not None:
+        arrivals.left -= 1
+        if arrivals.left <= 0:
+            sim.arrivals = None
+            return
+    gap = arrivals.generator.gap()
+    arrivals.pending = arrivals.generator.order()
+    sim.env.after(gap, arrival, sim)

@@ -4,31 +4,27 @@ conveyor motor … — utilities that work no lots.
 Such a machine runs whenever its location's shift calendar allows, driven at a load equal to
 the calendar's production factor (0.5 in a half-capacity night shift, the weekend factor on
 weekends …), and is off shift while the factor is 0; without a calendar it runs around the
-clock at load 1.  It is not steered by its pool's shift limit (:func:`follow_shifts` skips
-continuous types), so one process decides its state: :func:`run_utility`.
+clock at load 1.  It is not steered by its pool's shift limit (:func:`~simulator.model.shifts.shift_change`
+skips continuous types): its own steps on the event calendar decide its state (:func:`utility_step`).
 
 Time accounting: running time is booked in duty cycles of at most :data:`DUTY_CYCLE_S` (or up
 to the next shift change), each a good cycle whose ideal time is its running time, so a
 utility's performance and quality are 1 and its OEE equals its availability (time-based failures
 and every-hours maintenance are the losses; off-shift time is not scheduled time).  A failure
-interrupts it like a working machine (``in_work``/``current_process``, see
-``disruptions.break_down``); planned maintenance that falls due (``every_hours``; it runs no lot
-cycles, so ``every_cycles`` never triggers) starts at the end of the current duty cycle.
+interrupts it like a working machine (``in_work``, see ``disruptions.failure_due``); planned
+maintenance that falls due (``every_hours``; it runs no lot cycles, so ``every_cycles`` never
+triggers) starts at the end of the current duty cycle.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
-import simpy
-
-from simulator.model.machine import IDLE, OFF_SHIFT, RUNNING, Machine
-from simulator.model.production import Failure, Process
+from simulator.model.events import handler
+from simulator.model.machine import OFF_SHIFT, RUNNING, Machine
 
 if TYPE_CHECKING:
     from simulator.config_schema import Config
-    from simulator.model.shifts import CalendarClock
     from simulator.model.simulation import Simulation
 
 DUTY_CYCLE_S = 600.0
@@ -47,64 +43,67 @@ def _book(machine: Machine, planned_s: float) -> None:
     machine.ideal_time_s += planned_s
 
 
-def start_utility(sim: Simulation, machine: Machine, clock: CalendarClock | None) -> None:
+def start_utility(sim: Simulation, machine: Machine) -> None:
     """Take ``machine`` from its pool (which never assigns it: no route stage uses a continuous
-    type) and start :func:`run_utility`.  Done before the run starts, so no other process finds
-    the machine idle in its pool."""
-    env = sim.env
+    type) and set its state for the shift in force; its first step comes at the current instant.
+    Done before the run starts, so nothing else finds the machine idle in its pool."""
+    now = sim.env.now
     sim.plant.pool(machine.location, machine.machine_type).take_idle(machine)
-    factor = clock.factor_and_next_change(env.now)[0] if clock is not None else 1.0
+    clock = sim.calendar_clocks.get(machine.location)
+    factor = clock.factor_and_next_change(now)[0] if clock is not None else 1.0
     machine.load = factor
-    machine.set_state(RUNNING if factor > 0 else OFF_SHIFT, env.now)
-    machine.current_process = env.process(run_utility(sim, machine, clock))
+    machine.set_state(RUNNING if factor > 0 else OFF_SHIFT, now)
+    machine.utility_entry = sim.env.at(now, utility_begins, sim, machine)
 
 
-def run_utility(sim: Simulation, machine: Machine, clock: CalendarClock | None) -> Process:
-    """Keep ``machine`` running at the shift factor of its location (24/7 at 1 without ``clock``)."""
-    env = sim.env
-    factor, change = 1.0, math.inf
+@handler("utility.begins")
+def utility_begins(sim: Simulation, machine: Machine) -> None:
+    clock = sim.calendar_clocks.get(machine.location)
     if clock is not None:
-        factor, change = clock.factor_and_next_change(env.now)
-    while True:
-        if env.now >= change:
-            assert clock is not None
-            factor, change = clock.factor_and_next_change(env.now)
-        machine.load = factor
-        if factor <= 0.0:
-            if machine.state != OFF_SHIFT:
-                machine.set_state(OFF_SHIFT, env.now)
-            yield env.timeout(change - env.now)
-            continue
-        if machine.maintenance_due:
-            yield from _maintain(sim, machine)
-            continue
-        if machine.state != RUNNING:
-            machine.set_state(RUNNING, env.now)
-        ends = min(change, env.now + DUTY_CYCLE_S)
-        _book(machine, ends - env.now)
-        machine.current_process = env.active_process  # the pool clears it after maintenance
-        machine.in_work = True
-        try:
-            yield env.timeout(ends - env.now)
-        except simpy.Interrupt as interrupt:  # a failure: the repair ends with the machine running
-            machine.in_work = False
-            machine.ideal_time_s -= ends - env.now
-            failure = interrupt.cause
-            assert isinstance(failure, Failure)
-            yield failure.repaired
-            continue
-        machine.in_work = False
+        machine.utility_factor, machine.utility_change = clock.factor_and_next_change(sim.env.now)
+    utility_step(sim, machine)
 
 
-def _maintain(sim: Simulation, machine: Machine) -> Process:
-    """Run the planned maintenance that fell due, then take the machine back from its pool (which
-    receives every machine after maintenance)."""
-    pool = sim.plant.pool(machine.location, machine.machine_type)
-    if machine.on_maintained is None:
-        machine.on_maintained = sim.env.event()
-    done = machine.on_maintained
-    assert pool.start_maintenance is not None
-    pool.start_maintenance(machine)
-    yield done
-    if machine.state == IDLE:
-        pool.take_idle(machine)
+def utility_step(sim: Simulation, machine: Machine) -> None:
+    """Keep ``machine`` running at the shift factor of its location (24/7 at 1 without a calendar):
+    off shift until the next change while the factor is 0, else the planned maintenance that fell
+    due, else one more duty cycle."""
+    env = sim.env
+    now = env.now
+    machine.utility_entry = None
+    if now >= machine.utility_change:
+        clock = sim.calendar_clocks[machine.location]
+        machine.utility_factor, machine.utility_change = clock.factor_and_next_change(now)
+    factor = machine.load = machine.utility_factor
+    if factor <= 0.0:
+        if machine.state != OFF_SHIFT:
+            machine.set_state(OFF_SHIFT, now)
+        machine.utility_entry = env.at(machine.utility_change, utility_next, sim, machine)
+        return
+    if machine.maintenance_due:  # resumed when the maintenance ends
+        start = sim.plant.pool(machine.location, machine.machine_type).start_maintenance
+        assert start is not None
+        start(machine)
+        return
+    if machine.state != RUNNING:
+        machine.set_state(RUNNING, now)
+    ends = min(machine.utility_change, now + DUTY_CYCLE_S)
+    _book(machine, ends - now)
+    machine.utility_ends = ends
+    machine.in_work = True
+    machine.utility_entry = env.at(ends, utility_next, sim, machine)
+
+
+@handler("utility.next")
+def utility_next(sim: Simulation, machine: Machine) -> None:
+    machine.in_work = False
+    utility_step(sim, machine)
+
+
+def interrupt_utility(sim: Simulation, machine: Machine) -> None:
+    """A failure or a block command stops the duty cycle now; the repair resumes it
+    (:func:`utility_step`)."""
+    machine.in_work = False
+    machine.ideal_time_s -= machine.utility_ends - sim.env.now
+    sim.env.cancel(machine.utility_entry)
+    machine.utility_entry = None

@@ -45,7 +45,7 @@ from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.records import ListSink, NullSink, Record, Sink
-from simulator.model.sampling import sample
+from simulator.model.sampling import start_sampling
 from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 from simulator.runtime.metrics import IoMetrics
@@ -128,7 +128,7 @@ def build_plant(cfg: Config, warm_cfg: Config, sink: Sink) -> Simulation:
     offsets = random.Random(7)
     for machine in sim.plant.machines.values():  # what Simulation does when sample_interval_s > 0
         interval = cfg.sample_interval_of(machine.machine_type)
-        sim.env.process(sample(sim, machine, interval, offsets.uniform(0.0, interval)))
+        start_sampling(sim, machine, interval, offsets.uniform(0.0, interval))
     return sim
 
 
