@@ -193,3 +193,35 @@ def test_a_replay_of_timed_orders_cannot_be_snapshotted(default_config: Config) 
     sim.replay(orders)
     with pytest.raises(snapshot.SnapshotError, match="replay"):
         snapshot.take(sim)
+
+
+def test_a_warm_start_under_a_changed_config_adds_a_machine_that_takes_waiting_lots(default_config: Config) -> None:
+    data: dict[str, Any] = default_config.model_dump(mode="json")
+    data["arrivals"]["rate_per_hour"] = 12.0  # more than the plant can do: queues grow
+    data["arrivals"]["location_mix"] = {"Vietnam": 1.0}
+    busy = Config.model_validate(data)
+    sim, _ = started(busy, 5)
+    sim.settle(86400.0)
+    lathes = sim.plant.pool("Vietnam", "tornio")
+    assert lathes.queue_length > 0, "no lot waits for a lathe: nothing to compare"
+    document = json.loads(json.dumps(snapshot.take(sim)))
+
+    data["locations"]["Vietnam"]["machines"]["tornio"] += 1
+    bigger = Config.model_validate(data)
+    with pytest.raises(snapshot.SnapshotError, match="warm start"):
+        snapshot.restore(bigger, ListSink(), document)
+    sink = ListSink()
+    warm = snapshot.restore(bigger, sink, document, warm=True)
+    new = warm.plant.machines["Vietnam-tornio-04"]
+    assert new.state == "running" and new.current_lot is not None  # it took a waiting lot at once
+    assert warm.plant.pool("Vietnam", "tornio").queue_length == lathes.queue_length - 1
+    assert warm.lots.keys() == sim.lots.keys()  # every lot in progress carried over
+    warm.settle(86400.0 + 2 * 3600.0)
+    started_on_new = [r for r in sink.records if getattr(r, "event_type", None) == "stage.started"
+                      and r.machine_id == "Vietnam-tornio-04"]
+    assert len(started_on_new) >= 2
+
+    fewer = json.loads(json.dumps(data))
+    fewer["locations"]["Vietnam"]["machines"]["tornio"] -= 2
+    with pytest.raises(snapshot.SnapshotError, match="not in the config: Vietnam-tornio-03"):
+        snapshot.restore(Config.model_validate(fewer), ListSink(), document, warm=True)

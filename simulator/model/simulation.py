@@ -90,18 +90,22 @@ class Simulation:
     # -- wiring ---------------------------------------------------------------------------------
     def _start_machines(self) -> None:
         for machine in self.plant.machines.values():
-            dis = self.plant.machine_disruptions[machine.machine_type]
-            history = stream(self.seed, "machine", machine.id, "setup")
-            if dis.failures is not None:
-                schedule_failure(self, machine)
-            if dis.maintenance is not None:
-                if dis.maintenance.every_cycles:
-                    machine.cycles_since_maintenance = history.randrange(dis.maintenance.every_cycles)
-                if dis.maintenance.every_hours:
-                    maintenance_clock(self, machine)
-            interval = self.config.sample_interval_of(machine.machine_type)
-            if interval > 0:
-                start_sampling(self, machine, interval, history.uniform(0.0, interval))
+            self.start_machine(machine)
+
+    def start_machine(self, machine: Machine) -> None:
+        """Start ``machine``'s own clocks: failures, every-hours maintenance, samples."""
+        dis = self.plant.machine_disruptions[machine.machine_type]
+        history = stream(self.seed, "machine", machine.id, "setup")
+        if dis.failures is not None:
+            schedule_failure(self, machine)
+        if dis.maintenance is not None:
+            if dis.maintenance.every_cycles:
+                machine.cycles_since_maintenance = history.randrange(dis.maintenance.every_cycles)
+            if dis.maintenance.every_hours:
+                maintenance_clock(self, machine)
+        interval = self.config.sample_interval_of(machine.machine_type)
+        if interval > 0:
+            start_sampling(self, machine, interval, history.uniform(0.0, interval))
 
     def _start_maintenance(self, machine: Machine) -> None:
         maintain(self, machine)

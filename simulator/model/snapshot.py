@@ -27,12 +27,14 @@ from simulator.config_schema import Config
 from simulator.model import disruptions, production, sampling, shifts, simulation, utilities  # noqa: F401 - handlers
 from simulator.model.events import HANDLER_NAMES, HANDLERS, Entry
 from simulator.model.lot import Lot, LotState
-from simulator.model.machine import STATES, Machine
+from simulator.model.machine import IDLE, STATES, Machine
 from simulator.model.order import Order
 from simulator.model.production import Stoppage
 from simulator.model.records import Sink
+from simulator.model.shifts import machines_allowed
 from simulator.model.simulation import Arrivals, Simulation
 from simulator.model.statistics import SampleSet, Statistics
+from simulator.model.utilities import start_utility
 
 SNAPSHOT_VERSION = 1
 _WORDS = struct.Struct("<625I")
@@ -202,11 +204,17 @@ def _arrivals(a: Arrivals | None) -> dict[str, Any] | None:
 
 # -- restoring -------------------------------------------------------------------------------------------
 def restore(config: Config, sink: Sink, document: dict[str, Any], *, sample_limit: int | None = None,
-            timeline: tuple[float, float] | None = None) -> Simulation:
+            timeline: tuple[float, float] | None = None, warm: bool = False) -> Simulation:
     """A simulation of ``config`` in the state ``document`` describes (its seed and start are the
-    document's); it continues exactly as the simulation the document was taken from."""
+    document's); it continues exactly as the simulation the document was taken from.
+
+    ``warm``: a warm start of a study under a changed config ("one more lathe in Vietnam"): the
+    config may add machines (they start idle at the snapshot's instant, with their own clocks, and
+    take waiting lots at once) and change durations, rates and disruptions (they apply from now on);
+    plants, route and the machines in the snapshot must stay.  The continuation is then the changed
+    plant's, not a copy of the original run's."""
     try:
-        return _restore(config, sink, document, sample_limit, timeline)
+        return _restore(config, sink, document, sample_limit, timeline, warm)
     except SnapshotError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
@@ -214,7 +222,7 @@ def restore(config: Config, sink: Sink, document: dict[str, Any], *, sample_limi
 
 
 def _restore(config: Config, sink: Sink, doc: dict[str, Any], sample_limit: int | None,
-             timeline: tuple[float, float] | None) -> Simulation:
+             timeline: tuple[float, float] | None, warm: bool) -> Simulation:
     if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
         found = doc.get("version") if isinstance(doc, dict) else type(doc).__name__
         raise SnapshotError(f"snapshot version {found!r} is not the version this factorysim reads "
@@ -222,7 +230,7 @@ def _restore(config: Config, sink: Sink, doc: dict[str, Any], sample_limit: int 
     start = dt.datetime.fromisoformat(doc["start"])
     config = config.model_copy(update={"simulation": config.simulation.model_copy(
         update={"start": start, "seed": int(doc["seed"])})})
-    _check_fits(config, doc)
+    added = _check_fits(config, doc, warm)
     sim = Simulation(config, sink, sample_limit=sample_limit, timeline=timeline, _restoring=True)
     sim.env.now = _float(doc["now"])
     sim.recorder.seqs.update({k: int(v) for k, v in doc["record_seqs"].items()})
@@ -233,6 +241,8 @@ def _restore(config: Config, sink: Sink, doc: dict[str, Any], sample_limit: int 
     entries, by_seq = _calendar(sim, doc["calendar"]["entries"], machines, lots)
     for mid, data in doc["machines"].items():
         _set_machine(machines[mid], data, lots, by_seq)
+    for mid in added:  # (not in any pool list of the snapshot: out of the pool until added below)
+        machines[mid].state = IDLE
     for data in doc["lots"]:
         lot = lots[data["code"]]
         lot.machine = machines[data["machine"]] if data["machine"] is not None else None
@@ -242,10 +252,31 @@ def _restore(config: Config, sink: Sink, doc: dict[str, Any], sample_limit: int 
     _set_statistics(sim.stats, doc["statistics"])
     sim.arrivals = _new_arrivals(sim, doc["arrivals"])
     sim.env.load(entries, int(doc["calendar"]["seq"]))
+    for mid in added:
+        _add_machine(sim, machines[mid])
     return sim
 
 
-def _check_fits(config: Config, doc: dict[str, Any]) -> None:
+def _add_machine(sim: Simulation, machine: Machine) -> None:
+    """A machine the warm start's config adds: idle from now on, its clocks started, its pool's
+    waiting lots served."""
+    now = sim.env.now
+    machine.since = now
+    machine.last_maintenance += now
+    pool = sim.plant.pool(machine.location, machine.machine_type)
+    if machine.machine_type in sim.continuous_types:
+        pool.idle.append(machine)  # (start_utility takes it from there)
+        start_utility(sim, machine)
+    else:
+        pool.working += 1
+        factor = sim.shift_factor.get(machine.location, 1.0) if machine.location in sim.calendar_clocks else 1.0
+        pool.limit = machines_allowed(factor, len(pool.machines))
+        pool.release(machine)
+    sim.start_machine(machine)
+
+
+def _check_fits(config: Config, doc: dict[str, Any], warm: bool) -> list[str]:
+    """The machines the config adds to the snapshot's (only with ``warm``), in config order."""
     plants = sorted(config.locations)
     if doc["plants"] != plants:
         raise SnapshotError(f"the snapshot has the plants {', '.join(doc['plants'])}; the config has "
@@ -256,12 +287,15 @@ def _check_fits(config: Config, doc: dict[str, Any]) -> None:
     expected = {f"{loc}-{mtype}-{k:02d}" for loc, settings in config.locations.items()
                 for mtype, n in settings.machines.items() for k in range(1, n + 1)}
     found = set(doc["machines"])
-    if found != expected:
-        missing, extra = sorted(expected - found), sorted(found - expected)
+    missing, extra = sorted(expected - found), sorted(found - expected)
+    if extra or (missing and not warm):
+        hint = "" if extra else " (a warm start of a study may add machines)"
         raise SnapshotError("the snapshot's machines differ from the config's: "
                             + "; ".join(part for part in (
                                 f"not in the snapshot: {', '.join(missing[:5])}" if missing else "",
-                                f"not in the config: {', '.join(extra[:5])}" if extra else "") if part))
+                                f"not in the config: {', '.join(extra[:5])}" if extra else "") if part) + hint)
+    return [mid for mid in (f"{loc}-{mtype}-{k:02d}" for loc, settings in config.locations.items()
+                            for mtype, n in settings.machines.items() for k in range(1, n + 1)) if mid in missing]
 
 
 def _calendar(sim: Simulation, raw: list[Any], machines: dict[str, Machine],

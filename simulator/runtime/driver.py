@@ -1,4 +1,4 @@
-"""The pacing driver: steps the SimPy environment in step with asyncio.
+"""The pacing driver: steps the model's event calendar in step with asyncio.
 
 - ``speed`` = simulated seconds per wall second, or ``None`` for as fast as possible.
 - Paced mode waits on ``env.peek()`` with an interruptible wait (never ``time.sleep``), and
