@@ -111,9 +111,20 @@ def recovery_rows() -> list[Row]:
     return rows
 
 
+def snapshot_rows() -> list[Row]:
+    import snapshot_size
+
+    return [(f"snapshot of the reference plant with {r['in_progress']:,} lots in progress: compressed bytes per lot "
+             f"(whole: {r['compressed_bytes'] / 1e6:.2f} MB; take {r['take_s']:.2f} s, restore {r['restore_s']:.2f} s)",
+             f"{r['compressed_per_lot']:,.0f} B", f"journal entry {r['journal_per_lot']:,.0f} B",
+             f"{r['compressed_per_lot'] / r['journal_per_lot']:.2f}", "(size)", "—")
+            for r in snapshot_size.measure()]
+
+
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "engine": engine_rows, "telemetry": telemetry_rows, "mqtt": mqtt_rows, "intake": intake_rows,
     "lot_sender": lot_sender_rows, "paced": paced_rows, "memory": memory_rows, "recovery": recovery_rows,
+    "snapshot": snapshot_rows,
 }
 
 
