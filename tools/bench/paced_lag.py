@@ -165,7 +165,7 @@ class Kafka:
     async def publishing(self, outbox: Outbox, instance: str) -> tuple[AIOKafkaProducer, KafkaPublisher]:
         producer = AIOKafkaProducer(**self.options, **producer_options(self.cfg.kafka.producer))
         await producer.start()
-        fmt = CoffeeMekFormat(self.cfg, self.cfg.simulation.seed, instance=instance)
+        fmt = CoffeeMekFormat(self.cfg, self.cfg.simulation.seed, run_id=instance)
         return producer, KafkaPublisher(producer, outbox, fmt, IoMetrics(),
                                         max_in_flight=self.cfg.kafka.producer.max_in_flight_messages)
 
@@ -238,7 +238,7 @@ async def _consumer(kafka: Kafka | None, cfg: Config, outbox: Outbox, instance: 
 
 
 async def _encode_only(cfg: Config, outbox: Outbox, instance: str) -> int:
-    fmt = CoffeeMekFormat(cfg, cfg.simulation.seed, instance=instance)
+    fmt = CoffeeMekFormat(cfg, cfg.simulation.seed, run_id=instance)
     count = 0
     while batch := await outbox.get_batch(2000):
         for record in batch:
