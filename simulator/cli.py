@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--lots", type=int, help="generate this many lots and run until all are finished")
     amount.add_argument("--until", help="stop at this simulated duration, e.g. 8h, 30d")
     amount.add_argument("--orders", type=Path, help="replay orders from a JSON Lines file instead of generating")
+    sim.add_argument("--from-snapshot", type=Path, metavar="FILE",
+                     help="start from a plant state saved by a service (GET /snapshot, or `factorysim snapshot`) "
+                          "instead of an empty plant; durations count from its instant")
     gen = sim.add_argument_group("generated arrivals (override config 'arrivals')")
     gen.add_argument("--rate", type=float, help="lots per hour")
     gen.add_argument("--arrivals", choices=("poisson", "fixed"), help="inter-arrival process")
@@ -82,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start a new run even if the journal holds one to continue (the old one stays there)")
     run.set_defaults(handler=cmd_run)
+
+    snap = commands.add_parser("snapshot", help="save the live model state of a running service (its GET /snapshot) "
+                                                "to a file, for `factorysim simulate --from-snapshot`")
+    snap.add_argument("--url", default="http://127.0.0.1:8080",
+                      help="the service's HTTP address (default http://127.0.0.1:8080)")
+    snap.add_argument("--output", "-o", type=Path, required=True, help="file to write")
+    snap.set_defaults(handler=cmd_snapshot)
 
     bridge = commands.add_parser("bridge", help="standalone MQTT bridge: Kafka telemetry and lot events to the "
                                                 "MQTT targets of the config")
@@ -146,12 +156,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"--orders: no such file: {args.orders}")
     window = _window(args.gantt_window)
     cfg = config_module.load(config_module.config_path(args.config), overrides=_arrival_overrides(args))
+    document = None
+    if args.from_snapshot is not None:
+        if args.seed is not None:
+            raise UsageError("--seed and --from-snapshot exclude each other (the snapshot's run has its seed)")
+        cfg, document = _from_snapshot(args.from_snapshot, cfg)
+        if args.lots is not None and document.get("arrivals") is not None:
+            raise UsageError("--lots and this snapshot exclude each other: its plant generates orders itself "
+                             "(arrivals.in_service); use --until")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     bar = ProgressBar(lots=args.lots, until_s=until_s) if show_progress else None
     try:
         result = asyncio.run(run_offline(
             cfg, seed=args.seed, lots=args.lots, until_s=until_s, orders=args.orders,
-            telemetry_out=args.telemetry_out, timeline=window, progress=bar,
+            telemetry_out=args.telemetry_out, timeline=window, progress=bar, snapshot=document,
         ))
     finally:
         if bar is not None:
@@ -169,6 +187,61 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         args.report_html.write_text(render_html(result.sim, report), encoding="utf-8")
     print(_summary_text(report, result))
+    return EXIT_OK
+
+
+def _from_snapshot(path: Path, cfg: Any) -> tuple[Any, dict[str, Any]]:
+    """The config of the snapshot's run (its seed and start) and its model document; the config
+    must be the one it was taken under."""
+    from simulator.errors import ConfigError
+    from simulator.formats.snapshot import SnapshotCorrupt, from_json
+    from simulator.model import snapshot as model_snapshot
+
+    try:
+        snapshot = from_json(orjson.loads(path.read_bytes()))
+        seed, start = int(snapshot.document["seed"]), dt.datetime.fromisoformat(
+            str(snapshot.document["start"]).replace("Z", "+00:00"))
+    except OSError as exc:
+        raise UsageError(f"--from-snapshot: cannot read {path}: {exc.strerror or exc}") from exc
+    except (orjson.JSONDecodeError, SnapshotCorrupt, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--from-snapshot: {path} is not a factorysim snapshot ({exc})") from exc
+    if snapshot.fingerprint != cfg.model_fingerprint:
+        raise ConfigError([f"--from-snapshot: {path} was taken under another plant config (fingerprint "
+                           f"{snapshot.fingerprint[:12]}…, this config {cfg.model_fingerprint[:12]}…): simulate it "
+                           f"with the config the service ran (a warm start under a changed config is not supported)"])
+    if snapshot.model_version != model_snapshot.SNAPSHOT_VERSION:
+        raise ConfigError([f"--from-snapshot: {path} holds a model state of version {snapshot.model_version}; this "
+                           f"factorysim reads version {model_snapshot.SNAPSHOT_VERSION}"])
+    run_config = cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"seed": seed,
+                                                                                        "start": start})})
+    log.info("starting from snapshot %s of run %s at simulated time %.0f s (%s)", snapshot.snapshot_id,
+             snapshot.run_id, snapshot.sim_time_s, start + dt.timedelta(seconds=snapshot.sim_time_s))
+    return run_config, snapshot.document
+
+
+# --- snapshot ------------------------------------------------------------------------------------
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """GET /snapshot of a running service, written to a file."""
+    import urllib.error
+    import urllib.request
+
+    url = args.url.rstrip("/") + "/snapshot"
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url: an http:// or https:// address, got {args.url!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - the scheme is checked above
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        print(f"factorysim snapshot: {url} answered {exc.code}: {exc.read()[:500].decode(errors='replace')}",
+              file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"factorysim snapshot: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    args.output.write_bytes(body)
+    meta = orjson.loads(body)
+    print(f"snapshot {meta.get('id')} of run {meta.get('run')} at simulated time {meta.get('sim_time_s'):.0f} s "
+          f"written to {args.output} ({len(body)} bytes)")
     return EXIT_OK
 
 

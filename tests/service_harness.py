@@ -35,7 +35,7 @@ def service_config(default_yaml: dict[str, Any], bootstrap: str, unique: str, **
         "bootstrap_servers": bootstrap,
         "topics": {"orders": f"{unique}.orders", "telemetry_prefix": f"{unique}.telemetry",
                    "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter",
-                   "journal": f"{unique}.journal"},
+                   "journal": f"{unique}.journal", "snapshots": f"{unique}.snapshots"},
         "consumer": {"group_id": f"{unique}-group", "session_timeout_ms": 2000},
         "producer": {"linger_ms": 5},
     }

@@ -1,11 +1,12 @@
 """Health, monitoring and runtime commands over aiohttp.
 
-Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines
-and /machines/{id}.  Commands (see :mod:`simulator.runtime.commands`), always behind a bearer
-token (configured, or generated at start: :mod:`simulator.adapters.http_token`) unless
-``http.open_controls`` is true: POST /machines/{id}/block, POST /machines/{id}/repair, POST and
-DELETE /machines/{id}/anomaly, POST /simulation/pause, POST /simulation/resume, PUT
-/simulation/speed.  A rejected command answers 400 (404 for an unknown machine) with
+Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines,
+/machines/{id} and /snapshot (the live model's state, see :mod:`simulator.formats.snapshot`).
+Commands (see :mod:`simulator.runtime.commands`), always behind a bearer token (configured, or
+generated at start: :mod:`simulator.adapters.http_token`) unless ``http.open_controls`` is true:
+POST /machines/{id}/block, POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly,
+POST /simulation/pause, POST /simulation/resume, PUT /simulation/speed.  A rejected command
+answers 400 (404 for an unknown machine) with
 ``{"error": <reason code>, "detail": <text>}``.
 
 :meth:`HttpServer.serve` is the server's loop for the supervisor: it ends (with an error) when the
@@ -139,7 +140,7 @@ class HttpServer:
         # the routes are those the API description lists (adapters/openapi.py): one table for both
         views: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
             "health": self.health, "live": self.live, "ready": self.ready, "metrics": self.metrics,
-            "status": self.status, "machines": self.machines, "machine": self.machine}
+            "status": self.status, "machines": self.machines, "machine": self.machine, "snapshot": self.snapshot}
         app.router.add_get("/openapi.json", self.openapi)
         for method, path, operation, _ in openapi.VIEWS:
             app.router.add_route(method.upper(), path, views[operation])
@@ -216,6 +217,13 @@ class HttpServer:
             return json_response({"error": "unknown_machine", "detail": f"no machine {machine_id!r}",
                                   "machine_id": machine_id, "known": sorted(self.service.sim.plant.machines)}, 404)
         return json_response({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
+
+    async def snapshot(self, _: web.Request) -> web.Response:
+        raw = await self.service.export_snapshot()
+        if raw is None:
+            return json_response({"error": "unavailable", "detail": "the run is not live (starting, recovering or "
+                                  "stopping), or the simulation did not take the snapshot in time"}, 503)
+        return web.Response(body=raw, content_type="application/json")
 
     # -- commands -------------------------------------------------------------------------------------
     def _command(self, name: str) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -35,6 +35,8 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "/status", "status", "Health and the simulation report"),
     ("get", "/machines", "machines", "Every machine's state and KPIs, by machine id"),
     ("get", "/machines/{machine_id}", "machine", "One machine's state and KPIs"),
+    ("get", "/snapshot", "snapshot", "The live model's complete state: a snapshot for `factorysim simulate "
+                                     "--from-snapshot`"),
 )
 # Commands: (method, path, command of simulator.runtime.commands, summary) -- need the bearer token.
 # The plant-wide switches (bearing_fault, energy_spike) come over MQTT only.
@@ -109,7 +111,7 @@ def _components() -> dict[str, Any]:
         "block": _nullable("#/components/schemas/Block"), "anomaly": _nullable("#/components/schemas/Anomaly"),
     }, description="A machine's state and KPIs")
     health = _object({
-        "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+        "status": {"enum": ["healthy", "recovering", "degraded", "unhealthy"]},
         "state": {"$ref": "#/components/schemas/ServiceState"},
         "uptime_seconds": {"type": "number", "minimum": 0},
         "kafka": _object({"broker": {"type": "string"}, "embedded": {"type": "boolean"},
@@ -158,6 +160,17 @@ def _components() -> dict[str, Any]:
             "Health": health,
             "Probe": _object({"status": {"type": "string"}, "state": {"$ref": "#/components/schemas/ServiceState"}}),
             "Status": _object({"health": {"$ref": "#/components/schemas/Health"}, "report": {"type": "object"}}),
+            "Snapshot": _object({
+                "v": {"const": 1}, "id": {"type": "string"}, "run": {"type": "string"},
+                "fingerprint": {"type": "string", "description": "SHA-256 of the config's model part"},
+                "model_version": COUNT, "sim_time_s": {"type": "number", "minimum": 0},
+                "inputs_through": {"type": "object", "additionalProperties": COUNT,
+                                   "description": "Per plant: the journal number of its last input applied"},
+                "output_through": {"type": "object", "additionalProperties": COUNT,
+                                   "description": "Per plant: the number of its last output record"},
+                "taken_at": {"type": "string", "description": "UTC"},
+                "document": {"type": "object", "description": "The model's state (versioned by model_version)"},
+            }, description="The model's state at one simulated instant"),
         },
     }
 
@@ -250,6 +263,10 @@ def _view_operation(operation_id: str, summary: str) -> dict[str, Any]:
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}
     elif operation_id == "status":
         responses = {"200": _json({"$ref": ref + "Status"}, "Health and report")}
+    elif operation_id == "snapshot":
+        responses = {"200": _json({"$ref": ref + "Snapshot"}, "The snapshot"),
+                     "503": _error("The run is not live (starting, recovering, stopping) or the simulation did not "
+                                   "take the snapshot in time (reason code unavailable)")}
     elif operation_id == "machines":
         responses = {"200": _json({"type": "object", "additionalProperties": {"$ref": ref + "Machine"}},
                                   "Machines by id")}

@@ -6,8 +6,10 @@ Shutdown (first SIGTERM/SIGINT; a second one exits at once):
 
 1. stop flag, readiness turns 503, systemd STOPPING=1;
 2. stop order intake (no new messages are read);
-3. stop the driver at a step boundary, close the outbox and let the publisher deliver all of it;
-4. hand the lots still in progress back to the orders topic and commit every order offset that is done;
+3. take a last snapshot after the last inputs, stop the driver right there, close the outbox and let
+   the publisher deliver all of it;
+4. write the journal's last checkpoints and the last snapshot (the next start replays nothing), and
+   commit every order offset that is done;
 5. let the MQTT targets publish what they queued and disconnect;
 6. stop the Kafka clients, then the HTTP server, then the embedded broker.
 
@@ -42,12 +44,16 @@ from simulator.adapters.kafka_options import client_options, consumer_options, o
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.order_intake import OrderIntake
+from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.adapters.systemd import SystemdNotifier
 from simulator.config_schema import Config, MqttTarget
 from simulator.errors import CommandRejected
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
+from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
+from simulator.model import snapshot as model_snapshot
+from simulator.model.records import Sink
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
@@ -57,9 +63,10 @@ from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
-from simulator.runtime.recovery import RunHistory, run_to_continue
+from simulator.runtime.recovery import RunHistory, check_snapshot, run_to_continue
 from simulator.runtime.run_journal import RunJournal, SkipDelivered
 from simulator.runtime.signals import install_stop_signals
+from simulator.runtime.snapshotter import Snapshotter
 from simulator.runtime.supervision import (
     FAILURE_SHUTDOWN_S,
     ExitDeadline,
@@ -79,6 +86,8 @@ log = logging.getLogger(__name__)
 STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
 STALL_S = 5.0  # the driver turns at least every 0.25 s; this long without a turn is a stall
 STOP_GRACE_S = 10.0  # a stop asked for ends the process at the latest this long after the shutdown budget
+SAMPLE_LIMIT = 20_000  # lead-time samples the statistics keep
+SNAPSHOT_CLOCK_SKEW_MS = 60_000  # a run's snapshots are not older than its start entry, give or take this
 
 class Service:
     def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
@@ -101,6 +110,9 @@ class Service:
         self.journal: JournalWriter | None = None
         self.run_journal: RunJournal | None = None
         self.history: RunHistory | None = None  # the run found in the journal, to recover
+        self.snapshot: Snapshot | None = None  # the one the recovered run's model was restored from
+        self.snapshot_writer: SnapshotWriter | None = None
+        self.snapshotter: Snapshotter | None = None  # once Kafka is up
         self.mqtt: list[MqttPublisher] = []
         self._build_model(config.simulation.start, config.simulation.seed, uuid.uuid4().hex[:16])
         self.mqtt = [MqttPublisher(target, self._mqtt_format(target), instance=self.instance, environ=environ,
@@ -128,15 +140,22 @@ class Service:
         self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit, on_failure=self._failed)
         self._stop_deadline = ExitDeadline(hard_exit)
 
-    def _build_model(self, start: dt.datetime, seed: int, run_id: str, skip_through: dict[str, int] | None = None,
-                     ) -> None:
-        """The model of the run ``run_id`` and what depends on it (built again for a run found in
-        the journal: its own start, seed and id; ``skip_through``: the output Kafka has already)."""
-        config = self.config.model_copy(update={"simulation": self.config.simulation.model_copy(
+    def _run_config(self, start: dt.datetime, seed: int) -> Config:
+        return self.config.model_copy(update={"simulation": self.config.simulation.model_copy(
             update={"start": start, "seed": seed})})
+
+    def _sink(self, skip_through: dict[str, int] | None) -> Sink:
+        return self.outbox if skip_through is None else SkipDelivered(self.outbox, skip_through)
+
+    def _build_model(self, start: dt.datetime, seed: int, run_id: str, skip_through: dict[str, int] | None = None,
+                     restored: Simulation | None = None) -> None:
+        """The model of the run ``run_id`` and what depends on it (built again for a run found in
+        the journal: its own start, seed and id; ``skip_through``: the output Kafka has already;
+        ``restored``: the model as a snapshot had it)."""
+        config = self._run_config(start, seed)
         self.run_id = run_id
-        sink = self.outbox if skip_through is None else SkipDelivered(self.outbox, skip_through)
-        self.sim = Simulation(config, sink, sample_limit=20_000)
+        self.sim = restored if restored is not None else \
+            Simulation(config, self._sink(skip_through), sample_limit=SAMPLE_LIMIT)
         self.driver = Driver(self.sim, speed=self.speed, outbox=self.outbox)
         self.format = CoffeeMekFormat(config, seed, run_id=run_id)
         self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
@@ -164,6 +183,7 @@ class Service:
     # -- lifecycle ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
         if not self._stop_requested.is_set():
+            self.supervisor.stopping = True  # from now on a loop may end (the intake does, before it reads)
             self._stop_requested.set()
             self._stop_deadline.arm(self.shutdown_timeout_s + STOP_GRACE_S, 1, "stop")
 
@@ -206,7 +226,8 @@ class Service:
             await self.broker.start()
             self.bootstrap_servers = self.broker.bootstrap_servers
         await self._start_kafka(stack)
-        if self.config.arrivals.in_service:  # the driver is not stepping yet: safe to start directly
+        if self.config.arrivals.in_service and self.snapshot is None:
+            # the driver is not stepping yet: safe to start directly (a restored model has its own)
             self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}")
 
     def _startup_retry(self, problem: StartupProblem) -> None:
@@ -223,10 +244,13 @@ class Service:
                                            kafka.topics.journal)
         if self.history is not None:
             history = self.history
-            self._build_model(history.start, history.seed, history.run_id,
-                              {p: h.output_through for p, h in history.plants.items()})
-            log.info("continuing run %s from the journal (%d inputs: %s; started %s)", history.run_id, history.inputs,
-                     ", ".join(f"{p} {len(h.applied)}" for p, h in history.plants.items()), history.start.isoformat())
+            skip_through = {p: h.output_through for p, h in history.plants.items()}
+            restored = await self._restore(options, history, skip_through)
+            self._build_model(history.start, history.seed, history.run_id, skip_through, restored)
+            log.info("continuing run %s from the journal (%d inputs: %s; started %s)%s", history.run_id,
+                     history.inputs, ", ".join(f"{p} {len(h.applied)}" for p, h in history.plants.items()),
+                     history.start.isoformat(), "" if self.snapshot is None else
+                     f" and snapshot {self.snapshot.snapshot_id} (simulated time {self.snapshot.sim_time_s:.0f} s)")
         self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
         stack.push_async_callback(self._stop_producer)
         await self.producer.start()
@@ -240,7 +264,14 @@ class Service:
             self.journal, self.sim, self.driver, self.inputs, self.run_id, fingerprint=self.config.model_fingerprint,
             history=self.history, outbox=self.outbox, speed=self.speed,
             after_downtime=self.config.simulation.after_downtime,
-            delivered_through=lambda: publisher.delivered_through)
+            delivered_through=lambda: publisher.delivered_through, snapshot=self.snapshot)
+        if kafka.snapshots.enabled:
+            self.snapshot_writer = SnapshotWriter(publisher, kafka.topics.snapshots, kafka.producer.max_request_bytes,
+                                                  lambda: publisher.delivered_through)
+        self.snapshotter = Snapshotter(self.driver, self.inputs, self.snapshot_writer, self.run_id,
+                                       fingerprint=self.config.model_fingerprint,
+                                       model_version=model_snapshot.SNAPSHOT_VERSION, take=model_snapshot.take,
+                                       settings=kafka.snapshots)
         if self.history is None:
             self.run_journal.begin()
         else:
@@ -263,8 +294,34 @@ class Service:
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
-        return [topics.orders, topics.dead_letter, topics.events, topics.journal, *self.format.cycle_topics.values(),
-                *self.format.sample_topics.values()]
+        return [topics.orders, topics.dead_letter, topics.events, topics.journal, topics.snapshots,
+                *self.format.cycle_topics.values(), *self.format.sample_topics.values()]
+
+    async def _restore(self, options: dict[str, Any], history: RunHistory,
+                       skip_through: dict[str, int]) -> Simulation | None:
+        """The model of the run as its newest usable snapshot has it (and ``self.snapshot``), or
+        None: no snapshot (or none usable), the whole journal applies again.  A snapshot of another
+        config or model version stops the start (ConfigError)."""
+        kafka = self.config.kafka
+        if not kafka.snapshots.enabled:
+            return None
+        topic, config = kafka.topics.snapshots, self._run_config(history.start, history.seed)
+        snapshots = snapshots_of(options, topic, history.run_id,
+                                 not_before_ms=history.started_ms - SNAPSHOT_CLOCK_SKEW_MS)
+        async with contextlib.aclosing(snapshots):
+            async for snapshot in snapshots:
+                try:
+                    check_snapshot(snapshot, history, self.config, model_snapshot.SNAPSHOT_VERSION, topic)
+                    sim = model_snapshot.restore(config, self._sink(skip_through), snapshot.document,
+                                                 sample_limit=SAMPLE_LIMIT)
+                except (SnapshotCorrupt, model_snapshot.SnapshotError) as exc:
+                    log.warning("snapshot %s of run %s cannot be used (%s); trying the one before it",
+                                snapshot.snapshot_id, history.run_id, exc)
+                    continue
+                self.snapshot = snapshot
+                return sim
+        log.info("no usable snapshot of run %s on %s: the whole journal applies again", history.run_id, topic)
+        return None
 
     async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
         assert self.publisher is not None
@@ -287,6 +344,7 @@ class Service:
             assert self.run_journal is not None
             others = [loop("journal", "", self.journal.run()),
                       loop("run-journal", "", self.run_journal.run()),
+                      loop("snapshots", "", self._snapshots(), until_stopped=False),
                       loop("http", "http", self.http.serve()),
                       loop("kafka-probe", "", self._probe()),
                       loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
@@ -314,6 +372,24 @@ class Service:
             stopped.cancel()
         if not self._stop_requested.is_set():
             await self.intake.run()
+
+    async def _snapshots(self) -> None:
+        """Periodic snapshots once the run is live."""
+        assert self.run_journal is not None
+        await self.run_journal.live.wait()
+        if self.snapshotter is not None:
+            await self.snapshotter.run()
+
+    async def export_snapshot(self, timeout_s: float = 10.0) -> bytes | None:
+        """The live model's snapshot as the envelope's JSON (GET /snapshot), or None when the run
+        is not live (starting, recovering, stopping) or the driver does not take it in time."""
+        if self.state != RUNNING or not self._live() or self.snapshotter is None:
+            return None
+        try:
+            _, raw = await wait_for(self.snapshotter.take(), timeout_s)
+        except TimeoutError:
+            return None
+        return raw
 
     async def _drive(self) -> None:
         reason = await self.driver.run()
@@ -352,6 +428,7 @@ class Service:
         with contextlib.suppress(TimeoutError):
             await wait_for(asyncio.shield(intake), left(0.15))
         intake.cancel()
+        final = await self._last_snapshot(driver, left(0.1))
         self.driver.stop()
         with contextlib.suppress(TimeoutError):
             await wait_for(asyncio.shield(driver), left(0.1))
@@ -370,6 +447,33 @@ class Service:
             await wait_for(self.intake.commit(), left(0.2))
         except TimeoutError:
             log.error("shutdown: could not write the last checkpoints and commit offsets in time")
+        if final is not None and self.snapshotter is not None:
+            try:
+                if await wait_for(self.snapshotter.write(*final, confirm=True), left(0.15)):
+                    log.info("last snapshot written: the next start continues at simulated time %.0f s",
+                             final[0].sim_time_s)
+            except TimeoutError:
+                log.warning("shutdown: the last snapshot was not written in time; the next start replays the journal "
+                            "after the newest snapshot")
+
+    async def _last_snapshot(self, driver: asyncio.Task[Any], budget_s: float) -> tuple[Snapshot, bytes] | None:
+        """The model's state after the last inputs, taken by the driver, which stops right after it
+        (None when snapshots are off, the run is not live or failed, or it takes too long)."""
+        snapshotter = self.snapshotter
+        if snapshotter is None:
+            return None
+        snapshotter.stop()
+        if self.snapshot_writer is None or not self._live() or driver.done() or self.supervisor.failure is not None:
+            return None
+        try:
+            return await wait_for(snapshotter.take(stop_driver=True), budget_s)
+        except TimeoutError:
+            log.warning("shutdown: no last snapshot (the driver did not take it within %.1f s); the next start "
+                        "replays the journal after the newest snapshot", budget_s)
+        except Exception:  # the stop goes on without it
+            log.exception("shutdown: the last snapshot could not be taken; the next start replays the journal after "
+                          "the newest snapshot")
+        return None
 
     async def _stop_mqtt(self, tasks: list[asyncio.Task[None]]) -> None:
         """Let the targets publish what they queued (within a budget), then disconnect."""
@@ -487,7 +591,8 @@ class Service:
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
             "failure": failure.view() if failure is not None else None,
             "not_progressing": self.not_progressing,
-            "run": {"id": self.run_id, "recovery": self.run_journal.progress() if self.run_journal else None},
+            "run": {"id": self.run_id, "recovery": self.run_journal.progress() if self.run_journal else None,
+                    "snapshots": self.snapshotter.view() if self.snapshotter else None},
             "kafka": {
                 "broker": self.bootstrap_servers,
                 "embedded": self.broker is not None,

@@ -1,5 +1,8 @@
 """Offline runs: as fast as possible, no broker.  Generated arrivals or a replayed order file,
-optional telemetry file; the same driver and model as the service."""
+optional telemetry file; the same driver and model as the service.  A run may start from a
+snapshot's document (a warm start: the plant as it was, with its work in progress) instead of an
+empty plant: then durations, order instants and the timeline count from the snapshot's instant,
+and the lots in progress in it are waited for like the new ones."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from simulator.adapters.jsonl import JsonlWriter
 from simulator.config_schema import Config
@@ -78,22 +82,38 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
                       telemetry_out: Path | None = None,
                       timeline: tuple[float, float] | None = DEFAULT_TIMELINE_S,
                       progress: Callable[[Simulation], None] | None = None,
-                      wall_timeout_s: float | None = None) -> OfflineResult:
+                      wall_timeout_s: float | None = None,
+                      snapshot: dict[str, Any] | None = None) -> OfflineResult:
     """Run until ``lots`` generated lots (or every replayed order) are finished, or until
-    ``until_s`` simulated seconds, whichever comes first."""
+    ``until_s`` simulated seconds, whichever comes first.  ``snapshot``: a model document to start
+    from (``config`` is the one it was taken under, with its seed and start)."""
     if lots is None and until_s is None and orders is None:
         raise ValueError("give lots, until_s or orders")
     outbox = Outbox(capacity=20_000) if telemetry_out is not None else None
     sink: Sink = outbox if outbox is not None else NullSink()
-    sim = Simulation(config, sink, seed=seed, timeline=timeline)
+    if snapshot is None:
+        sim = Simulation(config, sink, seed=seed, timeline=timeline)
+        origin, waiting = 0.0, 0
+    else:
+        from simulator.model import snapshot as model_snapshot
+
+        origin = float(snapshot["now"])
+        sim = model_snapshot.restore(config, sink, snapshot, timeline=None if timeline is None else
+                                     (origin + timeline[0], origin + timeline[1]))
+        stats = sim.stats
+        waiting = stats.completed + stats.scrapped + stats.in_progress  # the lots in progress finish too
+    if until_s is not None:
+        until_s += origin
     rejected: list[RejectedLine] = []
-    expected: int | None = lots
+    expected: int | None = None if lots is None else lots + waiting
     if orders is not None:
         timed, rejected = load_orders(orders, OrderParser(config.location_of))
-        sim.replay(timed)
-        expected = len(timed)
-    else:
+        sim.replay([(origin + at, order) for at, order in timed])
+        expected = len(timed) + waiting
+    elif snapshot is None:
         sim.start_arrivals(limit=lots)
+    else:
+        sim.start_arrivals(limit=lots, code_prefix=f"L-{sim.wall_time():%Y%m%d-%H%M%S}")
 
     def finished() -> bool:
         return expected is not None and sim.stats.completed + sim.stats.scrapped >= expected

@@ -7,9 +7,12 @@ history is its ``input`` entries in order (numbered 1, 2, 3 … without a gap), 
 checkpoint (how much of its output Kafka already has) and the newest clock entry.  An entry that
 cannot be read stops the start when it lies in the run to continue; in an older run it is ignored.
 
-Recovery itself is the runtime's: every input applies again at its instant (output up to the
+Recovery itself is the runtime's: the model restored from the run's newest usable snapshot (or
+a fresh one), every input after the snapshot applies again at its instant (output up to the
 checkpoints is not published again; records after them are, with the same event ids), then the
-plant goes live.
+plant goes live.  :func:`check_snapshot` says whether a snapshot can stand for the start of that
+replay: one of another config or model version is a configuration error, one that claims inputs
+the journal does not have cannot be used.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from simulator.config_schema import Config
 from simulator.errors import ConfigError
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, JournalError, Read, RunStart
+from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
 from simulator.limits import calendar_end_s
 
 FRESH_HINT = ("start a new run with `factorysim run --fresh` (the old run stays in the journal), or run the "
@@ -31,6 +35,7 @@ FRESH_HINT = ("start a new run with `factorysim run --fresh` (the old run stays 
 class PlantHistory:
     applied: list[Applied] = field(default_factory=list)
     output_through: int = 0  # the newest checkpoint: the plant's output records up to here are in Kafka
+    output_at: float = 0.0  # the simulated time of the newest checkpoint: output up to here may be in Kafka
     clock: ClockSet | None = None
 
 
@@ -41,23 +46,32 @@ class RunHistory:
     start: dt.datetime
     plants: dict[str, PlantHistory]
     sources: dict[tuple[str, int], set[int]]  # (topic, partition) -> offsets of orders in the journal
+    started_ms: int = 0  # when the run's newest start entry was written (Kafka timestamp)
 
     @property
     def inputs(self) -> int:
         return sum(len(p.applied) for p in self.plants.values())
 
-    def replay_order(self) -> list[list[Applied]]:
-        """Every input of the run in the order to apply it, in groups that apply together (a
-        plant's input and the ``joined`` ones after it): by instant, then plant and number (the
-        order between plants does not change any plant's output)."""
+    def replay_order(self, after: dict[str, int] | None = None) -> list[list[Applied]]:
+        """Every input of the run (``after``: only those after each plant's input number given,
+        e.g. a snapshot's ``inputs_through``) in the order to apply it, in groups that apply
+        together (a plant's input and the ``joined`` ones after it): by instant, then plant and
+        number (the order between plants does not change any plant's output)."""
         groups: list[list[Applied]] = []
-        for plant in self.plants.values():
-            for entry in plant.applied:
+        for name, plant in self.plants.items():
+            skip = (after or {}).get(name, 0)
+            for entry in plant.applied[skip:]:
                 if entry.joined and groups and groups[-1][-1].plant == entry.plant:
                     groups[-1].append(entry)
                 else:
                     groups.append([entry])
         return sorted(groups, key=lambda g: (g[0].at, g[0].plant, g[0].seq))
+
+    def published_until(self) -> float:
+        """The simulated instant up to which the run's output may already be in Kafka, as far as the
+        journal tells (its newest checkpoint): no new input may apply before it, or records already
+        published would be made again with other contents under the same event ids."""
+        return max((p.output_at for p in self.plants.values()), default=0.0)
 
     def clock(self) -> ClockSet | None:
         """The newest clock entry of the run (the one written last, at the newest instant)."""
@@ -87,7 +101,7 @@ def run_to_continue(reads: list[Read], config: Config, topic: str) -> RunHistory
                                f"{run_id} cannot be read ({r.entry}); {FRESH_HINT}"])
     _check(head, run_starts, config)
     history = RunHistory(run_id, head.seed, head.start, {plant: PlantHistory() for plant in sorted(run_starts)},
-                         defaultdict(set))
+                         defaultdict(set), newest.timestamp_ms)
     calendar_end = calendar_end_s(head.start)
     for r in reads:
         entry = r.entry
@@ -111,9 +125,43 @@ def run_to_continue(reads: list[Read], config: Config, topic: str) -> RunHistory
                     history.sources[(source_topic, partition)].add(offset)
         elif isinstance(entry, Checkpoint):
             plant.output_through = max(plant.output_through, entry.output_seq)
+            plant.output_at = max(plant.output_at, entry.at)
         elif isinstance(entry, ClockSet):
             plant.clock = entry
     return history
+
+
+def check_snapshot(snapshot: Snapshot, history: RunHistory, config: Config, model_version: int, topic: str) -> None:
+    """Raises ConfigError when ``snapshot`` (of the run ``history``) was written under another
+    config or model version (what differs, and how to start fresh), SnapshotCorrupt when it cannot
+    stand for the start of the replay (other plants, inputs the journal does not have)."""
+    where = f"kafka.topics.snapshots: snapshot {snapshot.snapshot_id} of run {snapshot.run_id} on {topic}"
+    problems = []
+    if snapshot.fingerprint != config.model_fingerprint:
+        problems.append(f"{where} was written with another plant config (fingerprint {snapshot.fingerprint[:12]}…, "
+                        f"this config {config.model_fingerprint[:12]}…)")
+    if snapshot.model_version != model_version:
+        problems.append(f"{where} holds a model state of version {snapshot.model_version}; this factorysim reads "
+                        f"version {model_version}")
+    if problems:
+        raise ConfigError([f"{p}; {FRESH_HINT}" for p in problems])
+    if snapshot.run_id != history.run_id:
+        raise SnapshotCorrupt(f"it is of run {snapshot.run_id}, not {history.run_id}")
+    if sorted(snapshot.inputs_through) != sorted(history.plants):
+        raise SnapshotCorrupt(f"it has the plants {', '.join(sorted(snapshot.inputs_through))}; the run has "
+                              f"{', '.join(sorted(history.plants))}")
+    ahead = [f"{plant} {seq} > {len(history.plants[plant].applied)}" for plant, seq in
+             sorted(snapshot.inputs_through.items()) if seq > len(history.plants[plant].applied)]
+    if ahead:
+        raise SnapshotCorrupt(f"it covers inputs the journal does not have ({', '.join(ahead)})")
+    for plant, seq in snapshot.inputs_through.items():
+        applied = history.plants[plant].applied
+        if seq and applied[seq - 1].at > snapshot.sim_time_s:
+            raise SnapshotCorrupt(f"its simulated time {snapshot.sim_time_s!r} s is before input {seq} of plant "
+                                  f"{plant} ({applied[seq - 1].at!r} s) that it covers")
+        if seq < len(applied) and applied[seq].at < snapshot.sim_time_s:
+            raise SnapshotCorrupt(f"input {seq + 1} of plant {plant}, which it does not cover, applies at "
+                                  f"{applied[seq].at!r} s, before its simulated time {snapshot.sim_time_s!r} s")
 
 
 def _check(head: RunStart, run_starts: dict[str, RunStart], config: Config) -> None:

@@ -2,12 +2,17 @@
 
 - A new run writes, for every plant, a ``start`` entry (run id, seed, config fingerprint, the
   instant of simulated time 0) and a ``clock`` entry.
-- A run found in the journal (:mod:`simulator.runtime.recovery`) is recovered: every input
-  applies again at its instant, as fast as possible; output records up to each plant's newest
-  checkpoint are not published again (Kafka has them), later ones are, with the same event ids.
+- A run found in the journal (:mod:`simulator.runtime.recovery`) is recovered: from its newest
+  usable snapshot (the service restored the model from it) or from the start, every input after
+  the snapshot applies again at its instant, as fast as possible; output records up to each
+  plant's newest checkpoint are not published again (Kafka has them), later ones are, with the
+  same event ids.
   Then the run goes live: in paced mode it catches up the time the service was down
   (``simulation.after_downtime: catch_up``, as if the plant had kept running) or skips it
-  (``skip``), and writes a ``clock`` entry.
+  (``skip``), and writes a ``clock`` entry.  New inputs apply no earlier than where the stopped
+  process may have published output (its newest checkpoint; in paced mode with ``catch_up``, the
+  instant the catching up reaches, which the stopped process cannot have passed): applied earlier,
+  they would change records already published under the same event ids.
 - Every second, and at shutdown, a ``checkpoint`` entry per plant says up to which record its
   output is in Kafka; a ``clock`` entry follows every pause, resume and speed change.
 """
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
+from simulator.formats.snapshot import Snapshot
 from simulator.model.inputs import apply_all
 from simulator.model.records import Record, Sink
 from simulator.model.simulation import Simulation
@@ -48,7 +54,9 @@ class SkipDelivered:
 class RunJournal:
     def __init__(self, journal: Any, sim: Simulation, driver: Driver, gate: InputGate, run_id: str, *,
                  fingerprint: str, history: RunHistory | None, outbox: Sink, speed: float | None,
-                 after_downtime: str, delivered_through: Callable[[], dict[str, int]]) -> None:
+                 after_downtime: str, delivered_through: Callable[[], dict[str, int]],
+                 snapshot: Snapshot | None = None) -> None:
+        """``snapshot``: the one the model was restored from (recovery replays the inputs after it)."""
         self.journal = journal
         self.sim = sim
         self.driver = driver
@@ -63,9 +71,13 @@ class RunJournal:
         self.plants = sorted(sim.config.locations)
         self.live = asyncio.Event()
         self.applied = 0  # inputs applied again so far (recovery progress)
+        self.snapshot = snapshot
         self.checkpointed: dict[str, int] = {}
         if history is not None:
             self.checkpointed = {p: h.output_through for p, h in history.plants.items()}
+            if snapshot is not None:  # the output a snapshot covers was in Kafka before it was written
+                self.checkpointed = {p: max(seq, snapshot.output_through.get(p, 0))
+                                     for p, seq in self.checkpointed.items()}
             gate.input_seqs.update({p: len(h.applied) for p, h in history.plants.items()})
 
     @property
@@ -75,8 +87,21 @@ class RunJournal:
     def progress(self) -> dict[str, Any] | None:
         if self.history is None:
             return None
-        return {"run_id": self.run_id, "inputs": self.history.inputs, "applied": self.applied,
-                "done": self.live.is_set()}
+        snapshot = self.snapshot
+        return {"run_id": self.run_id, "inputs": self.history.inputs, "to_apply": self.to_apply,
+                "applied": self.applied, "done": self.live.is_set(),
+                "snapshot": None if snapshot is None else {
+                    "id": snapshot.snapshot_id, "sim_time_s": round(snapshot.sim_time_s, 3),
+                    "sim_time_utc": self.sim.wall_time(snapshot.sim_time_s).isoformat().replace("+00:00", "Z"),
+                    "taken_at": snapshot.taken_at_utc, "inputs_through": snapshot.inputs_through}}
+
+    @property
+    def to_apply(self) -> int:
+        """The inputs recovery applies again: those after the snapshot (all without one)."""
+        if self.history is None:
+            return 0
+        through = self.snapshot.inputs_through if self.snapshot is not None else {}
+        return sum(max(0, len(h.applied) - through.get(p, 0)) for p, h in self.history.plants.items())
 
     # -- a new run ------------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -96,27 +121,41 @@ class RunJournal:
             self.write_checkpoints()
 
     async def _recover(self, history: RunHistory) -> None:
-        groups = history.replay_order()
-        log.info("recovering run %s: %d inputs of %d plants to apply again", self.run_id, history.inputs,
-                 len(history.plants))
+        snapshot = self.snapshot
+        groups = history.replay_order(snapshot.inputs_through if snapshot is not None else None)
+        if snapshot is None:
+            log.info("recovering run %s: %d inputs of %d plants to apply again", self.run_id, history.inputs,
+                     len(history.plants))
+        else:
+            log.info("recovering run %s from snapshot %s (simulated time %.0f s, taken %s): %d of %d inputs to "
+                     "apply again", self.run_id, snapshot.snapshot_id, snapshot.sim_time_s, snapshot.taken_at_utc,
+                     self.to_apply, history.inputs)
         started = time.monotonic()
         self.driver.set_speed(None)  # as fast as possible
         futures = [self.driver.schedule(group[0].at, functools.partial(apply_all, items=[e.input for e in group]))
                    for group in groups]
         for future, group in zip(futures, groups, strict=True):
             future.add_done_callback(functools.partial(self._applied, len(group)))
-        if groups:
-            self.gate.last_at = max(group[0].at for group in groups)
+        self.gate.last_at = max([self.gate.last_at, self.sim.now, *(group[0].at for group in groups)])
         await asyncio.gather(*futures)
         self.sim.replace_sink(self.outbox)
         clock = history.clock()
         self.driver.set_speed(self.speed)
+        published = history.published_until()
+        paced_from = self.sim.now  # the simulated time the driver paces from, now
         if self.speed is not None and clock is not None and self.after_downtime == "catch_up":
             missed = 0.0 if clock.paused or clock.speed is None else max(0.0, time.time() - clock.wall) * clock.speed
-            self.driver.continue_from(clock.at + missed)
+            published = max(published, clock.at + missed) if clock.speed is not None else published
+            paced_from = max(paced_from, clock.at + missed, published)
+        elif self.speed is not None:
+            paced_from = max(paced_from, published)  # up to where the stopped process was, then at pace
+        paced_from = min(paced_from, self.sim.calendar_end_s)
+        if self.speed is not None:
+            self.driver.continue_from(paced_from)
+        self.gate.last_at = max(self.gate.last_at, min(published, self.sim.calendar_end_s))
         log.info("run %s recovered in %.1f s at %s (simulated time %.0f s); live", self.run_id,
                  time.monotonic() - started, self.sim.wall_time().isoformat(), self.sim.now)
-        self._clock_entries()
+        self._clock_entries(paced_from)  # where the driver paces from (catching up), not where it is
 
     def _applied(self, count: int, _: asyncio.Future[Any]) -> None:
         self.applied += count
@@ -130,7 +169,7 @@ class RunJournal:
             self.checkpointed.update({e.plant: e.output_seq for e in entries if isinstance(e, Checkpoint)})
             self.journal.append(entries)
 
-    def _clock_entries(self) -> None:
-        now, wall, driver = self.sim.now, time.time(), self.driver
+    def _clock_entries(self, at: float | None = None) -> None:
+        now, wall, driver = self.sim.now if at is None else max(at, self.sim.now), time.time(), self.driver
         self.journal.append([ClockSet(p, self.run_id, now, wall, driver.speed, driver.paused) for p in self.plants])
 

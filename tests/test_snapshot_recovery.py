@@ -1,0 +1,302 @@
+"""Snapshots in the service, on the real broker: a restart restores the model from the run's newest
+snapshot and applies only the journal after it (none after a SIGTERM, the tail after a SIGKILL),
+and the lots go on where they were; a corrupt newest snapshot falls back to the one before; one of
+another config is a clear error; GET /snapshot answers a snapshot the model restores, and
+``factorysim simulate --from-snapshot`` studies the plant from it."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import yaml
+from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
+from test_recovery import FINAL, check_histories, live, service, write_config
+
+from simulator.adapters.embedded_broker import free_port
+from simulator.adapters.snapshots import read_newest
+from simulator.cli import main
+from simulator.config import parse
+from simulator.errors import ConfigError
+from simulator.formats import snapshot as wire
+from simulator.formats.journal import Applied, Read, RunStart
+from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
+from simulator.model import snapshot as model_snapshot
+from simulator.model.inputs import Admit
+from simulator.model.order import Order
+from simulator.model.records import ListSink
+from simulator.runtime.recovery import RunHistory, check_snapshot, run_to_continue
+
+
+def snapshot_settings(path: Path, **settings: Any) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["kafka"]["snapshots"] = settings
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return data
+
+
+async def health_of(port: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as response:
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def poll_health(port: int, condition: Any, timeout_s: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health = await health_of(port)
+        if condition(health):
+            return health
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; health: {health['run']} {health['lots']}")
+        await asyncio.sleep(0.1)
+
+
+# -- restarts in real processes --------------------------------------------------------------------------
+async def test_after_sigterm_the_restart_restores_the_last_snapshot_and_applies_nothing_again(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique, port, 20_000)
+    topics = snapshot_settings(path, every_s=1)["kafka"]["topics"]
+    lots = 40
+    log = tmp_path / "service.log"
+    await produce(kafka_bootstrap, topics["orders"], orders(lots, unique, seed=5))
+    with service(path, log, "--start", "config") as first:
+        await live(port, first, log)
+        await poll_health(port, lambda h: h["run"]["snapshots"]["written"] >= 1 and h["lots"]["received"] == lots,
+                          60, "every order admitted and a periodic snapshot")
+        async with Reader(kafka_bootstrap, [topics["events"]]) as reader:
+            await reader.read_until(lambda c: len(finished(c.json(topics["events"]))) >= 3, 60, "a few lots finished")
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.wait, 60) == 0, log.read_text()[-4000:]
+    assert "last snapshot written" in log.read_text()
+    with service(path, log) as second:
+        health = await live(port, second, log)
+        recovery = health["run"]["recovery"]
+        assert recovery["done"] is True
+        assert recovery["inputs"] == lots
+        assert recovery["snapshot"] is not None, log.read_text()[-4000:]
+        assert sum(recovery["snapshot"]["inputs_through"].values()) == lots
+        assert recovery["to_apply"] == 0
+        assert recovery["applied"] == 0
+        async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
+            collected = await reader.read_until(
+                lambda c: len(finished(c.json(topics["events"]))) == lots, 90, "every lot finished across both runs")
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 60) == 0
+    check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
+    assert collected.of(topics["dead_letter"]) == []
+
+
+async def test_after_sigkill_the_restart_applies_only_the_journal_after_the_newest_snapshot(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique, port, 20_000)
+    topics = snapshot_settings(path, every_inputs=40, every_s=None)["kafka"]["topics"]
+    log = tmp_path / "service.log"
+    first_batch, tail = orders(45, unique, seed=9)[:40], orders(45, unique, seed=9)[40:]
+    with service(path, log, "--start", "config") as first:
+        await live(port, first, log)
+        await produce(kafka_bootstrap, topics["orders"], first_batch)
+        await poll_health(port, lambda h: h["run"]["snapshots"]["last"]
+                          and sum(h["run"]["snapshots"]["last"]["inputs_through"].values()) == 40,
+                          60, "a snapshot of the 40 inputs")
+        await produce(kafka_bootstrap, topics["orders"], tail)  # fewer than every_inputs: no snapshot of them
+        await poll_health(port, lambda h: h["lots"]["received"] == 45, 60, "the last orders admitted")
+        first.kill()
+        await asyncio.to_thread(first.wait, 10)
+    with service(path, log) as second:
+        health = await live(port, second, log)
+        recovery = health["run"]["recovery"]
+        assert recovery["inputs"] == 45
+        assert recovery["snapshot"] is not None, log.read_text()[-4000:]
+        assert sum(recovery["snapshot"]["inputs_through"].values()) == 40
+        assert recovery["to_apply"] == recovery["applied"] == 5
+        async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
+            collected = await reader.read_until(
+                lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL}) == 45,
+                90, "every lot finished across both runs")
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 60) == 0
+    check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(45)})
+    assert collected.of(topics["dead_letter"]) == []
+    assert "recovering run" in log.read_text()
+
+
+@pytest.mark.parametrize("speed", ["max", 20_000])
+async def test_killed_at_random_moments_with_frequent_snapshots_every_order_completes_once(
+        speed: str | float, default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique, port, speed)
+    topics = snapshot_settings(path, every_inputs=25, every_s=1)["kafka"]["topics"]
+    lots, kills = 240, 3
+    rng = random.Random(f"{unique}-{speed}")
+    log = tmp_path / "service.log"
+    batches = [orders(lots, unique, seed=13)[i::6] for i in range(6)]
+    used = 0
+    for kill in range(kills):
+        with service(path, log) as process:
+            health = await live(port, process, log)
+            used += kill > 0 and health["run"]["recovery"]["snapshot"] is not None
+            await produce(kafka_bootstrap, topics["orders"], batches[2 * kill] + batches[2 * kill + 1])
+            await poll_health(port, lambda h: h["run"]["snapshots"]["written"] >= 1, 30, "a snapshot")
+            await asyncio.sleep(rng.uniform(0.2, 2.5))  # a random moment of the run to kill it at
+            process.kill()
+            await asyncio.to_thread(process.wait, 10)
+    with service(path, log) as last:
+        health = await live(port, last, log)
+        used += health["run"]["recovery"]["snapshot"] is not None
+        async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
+            collected = await reader.read_until(
+                lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL}) >= lots,
+                120, f"all {lots} lots finished after {kills} kills")
+        last.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(last.wait, 60)
+    check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
+    assert collected.of(topics["dead_letter"]) == []
+    assert used == kills, log.read_text()[-4000:]  # every restart started from a snapshot
+
+
+# -- in the test's process -------------------------------------------------------------------------------
+async def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before_and_another_config_is_an_error(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, caplog: pytest.LogCaptureFixture) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 5000})
+    topics = config.kafka.topics
+    options = {"bootstrap_servers": kafka_bootstrap}
+    async with running_service(config) as first:
+        await produce(kafka_bootstrap, topics.orders, orders(10, unique, seed=2))
+        await wait_for(lambda: first.sim.stats.received == 10, 30, "every order admitted")
+        run_id = first.run_id
+    last = await read_newest(options, topics.snapshots, run_id, timeout_s=30)
+    assert last is not None
+    assert sum(last.inputs_through.values()) == 10
+    # a newer snapshot of the run whose content is damaged: the last good one is used
+    damaged = wire.encode(Snapshot(**{**_fields(last), "snapshot_id": wire.new_snapshot_id()}), topics.snapshots, 4096)
+    value = bytearray(damaged[-1].value)
+    value[-3] ^= 0xFF
+    await produce(kafka_bootstrap, topics.snapshots, [*(m.value for m in damaged[:-1]), bytes(value)],
+                  [run_id.encode()] * len(damaged))
+    caplog.set_level("WARNING", logger="simulator.adapters.snapshots")
+    async with running_service(config) as second:
+        await wait_for(lambda: second.run_journal is not None and second.run_journal.live.is_set(), 30, "live")
+        assert second.run_id == run_id
+        assert second.snapshot is not None
+        assert second.snapshot.snapshot_id == last.snapshot_id
+        assert second.health()["run"]["recovery"]["to_apply"] == 0
+    assert any("SHA-256 of its content does not match" in r.getMessage() for r in caplog.records)
+    # a newer snapshot of the run written under another config stops the start, saying what differs
+    newest = await read_newest(options, topics.snapshots, run_id, timeout_s=30)
+    assert newest is not None
+    foreign = wire.encode(Snapshot(**{**_fields(newest), "snapshot_id": wire.new_snapshot_id(),
+                                      "fingerprint": "0" * 64}), topics.snapshots, 1_000_000)
+    await produce(kafka_bootstrap, topics.snapshots, [m.value for m in foreign], [run_id.encode()] * len(foreign))
+    with pytest.raises(ConfigError, match="written with another plant config") as error:
+        async with running_service(config):
+            pass
+    assert "factorysim run --fresh" in str(error.value)
+
+
+async def test_get_snapshot_answers_a_snapshot_the_model_restores_and_simulate_starts_from_it(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 2000})
+    async with running_service(config) as running, aiohttp.ClientSession() as http:
+        await produce(kafka_bootstrap, config.kafka.topics.orders, orders(12, unique, seed=4))
+        await wait_for(lambda: running.sim.stats.received == 12, 30, "every order admitted")
+        async with http.get(f"http://127.0.0.1:{running.http_port}/snapshot") as response:
+            assert response.status == 200
+            assert response.content_type == "application/json"
+            raw = await response.read()
+        run_id, seed, start = running.run_id, running.sim.seed, running.sim.start
+    snapshot = wire.from_json(orjson.loads(raw))
+    assert snapshot.run_id == run_id
+    assert snapshot.fingerprint == config.model_fingerprint
+    assert snapshot.model_version == model_snapshot.SNAPSHOT_VERSION
+    assert sum(snapshot.inputs_through.values()) == 12
+    run_config = config.model_copy(update={"simulation": config.simulation.model_copy(
+        update={"seed": seed, "start": start})})
+    sim = model_snapshot.restore(run_config, ListSink(), snapshot.document)
+    assert sim.now == snapshot.sim_time_s
+    assert model_snapshot.take(sim) == snapshot.document  # the same state, the same document
+
+    # the offline study from it: same config (the service's connections do not matter), then another one
+    path = tmp_path / "plant.json"
+    path.write_bytes(raw)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+    report = tmp_path / "report.json"
+    code = await asyncio.to_thread(main, ["simulate", "--config", str(config_path), "--from-snapshot", str(path),
+                                          "--lots", "5", "--report-json", str(report), "--no-progress"])
+    assert code == 0
+    lots = orjson.loads(report.read_bytes())["lots"]
+    assert lots["in_progress"] == 0
+    assert lots["completed"] + lots["scrapped"] >= 12 + 5
+    other = copy.deepcopy(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+    other["disruptions"]["block_probability"] = 0.3
+    config_path.write_text(yaml.safe_dump(other), encoding="utf-8")
+    assert await asyncio.to_thread(main, ["simulate", "--config", str(config_path), "--from-snapshot", str(path),
+                                          "--until", "1h", "--no-progress"]) == 2
+    path.write_bytes(b'{"not": "a snapshot"}')
+    assert await asyncio.to_thread(main, ["simulate", "--config", str(config_path), "--from-snapshot", str(path),
+                                          "--until", "1h", "--no-progress"]) == 2
+
+
+# -- choosing the snapshot -------------------------------------------------------------------------------
+def _fields(snapshot: Snapshot) -> dict[str, Any]:
+    return {name: getattr(snapshot, name) for name in snapshot.__slots__}
+
+
+def _history(config: Any) -> RunHistory:
+    admit = Admit(Order("L-1", "c", 1, "Italia", "normale"))
+    reads = [RunStart(p, "r", config.simulation.seed, config.model_fingerprint, config.simulation.start)
+             for p in sorted(config.locations)]
+    reads += [Applied("Italia", "r", n, 10.0 * n, admit) for n in range(1, 4)]
+    history = run_to_continue([Read(e, 0, i, i) for i, e in enumerate(reads)], config, "j")
+    assert history is not None
+    return history
+
+
+def _snapshot(config: Any, **change: Any) -> Snapshot:
+    base = Snapshot("r", config.model_fingerprint, model_snapshot.SNAPSHOT_VERSION, 25.0,
+                    {"Brasile": 0, "Italia": 2, "Vietnam": 0}, {"Brasile": 0, "Italia": 9, "Vietnam": 0},
+                    dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(), {}, "s1")
+    return Snapshot(**{**_fields(base), **change})
+
+
+def test_a_snapshot_stands_for_the_inputs_it_covers_and_the_replay_starts_after_them(default_config: Any) -> None:
+    history = _history(default_config)
+    snapshot = _snapshot(default_config)
+    check_snapshot(snapshot, history, default_config, model_snapshot.SNAPSHOT_VERSION, "s")
+    assert [[e.seq for e in g] for g in history.replay_order(snapshot.inputs_through)] == [[3]]
+    with pytest.raises(SnapshotCorrupt, match="inputs the journal does not have"):
+        check_snapshot(_snapshot(default_config, inputs_through={"Brasile": 0, "Italia": 4, "Vietnam": 0}),
+                       history, default_config, model_snapshot.SNAPSHOT_VERSION, "s")
+    with pytest.raises(SnapshotCorrupt, match="before its simulated time"):
+        check_snapshot(_snapshot(default_config, sim_time_s=35.0), history, default_config,
+                       model_snapshot.SNAPSHOT_VERSION, "s")
+    with pytest.raises(SnapshotCorrupt, match="has the plants"):
+        check_snapshot(_snapshot(default_config, inputs_through={"Italia": 2}), history, default_config,
+                       model_snapshot.SNAPSHOT_VERSION, "s")
+    with pytest.raises(ConfigError, match=r"another plant config .*--fresh"):
+        check_snapshot(_snapshot(default_config, fingerprint="0" * 64), history, default_config,
+                       model_snapshot.SNAPSHOT_VERSION, "s")
+    with pytest.raises(ConfigError, match="model state of version"):
+        check_snapshot(_snapshot(default_config, model_version=model_snapshot.SNAPSHOT_VERSION + 1), history,
+                       default_config, model_snapshot.SNAPSHOT_VERSION, "s")
+
+
+def test_snapshot_keys_are_checked(default_yaml: dict[str, Any]) -> None:
+    data = copy.deepcopy(default_yaml)
+    data["kafka"]["snapshots"] = {"every_inputs": None, "every_s": None}
+    with pytest.raises(ConfigError, match="give every_inputs or every_s"):
+        parse(data, environ={})
+    data["kafka"]["snapshots"] = {"enabled": False, "every_inputs": None, "every_s": None}
+    assert parse(data, environ={}).kafka.snapshots.enabled is False
