@@ -1,13 +1,17 @@
-"""Restart to live: how long a service takes to continue a run from the journal, by its history.
+"""Restart to live: how long a service takes to continue a run from the journal, by its history,
+with and without a recent snapshot.
 
 A journal is written for the reference plant with N admitted lots (orders at the configured arrival
 rate, their checkpoints saying every output record is already in Kafka, as after a clean stop),
 then the real service starts on it (embedded memory broker, speed max) and the time from the start
-of ``Service.run`` until the run is live is measured: reading the journal and applying every input
-again.  The baseline of the same run is ``factorysim simulate`` of the same lots (the engine alone,
-no Kafka): recovery without snapshots cannot be faster than that.
+of ``Service.run`` until the run is live is measured.  Without a snapshot that is reading the
+journal and applying every input again; with one (the model after the last input, written to the
+snapshot topic as the service writes it, so the journal tail after it is empty) it is reading the
+journal, finding and restoring the snapshot.  The baseline of the same run is ``factorysim
+simulate`` of the same lots (the engine alone, no Kafka): recovery without snapshots cannot be
+faster than that.
 
-    python tools/bench/recovery.py [--lots 10000 100000]
+    python tools/bench/recovery.py [--lots 10000 100000] [--snapshot]
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.formats import journal
+from simulator.formats import snapshot as wire
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, Entry, RunStart
+from simulator.formats.snapshot import Snapshot
+from simulator.model import snapshot as model_snapshot
 from simulator.model.arrivals import OrderGenerator, mix_with
-from simulator.model.inputs import Admit
+from simulator.model.inputs import Admit, apply
 from simulator.model.randomness import stream
+from simulator.model.records import NullSink
+from simulator.model.simulation import Simulation
 from simulator.runtime.app import Service
 from simulator.runtime.offline import run_offline
 
@@ -46,7 +55,7 @@ def bench_config(bootstrap: str, tag: str) -> Config:
     data["kafka"] = {"bootstrap_servers": bootstrap,
                      "topics": {"orders": f"{tag}.orders", "telemetry_prefix": f"{tag}.telemetry",
                                 "events": f"{tag}.events", "dead_letter": f"{tag}.dead_letter",
-                                "journal": f"{tag}.journal"},
+                                "journal": f"{tag}.journal", "snapshots": f"{tag}.snapshots"},
                      "consumer": {"group_id": f"{tag}-group"}}
     data["http"] = {"host": "127.0.0.1", "port": 0, "open_controls": True}
     return parse(data, environ={})
@@ -87,11 +96,40 @@ async def write(bootstrap: str, topic: str, entries: list[Entry]) -> None:
         await producer.stop()
 
 
-async def measure_one(lots: int) -> dict[str, float]:
+def snapshot_after(config: Config, entries: list[Entry]) -> Snapshot:
+    """The model's snapshot after every input of ``entries`` (computed offline, as the service would
+    have taken it at its last input)."""
+    sim = Simulation(config, NullSink(), sample_limit=20_000)
+    inputs = dict.fromkeys(config.locations, 0)
+    for entry in entries:
+        if isinstance(entry, Applied):
+            sim.settle(entry.at)
+            apply(sim, entry.input)
+            inputs[entry.plant] = entry.seq
+    document = model_snapshot.take(sim)
+    return Snapshot(RUN, config.model_fingerprint, model_snapshot.SNAPSHOT_VERSION, sim.now, inputs,
+                    dict(document["record_seqs"]), time.time(), document, wire.new_snapshot_id())
+
+
+async def write_snapshot(bootstrap: str, config: Config, snapshot: Snapshot) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False,
+                                max_request_size=config.kafka.producer.max_request_bytes)
+    await producer.start()
+    try:
+        topic = config.kafka.topics.snapshots
+        for message in wire.encode(snapshot, topic, wire.part_bytes(config.kafka.producer.max_request_bytes)):
+            await (await producer.send(topic, message.value, key=message.key, headers=list(message.headers)))
+    finally:
+        await producer.stop()
+
+
+async def measure_one(lots: int, with_snapshot: bool = False) -> dict[str, float]:
     async with EmbeddedBroker() as broker:
         config = bench_config(broker.bootstrap_servers, f"rec{lots}")
         entries = history(config, lots)
         await write(broker.bootstrap_servers, config.kafka.topics.journal, entries)
+        if with_snapshot:
+            await write_snapshot(broker.bootstrap_servers, config, snapshot_after(config, entries))
         service = Service(config)
         started = time.perf_counter()
         task = asyncio.get_running_loop().create_task(service.run())
@@ -101,21 +139,25 @@ async def measure_one(lots: int) -> dict[str, float]:
                 raise RuntimeError("the service stopped before it was live")
             await asyncio.sleep(0.01)
         live_s = time.perf_counter() - started
+        used = service.snapshot is not None
         service.request_stop()
         await task
     started = time.perf_counter()
     await run_offline(config, lots=lots)
     simulate_s = time.perf_counter() - started
+    if used != with_snapshot:
+        raise RuntimeError(f"the service {'did not use' if with_snapshot else 'used'} a snapshot")
     return {"lots": lots, "live_s": live_s, "simulate_s": simulate_s, "entries": len(entries)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lots", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--snapshot", action="store_true", help="with a snapshot after the last input")
     args = parser.parse_args()
     print(f"{'admitted lots':>14}{'restart to live (s)':>22}{'simulate same lots (s)':>25}{'ratio':>8}")
     for lots in args.lots:
-        r = asyncio.run(measure_one(lots))
+        r = asyncio.run(measure_one(lots, args.snapshot))
         print(f"{lots:>14,}{r['live_s']:>22.1f}{r['simulate_s']:>25.1f}{r['live_s'] / r['simulate_s']:>8.2f}")
 
 
