@@ -20,8 +20,9 @@ import yaml
 
 from simulator import config as config_module
 from simulator.durations import parse_duration
-from simulator.errors import UsageError
+from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
+from simulator.model.snapshot import SnapshotError
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
@@ -156,11 +157,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"--orders: no such file: {args.orders}")
     window = _window(args.gantt_window)
     cfg = config_module.load(config_module.config_path(args.config), overrides=_arrival_overrides(args))
-    document = None
+    document, warm = None, False
     if args.from_snapshot is not None:
         if args.seed is not None:
             raise UsageError("--seed and --from-snapshot exclude each other (the snapshot's run has its seed)")
-        cfg, document = _from_snapshot(args.from_snapshot, cfg)
+        cfg, document, warm = _from_snapshot(args.from_snapshot, cfg)
         if args.lots is not None and document.get("arrivals") is not None:
             raise UsageError("--lots and this snapshot exclude each other: its plant generates orders itself "
                              "(arrivals.in_service); use --until")
@@ -169,8 +170,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(run_offline(
             cfg, seed=args.seed, lots=args.lots, until_s=until_s, orders=args.orders,
-            telemetry_out=args.telemetry_out, timeline=window, progress=bar, snapshot=document,
+            telemetry_out=args.telemetry_out, timeline=window, progress=bar, snapshot=document, warm=warm,
         ))
+    except SnapshotError as exc:
+        raise ConfigError([f"--from-snapshot: {args.from_snapshot} cannot start this config: {exc}"]) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -190,10 +193,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _from_snapshot(path: Path, cfg: Any) -> tuple[Any, dict[str, Any]]:
-    """The config of the snapshot's run (its seed and start) and its model document; the config
-    must be the one it was taken under."""
-    from simulator.errors import ConfigError
+def _from_snapshot(path: Path, cfg: Any) -> tuple[Any, dict[str, Any], bool]:
+    """The config of the snapshot's run (its seed and start), its model document, and whether it is
+    a warm start under a changed config (another model fingerprint: the model restores what fits,
+    e.g. one more machine, and refuses what does not)."""
     from simulator.formats.snapshot import SnapshotCorrupt, from_json
     from simulator.model import snapshot as model_snapshot
 
@@ -205,10 +208,11 @@ def _from_snapshot(path: Path, cfg: Any) -> tuple[Any, dict[str, Any]]:
         raise UsageError(f"--from-snapshot: cannot read {path}: {exc.strerror or exc}") from exc
     except (orjson.JSONDecodeError, SnapshotCorrupt, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"--from-snapshot: {path} is not a factorysim snapshot ({exc})") from exc
-    if snapshot.fingerprint != cfg.model_fingerprint:
-        raise ConfigError([f"--from-snapshot: {path} was taken under another plant config (fingerprint "
-                           f"{snapshot.fingerprint[:12]}…, this config {cfg.model_fingerprint[:12]}…): simulate it "
-                           f"with the config the service ran (a warm start under a changed config is not supported)"])
+    warm = snapshot.fingerprint != cfg.model_fingerprint
+    if warm:
+        log.warning("--from-snapshot: %s was taken under another plant config (fingerprint %s…, this config %s…): "
+                    "a warm start of the plant as configured now, from the state in the snapshot (the run after it "
+                    "is not the service's)", path, snapshot.fingerprint[:12], cfg.model_fingerprint[:12])
     if snapshot.model_version != model_snapshot.SNAPSHOT_VERSION:
         raise ConfigError([f"--from-snapshot: {path} holds a model state of version {snapshot.model_version}; this "
                            f"factorysim reads version {model_snapshot.SNAPSHOT_VERSION}"])
@@ -216,7 +220,7 @@ def _from_snapshot(path: Path, cfg: Any) -> tuple[Any, dict[str, Any]]:
                                                                                         "start": start})})
     log.info("starting from snapshot %s of run %s at simulated time %.0f s (%s)", snapshot.snapshot_id,
              snapshot.run_id, snapshot.sim_time_s, start + dt.timedelta(seconds=snapshot.sim_time_s))
-    return run_config, snapshot.document
+    return run_config, snapshot.document, warm
 
 
 # --- snapshot ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 snapshot and applies only the journal after it (none after a SIGTERM, the tail after a SIGKILL),
 and the lots go on where they were; a corrupt newest snapshot falls back to the one before; one of
 another config is a clear error; GET /snapshot answers a snapshot the model restores, and
-``factorysim simulate --from-snapshot`` studies the plant from it."""
+``factorysim simulate --from-snapshot`` studies the plant from it, also with one more machine."""
 
 from __future__ import annotations
 
@@ -215,6 +215,10 @@ async def test_get_snapshot_answers_a_snapshot_the_model_restores_and_simulate_s
             assert response.status == 200
             assert response.content_type == "application/json"
             raw = await response.read()
+        saved = tmp_path / "saved.json"  # the same through the command line
+        assert await asyncio.to_thread(main, ["snapshot", "--url", f"http://127.0.0.1:{running.http_port}",
+                                              "-o", str(saved)]) == 0
+        assert wire.from_json(orjson.loads(saved.read_bytes())).run_id == running.run_id
         run_id, seed, start = running.run_id, running.sim.seed, running.sim.start
     snapshot = wire.from_json(orjson.loads(raw))
     assert snapshot.run_id == run_id
@@ -239,8 +243,16 @@ async def test_get_snapshot_answers_a_snapshot_the_model_restores_and_simulate_s
     lots = orjson.loads(report.read_bytes())["lots"]
     assert lots["in_progress"] == 0
     assert lots["completed"] + lots["scrapped"] >= 12 + 5
+    # a what-if study from it: one more lathe in Vietnam (a warm start of the changed plant)
     other = copy.deepcopy(yaml.safe_load(config_path.read_text(encoding="utf-8")))
-    other["disruptions"]["block_probability"] = 0.3
+    other["locations"]["Vietnam"]["machines"]["tornio"] += 1
+    config_path.write_text(yaml.safe_dump(other), encoding="utf-8")
+    assert await asyncio.to_thread(main, ["simulate", "--config", str(config_path), "--from-snapshot", str(path),
+                                          "--until", "7d", "--report-json", str(report), "--no-progress"]) == 0
+    machines = orjson.loads(report.read_bytes())["machines"]
+    assert "Vietnam-tornio-04" in machines, sorted(machines)
+    # one a snapshot cannot start: a machine fewer (its state would be lost), a clear error (exit code 2)
+    other["locations"]["Vietnam"]["machines"]["tornio"] -= 2
     config_path.write_text(yaml.safe_dump(other), encoding="utf-8")
     assert await asyncio.to_thread(main, ["simulate", "--config", str(config_path), "--from-snapshot", str(path),
                                           "--until", "1h", "--no-progress"]) == 2

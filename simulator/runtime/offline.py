@@ -83,10 +83,11 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
                       timeline: tuple[float, float] | None = DEFAULT_TIMELINE_S,
                       progress: Callable[[Simulation], None] | None = None,
                       wall_timeout_s: float | None = None,
-                      snapshot: dict[str, Any] | None = None) -> OfflineResult:
+                      snapshot: dict[str, Any] | None = None, warm: bool = False) -> OfflineResult:
     """Run until ``lots`` generated lots (or every replayed order) are finished, or until
     ``until_s`` simulated seconds, whichever comes first.  ``snapshot``: a model document to start
-    from (``config`` is the one it was taken under, with its seed and start)."""
+    from (``config`` is the one it was taken under, with its seed and start; ``warm``: a changed one,
+    see :func:`simulator.model.snapshot.restore`)."""
     if lots is None and until_s is None and orders is None:
         raise ValueError("give lots, until_s or orders")
     outbox = Outbox(capacity=20_000) if telemetry_out is not None else None
@@ -99,7 +100,7 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
 
         origin = float(snapshot["now"])
         sim = model_snapshot.restore(config, sink, snapshot, timeline=None if timeline is None else
-                                     (origin + timeline[0], origin + timeline[1]))
+                                     (origin + timeline[0], origin + timeline[1]), warm=warm)
         stats = sim.stats
         waiting = stats.completed + stats.scrapped + stats.in_progress  # the lots in progress finish too
     if until_s is not None:
