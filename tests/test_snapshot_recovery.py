@@ -28,7 +28,7 @@ from simulator.cli import main
 from simulator.config import parse
 from simulator.errors import ConfigError
 from simulator.formats import snapshot as wire
-from simulator.formats.journal import Applied, Read, RunStart
+from simulator.formats.journal import Applied, Checkpoint, Read, RunStart
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
 from simulator.model import snapshot as model_snapshot
 from simulator.model.inputs import Admit
@@ -303,6 +303,17 @@ def test_a_snapshot_stands_for_the_inputs_it_covers_and_the_replay_starts_after_
     with pytest.raises(ConfigError, match="model state of version"):
         check_snapshot(_snapshot(default_config, model_version=model_snapshot.SNAPSHOT_VERSION + 1), history,
                        default_config, model_snapshot.SNAPSHOT_VERSION, "s")
+
+
+def test_new_inputs_after_a_restart_wait_for_where_the_output_may_be_published(default_config: Any) -> None:
+    reads = [RunStart(p, "r", default_config.simulation.seed, default_config.model_fingerprint,
+                      default_config.simulation.start) for p in sorted(default_config.locations)]
+    reads += [Checkpoint("Italia", "r", 40, 900.0), Checkpoint("Brasile", "r", 12, 1200.5),
+              Checkpoint("Italia", "r", 41, 1100.0)]
+    history = run_to_continue([Read(e, 0, i, i) for i, e in enumerate(reads)], default_config, "j")
+    assert history is not None
+    assert history.published_until() == 1200.5  # the newest checkpoint of any plant
+    assert history.plants["Italia"].output_through == 41
 
 
 def test_snapshot_keys_are_checked(default_yaml: dict[str, Any]) -> None:
