@@ -8,9 +8,10 @@ journal after them.  The model's document is turned into JSON right there (nothi
 after the step can change the snapshot); compression and the writing happen off the driver.
 
 While the run is live a snapshot is written every ``kafka.snapshots.every_inputs`` journaled inputs
-or every ``every_s`` wall seconds, whichever comes first (not when nothing changed); at a stop the
-service takes a last one after the last inputs (:meth:`Snapshotter.take`), and writes it once its
-output is delivered, so the next start replays nothing.
+(or, when more lots are in progress, every as many inputs as there are lots in progress: a snapshot's
+cost grows with them) or every ``every_s`` wall seconds, whichever comes first (not when nothing
+changed); at a stop the service takes a last one after the last inputs (:meth:`Snapshotter.take`),
+and writes it once its output is delivered, so the next start replays nothing.
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ class Snapshotter:
         while not self._stopped:
             await asyncio.sleep(CHECK_INTERVAL_S)
             inputs = sum(self.gate.input_seqs.values())
-            due = (settings.every_inputs is not None and inputs - self._last_inputs >= settings.every_inputs) or \
+            # a snapshot costs about a microsecond and a half per lot in progress (and blocks the driver
+            # that long): after at least as many inputs as there are lots in progress, so a flood of
+            # orders pays a bounded share for its snapshots (and a restart applies at most that many again)
+            every_inputs = None if settings.every_inputs is None else \
+                max(settings.every_inputs, len(self.driver.sim.lots))
+            due = (every_inputs is not None and inputs - self._last_inputs >= every_inputs) or \
                 (settings.every_s is not None and time.monotonic() - self._last_at >= settings.every_s)
             if not due or self._stopped:
                 continue
