@@ -86,7 +86,7 @@ class Snapshotter:
         while not self._stopped:
             await asyncio.sleep(CHECK_INTERVAL_S)
             inputs = sum(self.gate.input_seqs.values())
-            # a snapshot costs about a microsecond and a half per lot in progress (and blocks the driver
+            # a snapshot costs about ten microseconds per lot in progress (and blocks the driver
             # that long): after at least as many inputs as there are lots in progress, so a flood of
             # orders pays a bounded share for its snapshots (and a restart applies at most that many again)
             every_inputs = None if settings.every_inputs is None else \
