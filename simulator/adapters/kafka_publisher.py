@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from simulator.adapters.record_batches import OpenBatch, TopicBatches
 from simulator.formats import Format, WireMessage
@@ -200,13 +200,15 @@ class KafkaPublisher:
         self._track(message.topic, [(message, on_delivered)], future, on_refused)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
-        """``await attempt()`` again, backing off, while it fails with a retriable Kafka error."""
+        """``await attempt()`` again, backing off, while it fails with a retriable Kafka error.  A
+        timeout is one too: the producer had no room for the batch within ``request_timeout_ms``
+        (the broker is away longer than that); nothing was handed over, so trying again is safe."""
         delay = 0.2
         while True:
             try:
                 return await attempt()
             except KafkaError as exc:
-                if not exc.retriable:
+                if not exc.retriable and not isinstance(exc, KafkaTimeoutError):
                     raise
                 self._disconnected(exc)
                 await asyncio.sleep(delay)
