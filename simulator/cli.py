@@ -242,9 +242,18 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"factorysim snapshot: cannot reach {url}: {exc}", file=sys.stderr)
         return 1
-    args.output.write_bytes(body)
-    meta = orjson.loads(body)
-    print(f"snapshot {meta.get('id')} of run {meta.get('run')} at simulated time {meta.get('sim_time_s'):.0f} s "
+    from simulator.formats.snapshot import SnapshotCorrupt, from_json
+
+    try:  # only a snapshot is written (not an error page of whatever answered)
+        snapshot = from_json(orjson.loads(body))
+    except (orjson.JSONDecodeError, SnapshotCorrupt) as exc:
+        print(f"factorysim snapshot: {url} did not answer a factorysim snapshot ({exc})", file=sys.stderr)
+        return 1
+    try:
+        args.output.write_bytes(body)
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(f"snapshot {snapshot.snapshot_id} of run {snapshot.run_id} at simulated time {snapshot.sim_time_s:.0f} s "
           f"written to {args.output} ({len(body)} bytes)")
     return EXIT_OK
 
