@@ -7,12 +7,42 @@ and inputs): (location, seq) identifies a record within a run.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from machines.base import Signals
 
+T = TypeVar("T")
 
+
+def quick_init(cls: type[T]) -> type[T]:
+    """Give a frozen slots dataclass an ``__init__`` that sets each slot through its descriptor.
+
+    A frozen dataclass's own ``__init__`` sets every field with ``object.__setattr__`` (to get past
+    the ``__setattr__`` that refuses changes), about 0.25 µs a field: a record of 18 fields took
+    4.6 µs to build, more than encoding it.  Through the slot descriptors it takes 1.6 µs; the class
+    stays frozen (assigning a field still raises ``FrozenInstanceError``) and its fields, defaults,
+    ``repr`` and equality are the dataclass's."""
+    namespace: dict[str, Any] = {}
+    params, body = [], []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{field.name}: quick_init does not do default factories")
+        namespace[f"_set_{field.name}"] = getattr(cls, field.name).__set__
+        if field.default is dataclasses.MISSING:
+            params.append(field.name)
+        else:
+            namespace[f"_default_{field.name}"] = field.default
+            params.append(f"{field.name}=_default_{field.name}")
+        body.append(f"    _set_{field.name}(self, {field.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
+    cls.__init__ = namespace["__init__"]  # type: ignore[method-assign]
+    return cls
+
+
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LotEvent:
     """A lot lifecycle or machine event (``event_type`` from :data:`EVENT_TYPES`)."""
@@ -38,6 +68,7 @@ class LotEvent:
     outcome: str | None = None  # test result on stage.completed: "pass" | "rework" | "scrap"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MachineCounters:
     """A machine's running totals at the instant of a record (the inputs of OEE and part counts).
@@ -74,6 +105,7 @@ class MachineCounters:
         return self.availability * self.performance * self.quality
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CycleTelemetry:
     """One completed stage cycle of one lot on one machine (the reference per-stage message)."""
@@ -103,6 +135,7 @@ class CycleTelemetry:
     anomaly: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MachineSample:
     """A periodic sample of one machine, whatever its state."""
