@@ -62,6 +62,30 @@ async def live(port: int, process: subprocess.Popen[bytes], log: Path) -> dict[s
             await asyncio.sleep(0.05)
 
 
+def snapshot_settings(path: Path, **settings: Any) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["kafka"]["snapshots"] = settings
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return data
+
+
+async def health_of(port: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as response:
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def poll_health(port: int, condition: Any, timeout_s: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health = await health_of(port)
+        if condition(health):
+            return health
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; health: {health['run']} {health['lots']}")
+        await asyncio.sleep(0.1)
+
+
 def check_histories(events: list[dict[str, Any]], lot_codes: set[str]) -> None:
     """The published lot events of every lot, de-duplicated by event id, tell one legal story."""
     by_id: dict[str, bytes] = {}
@@ -146,25 +170,35 @@ async def test_sigterm_then_restart_continues_every_lot_where_it_was(
     assert "continuing run" in log.read_text()
 
 
+@pytest.mark.parametrize("snapshots", [False, True], ids=["journal-only", "frequent-snapshots"])
 @pytest.mark.parametrize("speed", ["max", 20_000])
 async def test_killed_at_random_moments_every_acknowledged_order_completes_once(
-        speed: str | float, default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+        speed: str | float, snapshots: bool, default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str,
+        tmp_path: Path) -> None:
+    """Without snapshots every restart applies the whole journal again; with frequent ones every
+    restart starts from the newest snapshot and applies only the journal after it."""
     port = free_port()
     path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique, port, speed)
-    topics = yaml.safe_load(path.read_text(encoding="utf-8"))["kafka"]["topics"]
+    settings = {"every_inputs": 25, "every_s": 1} if snapshots else {"enabled": False}
+    topics = snapshot_settings(path, **settings)["kafka"]["topics"]
     lots, kills = 240, 3
-    rng = random.Random(f"{unique}-{speed}")
+    rng = random.Random(f"{unique}-{speed}-{snapshots}")
     log = tmp_path / "service.log"
     batches = [orders(lots, unique, seed=11)[i::6] for i in range(6)]  # both dialects, fed over time
+    restored = 0  # restarts that started from a snapshot
     for kill in range(kills):
         with service(path, log) as process:
-            await live(port, process, log)
+            health = await live(port, process, log)
+            restored += kill > 0 and health["run"]["recovery"]["snapshot"] is not None
             await produce(kafka_bootstrap, topics["orders"], batches[2 * kill] + batches[2 * kill + 1])
+            if snapshots:
+                await poll_health(port, lambda h: h["run"]["snapshots"]["written"] >= 1, 30, "a snapshot")
             await asyncio.sleep(rng.uniform(0.2, 2.5))  # a random moment of the run to kill it at
             process.kill()
             await asyncio.to_thread(process.wait, 10)
     with service(path, log) as last:
-        await live(port, last, log)
+        health = await live(port, last, log)
+        restored += health["run"]["recovery"]["snapshot"] is not None
         async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
             collected = await reader.read_until(
                 lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL}) >= lots,
@@ -174,6 +208,7 @@ async def test_killed_at_random_moments_every_acknowledged_order_completes_once(
     check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
     assert collected.of(topics["dead_letter"]) == []
     assert log.read_text().count("continuing run") == kills
+    assert restored == (kills if snapshots else 0), log.read_text()[-4000:]
 
 
 async def test_a_journal_of_another_config_is_a_clear_error_and_fresh_starts_a_new_run(

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import random
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import orjson
 import pytest
 import yaml
 from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
-from test_recovery import FINAL, check_histories, live, service, write_config
+from test_recovery import FINAL, check_histories, live, poll_health, service, snapshot_settings, write_config
 
 from simulator.adapters.embedded_broker import free_port
 from simulator.adapters.snapshots import read_newest
@@ -35,30 +33,6 @@ from simulator.model.inputs import Admit
 from simulator.model.order import Order
 from simulator.model.records import ListSink
 from simulator.runtime.recovery import RunHistory, check_snapshot, run_to_continue
-
-
-def snapshot_settings(path: Path, **settings: Any) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["kafka"]["snapshots"] = settings
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return data
-
-
-async def health_of(port: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as response:
-        body: dict[str, Any] = await response.json()
-        return body
-
-
-async def poll_health(port: int, condition: Any, timeout_s: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        health = await health_of(port)
-        if condition(health):
-            return health
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; health: {health['run']} {health['lots']}")
-        await asyncio.sleep(0.1)
 
 
 # -- restarts in real processes --------------------------------------------------------------------------
@@ -130,40 +104,6 @@ async def test_after_sigkill_the_restart_applies_only_the_journal_after_the_newe
     check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(45)})
     assert collected.of(topics["dead_letter"]) == []
     assert "recovering run" in log.read_text()
-
-
-@pytest.mark.parametrize("speed", ["max", 20_000])
-async def test_killed_at_random_moments_with_frequent_snapshots_every_order_completes_once(
-        speed: str | float, default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
-    port = free_port()
-    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique, port, speed)
-    topics = snapshot_settings(path, every_inputs=25, every_s=1)["kafka"]["topics"]
-    lots, kills = 240, 3
-    rng = random.Random(f"{unique}-{speed}")
-    log = tmp_path / "service.log"
-    batches = [orders(lots, unique, seed=13)[i::6] for i in range(6)]
-    used = 0
-    for kill in range(kills):
-        with service(path, log) as process:
-            health = await live(port, process, log)
-            used += kill > 0 and health["run"]["recovery"]["snapshot"] is not None
-            await produce(kafka_bootstrap, topics["orders"], batches[2 * kill] + batches[2 * kill + 1])
-            await poll_health(port, lambda h: h["run"]["snapshots"]["written"] >= 1, 30, "a snapshot")
-            await asyncio.sleep(rng.uniform(0.2, 2.5))  # a random moment of the run to kill it at
-            process.kill()
-            await asyncio.to_thread(process.wait, 10)
-    with service(path, log) as last:
-        health = await live(port, last, log)
-        used += health["run"]["recovery"]["snapshot"] is not None
-        async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
-            collected = await reader.read_until(
-                lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL}) >= lots,
-                120, f"all {lots} lots finished after {kills} kills")
-        last.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(last.wait, 60)
-    check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
-    assert collected.of(topics["dead_letter"]) == []
-    assert used == kills, log.read_text()[-4000:]  # every restart started from a snapshot
 
 
 # -- in the test's process -------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def test_a_damaged_or_incomplete_snapshot_says_why() -> None:
 
 @pytest.mark.parametrize(("change", "problem"), [
     ({"v": 9}, "envelope version 9"), ({"document": []}, "document must be a JSON object"),
-    ({"sim_time_s": -1}, "non-negative number"), ({"inputs_through": {"Italia": "x"}}, "non-negative integer"),
+    ({"sim_time_s": -1}, "non-negative number"), ({"inputs_through": {"Italia": "x"}},
+     "inputs_through.Italia must be an integer of at least 0"),
     ({"taken_at": "yesterday"}, "not a snapshot envelope"),
 ])
 def test_an_envelope_that_is_not_one_is_refused(change: dict[str, Any], problem: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from simulator.config_schema import PRIORITIES
-from simulator.formats import WireMessage
+from simulator.formats import WireMessage, fields
 from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly
 from simulator.model.order import Order
 from simulator.orders import MAX_LOT_CODE, MAX_QUANTITY
@@ -120,19 +120,20 @@ def decode(value: bytes) -> Entry:
         raise JournalError(f"journal format version {body.get('v')!r}; this factorysim reads version "
                            f"{JOURNAL_VERSION}")
     try:
-        plant, run_id, kind = _text(body, "plant"), _text(body, "run"), body.get("kind")
+        plant, run_id, kind = fields.text(body, "plant"), fields.text(body, "run"), body.get("kind")
         if kind == "start":
-            start = dt.datetime.fromisoformat(_text(body, "start").replace("Z", "+00:00"))
-            return RunStart(plant, run_id, _int(body, "seed"), _text(body, "fingerprint"), start)
+            start = fields.instant(body, "start")
+            return RunStart(plant, run_id, fields.integer(body, "seed"), fields.text(body, "fingerprint"), start)
         if kind == "input":
             source = body.get("source")
-            return Applied(plant, run_id, _int(body, "seq"), _time(body, "at"), decode_input(body["input"]),
-                           source if isinstance(source, str) else None, body.get("joined") is True)
+            return Applied(plant, run_id, fields.integer(body, "seq"), fields.seconds(body, "at"),
+                           decode_input(body["input"]), source if isinstance(source, str) else None,
+                           body.get("joined") is True)
         if kind == "checkpoint":
-            return Checkpoint(plant, run_id, _int(body, "output_seq"), _time(body, "at"))
+            return Checkpoint(plant, run_id, fields.integer(body, "output_seq"), fields.seconds(body, "at"))
         if kind == "clock":
             speed = body.get("speed")
-            return ClockSet(plant, run_id, _time(body, "at"), _time(body, "wall"),
+            return ClockSet(plant, run_id, fields.seconds(body, "at"), fields.seconds(body, "wall"),
                             None if speed is None else _positive(speed, "speed"), bool(body.get("paused", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise JournalError(f"a {kind!r} entry that cannot be read: {exc!r}") from exc
@@ -164,47 +165,27 @@ def decode_input(data: Any) -> Input:
     kind = data.get("kind")
     if kind == "admit":  # held to the order rules: a bad entry must not break the model on every start
         timestamp = data.get("timestamp")
-        lot_code, quantity, priority = _text(data, "lot_code"), _int(data, "quantity"), _text(data, "priority")
+        lot_code, priority = fields.text(data, "lot_code"), fields.text(data, "priority")
+        quantity = fields.integer(data, "quantity")
         if not 0 < len(lot_code) <= MAX_LOT_CODE or not 1 <= quantity <= MAX_QUANTITY or priority not in PRIORITIES:
             raise ValueError(f"not an order factorysim admits: {lot_code[:40]!r}, quantity {quantity}, "
                              f"{priority[:20]!r}")
-        return Admit(Order(lot_code, str(data.get("customer", "")), quantity, _text(data, "location"), priority,
+        return Admit(Order(lot_code, str(data.get("customer", "")), quantity, fields.text(data, "location"), priority,
                            timestamp if isinstance(timestamp, str) else None))
     if kind == "block":
-        return Block(_text(data, "machine_id"), _text(data, "reason"), _duration(data))
+        return Block(fields.text(data, "machine_id"), fields.text(data, "reason"), _duration(data))
     if kind == "repair":
-        return Repair(_text(data, "machine_id"))
+        return Repair(fields.text(data, "machine_id"))
     if kind == "set_anomaly":
-        return SetAnomaly(_text(data, "machine_id"), _text(data, "anomaly"), _positive(data["severity"], "severity"),
-                          _duration(data))
+        return SetAnomaly(fields.text(data, "machine_id"), fields.text(data, "anomaly"),
+                          _positive(data["severity"], "severity"), _duration(data))
     if kind == "clear_anomaly":
         anomaly = data.get("anomaly")
-        return ClearAnomaly(_text(data, "machine_id"), anomaly if isinstance(anomaly, str) else None)
+        return ClearAnomaly(fields.text(data, "machine_id"), anomaly if isinstance(anomaly, str) else None)
     if kind == "plant_anomaly":
-        return PlantAnomaly(_text(data, "plant"), _text(data, "anomaly"), bool(data["on"]),
+        return PlantAnomaly(fields.text(data, "plant"), fields.text(data, "anomaly"), bool(data["on"]),
                             _positive(data["severity"], "severity"), _duration(data))
     raise ValueError(f"unknown input kind {kind!r}")
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data[key]
-    if not isinstance(value, str):
-        raise TypeError(f"{key} must be a string")
-    return value
-
-
-def _int(data: dict[str, Any], key: str) -> int:
-    value = data[key]
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{key} must be an integer")
-    return value
-
-
-def _time(data: dict[str, Any], key: str) -> float:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise TypeError(f"{key} must be a non-negative number")
-    return float(value)
 
 
 def _positive(value: Any, key: str) -> float:

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from simulator.formats import WireMessage
+from simulator.formats import WireMessage, fields
 
 ENVELOPE_VERSION = 1
 PART_VERSION = 1
@@ -94,41 +94,23 @@ def from_json(data: Any) -> Snapshot:
         raise SnapshotCorrupt(f"snapshot envelope version {data.get('v')!r}; this factorysim reads version "
                               f"{ENVELOPE_VERSION}")
     try:
-        taken = dt.datetime.fromisoformat(_text(data, "taken_at").replace("Z", "+00:00"))
-        if taken.tzinfo is None:
-            raise ValueError("taken_at needs a UTC offset")
+        taken = fields.instant(data, "taken_at")
         document = data["document"]
         if not isinstance(document, dict):
             raise TypeError("document must be a JSON object")
-        sim_time = data["sim_time_s"]
-        if isinstance(sim_time, bool) or not isinstance(sim_time, int | float) or not math.isfinite(sim_time) \
-                or sim_time < 0:
-            raise TypeError("sim_time_s must be a non-negative number")
-        return Snapshot(_text(data, "run"), _text(data, "fingerprint"), _count(data["model_version"], "model_version"),
-                        float(sim_time), _seqs(data, "inputs_through"), _seqs(data, "output_through"),
-                        taken.timestamp(), document, _text(data, "id"))
+        return Snapshot(fields.text(data, "run"), fields.text(data, "fingerprint"),
+                        fields.integer(data, "model_version", minimum=0), fields.seconds(data, "sim_time_s"),
+                        _seqs(data, "inputs_through"), _seqs(data, "output_through"),
+                        taken.timestamp(), document, fields.text(data, "id"))
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotCorrupt(f"not a snapshot envelope: {exc!r}") from exc
-
-
-def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data[key]
-    if not isinstance(value, str):
-        raise TypeError(f"{key} must be a string")
-    return value
-
-
-def _count(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TypeError(f"{key} must be a non-negative integer")
-    return value
 
 
 def _seqs(data: Mapping[str, Any], key: str) -> dict[str, int]:
     value = data[key]
     if not isinstance(value, dict):
         raise TypeError(f"{key} must be an object of plant: number")
-    return {str(plant): _count(seq, f"{key}.{plant}") for plant, seq in value.items()}
+    return {str(plant): fields.checked_integer(seq, f"{key}.{plant}", minimum=0) for plant, seq in value.items()}
 
 
 # -- on Kafka ---------------------------------------------------------------------------------------
@@ -177,8 +159,9 @@ def read_part(value: bytes) -> Part:
     if not isinstance(meta, dict) or meta.get("v") != PART_VERSION:
         raise SnapshotCorrupt(f"not a snapshot part of version {PART_VERSION}")
     try:
-        part = Part(_text(meta, "run"), _text(meta, "id"), _count(meta["index"], "index"),
-                    _count(meta["count"], "count"), _count(meta["size"], "size"), _text(meta, "sha256"), data)
+        part = Part(fields.text(meta, "run"), fields.text(meta, "id"), fields.integer(meta, "index", minimum=0),
+                    fields.integer(meta, "count", minimum=0), fields.integer(meta, "size", minimum=0),
+                    fields.text(meta, "sha256"), data)
     except (KeyError, TypeError) as exc:
         raise SnapshotCorrupt(f"a snapshot part header that cannot be read: {exc!r}") from exc
     if not part.index < part.count:
