@@ -181,6 +181,11 @@ def test_a_document_that_does_not_fit_is_a_clear_error(default_config: Config) -
     broken["machines"][next(iter(broken["machines"]))]["rng"]["blocks"]["words"] = "not base64!"
     with pytest.raises(snapshot.SnapshotError, match="random stream"):
         snapshot.restore(config_of("reference"), ListSink(), broken)
+    misplaced = json.loads(json.dumps(document))
+    assert misplaced["lots"], "no lot in progress to spoil"
+    misplaced["lots"][0]["stage_index"] = 99  # a lot at a stage the route does not have
+    with pytest.raises(snapshot.SnapshotError, match="does not fit the plant"):
+        snapshot.restore(config_of("reference"), ListSink(), misplaced)
     del broken["calendar"]
     with pytest.raises(snapshot.SnapshotError, match="malformed"):
         snapshot.restore(config_of("reference"), ListSink(), broken)

@@ -339,6 +339,10 @@ def _new_lot(sim: Simulation, d: dict[str, Any]) -> Lot:
     lot.stage = d["stage"]
     lot.reworks = int(d["reworks"])
     lot.stage_index = int(d["stage_index"])
+    if lot.location not in sim.config.locations or not 0 <= lot.stage_index < len(sim.plant.stages) \
+            or lot.quantity < 1 or not isinstance(lot.code, str):
+        raise SnapshotError(f"lot {str(d['code'])[:40]!r} does not fit the plant (location {lot.location!r}, stage "
+                            f"{lot.stage_index}, quantity {lot.quantity})")
     for key in ("queued_at", "started", "work", "work_done", "blocked_s", "segment_start", "halted_at"):
         setattr(lot, key, _float(d[key]))
     lot.block_at = _opt_float(d["block_at"])
