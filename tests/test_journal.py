@@ -172,7 +172,9 @@ def test_the_newest_run_is_continued_and_an_unreadable_entry_of_an_older_run_is_
 
 
 @pytest.mark.parametrize(("bad", "problem"), [
-    ([Applied("Italia", "r", 2, 1.0, Repair("Italia-tornio-01"))], "has input 2 after input 0"),
+    ([Applied("Italia", "r", 2, 1.0, Repair("Italia-tornio-01"))], "has input 2 but not input 1"),
+    ([Applied("Italia", "r", 1, 1.0, Repair("Italia-tornio-01")),
+      Applied("Italia", "r", 1, 1.0, Repair("Italia-tornio-02"))], "two different inputs numbered 1"),
     ([Applied("Italia", "r", 1, 9.0, Repair("Italia-tornio-01")),
       Applied("Italia", "r", 2, 3.0, Repair("Italia-tornio-01"))], "before the input ahead of it"),
     ([JournalError("garbled")], "cannot be read"),
@@ -180,6 +182,16 @@ def test_the_newest_run_is_continued_and_an_unreadable_entry_of_an_older_run_is_
 def test_a_broken_run_is_a_clear_error(default_config: Any, bad: list[Any], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         run_to_continue(reads(*starts(default_config, "r"), *bad), default_config, "j")
+
+
+def test_an_entry_kafka_holds_twice_counts_once_and_entries_out_of_order_are_put_back_in_order(
+        default_config: Any) -> None:
+    """A producer sends a batch again when its acknowledgement is lost (the entries are then in
+    Kafka twice), and a batch sent again after a failure lands behind later ones."""
+    one, two, three = (Applied("Italia", "r", n, float(n), Repair("Italia-tornio-01")) for n in (1, 2, 3))
+    history = run_to_continue(reads(*starts(default_config, "r"), one, three, one, two, three), default_config, "j")
+    assert history is not None
+    assert history.plants["Italia"].applied == [one, two, three]
 
 
 def test_an_empty_journal_starts_a_new_run_and_one_of_foreign_bytes_is_refused(default_config: Any) -> None:

@@ -26,13 +26,16 @@ from simulator.cli import main
 from simulator.config import parse
 from simulator.errors import ConfigError
 from simulator.formats import snapshot as wire
-from simulator.formats.journal import Applied, Checkpoint, Read, RunStart
-from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
+from simulator.formats.journal import Applied, Checkpoint, ClockSet, Read, RunStart
+from simulator.formats.snapshot import Clock, JournalMark, Snapshot, SnapshotCorrupt
 from simulator.model import snapshot as model_snapshot
 from simulator.model.inputs import Admit
 from simulator.model.order import Order
-from simulator.model.records import ListSink
-from simulator.runtime.recovery import RunHistory, check_snapshot, run_to_continue
+from simulator.model.records import ListSink, NullSink
+from simulator.model.simulation import Simulation
+from simulator.runtime.driver import Driver
+from simulator.runtime.gate import InputGate
+from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
 
 
 # -- restarts in real processes --------------------------------------------------------------------------
@@ -62,6 +65,8 @@ async def test_after_sigterm_the_restart_restores_the_last_snapshot_and_applies_
         assert sum(recovery["snapshot"]["inputs_through"].values()) == lots
         assert recovery["to_apply"] == 0
         assert recovery["applied"] == 0
+        # the journal was read from the snapshot's mark on, not from its beginning
+        assert recovery["journal_read_from"] and max(recovery["journal_read_from"].values()) > 0, recovery
         async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
             collected = await reader.read_until(
                 lambda c: len(finished(c.json(topics["events"]))) == lots, 90, "every lot finished across both runs")
@@ -95,6 +100,7 @@ async def test_after_sigkill_the_restart_applies_only_the_journal_after_the_newe
         assert recovery["snapshot"] is not None, log.read_text()[-4000:]
         assert sum(recovery["snapshot"]["inputs_through"].values()) == 40
         assert recovery["to_apply"] == recovery["applied"] == 5
+        assert recovery["journal_read_from"] and max(recovery["journal_read_from"].values()) > 0, recovery
         async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
             collected = await reader.read_until(
                 lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL}) == 45,
@@ -254,6 +260,81 @@ def test_new_inputs_after_a_restart_wait_for_where_the_output_may_be_published(d
     assert history is not None
     assert history.published_until() == 1200.5  # the newest checkpoint of any plant
     assert history.plants["Italia"].output_through == 41
+
+
+def test_the_journal_after_a_snapshot_mark_continues_the_run_it_covers(default_config: Any) -> None:
+    """A start reads the journal from a snapshot's mark on: entries there that the snapshot covers
+    are skipped (their orders still count as journaled), the inputs after it are numbered on from
+    it, and what the mark says of the part before (seed, start, clock, orders) stands in for it."""
+    admit = Admit(Order("L-1", "c", 1, "Italia", "normale"))
+    clock = Clock(20.0, 1_700_000_000.0, 60.0)
+    mark = JournalMark(3, {0: 7, 1: 0, 2: 4}, default_config.simulation.seed, default_config.simulation.start,
+                       clock, {"orders/1": [12, 13]})
+    snapshot = _snapshot(default_config, journal=mark)  # Italia 2 inputs, simulated time 25 s
+    tail = [Applied("Italia", "r", 2, 20.0, admit, "orders/1/14"), Checkpoint("Italia", "r", 30, 26.0),
+            Applied("Italia", "r", 3, 30.0, admit, "orders/1/15"), Applied("Italia", "r", 4, 31.0, admit)]
+    history = run_after_snapshot([Read(e, 0, 7 + i, i) for i, e in enumerate(tail)], snapshot, default_config, "j")
+    assert history is not None
+    italia = history.plants["Italia"]
+    assert (italia.base, italia.inputs, [e.seq for e in italia.applied]) == (2, 4, [3, 4])
+    assert italia.output_through == 30 and history.published_until() == 26.0
+    assert history.clock() == ClockSet("Brasile", "r", 20.0, 1_700_000_000.0, 60.0)
+    assert history.sources == {("orders", 1): {12, 13, 14, 15}}
+    assert history.read_from == {0: 7, 1: 0, 2: 4}
+    check_snapshot(snapshot, history, default_config, model_snapshot.SNAPSHOT_VERSION, "s")
+    assert [[e.seq for e in g] for g in history.replay_order(snapshot.inputs_through)] == [[3], [4]]
+    # a newer run began after the snapshot: the whole journal is read instead
+    newer = [RunStart("Italia", "r2", 1, default_config.model_fingerprint, default_config.simulation.start)]
+    assert run_after_snapshot([Read(e, 0, 7, 0) for e in newer], snapshot, default_config, "j") is None
+    assert run_after_snapshot([], _snapshot(default_config), default_config, "j") is None  # no mark
+    # the inputs after the snapshot must follow on from it
+    with pytest.raises(ConfigError, match="has input 4 but not input 3"):
+        run_after_snapshot([Read(tail[-1], 0, 7, 0)], snapshot, default_config, "j")
+    with pytest.raises(ConfigError, match="has seed"):
+        run_after_snapshot([], _snapshot(default_config, journal=JournalMark(
+            3, {}, default_config.simulation.seed + 1, default_config.simulation.start, None)), default_config, "j")
+
+
+def test_a_snapshot_mark_survives_the_envelope_and_a_bad_one_is_refused(default_config: Any) -> None:
+    mark = JournalMark(2, {0: 5, 1: 9}, 7, dt.datetime(2026, 3, 1, 6, tzinfo=dt.UTC), Clock(1.5, 2.5, None, True),
+                       {"orders/0": [3, 4]})
+    snapshot = _snapshot(default_config, journal=mark)
+    assert wire.from_json(orjson.loads(orjson.dumps(wire.to_json(snapshot)))) == snapshot
+    assert wire.from_json(wire.to_json(_snapshot(default_config))).journal is None
+    envelope = wire.to_json(snapshot)
+    envelope["journal"]["offsets"] = {"5": 1}  # a partition beyond the two it counts
+    with pytest.raises(SnapshotCorrupt, match="beyond"):
+        wire.from_json(envelope)
+
+
+async def test_a_snapshot_mark_lists_the_orders_journaled_until_their_offsets_are_committed(
+        default_config: Any) -> None:
+    """The orders a snapshot's mark lists are those whose journal entries Kafka acknowledged and
+    whose offsets are not known to be committed: read again after a crash, they are done."""
+    class Journal:
+        def __init__(self) -> None:
+            self.pending: list[asyncio.Future[None]] = []
+
+        def append(self, entries: Any) -> asyncio.Future[None]:
+            self.pending.append(asyncio.get_running_loop().create_future())
+            return self.pending[-1]
+
+    journal = Journal()
+    gate = InputGate(Driver(Simulation(default_config, NullSink()), speed=None), journal, "r")
+    admits = [Admit(Order(f"L-{n}", "c", 1, "Italia", "normale")) for n in range(3)]
+    gate.submit(admits[:2], ["orders/0/10", "orders/1/4"])
+    gate.submit(admits[2:], ["orders/0/11"])
+    assert gate.journaled_orders({}) == {}  # nothing acknowledged yet
+    journal.pending[0].set_result(None)
+    journal.pending[1].set_exception(RuntimeError("refused"))  # not journaled: read again, it is admitted
+    await asyncio.wait(journal.pending)  # (the gate's callbacks, registered first, have run)
+    assert gate.journaled_orders({}) == {"orders/0": [10], "orders/1": [4]}
+    assert gate.journaled_orders({("orders", 0): 11}) == {"orders/1": [4]}  # 10 is committed: forgotten
+    assert gate.journaled_orders({}) == {"orders/1": [4]}
+    gate.recovered_sources = {("orders", 2): {5, 9}}  # a recovered run's, until they are committed too
+    assert gate.journaled_orders({("orders", 2): 6}) == {"orders/1": [4], "orders/2": [9]}
+    assert gate.journaled_orders({("orders", 2): 10, ("orders", 1): 5}) == {}
+    assert gate.recovered_sources == {}
 
 
 def test_snapshot_keys_are_checked(default_yaml: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@
 resending after outages) one by one, in the order they were appended, each keyed by its plant so
 that a plant's entries keep their order on one partition.  :meth:`JournalWriter.append` returns a
 future that is done when Kafka has acknowledged every entry given (or failed with the refusal).
+Reading the journal back is :mod:`simulator.adapters.journal_reader`'s.
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
-from simulator.errors import BrokerUnavailable, FactorySimError
+from simulator.errors import FactorySimError
 from simulator.formats import journal
-from simulator.formats.journal import Entry, Read
-from simulator.runtime.waits import wait_for
+from simulator.formats.journal import Entry
 
 log = logging.getLogger(__name__)
 
@@ -91,39 +88,3 @@ class JournalWriter:
             self.failure = exc
             self._queue.put_nowait(_Pending((), pending.acknowledged, 0))  # wakes run() to fail
         return False
-
-
-async def read_journal(options: dict[str, Any], topic: str, *, timeout_s: float = 60.0) -> list[Read]:
-    """Every message of the journal topic, partition by partition in order (a plant's entries are
-    on one partition, in their order).  Nobody writes the plants' entries while a service starts,
-    so the end is where a fetch brings nothing more (and at least the end offsets: the embedded
-    broker reports a partition's end as the last record batch's first offset + 1)."""
-    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
-    try:
-        await wait_for(consumer.topics(), timeout_s)  # the cluster's metadata
-        wanted = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not wanted:
-            return []
-        consumer.assign(wanted)
-        ends = await consumer.end_offsets(wanted)
-        await consumer.seek_to_beginning(*wanted)
-        reads: list[Read] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:  # to the end offsets, then until a fetch brings nothing (some brokers report them low)
-            if loop.time() > deadline:
-                raise BrokerUnavailable(f"reading the journal {topic} took more than {timeout_s:.0f} s")
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for tp, messages in batch.items():
-                for message in messages:
-                    try:
-                        entry: Entry | journal.JournalError = journal.decode(message.value or b"")
-                    except journal.JournalError as exc:
-                        entry = exc
-                    reads.append(Read(entry, tp.partition, message.offset, message.timestamp))
-            if not batch and all([await consumer.position(tp) >= ends[tp] for tp in wanted]):
-                return reads
-    finally:
-        await consumer.stop()

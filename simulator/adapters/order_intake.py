@@ -390,6 +390,12 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp, meta in offsets.items():
             self._partitions[tp].committed = meta.offset
 
+    def committed_positions(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the offset last committed by this intake (where a new consumer of
+        the group starts), for the partitions it committed."""
+        return {(tp.topic, tp.partition): part.committed for tp, part in self._partitions.items()
+                if part.committed is not None}
+
     # -- rebalance ----------------------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         with contextlib.suppress(Exception):
@@ -400,3 +406,10 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
+        for tp in assigned:  # where the group stands: the orders before it are done (committed_positions)
+            part = self._partitions.get(tp)
+            if part is None:
+                part = self._partitions[tp] = PartitionOffsets()
+            if part.committed is None:
+                with contextlib.suppress(Exception):  # unknown for now: known after this intake's first commit
+                    part.committed = await self.consumer.committed(tp)

@@ -5,6 +5,12 @@ id, the fingerprint of the config's model part, the model's snapshot version, th
 per plant the number of its last input applied (``inputs_through``, the journal's input ``seq``)
 and of its last output record (``output_through``), and the wall-clock instant it was taken.
 
+A snapshot the service writes also marks where the journal stood (:class:`JournalMark`): per
+journal partition an offset at or before every entry written after the snapshot was asked for
+(the partition's end, queried before), so a start reads the journal from there instead of from its
+beginning; what the run's ``start`` and newest ``clock`` entries say; and the orders journaled
+whose offsets may not be committed yet (read again after a crash, they are not admitted twice).
+
 On Kafka the envelope is compact JSON compressed with zlib, cut into parts that each fit one
 message (:func:`part_bytes`).  Every part is keyed by the run id (a run's snapshots stay in order
 on one partition) and its value is one line of JSON (run id, snapshot id, part index, part count,
@@ -44,6 +50,29 @@ class SnapshotCorrupt(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Clock:
+    """The clock entry in force: simulated time ``at`` at the wall-clock instant ``wall``."""
+
+    at: float
+    wall: float
+    speed: float | None  # None: as fast as possible
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JournalMark:
+    """Where the run's journal stood when a snapshot was taken (see the module's docstring)."""
+
+    partitions: int  # the journal topic's partition count then
+    offsets: dict[int, int]  # partition -> read from here: every entry written after the snapshot is at or after it
+    seed: int  # the run's start entry: its seed ...
+    start: dt.datetime  # ... and the calendar instant of simulated time 0
+    clock: Clock | None  # the newest clock entry
+    # "topic/partition" -> offsets of orders journaled whose offsets may not be committed yet
+    sources: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     run_id: str
     fingerprint: str  # Config.model_fingerprint of the run
@@ -54,6 +83,7 @@ class Snapshot:
     taken_at: float  # wall clock, Unix seconds
     document: dict[str, Any] = field(repr=False)
     snapshot_id: str = ""
+    journal: JournalMark | None = None  # None: a start reads the whole journal
 
     @property
     def taken_at_utc(self) -> str:
@@ -83,7 +113,53 @@ def to_json(snapshot: Snapshot) -> dict[str, Any]:
             "fingerprint": snapshot.fingerprint, "model_version": snapshot.model_version,
             "sim_time_s": snapshot.sim_time_s, "inputs_through": dict(sorted(snapshot.inputs_through.items())),
             "output_through": dict(sorted(snapshot.output_through.items())), "taken_at": snapshot.taken_at_utc,
+            **({} if snapshot.journal is None else {"journal": _mark_json(snapshot.journal)}),
             "document": snapshot.document}
+
+
+def _mark_json(mark: JournalMark) -> dict[str, Any]:
+    clock = mark.clock
+    return {"partitions": mark.partitions, "offsets": {str(p): o for p, o in sorted(mark.offsets.items())},
+            "seed": mark.seed, "start": mark.start.isoformat().replace("+00:00", "Z"),
+            "clock": None if clock is None else {"at": clock.at, "wall": clock.wall, "speed": clock.speed,
+                                                 "paused": clock.paused},
+            "sources": {where: offsets for where, offsets in sorted(mark.sources.items())}}
+
+
+def _mark(data: Any) -> JournalMark | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError("journal must be an object")
+    offsets, sources, clock = data["offsets"], data.get("sources", {}), data.get("clock")
+    if not isinstance(offsets, dict) or not isinstance(sources, dict):
+        raise TypeError("journal.offsets and journal.sources must be objects")
+    if clock is not None and not isinstance(clock, dict):
+        raise TypeError("journal.clock must be an object")
+    partitions = fields.integer(data, "partitions", minimum=1)
+    marks = {fields.checked_integer(int(p), "journal.offsets partition", minimum=0):
+             fields.checked_integer(o, f"journal.offsets.{p}", minimum=0) for p, o in offsets.items()}
+    if any(p >= partitions for p in marks):
+        raise ValueError(f"journal.offsets names a partition beyond the {partitions} it counts")
+    speed = None if clock is None else clock.get("speed")
+    return JournalMark(
+        partitions, marks, fields.integer(data, "seed"), fields.instant(data, "start"),
+        None if clock is None else Clock(fields.seconds(clock, "at"), fields.seconds(clock, "wall"),
+                                         None if speed is None else _speed(speed), bool(clock.get("paused", False))),
+        {str(where): [fields.checked_integer(o, f"journal.sources.{where}", minimum=0) for o in _list(listed)]
+         for where, listed in sources.items()})
+
+
+def _speed(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise TypeError("journal.clock.speed must be a positive number or null")
+    return float(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("journal.sources lists offsets")
+    return value
 
 
 def from_json(data: Any) -> Snapshot:
@@ -101,7 +177,7 @@ def from_json(data: Any) -> Snapshot:
         return Snapshot(fields.text(data, "run"), fields.text(data, "fingerprint"),
                         fields.integer(data, "model_version", minimum=0), fields.seconds(data, "sim_time_s"),
                         _seqs(data, "inputs_through"), _seqs(data, "output_through"),
-                        taken.timestamp(), document, fields.text(data, "id"))
+                        taken.timestamp(), document, fields.text(data, "id"), _mark(data.get("journal")))
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotCorrupt(f"not a snapshot envelope: {exc!r}") from exc
 

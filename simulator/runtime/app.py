@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
-from simulator.adapters.journal import JournalWriter, read_journal
+from simulator.adapters.journal import JournalWriter
+from simulator.adapters.journal_reader import JournalEnds, newest_run_id, read_journal, read_journal_after
 from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
 from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
@@ -63,10 +64,10 @@ from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
-from simulator.runtime.recovery import RunHistory, check_snapshot, run_to_continue
+from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
 from simulator.runtime.run_journal import RunJournal, SkipDelivered
 from simulator.runtime.signals import install_stop_signals
-from simulator.runtime.snapshotter import Snapshotter
+from simulator.runtime.snapshotter import JournalState, Snapshotter
 from simulator.runtime.supervision import (
     FAILURE_SHUTDOWN_S,
     ExitDeadline,
@@ -239,16 +240,13 @@ class Service:
         await ensure_topics(options, self._topics(), kafka.topic_creation, on_retry=self._startup_retry)
         self.startup_problem = None
         self.kafka_reachable = True
-        if not self.fresh:
-            self.history = run_to_continue(await read_journal(options, kafka.topics.journal), self.config,
-                                           kafka.topics.journal)
+        restored = None if self.fresh else await self._find_run(options)
         if self.history is not None:
             history = self.history
             skip_through = {p: h.output_through for p, h in history.plants.items()}
-            restored = await self._restore(options, history, skip_through)
             self._build_model(history.start, history.seed, history.run_id, skip_through, restored)
             log.info("continuing run %s from the journal (%d inputs: %s; started %s)%s", history.run_id,
-                     history.inputs, ", ".join(f"{p} {len(h.applied)}" for p, h in history.plants.items()),
+                     history.inputs, ", ".join(f"{p} {h.inputs}" for p, h in history.plants.items()),
                      history.start.isoformat(), "" if self.snapshot is None else
                      f" and snapshot {self.snapshot.snapshot_id} (simulated time {self.snapshot.sim_time_s:.0f} s)")
         self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
@@ -268,10 +266,15 @@ class Service:
         if kafka.snapshots.enabled:
             self.snapshot_writer = SnapshotWriter(publisher, kafka.topics.snapshots, kafka.producer.max_request_bytes,
                                                   lambda: publisher.delivered_through)
+        journal_ends = JournalEnds(options, kafka.topics.journal)
+        stack.push_async_callback(journal_ends.close)
+        run_journal = self.run_journal
         self.snapshotter = Snapshotter(self.driver, self.inputs, self.snapshot_writer, self.run_id,
                                        fingerprint=self.config.model_fingerprint,
                                        model_version=model_snapshot.SNAPSHOT_VERSION, take=model_snapshot.take,
-                                       settings=kafka.snapshots)
+                                       settings=kafka.snapshots,
+                                       journal=JournalState(journal_ends.ends, lambda: run_journal.clock,
+                                                            self._committed_orders))
         if self.history is None:
             self.run_journal.begin()
         else:
@@ -288,14 +291,67 @@ class Service:
             max_request_bytes=kafka.producer.max_request_bytes,
             journaled=self.history.sources if self.history is not None else None,
         )
-        self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
         stack.push_async_callback(self._stop_consumer)
         await self.consumer.start()
+        # subscribed once started: the group join (a new group's first rebalance waits for members
+        # for a few seconds) goes on in the background while the run is recovered, not before it
+        self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
         return [topics.orders, topics.dead_letter, topics.events, topics.journal, topics.snapshots,
                 *self.format.cycle_topics.values(), *self.format.sample_topics.values()]
+
+    def _committed_orders(self) -> dict[tuple[str, int], int]:
+        return {} if self.intake is None else self.intake.committed_positions()
+
+    async def _find_run(self, options: dict[str, Any]) -> Simulation | None:
+        """The run to continue (``self.history``; None: the journal is empty) and its model as its
+        newest usable snapshot has it (``self.snapshot``; None: the model starts empty and the
+        whole journal applies again).  With a snapshot that marks where the journal stood, only
+        the journal after that mark is read; otherwise all of it."""
+        kafka = self.config.kafka
+        if kafka.snapshots.enabled:
+            run_id = await newest_run_id(options, kafka.topics.journal)
+            if run_id is not None:
+                restored = await self._from_marked_snapshot(options, run_id)
+                if restored is not None:
+                    return restored
+        self.history = history = run_to_continue(await read_journal(options, kafka.topics.journal), self.config,
+                                                 kafka.topics.journal)
+        if history is None:
+            return None
+        return await self._restore(options, history, {p: h.output_through for p, h in history.plants.items()})
+
+    async def _from_marked_snapshot(self, options: dict[str, Any], run_id: str) -> Simulation | None:
+        """The model of run ``run_id`` from its newest usable snapshot and the journal after that
+        snapshot's mark (sets ``self.history`` and ``self.snapshot``); None when the newest
+        snapshot has no mark, the journal does not continue it there, or none can be used."""
+        kafka = self.config.kafka
+        topic, journal_topic = kafka.topics.snapshots, kafka.topics.journal
+        async with contextlib.aclosing(snapshots_of(options, topic, run_id)) as snapshots:
+            async for snapshot in snapshots:
+                mark = snapshot.journal
+                if mark is None:
+                    return None
+                reads = await read_journal_after(options, journal_topic, mark.offsets, mark.partitions)
+                history = None if reads is None else run_after_snapshot(reads, snapshot, self.config, journal_topic)
+                if history is None:
+                    return None
+                try:
+                    check_snapshot(snapshot, history, self.config, model_snapshot.SNAPSHOT_VERSION, topic)
+                    sim = model_snapshot.restore(self._run_config(history.start, history.seed),
+                                                 self._sink({p: h.output_through for p, h in history.plants.items()}),
+                                                 snapshot.document, sample_limit=SAMPLE_LIMIT)
+                except (SnapshotCorrupt, model_snapshot.SnapshotError) as exc:
+                    log.warning("snapshot %s of run %s cannot be used (%s); trying the one before it",
+                                snapshot.snapshot_id, run_id, exc)
+                    continue
+                log.info("run %s: the journal is read from snapshot %s's mark on (%d entries)", run_id,
+                         snapshot.snapshot_id, len(reads or ()))
+                self.history, self.snapshot = history, snapshot
+                return sim
+        return None
 
     async def _restore(self, options: dict[str, Any], history: RunHistory,
                        skip_through: dict[str, int]) -> Simulation | None:
@@ -466,7 +522,7 @@ class Service:
         if self.snapshot_writer is None or not self._live() or driver.done() or self.supervisor.failure is not None:
             return None
         try:
-            return await wait_for(snapshotter.take(stop_driver=True), budget_s)
+            return await wait_for(snapshotter.take_marked(stop_driver=True, mark_timeout_s=budget_s / 2), budget_s)
         except TimeoutError:
             log.warning("shutdown: no last snapshot (the driver did not take it within %.1f s); the next start "
                         "replays the journal after the newest snapshot", budget_s)

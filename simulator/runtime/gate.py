@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from simulator.errors import FactorySimError
@@ -24,6 +25,7 @@ from simulator.formats.journal import Applied, Entry
 from simulator.interfaces import Result
 from simulator.model.inputs import Input, apply_all, plant_of
 from simulator.runtime.driver import Driver
+from simulator.runtime.recovery import order_source
 
 
 class JournalRefused(FactorySimError):
@@ -43,6 +45,10 @@ class InputGate:
         self.plants = sorted(driver.sim.config.locations)
         self.input_seqs = dict.fromkeys(self.plants, 0)  # per plant: the number of its last journaled input
         self.last_at = 0.0  # the instant of the latest input: the next is never before it
+        # the sources ("topic/partition/offset") of orders whose journal entries Kafka acknowledged,
+        # until their offsets are known to be committed (see journaled_orders)
+        self.journaled_sources: deque[str] = deque()
+        self.recovered_sources: dict[tuple[str, int], set[int]] = {}  # those of a recovered run, the same way
 
     def submit(self, items: Sequence[Input], sources: Sequence[str | None] | None = None,
                ) -> asyncio.Future[list[Result]]:
@@ -64,11 +70,44 @@ class InputGate:
                                    plant in joined))
             joined.add(plant)
             accepted.append((index, item))
+        ready = self.journal.append(entries)
+        journaled = [text for i, _ in accepted if (text := sources[i]) is not None] if sources else None
+        if journaled:  # a callback before the driver's: known as journaled before the inputs apply
+            ready.add_done_callback(functools.partial(self._journaled, journaled))
         applied = self.driver.schedule(at, functools.partial(apply_all, items=[item for _, item in accepted]),
-                                       ready=self.journal.append(entries))
+                                       ready=ready)
         merged: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         applied.add_done_callback(functools.partial(_merge, results, [i for i, _ in accepted], merged))
         return merged
+
+    def _journaled(self, sources: list[str], acknowledged: asyncio.Future[None]) -> None:
+        if not acknowledged.cancelled() and acknowledged.exception() is None:
+            self.journaled_sources.extend(sources)
+
+    def journaled_orders(self, committed: Mapping[tuple[str, int], int]) -> dict[str, list[int]]:
+        """The orders journaled whose offsets are not known to be committed (``committed``: the
+        position committed per orders partition), as "topic/partition" -> offsets; the others are
+        forgotten.  Read again after a crash, those listed are in the journal already."""
+        kept: deque[str] = deque()
+        listed: defaultdict[str, list[int]] = defaultdict(list)
+        for where, offsets in list(self.recovered_sources.items()):
+            position = committed.get(where)
+            if position is not None:
+                offsets = self.recovered_sources[where] = {offset for offset in offsets if offset >= position}
+            if offsets:
+                listed[f"{where[0]}/{where[1]}"].extend(sorted(offsets))
+            else:
+                del self.recovered_sources[where]
+        for text in self.journaled_sources:
+            topic, partition, offset = order_source(text)
+            if topic is None:
+                continue
+            position = committed.get((topic, partition))
+            if position is None or offset >= position:
+                kept.append(text)
+                listed[f"{topic}/{partition}"].append(offset)
+        self.journaled_sources = kept
+        return dict(listed)
 
     def lot_in_progress(self, lot_code: str) -> bool:
         return lot_code in self.driver.sim.lots

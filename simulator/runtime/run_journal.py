@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
-from simulator.formats.snapshot import Snapshot
+from simulator.formats.snapshot import Clock, Snapshot
 from simulator.model.inputs import apply_all
 from simulator.model.records import Record, Sink
 from simulator.model.simulation import Simulation
@@ -73,12 +73,18 @@ class RunJournal:
         self.applied = 0  # inputs applied again so far (recovery progress)
         self.snapshot = snapshot
         self.checkpointed: dict[str, int] = {}
+        self.clock: Clock | None = None  # the newest clock entry appended (a snapshot's mark carries it)
         if history is not None:
             self.checkpointed = {p: h.output_through for p, h in history.plants.items()}
             if snapshot is not None:  # the output a snapshot covers was in Kafka before it was written
                 self.checkpointed = {p: max(seq, snapshot.output_through.get(p, 0))
                                      for p, seq in self.checkpointed.items()}
-            gate.input_seqs.update({p: len(h.applied) for p, h in history.plants.items()})
+            gate.input_seqs.update({p: h.inputs for p, h in history.plants.items()})
+            # orders of the run journaled before: the next snapshots list them until they are committed
+            gate.recovered_sources = {where: set(offsets) for where, offsets in history.sources.items() if offsets}
+            clock = history.clock()
+            if clock is not None:
+                self.clock = Clock(clock.at, clock.wall, clock.speed, clock.paused)
 
     @property
     def recovering(self) -> bool:
@@ -90,6 +96,8 @@ class RunJournal:
         snapshot = self.snapshot
         return {"run_id": self.run_id, "inputs": self.history.inputs, "to_apply": self.to_apply,
                 "applied": self.applied, "done": self.live.is_set(),
+                "journal_read_from": None if self.history.read_from is None else
+                {str(p): o for p, o in sorted(self.history.read_from.items())},
                 "snapshot": None if snapshot is None else {
                     "id": snapshot.snapshot_id, "sim_time_s": round(snapshot.sim_time_s, 3),
                     "sim_time_utc": self.sim.wall_time(snapshot.sim_time_s).isoformat().replace("+00:00", "Z"),
@@ -101,7 +109,7 @@ class RunJournal:
         if self.history is None:
             return 0
         through = self.snapshot.inputs_through if self.snapshot is not None else {}
-        return sum(max(0, len(h.applied) - through.get(p, 0)) for p, h in self.history.plants.items())
+        return sum(max(0, h.inputs - max(h.base, through.get(p, 0))) for p, h in self.history.plants.items())
 
     # -- a new run ------------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -171,5 +179,6 @@ class RunJournal:
 
     def _clock_entries(self, at: float | None = None) -> None:
         now, wall, driver = self.sim.now if at is None else max(at, self.sim.now), time.time(), self.driver
+        self.clock = Clock(now, wall, driver.speed, driver.paused)
         self.journal.append([ClockSet(p, self.run_id, now, wall, driver.speed, driver.paused) for p in self.plants])
 

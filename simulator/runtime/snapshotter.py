@@ -10,8 +10,16 @@ after the step can change the snapshot); compression and the writing happen off 
 While the run is live a snapshot is written every ``kafka.snapshots.every_inputs`` journaled inputs
 (or, when more lots are in progress, every as many inputs as there are lots in progress: a snapshot's
 cost grows with them) or every ``every_s`` wall seconds, whichever comes first (not when nothing
-changed); at a stop the service takes a last one after the last inputs (:meth:`Snapshotter.take`),
+changed); at a stop the service takes a last one after the last inputs (:meth:`Snapshotter.take_marked`),
 and writes it once its output is delivered, so the next start replays nothing.
+
+A snapshot written to Kafka carries its journal mark (:class:`simulator.formats.snapshot.JournalMark`).
+Its offsets are the journal's end offsets asked for *before* the snapshot is: every entry written
+after that answer is at or after them, and every input submitted after the snapshot was asked for
+is written after it — so the journal from those offsets on holds every input the snapshot does not
+cover (and some it does: a start skips them by number).  The orders it lists are those whose
+journal entries Kafka acknowledged, less those whose offsets are committed: read again after a
+crash, they are in the journal already.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -27,7 +35,7 @@ import orjson
 from simulator.adapters.snapshots import SnapshotRefused, SnapshotWriter
 from simulator.config_schema import Snapshots
 from simulator.formats import snapshot as wire
-from simulator.formats.snapshot import Snapshot
+from simulator.formats.snapshot import Clock, JournalMark, Snapshot
 from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 from simulator.runtime.gate import InputGate
@@ -35,13 +43,25 @@ from simulator.runtime.gate import InputGate
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 0.5
+MARK_TIMEOUT_S = 5.0
 
 Take = Callable[[Simulation], dict[str, Any]]
 
 
+class JournalState:
+    """What a snapshot's journal mark is made of, from the parts of the service that know it."""
+
+    def __init__(self, ends: Callable[[float], Awaitable[dict[int, int]]], clock: Callable[[], Clock | None],
+                 committed: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self.ends = ends  # (timeout) -> the journal's end offsets by partition
+        self.clock = clock  # the clock entry in force
+        self.committed = committed  # (orders topic, partition) -> the offset committed
+
+
 class Snapshotter:
     def __init__(self, driver: Driver, gate: InputGate, writer: SnapshotWriter | None, run_id: str, *,
-                 fingerprint: str, model_version: int, take: Take, settings: Snapshots) -> None:
+                 fingerprint: str, model_version: int, take: Take, settings: Snapshots,
+                 journal: JournalState | None = None) -> None:
         self.driver = driver
         self.gate = gate
         self.writer = writer
@@ -50,26 +70,45 @@ class Snapshotter:
         self.model_version = model_version
         self._take = take
         self.settings = settings
+        self.journal = journal
         self.failed = 0
         self.last: Snapshot | None = None  # the newest written
         self._last_inputs = sum(gate.input_seqs.values())
         self._last_at = time.monotonic()
         self._stopped = False
 
-    def take(self, *, stop_driver: bool = False) -> asyncio.Future[tuple[Snapshot, bytes]]:
+    async def take_marked(self, *, stop_driver: bool = False,
+                          mark_timeout_s: float = MARK_TIMEOUT_S) -> tuple[Snapshot, bytes]:
+        """:meth:`take` with the journal mark (without one when the journal's ends cannot be had
+        within ``mark_timeout_s``: a start from that snapshot then reads the whole journal)."""
+        ends: dict[int, int] | None = None
+        if self.journal is not None:
+            try:
+                ends = await self.journal.ends(mark_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - the snapshot is still of use without its mark
+                log.warning("the journal's end offsets are not known (%r): snapshot without its mark", exc)
+        return await self.take(stop_driver=stop_driver, journal_ends=ends)
+
+    def take(self, *, stop_driver: bool = False,
+             journal_ends: dict[int, int] | None = None) -> asyncio.Future[tuple[Snapshot, bytes]]:
         """The model's snapshot, after every input submitted so far and before any submitted later,
-        with its envelope as JSON; ``stop_driver``: the driver stops right after it (a shutdown)."""
+        with its envelope as JSON; ``stop_driver``: the driver stops right after it (a shutdown);
+        ``journal_ends``: the journal's end offsets asked for before this call (for its mark)."""
         inputs = dict(self.gate.input_seqs)
         at = self.gate.last_at = max(self.gate.last_at, self.driver.stamp())
-        driver = self.driver
+        driver, journal = self.driver, self.journal
 
         def capture(sim: Simulation) -> tuple[Snapshot, bytes]:
             if stop_driver:
                 driver.stop()
             document = self._take(sim)
             output = {str(plant): int(seq) for plant, seq in document["record_seqs"].items()}
+            mark = None
+            if journal is not None and journal_ends:
+                mark = JournalMark(len(journal_ends), journal_ends, sim.seed, sim.start, journal.clock(),
+                                   self.gate.journaled_orders(journal.committed()))
             snapshot = Snapshot(self.run_id, self.fingerprint, self.model_version, sim.now, inputs, output,
-                                time.time(), document, wire.new_snapshot_id())
+                                time.time(), document, wire.new_snapshot_id(), mark)
             return snapshot, orjson.dumps(wire.to_json(snapshot))
 
         return driver.schedule(at, capture)
@@ -101,7 +140,7 @@ class Snapshotter:
                 self._last_at = time.monotonic()
                 continue  # nothing changed
             try:
-                snapshot, raw = await self.take()
+                snapshot, raw = await self.take_marked()
             except Exception as exc:  # noqa: BLE001 - a snapshot that cannot be taken must not stop the plant
                 self.failed += 1
                 log.warning("no snapshot of run %s now (%s); trying again in %.1f s", self.run_id, exc,

@@ -7,7 +7,8 @@ then the real service starts on it (embedded memory broker, speed max) and the t
 of ``Service.run`` until the run is live is measured.  Without a snapshot that is reading the
 journal and applying every input again; with one (the model after the last input, written to the
 snapshot topic as the service writes it, so the journal tail after it is empty) it is reading the
-journal, finding and restoring the snapshot.  The baseline of the same run is ``factorysim
+journal's tail after the snapshot's mark (where the journal ended when it was taken), finding and
+restoring the snapshot.  The baseline of the same run is ``factorysim
 simulate`` of the same lots (the engine alone, no Kafka; with a snapshot, the offline run of the
 same inputs that makes the snapshot): recovery without snapshots cannot be faster than that.
 
@@ -30,12 +31,14 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
+from simulator.adapters.journal_reader import JournalEnds
+from simulator.adapters.kafka_options import producer_options
 from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.formats import journal
 from simulator.formats import snapshot as wire
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, Entry, RunStart
-from simulator.formats.snapshot import Snapshot
+from simulator.formats.snapshot import JournalMark, Snapshot
 from simulator.model import snapshot as model_snapshot
 from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.inputs import Admit, apply
@@ -82,9 +85,10 @@ def history(config: Config, lots: int) -> list[Entry]:
     return entries
 
 
-async def write(bootstrap: str, topic: str, entries: list[Entry]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=20,
-                                max_batch_size=1 << 20)
+async def write(bootstrap: str, config: Config, entries: list[Entry]) -> None:
+    """The entries on the journal topic, in record batches as the service's producer makes them."""
+    topic = config.kafka.topics.journal
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(config.kafka.producer))
     await producer.start()
     try:
         futures = []
@@ -96,9 +100,10 @@ async def write(bootstrap: str, topic: str, entries: list[Entry]) -> None:
         await producer.stop()
 
 
-def snapshot_after(config: Config, entries: list[Entry]) -> Snapshot:
+def snapshot_after(config: Config, entries: list[Entry], journal_ends: dict[int, int]) -> Snapshot:
     """The model's snapshot after every input of ``entries`` (computed offline, as the service would
-    have taken it at its last input)."""
+    have taken it at its last input), marking the journal's ends (``journal_ends``, asked for
+    before, as the service does)."""
     sim = Simulation(config, NullSink(), sample_limit=20_000)
     inputs = dict.fromkeys(config.locations, 0)
     for entry in entries:
@@ -107,8 +112,9 @@ def snapshot_after(config: Config, entries: list[Entry]) -> Snapshot:
             apply(sim, entry.input)
             inputs[entry.plant] = entry.seq
     document = model_snapshot.take(sim)
+    mark = JournalMark(len(journal_ends), journal_ends, sim.seed, sim.start, None)
     return Snapshot(RUN, config.model_fingerprint, model_snapshot.SNAPSHOT_VERSION, sim.now, inputs,
-                    dict(document["record_seqs"]), time.time(), document, wire.new_snapshot_id())
+                    dict(document["record_seqs"]), time.time(), document, wire.new_snapshot_id(), mark)
 
 
 async def write_snapshot(bootstrap: str, config: Config, snapshot: Snapshot) -> None:
@@ -127,11 +133,16 @@ async def measure_one(lots: int, with_snapshot: bool = False) -> dict[str, float
     async with EmbeddedBroker() as broker:
         config = bench_config(broker.bootstrap_servers, f"rec{lots}")
         entries = history(config, lots)
-        await write(broker.bootstrap_servers, config.kafka.topics.journal, entries)
+        await write(broker.bootstrap_servers, config, entries)
         simulate_s = 0.0
         if with_snapshot:  # the engine applying the same inputs offline is the baseline here
+            ends = JournalEnds({"bootstrap_servers": broker.bootstrap_servers}, config.kafka.topics.journal)
+            try:
+                journal_ends = await ends.ends(30.0)
+            finally:
+                await ends.close()
             started = time.perf_counter()
-            snapshot = snapshot_after(config, entries)
+            snapshot = snapshot_after(config, entries, journal_ends)
             simulate_s = time.perf_counter() - started
             await write_snapshot(broker.bootstrap_servers, config, snapshot)
         service = Service(config)
@@ -144,6 +155,9 @@ async def measure_one(lots: int, with_snapshot: bool = False) -> dict[str, float
             await asyncio.sleep(0.01)
         live_s = time.perf_counter() - started
         used = service.snapshot is not None
+        assert service.history is not None
+        if with_snapshot and service.history.read_from is None:
+            raise RuntimeError("the service read the whole journal, not the part after the snapshot's mark")
         service.request_stop()
         await task
     if not with_snapshot:
