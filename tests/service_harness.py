@@ -130,6 +130,27 @@ class Reader:
                 counts = {t: len(m) for t, m in self.collected.messages.items()}
                 raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; have {counts}")
 
+    async def read_all(self, timeout_s: float = 30.0) -> Collected:
+        """Everything the topics hold now: up to their end offsets, then until a fetch brings
+        nothing (the embedded broker reports ends before the last record batch's end)."""
+        consumer = self._consumer
+        assert consumer is not None
+        await self._assign_all(consumer)
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+
+        async def at_end() -> bool:
+            return all([await consumer.position(tp) >= end for tp, end in ends.items()])
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batch.items():
+                self.collected.messages.setdefault(tp.topic, []).extend(messages)
+            if not batch and await at_end():
+                return self.collected
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s:.0f} s reading {self.topics} to their end")
+
     async def _assign_all(self, consumer: AIOKafkaConsumer) -> None:
         """Assign every partition of every topic once (the service has created the topics)."""
         if consumer.assignment():

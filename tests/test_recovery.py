@@ -26,6 +26,8 @@ import yaml
 from service_harness import Reader, orders, produce, service_config
 
 from simulator.adapters.embedded_broker import free_port
+from simulator.formats import journal
+from simulator.formats.journal import Checkpoint
 from simulator.model.lot import ALLOWED, LotState
 
 START_TIMEOUT_S = 60.0
@@ -119,6 +121,18 @@ def check_histories(events: list[dict[str, Any]], lot_codes: set[str]) -> None:
         assert state in (LotState.COMPLETED, LotState.SCRAPPED), f"lot {code} ended {state}"
 
 
+async def check_lease(bootstrap: str, topics: dict[str, str]) -> None:
+    """Whatever a killed service published lies within the time lease its journal has: a restart
+    applies new inputs after it, so nothing published is ever made again differently."""
+    async with Reader(bootstrap, [topics["events"], topics["journal"]]) as reader:
+        collected = await reader.read_all()
+    leases = [e.at for e in map(journal.decode, (m.value for m in collected.of(topics["journal"])))
+              if isinstance(e, Checkpoint)]
+    published = [e["sim_time_s"] for e in collected.json(topics["events"])]
+    if published:
+        assert leases and max(published) <= max(leases), (max(published), max(leases, default=None))
+
+
 def write_config(tmp_path: Path, default_yaml: dict[str, Any], bootstrap: str, unique: str, port: int,
                  speed: str | float) -> Path:
     data = service_config(default_yaml, bootstrap, unique).model_dump(mode="json", exclude_none=True)
@@ -196,6 +210,7 @@ async def test_killed_at_random_moments_every_acknowledged_order_completes_once(
             await asyncio.sleep(rng.uniform(0.2, 2.5))  # a random moment of the run to kill it at
             process.kill()
             await asyncio.to_thread(process.wait, 10)
+            await check_lease(kafka_bootstrap, topics)
     with service(path, log) as last:
         health = await live(port, last, log)
         restored += health["run"]["recovery"]["snapshot"] is not None

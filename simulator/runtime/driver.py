@@ -16,6 +16,9 @@
 - With an outbox, stepping stops while it is full (backpressure: simulated time pauses), also
   while catching up before an injection: no command or speed makes one turn of the loop do
   unbounded work.
+- A time lease (``set_lease``) bounds simulated time from outside: the driver does not pass the
+  lease instant, and ``lease_wanted`` is set once it reaches the renewal instant given with it
+  (or the lease holds it), so whoever grants leases can extend it before the driver waits.
 - Simulated time ends at the end of the calendar (``limits.CALENDAR_END``): the run stops there
   (``StopReason.CALENDAR_END``) instead of producing timestamps no calendar can show.
 - ``last_turn`` (the clock's time of the loop's latest turn) tells a watchdog that the loop lives:
@@ -90,6 +93,9 @@ class Driver:
         self.stalled_on_outbox = 0
         self.last_turn = self._anchor_wall
         self.on_clock: Callable[[], None] | None = None  # after a pause, resume or speed change
+        self.lease = math.inf  # simulated time does not pass this instant (set_lease)
+        self._renew_at = math.inf
+        self.lease_wanted = asyncio.Event()  # the driver reached the renewal instant, or the lease holds it
 
     # -- control (call from any task) ----------------------------------------------------------
     def call(self, fn: Callable[[Simulation], T]) -> asyncio.Future[T]:
@@ -129,8 +135,22 @@ class Driver:
 
     @property
     def barrier(self) -> float:
-        """Simulated time cannot pass this instant (the first scheduled call's), or inf."""
-        return self._scheduled[0].at if self._scheduled else math.inf
+        """Simulated time cannot pass this instant (the first scheduled call's, or the lease), or inf."""
+        return min(self._scheduled[0].at, self.lease) if self._scheduled else self.lease
+
+    @property
+    def next_due(self) -> float:
+        """The instant of the next event or scheduled call, or inf."""
+        next_event = self.env.peek()
+        return min(next_event, self._scheduled[0].at) if self._scheduled else next_event
+
+    def set_lease(self, until: float, renew_at: float) -> None:
+        """Simulated time may run up to ``until`` (no further); ``lease_wanted`` is set once it
+        reaches ``renew_at``, or when the lease holds it."""
+        self.lease = until
+        self._renew_at = renew_at
+        self.lease_wanted.clear()
+        self._wake.set()
 
     def pause(self) -> None:
         self._paused = True
@@ -208,6 +228,8 @@ class Driver:
             self.last_turn = self.clock.now()
             self._run_pending()
             self._run_scheduled()
+            if self.env.now >= self._renew_at or self.lease < self.next_due < math.inf:
+                self.lease_wanted.set()
             if until is not None and until():
                 return StopReason.CONDITION
             if self._stopped:
@@ -300,6 +322,8 @@ class Driver:
         scheduled, env = self._scheduled, self.env
         while scheduled:
             item = scheduled[0]
+            if item.at > self.lease:
+                return  # after the lease: it waits for the next one
             ready = item.ready
             if ready is not None and not ready.done():
                 return  # time holds here until it is

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,8 +35,13 @@ from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 from simulator.runtime.gate import InputGate
 from simulator.runtime.recovery import RunHistory
+from simulator.runtime.waits import wait_event
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0  # a checkpoint (and lease) entry per plant at least this often, when something changed
+LEASE_WALL_S = 2.0  # a lease reaches about this much wall time ahead at the driver's pace
+MIN_LEASE_S = 1.0  # simulated seconds
 
 
 class SkipDelivered:
@@ -119,14 +125,57 @@ class RunJournal:
 
     # -- recovery -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Recover the run (if it is one found in the journal), go live, then write checkpoints."""
-        if self.history is not None and not self.live.is_set():
-            await self._recover(self.history)
-        self.live.set()
-        self.driver.on_clock = self._clock_entries
+        """Recover the run (if it is one found in the journal) and go live, while the time lease
+        is kept ahead of the driver and checkpoints are written (for as long as the service runs)."""
+        leases = asyncio.ensure_future(self._leases())
+        try:
+            if self.history is not None and not self.live.is_set():
+                await self._recover(self.history)
+            self.live.set()
+            self.driver.on_clock = self._clock_entries
+            await leases
+        finally:
+            leases.cancel()
+
+    async def _leases(self) -> None:
+        """The time lease: simulated time never passes an instant the journal does not have yet.
+
+        Every second, or sooner when the driver reaches the middle of the lease in force, a
+        ``checkpoint`` entry per plant says how far its output is in Kafka (``output_seq``) and
+        up to which simulated instant its output *may* be (``at``, the new lease: about
+        ``LEASE_WALL_S`` of wall time ahead at the current pace).  The driver holds at the lease
+        in force (:meth:`Driver.set_lease`) until the next one is acknowledged.  So after a crash
+        the journal bounds what the stopped process can have published, and a restart applies new
+        inputs no earlier than that
+        (:meth:`RunHistory.published_until`): records already published are never made again with
+        other contents under the same event ids, whatever the speed."""
+        driver, sim, plants = self.driver, self.sim, self.plants
+        history = self.history
+        frontier = max(sim.now, history.published_until() if history is not None else 0.0)
+        driver.set_lease(frontier, frontier)
+        span = MIN_LEASE_S
+        last_wall, last_sim = time.monotonic(), sim.now
         while True:
-            await asyncio.sleep(1.0)
-            self.write_checkpoints()
+            await wait_event(driver.lease_wanted, CHECKPOINT_INTERVAL_S)
+            driver.lease_wanted.clear()  # the driver sets it again (next turn) while it still wants one
+            now_wall = time.monotonic()
+            rate = (sim.now - last_sim) / max(now_wall - last_wall, 1e-3)
+            last_wall, last_sim = now_wall, sim.now
+            next_event = driver.next_due
+            held = frontier < next_event < math.inf  # the lease keeps the driver from its next event or call
+            # a held driver makes no pace to measure: the lease then reaches past the next event and
+            # grows twice as long each time, so no pace can outrun the renewals for long
+            span = max(MIN_LEASE_S, max(driver.speed or 0.0, rate) * LEASE_WALL_S, 2 * span if held else 0.0)
+            lease = min(max(frontier, (next_event if held else sim.now) + span), sim.calendar_end_s)
+            through = self.delivered_through()
+            seqs = {p: max(through.get(p, 0), self.checkpointed.get(p, 0)) for p in plants}
+            if lease <= frontier and all(seqs[p] == self.checkpointed.get(p, 0) for p in plants):
+                continue
+            await self.journal.append([Checkpoint(p, self.run_id, seqs[p], lease) for p in plants])
+            self.checkpointed.update(seqs)
+            if lease > frontier:
+                frontier = lease
+                driver.set_lease(lease, lease - span / 2)
 
     async def _recover(self, history: RunHistory) -> None:
         snapshot = self.snapshot
