@@ -160,7 +160,8 @@ def _text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> st
         raise OrderRejected("invalid_field", f"{name} must not be empty")
     if len(value) > limit:
         raise OrderRejected("invalid_field", f"{name} is longer than {limit} characters")
-    if CONTROL_CHARACTER.search(value) is not None:  # they would reach logs, keys and terminals as they are
+    # they would reach logs, keys and terminals as they are (printable ASCII has none: no search)
+    if not (value.isascii() and value.isprintable()) and CONTROL_CHARACTER.search(value) is not None:
         raise OrderRejected("invalid_field", f"{name} must not contain control characters "
                                              f"(found {', '.join(sorted(set(control_characters(value)))[:5])})")
     return value

@@ -56,8 +56,33 @@ def test_every_entry_reads_back_as_written(entry: journal.Entry) -> None:
     assert journal.decode(message.value) == entry
 
 
+def test_version_1_entries_still_read() -> None:
+    admit = (b'{"v": 1, "run": "run-1", "plant": "Italia", "kind": "input", "seq": 3, "at": 0.5, "input": '
+             b'{"kind": "admit", "lot_code": "L-1", "customer": "Bar Sport", "quantity": 12, "location": "Italia", '
+             b'"priority": "alta", "timestamp": "2025-06-25T08:00:00Z"}, "source": "orders/2/17", "joined": true}')
+    assert journal.decode(admit) == Applied("Italia", "run-1", 3, 0.5, INPUTS[0], "orders/2/17", True)
+    block = b'{"v": 1, "run": "r", "plant": "Italia", "kind": "input", "seq": 1, "at": 2, "input": ' \
+            b'{"kind": "block", "machine_id": "Italia-fresa_cnc-02", "reason": "manual", "duration_s": null}}'
+    assert journal.decode(block) == Applied("Italia", "r", 1, 2.0, INPUTS[3])
+    checkpoint = b'{"v": 1, "run": "r", "plant": "Brasile", "kind": "checkpoint", "output_seq": 7, "at": 1.5}'
+    assert journal.decode(checkpoint) == Checkpoint("Brasile", "r", 7, 1.5)
+
+
+def test_an_order_input_is_written_as_a_compact_array() -> None:
+    value = journal.encode(Applied("Italia", "run-1", 3, 0.5, INPUTS[1], "orders/2/17", True), "j").value
+    assert orjson.loads(value) == [2, "input", "run-1", "Italia", 3, 0.5, "orders/2/17", True,
+                                   ["admit", "L-2", "", 1, "Vietnam", "bassa", None]]
+
+
 @pytest.mark.parametrize(("raw", "problem"), [
-    (b"{", "not JSON"), (b"[]", "a JSON object"), (b'{"v": 2, "kind": "start"}', "version 2"),
+    (b"{", "not JSON"), (b"7", "a JSON object or array"), (b'{"v": 3, "kind": "start"}', "version 3"),
+    (b"[]", "version None"), (b'[1, "input"]', "version 1 in an array"), (b'[2, "start", "r", "p"]', "9 fields"),
+    (b'[2, "input", "r", "p", 1, 0, null, 1, ["admit", "L", "", 1, "Italia", "alta", null]]', "joined"),
+    (b'[2, "input", "r", "p", 1, -1, null, false, ["admit", "L", "", 1, "Italia", "alta", null]]', "cannot be read"),
+    (b'[2, "input", "r", "p", 1, 0, 5, false, ["admit", "L", "", 1, "Italia", "alta", null]]', "source"),
+    (b'[2, "input", "r", "p", 1, 0, null, false, ["admit", "L", "", 1, "Italia"]]', "7 fields"),
+    (b'[2, "input", "r", "p", 1, 0, null, false, ["admit", "L", "", 0, "Italia", "alta", null]]',
+     "not an order factorysim admits"),
     (b'{"v": 1, "run": "r", "plant": "p", "kind": "nope"}', "unknown entry kind"),
     (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": -1, "input": {}}', "cannot be read"),
     (b'{"v": 1, "run": "r", "plant": "p", "kind": "input", "seq": 1, "at": 1, "input": {"kind": "x"}}',

@@ -14,7 +14,8 @@ class PartitionOffsets:
 
     def take(self, offset: int) -> None:
         self.pending.add(offset)
-        self.next_offset = max(offset + 1, self.next_offset or 0)
+        if self.next_offset is None or offset >= self.next_offset:
+            self.next_offset = offset + 1
 
     def done(self, offset: int) -> None:
         self.pending.discard(offset)

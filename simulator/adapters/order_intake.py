@@ -237,6 +237,8 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     def _take(self, batch: Batch) -> None:
         """Validate a fetched batch; the valid orders enter the model together, between two steps."""
         admitting: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Order]] = []
+        inputs: list[Admit] = []
+        sources: list[str] = []
         consumed = 0
         parse = self.parser.parse
         awaiting, in_progress, finished = self._awaiting_ack, self.inputs.lot_in_progress, self._recently_finished
@@ -245,12 +247,15 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             part = self._partitions.get(tp)
             if part is None:
                 part = self._partitions[tp] = PartitionOffsets()
+            take = part.take
             journaled = self.journaled.get((tp.topic, tp.partition))
+            origin = f"{tp.topic}/{tp.partition}/"  # an order's journal source: topic/partition/offset
             for message in messages:
-                part.take(message.offset)
-                if journaled and message.offset in journaled:  # in the journal already: done
-                    journaled.discard(message.offset)
-                    part.done(message.offset)
+                offset = message.offset
+                take(offset)
+                if journaled and offset in journaled:  # in the journal already: done
+                    journaled.discard(offset)
+                    part.done(offset)
                     continue
                 try:
                     order = parse(message.value or b"")
@@ -258,7 +263,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                     self._dead_letter(tp, message, exc)
                     continue
                 except Exception as exc:  # a parser bug for this one message: logged with its traceback, dead-lettered
-                    log.exception("the order parser failed on %s[%d]@%d", tp.topic, tp.partition, message.offset)
+                    log.exception("the order parser failed on %s[%d]@%d", tp.topic, tp.partition, offset)
                     self._dead_letter(tp, message, OrderRejected(PARSER_FAILED, repr(exc)))
                     continue
                 code = order.lot_code
@@ -267,13 +272,13 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                     if duplicate:
                         self._dead_letter(tp, message, OrderRejected("duplicate_lot", duplicate))
                         continue
-                awaiting[code] = (tp, message.offset)
+                awaiting[code] = (tp, offset)
                 admitting.append((tp, message, order))
+                inputs.append(Admit(order))
+                sources.append(f"{origin}{offset}")
         self.metrics.orders_consumed.inc(consumed)
         if admitting:
-            admitted = self.inputs.submit([Admit(order) for _, _, order in admitting],
-                                          [f"{tp.topic}/{tp.partition}/{message.offset}"
-                                           for tp, message, _ in admitting])
+            admitted = self.inputs.submit(inputs, sources)
             admitted.add_done_callback(functools.partial(self._admitted, admitting))
 
     def _duplicate_of(self, code: str) -> str | None:
@@ -293,20 +298,23 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             log.error("admitting %d lots failed: %r", len(admitting), exc)
             return
         admitted = 0
+        awaiting, partitions = self._awaiting_ack, self._partitions
         for (tp, message, order), result in zip(admitting, fut.result(), strict=True):
-            if isinstance(result, JournalRefused):  # not applied, not done: read again after a restart
+            if not isinstance(result, Exception):  # in the journal and admitted: done (order_done, inline)
+                admitted += 1
+                where = awaiting.pop(order.lot_code, None)
+                if where is not None and (part := partitions.get(where[0])) is not None:
+                    part.done(where[1])
+            elif isinstance(result, JournalRefused):  # not applied, not done: read again after a restart
                 log.error("order %s[%d]@%d not admitted: %s", tp.topic, tp.partition, message.offset, result)
                 self._awaiting_ack.pop(order.lot_code, None)
             elif isinstance(result, OrderRejected):
                 self._awaiting_ack.pop(order.lot_code, None)
                 self._dead_letter(tp, message, result)
-            elif isinstance(result, Exception):  # a bug for this one order: logged, dead-lettered, not stuck
+            else:  # a bug for this one order: logged, dead-lettered, not stuck
                 log.error("admitting lot %s failed", order.lot_code, exc_info=result)
                 self._awaiting_ack.pop(order.lot_code, None)
                 self._dead_letter(tp, message, OrderRejected(ADMISSION_FAILED, repr(result)))
-            else:  # in the journal and admitted: done
-                admitted += 1
-                self.order_done(order.lot_code)
         if admitted:
             self.metrics.lots_admitted.inc(admitted)
 

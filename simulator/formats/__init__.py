@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulator.model.records import Record
+from simulator.model.records import Record, quick_init
 
 
+@quick_init  # built for every message sent: through its slots, still frozen (see quick_init)
 @dataclass(frozen=True, slots=True)
 class WireMessage:
     topic: str

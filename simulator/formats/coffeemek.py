@@ -109,6 +109,7 @@ class CoffeeMekFormat:
                       for loc in config.locations.values() for name in loc.machines}
         self.labels = {mtype: MACHINE_LABELS.get(kind, mtype) for mtype, kind in self.kinds.items()}
         self._type_headers: dict[str, tuple[str, bytes]] = {}
+        self._instants: dict[str, tuple[float, tuple[float, str, str]]] = {}  # see _instant
         stage_of_type: dict[str, str] = {}
         for stage in config.route:
             stage_of_type.setdefault(stage.machine_type, stage.name)
@@ -200,31 +201,48 @@ class CoffeeMekFormat:
 
     # -- lot events -----------------------------------------------------------------------------
     def _lot_event(self, r: LotEvent) -> WireMessage:
-        eid = self.event_id(r.location, r.seq)
+        """The most frequent message (two per admitted lot at least): its fields are read once,
+        its instant's three forms come from :meth:`_instant`."""
+        location, seq, event_type = r.location, r.seq, r.event_type
+        eid = self.event_id(location, seq)
+        shown, utc, local = self._instant(r.sim_time, location)
+        waited, processed, lead_time = r.waited_s, r.processed_s, r.lead_time_s
+        lot_code = r.lot_code
         body = {
             "event_id": eid,
-            "event_type": r.event_type,
-            "lot_code": r.lot_code,
-            "location": r.location,
+            "event_type": event_type,
+            "lot_code": lot_code,
+            "location": location,
             "stage": r.stage,
             "machine_id": r.machine_id,
             "priority": r.priority,
             "quantity": r.quantity,
             "customer": r.customer,
             "lot_state": r.lot_state,
-            "sim_time_s": self._shown_sim_time(r.sim_time),
-            "timestamp_utc": self.times.utc(r.sim_time),
-            "timestamp_local": self.times.local(r.sim_time, r.location),
-            "waited_s": _rounded(r.waited_s),
-            "processed_s": _rounded(r.processed_s),
-            "lead_time_s": _rounded(r.lead_time_s),
+            "sim_time_s": shown,
+            "timestamp_utc": utc,
+            "timestamp_local": local,
+            "waited_s": None if waited is None else wire_seconds(waited),
+            "processed_s": None if processed is None else wire_seconds(processed),
+            "lead_time_s": None if lead_time is None else wire_seconds(lead_time),
             "reason": r.reason,
             "cause": r.cause,
             "outcome": r.outcome,
             "rework_count": r.rework_count,
         }
-        key = r.lot_code or r.machine_id or r.location
-        return self._message(self.topics.events, r.location, key, eid, r.event_type, body)
+        key = lot_code or r.machine_id or location
+        return self._message(self.topics.events, location, key, eid, event_type, body)
+
+    def _instant(self, sim_time: float, location: str) -> tuple[float, str, str]:
+        """``sim_time`` as a lot event shows it at ``location``: the sim time to the millisecond,
+        UTC and local timestamps (the last one per location is kept: records repeat instants)."""
+        cached = self._instants.get(location)
+        if cached is not None and cached[0] == sim_time:
+            return cached[1]
+        times = self.times
+        shown = (self._shown_sim_time(sim_time), times.utc(sim_time), times.local(sim_time, location))
+        self._instants[location] = (sim_time, shown)
+        return shown
 
     def _shown_sim_time(self, sim_time: float) -> float:
         """``sim_time`` floored to the millisecond, as the message's timestamps show it."""
@@ -265,7 +283,3 @@ def _counters(c: MachineCounters) -> dict[str, float]:
 def _oee(c: MachineCounters) -> dict[str, float]:
     availability, performance, quality, oee = oee_figures(c)
     return {"disponibilita": availability, "prestazioni": performance, "qualita": quality, "oee": oee}  # OEE_FIELDS
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else wire_seconds(value)

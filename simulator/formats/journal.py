@@ -13,8 +13,13 @@ order on one partition.  Kinds:
 - ``clock``: how simulated time followed the wall clock from then on (``speed`` None: as fast as
   possible; ``paused``).
 
-Every entry carries the format version ``v`` and the run id, so entries of older runs on the same
+Every entry carries the format version and the run id, so entries of older runs on the same
 topic are told apart.  A malformed entry is a :class:`JournalError`.
+
+Version 2 (written now) writes an ``input`` entry, one per order and so the bulk of a journal, as a
+JSON array of its fields in a fixed order (:data:`INPUT_FIELDS`); an order's own fields follow in
+the same way (:data:`ADMIT_FIELDS`), any other input is the object version 1 wrote.  The other
+kinds stay JSON objects with ``"v": 2``.  Version 1 entries (every entry an object) are still read.
 """
 
 from __future__ import annotations
@@ -30,10 +35,16 @@ from simulator.config_schema import PRIORITIES
 from simulator.formats import WireMessage, fields
 from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly
 from simulator.model.order import Order
+from simulator.model.records import quick_init
 from simulator.orders import MAX_LOT_CODE, MAX_QUANTITY
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CONTENT_TYPE = b"application/json"
+HEADERS = (("content_type", CONTENT_TYPE),)
+# version 2: an input entry's array, and an admitted order's array inside it
+INPUT_FIELDS = ("v", "kind", "run", "plant", "seq", "at", "source", "joined", "input")
+ADMIT_FIELDS = ("kind", "lot_code", "customer", "quantity", "location", "priority", "timestamp")
 
 
 class JournalError(ValueError):
@@ -49,6 +60,7 @@ class RunStart:
     start: dt.datetime  # the calendar instant of simulated time 0 (UTC)
 
 
+@quick_init  # one per order taken in (see quick_init)
 @dataclass(frozen=True, slots=True)
 class Applied:
     plant: str
@@ -92,21 +104,25 @@ class Read:
 
 
 def encode(entry: Entry, topic: str) -> WireMessage:
+    if isinstance(entry, Applied):
+        item = entry.input
+        if isinstance(item, Admit):
+            o = item.order
+            data: Any = ["admit", o.lot_code, o.customer, o.quantity, o.location, o.priority, o.timestamp]
+        else:
+            data = encode_input(item)
+        row = [JOURNAL_VERSION, "input", entry.run_id, entry.plant, entry.seq, entry.at, entry.source,
+               entry.joined, data]  # INPUT_FIELDS
+        return WireMessage(topic, entry.plant.encode(), HEADERS, orjson.dumps(row))
     body: dict[str, Any] = {"v": JOURNAL_VERSION, "run": entry.run_id, "plant": entry.plant}
     if isinstance(entry, RunStart):
         body |= {"kind": "start", "seed": entry.seed, "fingerprint": entry.fingerprint,
                  "start": entry.start.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")}
-    elif isinstance(entry, Applied):
-        body |= {"kind": "input", "seq": entry.seq, "at": entry.at, "input": encode_input(entry.input)}
-        if entry.source is not None:
-            body["source"] = entry.source
-        if entry.joined:
-            body["joined"] = True
     elif isinstance(entry, Checkpoint):
         body |= {"kind": "checkpoint", "output_seq": entry.output_seq, "at": entry.at}
     else:
         body |= {"kind": "clock", "at": entry.at, "wall": entry.wall, "speed": entry.speed, "paused": entry.paused}
-    return WireMessage(topic, entry.plant.encode(), (("content_type", CONTENT_TYPE),), orjson.dumps(body))
+    return WireMessage(topic, entry.plant.encode(), HEADERS, orjson.dumps(body))
 
 
 def decode(value: bytes) -> Entry:
@@ -114,17 +130,19 @@ def decode(value: bytes) -> Entry:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise JournalError(f"not JSON: {exc}") from exc
+    if isinstance(body, list):
+        return _decode_input_array(body)
     if not isinstance(body, dict):
-        raise JournalError("an entry is a JSON object")
-    if body.get("v") != JOURNAL_VERSION:
-        raise JournalError(f"journal format version {body.get('v')!r}; this factorysim reads version "
-                           f"{JOURNAL_VERSION}")
+        raise JournalError("an entry is a JSON object or array")
+    if body.get("v") not in READABLE_VERSIONS:
+        raise JournalError(f"journal format version {body.get('v')!r}; this factorysim reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}")
     try:
         plant, run_id, kind = fields.text(body, "plant"), fields.text(body, "run"), body.get("kind")
         if kind == "start":
             start = fields.instant(body, "start")
             return RunStart(plant, run_id, fields.integer(body, "seed"), fields.text(body, "fingerprint"), start)
-        if kind == "input":
+        if kind == "input":  # (version 2 writes inputs as arrays)
             source = body.get("source")
             return Applied(plant, run_id, fields.integer(body, "seq"), fields.seconds(body, "at"),
                            decode_input(body["input"]), source if isinstance(source, str) else None,
@@ -138,6 +156,33 @@ def decode(value: bytes) -> Entry:
     except (KeyError, TypeError, ValueError) as exc:
         raise JournalError(f"a {kind!r} entry that cannot be read: {exc!r}") from exc
     raise JournalError(f"unknown entry kind {kind!r}")
+
+
+def _decode_input_array(body: list[Any]) -> Applied:
+    """A version 2 input entry (:data:`INPUT_FIELDS`)."""
+    if len(body) != len(INPUT_FIELDS) or body[0] != JOURNAL_VERSION or body[1] != "input":
+        version = body[0] if body else None
+        if version != JOURNAL_VERSION:
+            raise JournalError(f"journal format version {version!r} in an array; this factorysim reads "
+                               f"version {JOURNAL_VERSION} arrays")
+        raise JournalError(f"an entry array is an input entry of {len(INPUT_FIELDS)} fields "
+                           f"({', '.join(INPUT_FIELDS)})")
+    try:
+        entry = dict(zip(INPUT_FIELDS, body, strict=True))
+        source, joined, item = entry["source"], entry["joined"], entry["input"]
+        if source is not None and not isinstance(source, str):
+            raise TypeError("source must be a string or null")
+        if not isinstance(joined, bool):
+            raise TypeError("joined must be true or false")
+        if isinstance(item, list):
+            if len(item) != len(ADMIT_FIELDS) or item[0] != "admit":
+                raise ValueError(f"an input array is an order of {len(ADMIT_FIELDS)} fields "
+                                 f"({', '.join(ADMIT_FIELDS)})")
+            item = dict(zip(ADMIT_FIELDS, item, strict=True))
+        return Applied(fields.text(entry, "plant"), fields.text(entry, "run"), fields.integer(entry, "seq"),
+                       fields.seconds(entry, "at"), decode_input(item), source, joined)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"an 'input' entry that cannot be read: {exc!r}") from exc
 
 
 # -- inputs ------------------------------------------------------------------------------------------

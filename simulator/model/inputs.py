@@ -21,11 +21,13 @@ from simulator.errors import CommandRejected
 from simulator.model import control
 from simulator.model.lot import Lot
 from simulator.model.order import Order
+from simulator.model.records import quick_init
 
 if TYPE_CHECKING:
     from simulator.model.simulation import Simulation
 
 
+@quick_init  # one per order taken in (see quick_init)
 @dataclass(frozen=True, slots=True)
 class Admit:
     """An order enters as a lot."""

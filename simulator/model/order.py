@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.model.records import quick_init
 
+
+@quick_init  # one per order taken in (see quick_init)
 @dataclass(frozen=True, slots=True)
 class Order:
     lot_code: str

@@ -47,10 +47,16 @@ class Recorder:
 
     def lot_event(self, event_type: str, lot: Lot, stage: str | None = None,
                   machine_id: str | None = None, **extra: object) -> None:
-        self.sink.emit(LotEvent(
-            self._next(lot.location), self.env.now, event_type, lot.location, lot.code, stage, machine_id,
-            lot.priority, lot.quantity, lot.customer, str(lot.state), **extra,  # type: ignore[arg-type]
-        ))
+        location = lot.location
+        seq = self.seqs[location] = self.seqs[location] + 1
+        if extra:
+            self.sink.emit(LotEvent(
+                seq, self.env.now, event_type, location, lot.code, stage, machine_id,
+                lot.priority, lot.quantity, lot.customer, str(lot.state), **extra,  # type: ignore[arg-type]
+            ))
+        else:  # most events (received, queued, started): positional arguments only are cheaper
+            self.sink.emit(LotEvent(seq, self.env.now, event_type, location, lot.code, stage, machine_id,
+                                    lot.priority, lot.quantity, lot.customer, str(lot.state)))
 
     def machine_event(self, event_type: str, machine: Machine, stage: str | None, *,
                       reason: str | None = None, cause: str | None = None) -> None:

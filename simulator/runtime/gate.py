@@ -55,13 +55,14 @@ class InputGate:
         if self.journal is None:
             return self.driver.call(functools.partial(apply_all, items=list(items)))
         results: list[Result | None] = [None] * len(items)
-        accepted: list[tuple[int, Input]] = []
+        indexes: list[int] = []  # of the inputs accepted
+        accepted: list[Input] = []
         entries: list[Entry] = []
         at = self.last_at = max(self.last_at, self.driver.stamp())
-        seqs, run_id, joined = self.input_seqs, self.run_id, set()
+        seqs, run_id, machine_plants, joined = self.input_seqs, self.run_id, self.machine_plants, set()
         for index, item in enumerate(items):
             try:
-                plant = plant_of(item, self.machine_plants)
+                plant = plant_of(item, machine_plants)
             except Exception as exc:  # noqa: BLE001 - refused before it is journaled
                 results[index] = exc
                 continue
@@ -69,15 +70,15 @@ class InputGate:
             entries.append(Applied(plant, run_id, seq, at, item, sources[index] if sources else None,
                                    plant in joined))
             joined.add(plant)
-            accepted.append((index, item))
+            indexes.append(index)
+            accepted.append(item)
         ready = self.journal.append(entries)
-        journaled = [text for i, _ in accepted if (text := sources[i]) is not None] if sources else None
+        journaled = [text for i in indexes if (text := sources[i]) is not None] if sources else None
         if journaled:  # a callback before the driver's: known as journaled before the inputs apply
             ready.add_done_callback(functools.partial(self._journaled, journaled))
-        applied = self.driver.schedule(at, functools.partial(apply_all, items=[item for _, item in accepted]),
-                                       ready=ready)
+        applied = self.driver.schedule(at, functools.partial(apply_all, items=accepted), ready=ready)
         merged: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        applied.add_done_callback(functools.partial(_merge, results, [i for i, _ in accepted], merged))
+        applied.add_done_callback(functools.partial(_merge, results, indexes, merged))
         return merged
 
     def _journaled(self, sources: list[str], acknowledged: asyncio.Future[None]) -> None:
@@ -125,7 +126,11 @@ def _merge(results: list[Result | None], indexes: list[int], merged: asyncio.Fut
         merged.cancel()  # the driver stopped before it applied them
         return
     exc = applied.exception()
+    if exc is None and len(indexes) == len(results):  # every input was journaled and applied
+        merged.set_result(applied.result())
+        return
     refused = JournalRefused(f"the journal did not take the input ({exc!r}); it was not applied") if exc else None
+    values = None if refused is not None else applied.result()
     for position, index in enumerate(indexes):
-        results[index] = refused if refused is not None else applied.result()[position]
+        results[index] = refused if values is None else values[position]
     merged.set_result([r if r is not None else RuntimeError("no result") for r in results])

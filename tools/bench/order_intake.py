@@ -11,8 +11,9 @@ one, names or aliases, each with an ISO-8601 timestamp, keyed by lot code.
   holds (the lots are admitted, their ``lot.received`` events published, but no lot is processed:
   the figure is the intake, not the engine).  Timed from the first non-empty fetch (so the consumer
   group join, about half the session timeout on this broker, is not in the window) until the last
-  order's offset is committed, i.e. every lot admitted, its ``lot.received`` acknowledged by Kafka
-  and its offset committed (the service's at-least-once path).  The time until the last lot is
+  order's offset is committed, i.e. every order's journal entry acknowledged by Kafka, its lot
+  admitted and its offset committed (the service's at-least-once path; the lot events are
+  published meanwhile, partly after the window).  The time until the last lot is
   admitted (without waiting for acknowledgements and the commit) is reported too.
 - raw consumer: an ``AIOKafkaConsumer`` with the same consumer options (its own new group), reading
   the same N messages with ``getmany`` (same timeout and batch size as the service) and
