@@ -151,6 +151,27 @@ async def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before_and_anothe
     assert "factorysim run --fresh" in str(error.value)
 
 
+async def test_a_newer_run_without_snapshots_is_continued_from_its_journal_not_the_older_runs_snapshot(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
+    """The run continued is the newest one, even when only an older run has (marked) snapshots."""
+    with_snapshots = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 5000})
+    without = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 5000,
+                                                                       "kafka.snapshots": {"enabled": False}})
+    topics = with_snapshots.kafka.topics
+    async with running_service(with_snapshots) as older:
+        await produce(kafka_bootstrap, topics.orders, orders(6, unique, seed=4))
+        await wait_for(lambda: older.sim.stats.received == 6, 30, "every order admitted")
+    assert await read_newest({"bootstrap_servers": kafka_bootstrap}, topics.snapshots, older.run_id, timeout_s=30)
+    async with running_service(without, fresh=True) as newer:
+        await produce(kafka_bootstrap, topics.orders, orders(9, f"{unique}-b", seed=5)[:3])
+        await wait_for(lambda: newer.sim.stats.received == 3, 30, "the new run's orders admitted")
+    async with running_service(with_snapshots) as again:
+        await wait_for(lambda: again.run_journal is not None and again.run_journal.live.is_set(), 30, "live")
+        assert again.run_id == newer.run_id != older.run_id
+        assert again.snapshot is None and again.history is not None and again.history.read_from is None
+        assert again.history.inputs == 3
+
+
 async def test_get_snapshot_answers_a_snapshot_the_model_restores_and_simulate_starts_from_it(
         default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
     config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 2000})
