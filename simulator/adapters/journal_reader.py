@@ -10,6 +10,7 @@ all: a long journal takes as long as it takes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -132,24 +133,34 @@ class JournalEnds:
         self.options = options
         self.topic = topic
         self._consumer: AIOKafkaConsumer | None = None
+        self._started: asyncio.Future[None] | None = None
         self._wanted: list[TopicPartition] = []
 
     async def ends(self, timeout_s: float = 5.0) -> dict[int, int]:
         """Partition -> an offset at or before the one the next entry written there gets (every
         partition of the topic).  Raises on a broker that does not answer in time."""
         async def ask() -> dict[int, int]:
-            if self._consumer is None:
-                consumer = _consumer(self.options)
-                await consumer.start()
-                self._consumer = consumer
+            consumer, started = self._consumer, self._started
+            if consumer is None or started is None:  # kept before it is started: close() stops it
+                consumer = self._consumer = _consumer(self.options)
+                started = self._started = asyncio.ensure_future(consumer.start())
+            try:
+                await asyncio.shield(started)  # a timeout here leaves the start going on for next time
+            except Exception:
+                await self.close()  # a start that failed: the next call starts another consumer
+                raise
             if not self._wanted:
-                self._wanted = await _partitions(self._consumer, self.topic, timeout_s)
-            ends = await self._consumer.end_offsets(self._wanted)
+                self._wanted = await _partitions(consumer, self.topic, timeout_s)
+            ends = await consumer.end_offsets(self._wanted)
             return {tp.partition: offset for tp, offset in ends.items()}
 
         return await wait_for(ask(), timeout_s)
 
     async def close(self) -> None:
-        consumer, self._consumer = self._consumer, None
+        consumer, self._consumer, started, self._started = self._consumer, None, self._started, None
+        self._wanted = []
+        if started is not None and not started.done():
+            started.cancel()
         if consumer is not None:
-            await consumer.stop()
+            with contextlib.suppress(Exception):
+                await consumer.stop()
