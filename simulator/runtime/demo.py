@@ -9,9 +9,11 @@ as any other producer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from aiokafka import AIOKafkaProducer
@@ -78,6 +80,24 @@ async def console_summary(service: Service, out: TextIO | None = None, interval_
         stream_out.flush()
 
 
+def feed_command(service: Service) -> str:
+    """The lot-sender command that feeds this running service (its broker and orders topic),
+    spelled with the virtualenv's path so that it works in a fresh shell."""
+    return (f"{venv_bin('lot-sender')} --broker {service.bootstrap_servers} "
+            f"--topic {service.config.kafka.topics.orders} --count 100 --follow")
+
+
+def venv_bin(command: str) -> str:
+    """``command`` as the running interpreter's environment has it (``.venv/bin/lot-sender`` for a
+    checkout's virtualenv, relative to the current directory when it is inside it)."""
+    path = Path(sys.executable).parent / command
+    if not path.exists():
+        return command
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
 def render_summary(service: Service, msgs_per_s: float, lots_per_s: float) -> str:
     sim = service.sim
     stats = sim.stats
@@ -107,6 +127,7 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_s: float) -> st
     lines.append("utilisation: " + "   ".join(util))
     lines.append(f"dead-lettered: {service.intake.dead_lettered if service.intake else 0}   "
                  f"health: http://127.0.0.1:{service.http_port}/health   Ctrl-C stops")
+    lines.append(f"more lots, from another shell: {feed_command(service)}")
     token = service.http.token if service.http is not None else None
     if token is not None and token.generated and token.value is not None:
         where = f" (also in {token.file})" if token.file is not None else ""
