@@ -256,3 +256,21 @@ async def test_a_call_scheduled_now_applies_while_paused() -> None:
     applied = driver.schedule(driver.stamp(), lambda s: s.now)
     await driver.run(wall_timeout_s=1.0)
     assert await applied == 100.0  # paused: simulated time stood still, the input entered all the same
+
+
+async def test_an_idle_plants_simulated_time_follows_the_wall_clock_in_paced_mode() -> None:
+    """No event is due for hours: the clock still moves with the wall clock (health shows it), it
+    does not stand at 0 and jump when the next event comes."""
+    sim = Simulation(quiet_plant(), NullSink())  # no arrivals, no samples: nothing is ever due
+    clock = ManualClock()
+    driver = Driver(sim, speed=60.0, clock=clock, max_wait_s=0.25)
+    seen: list[tuple[float, float]] = []
+
+    def watch() -> bool:
+        seen.append((clock.now(), sim.now))
+        return clock.now() >= 12.0
+
+    await driver.run(until=watch, wall_timeout_s=100)
+    assert sim.now == pytest.approx(12.0 * 60.0, abs=0.25 * 60.0)
+    assert len({round(t, 1) for _, t in seen}) > 20  # many distinct instants, not one jump
+    assert all(t <= wall * 60.0 + 1e-6 for wall, t in seen)  # never ahead of the wall clock

@@ -2,7 +2,8 @@
 
 - ``speed`` = simulated seconds per wall second, or ``None`` for as fast as possible.
 - Paced mode waits on ``env.peek()`` with an interruptible wait (never ``time.sleep``), and
-  re-anchors sim time to the wall clock after a pause or a speed change.  ``lag_s`` says how
+  re-anchors sim time to the wall clock after a pause or a speed change.  While it waits, the
+  clock follows the wall clock (an idle plant's simulated time moves, as its health shows).  ``lag_s`` says how
   far behind schedule the driver runs.
 - As-fast-as-possible mode steps in slices and yields to the event loop between slices so
   health checks and intake stay responsive.
@@ -276,6 +277,8 @@ class Driver:
                 return at_limit
             if next_t == math.inf and exit_when_idle:
                 return StopReason.EXHAUSTED
+            # nothing is due yet: the clock follows the wall clock meanwhile (an idle plant's time moves)
+            self._advance_to(min(self._target(now_wall), limit, barrier))
             wake_at = self._due_wall(min(next_t, limit))
             await self._sleep(min(self.max_wait_s, wake_at - now_wall, deadline - now_wall))
 
