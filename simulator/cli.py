@@ -23,6 +23,7 @@ from simulator.durations import parse_duration
 from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
 from simulator.model.snapshot import SnapshotError
+from simulator.output_paths import check_outputs, write_output
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
@@ -156,6 +157,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.orders is not None and not args.orders.is_file():
         raise UsageError(f"--orders: no such file: {args.orders}")
     window = _window(args.gantt_window)
+    check_outputs({"--telemetry-out": args.telemetry_out, "--report-json": args.report_json,
+                   "--report-html": args.report_html},
+                  inputs={"--orders": args.orders, "--from-snapshot": args.from_snapshot})
     cfg = config_module.load(config_module.config_path(args.config), overrides=_arrival_overrides(args))
     document, warm = None, False
     if args.from_snapshot is not None:
@@ -184,11 +188,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"{args.orders}:{rejected.line}: rejected ({rejected.reason}): {rejected.detail}",
                   file=sys.stderr)
     if args.report_json is not None:
-        args.report_json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        write_output("--report-json", args.report_json, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if args.report_html is not None:
         from simulator.reporting.html_report import render_html
 
-        args.report_html.write_text(render_html(result.sim, report), encoding="utf-8")
+        write_output("--report-html", args.report_html, render_html(result.sim, report).encode())
     print(_summary_text(report, result))
     return EXIT_OK
 
@@ -232,6 +236,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/snapshot"
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url: an http:// or https:// address, got {args.url!r}")
+    check_outputs({"--output": args.output})
     try:
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - the scheme is checked above
             body = response.read()
@@ -249,10 +254,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     except (orjson.JSONDecodeError, SnapshotCorrupt) as exc:
         print(f"factorysim snapshot: {url} did not answer a factorysim snapshot ({exc})", file=sys.stderr)
         return 1
-    try:
-        args.output.write_bytes(body)
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write {args.output}: {exc.strerror or exc}") from exc
+    write_output("--output", args.output, body)
     print(f"snapshot {snapshot.snapshot_id} of run {snapshot.run_id} at simulated time {snapshot.sim_time_s:.0f} s "
           f"written to {args.output} ({len(body)} bytes)")
     return EXIT_OK

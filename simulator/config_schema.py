@@ -488,6 +488,8 @@ class Kafka(Strict):
     snapshots: Snapshots = Snapshots()
     security: Security = Security()
     client_id: Annotated[str, Field(min_length=1)] = "factorysim"
+    # how long a start (the service's, the bridge's) waits for an unreachable cluster before it fails
+    startup_timeout_s: Annotated[float, Field(ge=0.1, le=86_400)] = 60.0
 
     @field_validator("bootstrap_servers")
     @classmethod

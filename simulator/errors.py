@@ -16,7 +16,18 @@ class ConfigError(FactorySimError):
 
 
 class UsageError(FactorySimError):
-    """A bad command-line value; the command exits with code 2."""
+    """A bad command-line value, or a setting this machine cannot honour (an output path whose
+    directory does not exist, a port it may not listen on); one line, exit code 2."""
+
+
+class CannotWrite(FactorySimError):
+    """An output file could not be written although it was checked before the run (a full disk,
+    say); one line, exit code 1."""
+
+
+class PortInUse(FactorySimError):
+    """Another process listens on the port a listener was given (exit code 1: a runtime failure,
+    the port may be free at the next start)."""
 
 
 class OrderRejected(FactorySimError):

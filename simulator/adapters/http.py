@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from simulator.adapters import openapi
 from simulator.adapters.http_token import ControlToken
+from simulator.adapters.listening import PortSetting, listen
 from simulator.errors import CommandRejected, FactorySimError
 from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from simulator.runtime.app import Service
 
 log = logging.getLogger(__name__)
+HTTP_PORT = PortSetting("http.port", env="HEALTH_CHECK_PORT")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -154,11 +156,12 @@ class HttpServer:
             server_log.addFilter(_ONE_LINE_FILTER)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            site, self.port = await listen(self._runner, self.host, self.port, HTTP_PORT)
+        except FactorySimError:
+            await self.stop()
+            raise
         self._server = site._server if isinstance(site._server, asyncio.Server) else None
-        if self.port == 0 and self._server is not None:  # an ephemeral port: learn which
-            self.port = self._server.sockets[0].getsockname()[1]
         log.info("health endpoint on http://%s:%s/health", self.host, self.port)
         self.token.publish(self.service.config.http, self._environ, self.host, self.port)
 

@@ -72,6 +72,17 @@ async def ensure_topics(options: dict[str, Any], topics: Iterable[str], creation
         await admin.close()
 
 
+async def wait_for_cluster(options: dict[str, Any], *, timeout_s: float = 60.0,
+                           on_retry: Callable[[StartupProblem], None] | None = None) -> None:
+    """Return once the cluster answers, retrying as :func:`ensure_topics` does: BrokerUnavailable
+    after ``timeout_s``, a ConfigError at once when it refuses our security settings."""
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10_000)
+    try:
+        await _start(admin, options, timeout_s, on_retry)
+    finally:
+        await admin.close()
+
+
 async def _start(admin: AIOKafkaAdminClient, options: dict[str, Any], timeout_s: float,
                  on_retry: Callable[[StartupProblem], None] | None) -> None:
     servers = options["bootstrap_servers"]
@@ -91,8 +102,9 @@ async def _start(admin: AIOKafkaAdminClient, options: dict[str, Any], timeout_s:
             if on_retry is not None:
                 on_retry(StartupProblem(describe(cause), dt.datetime.now(dt.UTC)))
             if loop.time() + delay > deadline:
-                raise BrokerUnavailable(f"Kafka at {servers} did not answer within {timeout_s:.0f} s "
-                                        f"({describe(cause)})") from exc
+                raise BrokerUnavailable(f"Kafka at {servers} did not answer within {timeout_s:g} s "
+                                        f"({describe(cause)}): start it, or point kafka.bootstrap_servers "
+                                        f"(KAFKA_BOOTSTRAP_SERVERS) at a reachable cluster") from exc
             log.warning("Kafka at %s not reachable yet (%s); retrying", servers, describe(cause))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

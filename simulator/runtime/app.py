@@ -237,7 +237,8 @@ class Service:
     async def _start_kafka(self, stack: AsyncExitStack) -> None:
         kafka = self.config.kafka
         options = client_options(kafka, self.bootstrap_servers, self.environ)
-        await ensure_topics(options, self._topics(), kafka.topic_creation, on_retry=self._startup_retry)
+        await ensure_topics(options, self._topics(), kafka.topic_creation, timeout_s=kafka.startup_timeout_s,
+                            on_retry=self._startup_retry)
         self.startup_problem = None
         self.kafka_reachable = True
         restored = None if self.fresh else await self._find_run(options)

@@ -15,7 +15,9 @@ Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /hea
 
 Its loops (the reader, the committer, one per target) run under the same supervisor as the
 service's: one that fails makes ``/health`` 503, is logged once, and ends the bridge with exit
-code 1 (never a bridge that reads nothing and reports healthy).  A stop asked for during start-up
+code 1 (never a bridge that reads nothing and reports healthy).  At start, an unreachable cluster
+is waited for as the service waits for it (``kafka.startup_timeout_s``, each attempt's error in
+``/health``), then the bridge ends with one line and exit code 1.  A stop asked for during start-up
 ends the start at once; a cluster that refuses the security settings is a configuration error.
 """
 
@@ -38,12 +40,13 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from simulator.adapters.http import json_response
-from simulator.adapters.kafka_admin import start_client
+from simulator.adapters.kafka_admin import StartupProblem, start_client, wait_for_cluster
 from simulator.adapters.kafka_options import client_options, consumer_options
+from simulator.adapters.listening import PortSetting, listen
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.config_schema import Config
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, FactorySimError
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import decode
@@ -51,13 +54,14 @@ from simulator.formats.registry import build_format
 from simulator.model.records import Record
 from simulator.runtime.faults import FaultDrill
 from simulator.runtime.signals import install_stop_signals
-from simulator.runtime.supervision import Supervisor, unless_stopped
+from simulator.runtime.supervision import Supervisor, unless_stopped, utc_text
 from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 # per partition and fetch: a round trip to the broker brings thousands of records, so the reading
 # keeps ahead of the MQTT targets (1 MiB, the client's default, left them idle between fetches)
 FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+BRIDGE_HTTP_PORT = PortSetting("mqtt.bridge.http_port", env="FACTORYSIM__MQTT__BRIDGE__HTTP_PORT", flag="--http-port")
 
 
 def message_location(value: bytes) -> str | None:
@@ -106,6 +110,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self.http_port = config.mqtt.bridge.http_port if http_port is None else http_port
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_connected = False
+        self.startup_problem: StartupProblem | None = None  # the latest start-up attempt's error
         self.started = time.monotonic()
         self.state = "starting"
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
@@ -133,7 +138,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer = consumer
         consumer.subscribe(self.topics, listener=self)
         try:
-            if not await unless_stopped(start_client(consumer, options), self._stop):
+            if not await unless_stopped(self._start_kafka(consumer, options), self._stop):
                 log.info("bridge stopped during start-up")
                 return
             self.kafka_connected = True
@@ -145,6 +150,16 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             await runner.cleanup()
             self.state = "stopped"
         self.supervisor.raise_if_failed()
+
+    async def _start_kafka(self, consumer: AIOKafkaConsumer, options: dict[str, Any]) -> None:
+        """Wait for the cluster as the service does (retried for kafka.startup_timeout_s, each
+        attempt's error in /health), then start the consumer."""
+        await wait_for_cluster(options, timeout_s=self.config.kafka.startup_timeout_s, on_retry=self._startup_retry)
+        self.startup_problem = None
+        await start_client(consumer, options)
+
+    def _startup_retry(self, problem: StartupProblem) -> None:
+        self.startup_problem = problem
 
     async def _run_loops(self) -> None:
         watch, fault = self.supervisor.watch, self.fault
@@ -257,7 +272,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # -- health ----------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        failure = self.supervisor.failure
+        failure, problem = self.supervisor.failure, self.startup_problem
         up = self.state == "running" and self.kafka_connected and failure is None
         status = "unhealthy" if not up else ("healthy" if all(p.connected for p in self.publishers) else "degraded")
         return {
@@ -266,6 +281,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             "uptime_seconds": round(time.monotonic() - self.started, 3),
             "failure": failure.view() if failure is not None else None,
             "kafka": {"broker": self.config.kafka.bootstrap_servers, "connected": self.kafka_connected,
+                      "last_error": problem.error if problem else None,
+                      "last_error_at": utc_text(problem.at) if problem else None,
                       "group_id": self.config.mqtt.bridge.group_id, "topics": self.topics,
                       "pending_offsets": sum(len(p.pending) for p in self._partitions.values())},
             "mqtt": {"targets": [p.health() for p in self.publishers]},
@@ -291,11 +308,11 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                         web.get("/health/ready", ready), web.get("/metrics", metrics)])
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.http.host, self.http_port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.http_port = sockets[0].getsockname()[1]
+        try:
+            _, self.http_port = await listen(runner, self.config.http.host, self.http_port, BRIDGE_HTTP_PORT)
+        except FactorySimError:
+            await runner.cleanup()
+            raise
         log.info("bridge health endpoint on http://%s:%s/health", self.config.http.host, self.http_port)
         return runner
 

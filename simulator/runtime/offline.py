@@ -15,7 +15,7 @@ from typing import Any
 
 from simulator.adapters.jsonl import JsonlWriter
 from simulator.config_schema import Config
-from simulator.errors import OrderRejected
+from simulator.errors import CannotWrite, OrderRejected
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.order import Order
 from simulator.model.records import NullSink, Sink
@@ -121,20 +121,23 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
 
     driver = Driver(sim, speed=None, outbox=outbox)
     writer_result = 0
-    async with asyncio.TaskGroup() as group:
-        writer = group.create_task(_write(outbox, telemetry_out, CoffeeMekFormat(config, sim.seed))) \
-            if outbox is not None and telemetry_out is not None else None
-        reporter = group.create_task(_report_progress(sim, progress)) if progress else None
-        try:
-            stop = await driver.run(until_sim_s=until_s, until=finished, exit_when_idle=True,
-                                    wall_timeout_s=wall_timeout_s)
-        finally:
-            if outbox is not None:
-                outbox.close()
-            if reporter is not None:
-                reporter.cancel()
-        if writer is not None:
-            writer_result = await writer
+    try:
+        async with asyncio.TaskGroup() as group:
+            writer = group.create_task(_write(outbox, telemetry_out, CoffeeMekFormat(config, sim.seed))) \
+                if outbox is not None and telemetry_out is not None else None
+            reporter = group.create_task(_report_progress(sim, progress)) if progress else None
+            try:
+                stop = await driver.run(until_sim_s=until_s, until=finished, exit_when_idle=True,
+                                        wall_timeout_s=wall_timeout_s)
+            finally:
+                if outbox is not None:
+                    outbox.close()
+                if reporter is not None:
+                    reporter.cancel()
+            if writer is not None:
+                writer_result = await writer
+    except* CannotWrite as failed:  # the telemetry file: one error, not a group
+        raise failed.exceptions[0] from None
     sim.flush_timeline()
     if progress:
         progress(sim)
@@ -142,10 +145,13 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
 
 
 async def _write(outbox: Outbox, path: Path, fmt: CoffeeMekFormat) -> int:
-    with JsonlWriter(path, fmt) as writer:
-        while batch := await outbox.get_batch(5000):
-            writer.write_records(batch)
-        return writer.messages
+    try:
+        with JsonlWriter(path, fmt) as writer:
+            while batch := await outbox.get_batch(5000):
+                writer.write_records(batch)
+            return writer.messages
+    except OSError as exc:
+        raise CannotWrite(f"--telemetry-out: cannot write {path}: {exc.strerror or exc}") from exc
 
 
 async def _report_progress(sim: Simulation, progress: Callable[[Simulation], None]) -> None:

@@ -1,0 +1,64 @@
+"""Running ``python -m simulator`` in a subprocess, as a user does, with a clean environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.config import ENV_OVERRIDES, GENERIC_PREFIX
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Ended:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+    @property
+    def message(self) -> str:
+        """The one ``factorysim: …`` line on stderr (asserting there is exactly one, and no traceback)."""
+        assert "Traceback" not in self.stderr, self.stderr
+        said = [line for line in self.lines if line.startswith("factorysim")]
+        assert len(said) == 1, self.stderr
+        assert self.lines[-1] == said[0], self.stderr  # the last word
+        return said[0]
+
+
+def factorysim(*argv: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+               timeout_s: float = 60) -> Ended:
+    """Run ``python -m simulator ARGV`` to its end; the environment has no factorysim overrides
+    except ``env``."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ENV_OVERRIDES and k != "CONFIG_PATH" and not k.startswith(GENERIC_PREFIX)}
+    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "simulator", *argv], env={**clean, **(env or {})},
+                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return Ended(done.returncode, done.stdout, done.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A port another process (this test) listens on, on every interface."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))  # noqa: S104 - as the service binds by default
+        sock.listen()
+        yield sock.getsockname()[1]
