@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import sys
 import time
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -58,26 +61,84 @@ async def feed_orders(service: Service) -> None:
         await producer.stop()
 
 
+RATE_WINDOW_S = 60.0  # lots and messages per ... over the last minute (a 2 s window reads 0 or 0.5)
+LOG_LINES = 4  # recent log lines shown at the bottom of the screen on a terminal
+
+
+class Rates:
+    """Lots completed per minute and messages sent per second over the last RATE_WINDOW_S."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int, int]] = deque()
+
+    def add(self, now: float, sent: int, finished: int) -> tuple[float, float]:
+        self.samples.append((now, sent, finished))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW_S:
+            self.samples.popleft()
+        first = self.samples[0]
+        span = max(now - first[0], 1e-9)
+        return (sent - first[1]) / span, (finished - first[2]) / span * 60.0
+
+
+class ScreenLog(logging.Handler):
+    """While the summary is redrawn on a terminal, log records are kept for the screen's bottom
+    instead of being written into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=LOG_LINES)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record).splitlines()[0][:160])
+
+
+@contextlib.contextmanager
+def log_on_screen(tty: bool) -> Iterator[ScreenLog | None]:
+    """On a terminal, the root logger's console handlers give way to a ScreenLog (restored after)."""
+    root = logging.getLogger()
+    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+               and getattr(h.stream, "isatty", lambda: False)()]
+    if not tty or not console:
+        yield None
+        return
+    screen = ScreenLog()
+    screen.setLevel(min(h.level for h in console))
+    for handler in console:
+        root.removeHandler(handler)
+    root.addHandler(screen)
+    try:
+        yield screen
+    finally:
+        root.removeHandler(screen)
+        for handler in console:
+            root.addHandler(handler)
+
+
 async def console_summary(service: Service, out: TextIO | None = None, interval_s: float = 2.0) -> None:
-    """A one-screen summary, redrawn in place on a terminal, a line block per interval otherwise."""
+    """A one-screen summary, redrawn in place on a terminal, a line block per interval otherwise;
+    the final state once more when the service stops (in place of the last screen on a terminal)."""
     stream_out = out or sys.stdout
     tty = stream_out.isatty()
-    last = (time.monotonic(), 0, 0)
-    rates = (0.0, 0.0)
-    try:
-        while True:
-            await asyncio.sleep(interval_s)
-            now = time.monotonic()
-            sent = service.publisher.sent if service.publisher else 0
-            completed = service.sim.stats.completed
-            rates = ((sent - last[1]) / max(now - last[0], 1e-9), (completed - last[2]) / max(now - last[0], 1e-9))
-            last = (now, sent, completed)
-            text = render_summary(service, *rates)
+    rates = Rates()
+    current = (0.0, 0.0)
+    with log_on_screen(tty) as screen:
+        def draw() -> None:
+            text = render_summary(service, *current)
+            if screen is not None and screen.lines:
+                text += "\n\nrecent log:\n" + "\n".join(screen.lines)
             stream_out.write(("\x1b[H\x1b[2J" + text + "\n") if tty else (text + "\n\n"))
             stream_out.flush()
-    finally:  # the final state, once, when the service stops
-        stream_out.write(render_summary(service, *rates) + "\n")
-        stream_out.flush()
+
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                stats = service.sim.stats
+                current = rates.add(time.monotonic(), service.publisher.sent if service.publisher else 0,
+                                    stats.completed + stats.scrapped)
+                draw()
+        finally:  # the final state, once, when the service stops
+            draw()
 
 
 def feed_command(service: Service) -> str:
@@ -98,18 +159,23 @@ def venv_bin(command: str) -> str:
     return str(path)
 
 
-def render_summary(service: Service, msgs_per_s: float, lots_per_s: float) -> str:
+def render_summary(service: Service, msgs_per_s: float, lots_per_min: float) -> str:
+    """The screen: ``lots_per_min`` finished (completed or scrapped) and ``msgs_per_s`` sent, over
+    the last minute; per stage and location the machines busy now, the share of time they ran
+    since the start and the lots waiting."""
     sim = service.sim
     stats = sim.stats
     health = service.health()
+    status = health["status"] if service.state == "running" else service.state  # stopping is not "unhealthy"
     lines = [
-        f"factorysim  {health['status']}  sim {sim.wall_time():%Y-%m-%d %H:%M} "
+        f"factorysim  {status}  sim {sim.wall_time():%Y-%m-%d %H:%M} "
         f"(+{human_duration(sim.now)})  speed {health['simulation']['speed']}  Kafka {service.bootstrap_servers}"
         f"{'' if service.kafka_connected else ' (UNREACHABLE)'}",
         f"lots: {stats.received} received, {stats.in_progress} in progress, {stats.completed} completed, "
-        f"{stats.scrapped} scrapped   {lots_per_s:.2f} lots/s   {msgs_per_s:,.0f} msgs/s",
+        f"{stats.scrapped} scrapped   {lots_per_min:,.1f} lots/min finished   {msgs_per_s:,.0f} msgs/s "
+        f"(last minute)",
         "",
-        f"{'stage':<14}" + "".join(f"{loc:>22}" for loc in sim.config.locations),
+        f"{'stage':<14}" + "".join(f"{loc:>26}" for loc in sim.config.locations),
     ]
     now = sim.now
     for plan in sim.plant.stages:
@@ -117,14 +183,15 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_s: float) -> st
         for loc in sim.config.locations:
             pool = sim.plant.pool(loc, plan.machine_type)
             busy = sum(1 for m in pool.machines if m.current_lot is not None)
-            cells.append(f"{busy}/{len(pool.machines)} busy, {pool.queue_length:>3} waiting")
-        lines.append(f"{plan.name:<14}" + "".join(f"{c:>22}" for c in cells))
+            running_share, _ = pool_utilization(pool.machines, now)
+            cells.append(f"{busy}/{len(pool.machines)} busy {running_share:>4.0%}, {pool.queue_length:>3} waiting")
+        lines.append(f"{plan.name:<14}" + "".join(f"{c:>26}" for c in cells))
     lines.append("")
     util = []
     for loc in sim.config.locations:
         running_share, _ = pool_utilization([m for p in sim.plant.pools_at(loc) for m in p.machines], now)
         util.append(f"{loc} {running_share:.0%}")
-    lines.append("utilisation: " + "   ".join(util))
+    lines.append("utilisation since the start: " + "   ".join(util))
     lines.append(f"dead-lettered: {service.intake.dead_lettered if service.intake else 0}   "
                  f"health: http://127.0.0.1:{service.http_port}/health   Ctrl-C stops")
     lines.append(f"more lots, from another shell: {feed_command(service)}")
