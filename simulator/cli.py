@@ -19,6 +19,7 @@ import orjson
 import yaml
 
 from simulator import config as config_module
+from simulator import package_version
 from simulator.durations import parse_duration
 from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
@@ -30,6 +31,11 @@ from simulator.runtime.driver import StopReason
 from simulator.runtime.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
 
 log = logging.getLogger("factorysim")
+
+DESCRIPTION = ("factorysim: a Kafka-native discrete-event production simulator. `run` is the service (orders from "
+               "Kafka, telemetry and lot events to Kafka and MQTT), `simulate` the offline capacity study, `bridge` "
+               "the standalone MQTT bridge. Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or "
+               "usage.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="factorysim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="factorysim", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"factorysim {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate-config", help="check a config file and print it normalised")

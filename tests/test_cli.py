@@ -12,6 +12,7 @@ import orjson
 import pytest
 import yaml
 
+from simulator import package_version
 from simulator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +169,10 @@ def test_console_script_entry_point_runs(tmp_path: Path) -> None:
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False)
     assert bad.returncode == 2
     assert "nope.yaml: cannot read the config file" in bad.stderr
+
+
+def test_version_is_the_installed_packages() -> None:
+    done = subprocess.run([sys.executable, "-m", "simulator", "--version"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, f"factorysim {package_version()}")
+    assert package_version() != "0+unknown"  # the test environment has the package installed

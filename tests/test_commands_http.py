@@ -185,7 +185,8 @@ async def test_token_guards_commands_only_and_pause_resume_speed_drive_the_drive
         assert (status, answer["paused"]) == (200, True)
         assert (await health())["paused"] is True
         async with http.get(f"{base}/health/ready") as response:
-            assert response.status == 503  # paused: not ready
+            assert response.status == 503  # paused: not ready, and it says why
+            assert (await response.json())["reasons"] == ["the simulation is paused (POST /simulation/resume)"]
         lot = f"{unique}-lot"
         paused_at = service.sim.now
         await produce(kafka_bootstrap, config.kafka.topics.orders, [lot_order(lot)])

@@ -198,7 +198,9 @@ class HttpServer:
 
     async def ready(self, _: web.Request) -> web.Response:
         ready = self.service.ready
-        body = {"status": "ready" if ready else "not ready", "state": self.service.state}
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "state": self.service.state}
+        if not ready:
+            body["reasons"] = self.service.not_ready_because() or ["not ready"]
         return json_response(body, 200 if ready else 503)
 
     async def metrics(self, _: web.Request) -> web.Response:

@@ -13,10 +13,10 @@ with ``{"error": <reason code>, "detail": <text>}``.
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 from collections.abc import Iterable
 from typing import Any
 
+from simulator import package_version
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
 from simulator.model.machine import STATES
@@ -158,7 +158,10 @@ def _components() -> dict[str, Any]:
             "MachineDetail": {"allOf": [{"$ref": "#/components/schemas/Machine"},
                                         _object({"id": {"type": "string"}})]},
             "Health": health,
-            "Probe": _object({"status": {"type": "string"}, "state": {"$ref": "#/components/schemas/ServiceState"}}),
+            "Probe": _object({"status": {"type": "string"}, "state": {"$ref": "#/components/schemas/ServiceState"},
+                              "reasons": {"type": "array", "items": {"type": "string"},
+                                          "description": "why the service is not ready (a 503 only)"}},
+                             required=["status", "state"]),
             "Status": _object({"health": {"$ref": "#/components/schemas/Health"}, "report": {"type": "object"}}),
             "Snapshot": _object({
                 "v": {"const": 1}, "id": {"type": "string"}, "run": {"type": "string"},
@@ -315,10 +318,7 @@ def document(machine_ids: Iterable[str] = ()) -> dict[str, Any]:
     for path, item in paths.items():
         if f"{{{PATH_MACHINE}}}" in path:
             item["parameters"] = [_machine_parameter(ids)]
-    try:
-        version = importlib.metadata.version("factorysim")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0+unknown"
+    version = package_version()
     return copy.deepcopy({  # no part shared between two places of the document
         "openapi": OPENAPI_VERSION,
         "info": {"title": "factorysim", "version": version,

@@ -625,6 +625,26 @@ class Service:
     def ready(self) -> bool:
         return self.healthy and not self.driver.paused and self._live()
 
+    def not_ready_because(self) -> list[str]:
+        """Why the service is not ready (GET /health/ready answers it with its 503); empty when ready."""
+        reasons = []
+        if self.state != RUNNING:
+            reasons.append(f"the service is {self.state}")
+        if not self.kafka_connected:
+            reasons.append("Kafka is not reachable" + (f" ({self.startup_problem.error})" if self.startup_problem
+                                                         else ""))
+        if self.publisher is not None and self.publisher.fatal_error is not None:
+            reasons.append(f"Kafka refused a record for good: {self.publisher.fatal_error}")
+        if self.not_progressing is not None:
+            reasons.append(self.not_progressing)
+        if self.driver.paused:
+            reasons.append("the simulation is paused (POST /simulation/resume)")
+        if self.run_journal is not None and self.run_journal.recovering:
+            reasons.append("the run is being recovered from the journal (see run.recovery in /health)")
+        elif self.state == RUNNING and not self._live():
+            reasons.append("the run is not live yet")
+        return reasons
+
     @property
     def status(self) -> str:
         """healthy | recovering (a run found in the journal applies again; not ready yet) | degraded
