@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +140,29 @@ def _free_port() -> int:
         return port
 
 
-def test_an_unreachable_broker_is_a_clear_error_with_exit_code_1(capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli.main(["--broker", f"127.0.0.1:{_free_port()}", "--connect-timeout", "1", "--no-progress"])
+def test_an_unreachable_broker_is_a_clear_error_with_exit_code_1_after_the_whole_connect_timeout(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    code = cli.main(["--broker", f"127.0.0.1:{_free_port()}", "--connect-timeout", "3", "--no-progress"])
+    waited = time.monotonic() - started
     assert code == 1
     assert "cannot reach Kafka at 127.0.0.1:" in capsys.readouterr().err
+    assert 3.0 <= waited < 3.0 + 1.5  # the wait the option and the message name, not a sum of back-offs
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_kafka_client_log_lines_show_only_with_verbose(verbose: bool) -> None:
+    done = subprocess.run([sys.executable, "-m", "simulator.lotsender.cli", "--broker", f"127.0.0.1:{_free_port()}",
+                           "--connect-timeout", "1.5", "--no-progress", *(["-v"] if verbose else [])],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    if verbose:
+        assert any("aiokafka" in line and "Unable connect" in line for line in lines), done.stderr
+    else:  # lot-sender's own two lines, nothing from the client however many times it tried
+        assert len(lines) == 2, done.stderr
+        assert lines[0].startswith("lot-sender: waiting for Kafka at 127.0.0.1:") and "up to 1.5 s" in lines[0]
+        assert lines[1].startswith("lot-sender: cannot reach Kafka at 127.0.0.1:") and "within 1.5 s" in lines[1]
 
 
 def _lot_sender() -> list[str]:

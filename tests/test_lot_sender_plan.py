@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,13 +17,15 @@ from scipy import stats
 from simulator.config_schema import Arrivals
 from simulator.errors import OrderRejected, UsageError
 from simulator.lotsender import cli
+from simulator.lotsender.follow import Finish, FollowResult
 from simulator.lotsender.messages import BAD_KINDS
 from simulator.lotsender.options import check_broker, parse_mix, parse_priorities, parse_quantity
 from simulator.lotsender.plan import GeneratedLots, Planned, ReplayError, replayed_lots
-from simulator.lotsender.report import build_summary, percentile, render_text
+from simulator.lotsender.report import build_summary, duration_text, percentile, render_text
 from simulator.lotsender.sender import SendStats
 from simulator.orders import OrderParser
 
+ROOT = Path(__file__).resolve().parents[1]
 MIX = {"Italia": 0.5, "Brasile": 0.3, "Vietnam": 0.2}
 PARSER = OrderParser(lambda name: {"italia": "Italia", "brasile": "Brasile", "vietnam": "Vietnam"}.get(name.casefold()))
 
@@ -141,8 +145,10 @@ def test_csv_replay_turns_rows_into_orders(tmp_path: Path) -> None:
 
 
 def test_replay_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ReplayError, match="cannot read"):
+    with pytest.raises(ReplayError, match=re.escape(f"--from-file: no such file: {tmp_path / 'missing.jsonl'}")):
         replayed_lots(tmp_path / "missing.jsonl", rate_per_min=None)
+    with pytest.raises(ReplayError, match="cannot read"):
+        replayed_lots(tmp_path, rate_per_min=None)  # a folder
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     with pytest.raises(ReplayError, match="no orders"):
@@ -193,6 +199,19 @@ def test_bad_flags_exit_2_with_one_clear_message(argv: list[str], message: str,
     assert err.count("\n") == 1
 
 
+def test_a_missing_replay_file_exits_2_with_one_line_like_simulate(tmp_path: Path) -> None:
+    missing = tmp_path / "orders.jsonl"
+    done = subprocess.run([sys.executable, "-m", "simulator.lotsender.cli", "--from-file", str(missing),
+                           "--broker", "127.0.0.1:1", "--no-progress"],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"lot-sender: --from-file: no such file: {missing}\n"
+    simulate = subprocess.run([sys.executable, "-m", "simulator", "simulate", "--config", str(ROOT / "config.yaml"),
+                               "--orders", str(missing)], capture_output=True, text=True, timeout=60, check=False,
+                              cwd=ROOT)
+    assert simulate.returncode == 2, simulate.stderr
+
+
 def test_unknown_flag_and_bad_choice_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--nonsense"], ["--mode", "sometimes"], ["--dialect", "fr"]):
         with pytest.raises(SystemExit) as caught:
@@ -223,3 +242,55 @@ def test_the_summary_fails_when_a_lot_failed() -> None:
                             stats=failed, follow=None)
     assert not summary["ok"]
     assert "FAILED: 1 lots were not acknowledged" in render_text(summary)
+
+
+def test_an_all_at_once_batch_reports_no_per_minute_rate() -> None:
+    stats = SendStats(sent=3000, acked=3000, started=0.0, first_send=0.0, last_send=0.0567, finished=0.25,
+                      ack_latencies_s=[0.004] * 3000)
+    summary = build_summary(run_id="r1", broker="b:1", topic="t", mode="batch", requested_rate_per_min=None,
+                            stats=stats, follow=None)
+    assert summary["achieved_rate_per_min"] is None and summary["send_span_s"] == 0.057
+    assert summary["lots_per_s"] == 12_000.0
+    text = render_text(summary)
+    assert "rate: all at once (3,000 lots within 57 ms)" in text
+    assert "in 250 ms (12,000 lots/s)" in text
+    assert not re.search(r"\d\.\d{3}", text), text  # no absurd decimals anywhere
+    stats.last_send = 0.0002
+    assert "rate: all at once (3,000 lots within 1 ms)" in render_text(build_summary(
+        run_id="r1", broker="b:1", topic="t", mode="batch", requested_rate_per_min=None, stats=stats, follow=None))
+
+
+@pytest.mark.parametrize(("requested", "sent", "span_s", "line"), [
+    (1200.0, 60, 2.95, "rate: achieved 1,200/min, requested 1,200/min"),
+    (0.5, 3, 239.6, "rate: achieved 0.50/min, requested 0.50/min"),
+    (30.0, 11, 20.1, "rate: achieved 29.9/min, requested 30.0/min"),
+    (None, 100_001, 2.0, "rate: as fast as possible, 50,000 lots/s between the first and the last send"),
+])
+def test_rates_are_shown_with_sensible_precision(requested: float | None, sent: int, span_s: float,
+                                                 line: str) -> None:
+    stats = SendStats(sent=sent, acked=sent, started=0.0, first_send=0.0, last_send=span_s, finished=span_s)
+    summary = build_summary(run_id="r1", broker="b:1", topic="t", mode="continuous",
+                            requested_rate_per_min=requested, stats=stats, follow=None)
+    assert line in render_text(summary).splitlines()
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "n/a"), (0.0, "0 ms"), (0.3504, "350 ms"), (12.34, "12.3 s"), (59.9, "59.9 s"), (59.97, "1 min 00 s"),
+    (425.4, "7 min 05 s"), (3599.6, "1 h 00 min"), (14_743.0, "4 h 06 min"), (86_399.0, "1 d 00 h"),
+    (183_600.0, "2 d 03 h"),
+])
+def test_durations_read_like_durations(seconds: float | None, text: str) -> None:
+    assert duration_text(seconds) == text
+
+
+def test_follow_lead_times_are_human_durations() -> None:
+    stats = SendStats(sent=2, acked=2, started=0.0, first_send=0.0, last_send=0.001, finished=0.1)
+    stats.sent_wall.update({1: 1000.0, 2: 1000.0})
+    result = FollowResult(finished={1: Finish("completed", 1012.34, 14_743.0), 2: Finish("scrapped", 1002.0, 5400.0)})
+    summary = build_summary(run_id="r1", broker="b:1", topic="t", mode="batch", requested_rate_per_min=None,
+                            stats=stats, follow=result)
+    assert summary["follow"]["sim_lead_time_s"]["max"] == 14_743.0  # JSON keeps seconds
+    lines = render_text(summary).splitlines()
+    assert "followed 2 lots: 1 completed, 1 scrapped, 0 dead-lettered, 0 not finished" in lines
+    assert "lead time (send → finished event): p50 2.0 s, p95 12.3 s, max 12.3 s" in lines
+    assert "simulated lead time: p50 1 h 30 min, p95 4 h 06 min, max 4 h 06 min" in lines

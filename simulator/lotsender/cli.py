@@ -43,6 +43,7 @@ DEFAULT_LOCATIONS = {"Italia": 0.5, "Brasile": 0.3, "Vietnam": 0.2}
 DEFAULT_RATE_PER_MIN = 2.0
 DEFAULT_BATCH_COUNT = 10
 _RUN_ID = re.compile(r"^[A-Za-z0-9]{1,16}$")
+QUIET = logging.CRITICAL + 1  # the level that silences a library logger
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--report", choices=("text", "json"), default="text", help="summary format on stdout")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress line on stderr (default: when stderr is a terminal)")
-    out.add_argument("-v", "--verbose", action="store_true", help="log Kafka client details")
+    out.add_argument("-v", "--verbose", action="store_true",
+                     help="log the Kafka client's own lines too (hidden by default)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.verbose)
 
     def send_and_report() -> int:
         settings = resolve(args, os.environ)
@@ -130,6 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK if summary["ok"] else EXIT_FAILURE
 
     return run_command("lot-sender", send_and_report)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Without ``-v`` the Kafka client stays quiet (a broker that is not up yet makes it log an error
+    on every try; lot-sender says once that it waits, and why it gave up); with ``-v`` everything
+    from INFO up."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else QUIET)
 
 
 # -- flags → settings -----------------------------------------------------------------------------

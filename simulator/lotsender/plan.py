@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from simulator.config_schema import Arrivals
-from simulator.errors import FactorySimError
+from simulator.errors import UsageError
 from simulator.lotsender.messages import BAD_KINDS, bad_message
 from simulator.model.arrivals import OrderGenerator
 from simulator.model.randomness import stream
@@ -28,8 +28,8 @@ SEQ_HEADER = "lot-sender-seq"
 BAD_HEADER = "lot-sender-bad"
 
 
-class ReplayError(FactorySimError):
-    """The replay file cannot be read."""
+class ReplayError(UsageError):
+    """The replay file named by ``--from-file`` cannot be read (exit code 2, like any bad flag)."""
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs a microsecond more per lot to build
@@ -91,6 +91,8 @@ def replayed_lots(path: Path, *, rate_per_min: float | None) -> list[Planned]:
     row sent as a JSON object; whole numbers become integers), in file order."""
     try:
         raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ReplayError(f"--from-file: no such file: {path}") from exc
     except OSError as exc:
         raise ReplayError(f"--from-file: cannot read {path}: {exc.strerror or exc}") from exc
     values = _csv_rows(raw, path) if path.suffix.lower() == ".csv" else [

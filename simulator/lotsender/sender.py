@@ -44,14 +44,24 @@ class SendStats:
     first_send: float | None = None
     last_send: float | None = None
     finished: float | None = None
-    sent_wall: dict[str, float] = field(default_factory=dict)  # lot code -> epoch seconds (with --follow)
-    planned: dict[int, Planned] = field(default_factory=dict)  # seq -> what was sent (with --follow)
+    # with --follow, per message: seq -> what was sent; for the lots (messages with a lot code) seq ->
+    # the epoch seconds of the send, and lot code -> its seqs in sending order (a code can be sent twice)
+    planned: dict[int, Planned] = field(default_factory=dict)
+    sent_wall: dict[int, float] = field(default_factory=dict)
+    seqs_by_code: dict[str, list[int]] = field(default_factory=dict)
+
+    def send_span_s(self) -> float | None:
+        """Seconds between the first and the last send (None before the first)."""
+        if self.first_send is None or self.last_send is None:
+            return None
+        return self.last_send - self.first_send
 
     def achieved_rate_per_min(self) -> float | None:
         """Lots per minute between the first and the last send (None for fewer than two)."""
-        if self.sent < 2 or self.first_send is None or self.last_send is None or self.last_send <= self.first_send:
+        span = self.send_span_s()
+        if self.sent < 2 or span is None or span <= 0:
             return None
-        return (self.sent - 1) * 60.0 / (self.last_send - self.first_send)
+        return (self.sent - 1) * 60.0 / span
 
 
 class LotSender:
@@ -129,7 +139,8 @@ class LotSender:
         if self.track:
             stats.planned[item.seq] = item
             if item.lot_code is not None:
-                stats.sent_wall[item.lot_code] = self.wall()
+                stats.sent_wall[item.seq] = self.wall()
+                stats.seqs_by_code.setdefault(item.lot_code, []).append(item.seq)
         if stats.sent % CHECK_AGE_EVERY == 0:
             for batch in list(batches.open.values()):
                 if now - batch.items[0] >= self.linger_s:  # older than linger: out it goes

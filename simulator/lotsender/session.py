@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from simulator.runtime.app import Service
 
 log = logging.getLogger(__name__)
+LAST_TRY_S = 0.5  # the longest a connection attempt may run past --connect-timeout
 
 
 async def run_session(settings: Settings, environ: Mapping[str, str] | None = None, *,
@@ -77,22 +78,25 @@ async def run_session(settings: Settings, environ: Mapping[str, str] | None = No
 
 
 async def connect_producer(options: dict[str, Any], bootstrap: str, timeout_s: float) -> AIOKafkaProducer:
-    """A started producer; waits (with backoff) up to ``timeout_s`` for the broker."""
+    """A started producer; tries again (with backoff) until ``timeout_s`` has passed: the last try
+    starts at the deadline, and no try runs more than ``LAST_TRY_S`` past it."""
     deadline = time.monotonic() + timeout_s
     delay = 0.2
     while True:
         producer = AIOKafkaProducer(**options)
         try:
-            await producer.start()
+            await wait_for(producer.start(), max(deadline - time.monotonic(), LAST_TRY_S))
             return producer
-        except KafkaConnectionError as exc:
+        except (KafkaConnectionError, TimeoutError) as exc:
             await producer.stop()
-            if time.monotonic() + delay > deadline:
-                raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s ({exc}); "
+            left = deadline - time.monotonic()
+            if left <= 0:
+                why = str(exc) if isinstance(exc, KafkaConnectionError) else "no answer"
+                raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s ({why}); "
                                         "check --broker and that the broker is running") from exc
             if delay == 0.2:
-                print(f"lot-sender: waiting for Kafka at {bootstrap} …", file=sys.stderr)
-            await asyncio.sleep(delay)
+                print(f"lot-sender: waiting for Kafka at {bootstrap} (up to {timeout_s:g} s) …", file=sys.stderr)
+            await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 5.0)
 
 
@@ -167,7 +171,7 @@ async def _show_progress(stats: SendStats, follower: LotFollower | None, count: 
                     f"{rate:,.1f} lots/s")
             if follower is not None:
                 lots_left, _ = follower.outstanding()
-                line += f"  finished {len(follower.result.finished_codes):,}, open {lots_left:,}"
+                line += f"  finished {len(follower.result.finished):,}, open {lots_left:,}"
             stream.write(f"\r\x1b[K{line}" if tty else line + "\n")
             stream.flush()
     finally:
