@@ -176,3 +176,6 @@ def test_version_is_the_installed_packages() -> None:
                           timeout=60, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, f"factorysim {package_version()}")
     assert package_version() != "0+unknown"  # the test environment has the package installed
+    sender = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "lot_sender.py"), "--version"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (sender.returncode, sender.stdout.strip()) == (0, f"lot-sender (factorysim {package_version()})")

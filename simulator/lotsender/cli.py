@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 
 from simulator import config as config_module
+from simulator import package_version
 from simulator.config_schema import Arrivals, Config, Kafka
 from simulator.errors import UsageError
 from simulator.exit_codes import EXIT_FAILURE, EXIT_OK, run_command
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lot-sender", description="Send production orders (lots) to factorysim's orders topic.",
         epilog="Flags not given come from the factorysim config (--config, $CONFIG_PATH or ./config.yaml "
                "when it exists), then from built-in defaults.")
+    parser.add_argument("--version", action="version", version=f"lot-sender (factorysim {package_version()})")
     send = parser.add_argument_group("what and how fast")
     send.add_argument("--mode", choices=("batch", "continuous"), default="batch",
                       help="batch: --count lots (default 10), at once or at --rate; continuous: at --rate "
