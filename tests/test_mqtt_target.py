@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,17 @@ async def test_publishes_in_order_with_availability(mosquitto: Mosquitto) -> Non
             assert health["state"] == CONNECTED
             assert collector.payloads("plant/availability")[-1] == b"online"
         assert seqs(collector) == list(range(1, 501))
-        await collector.wait_for(lambda ms: ms[-1].topic == "plant/availability" and ms[-1].payload == b"offline")
+        await collector.wait_for(lambda ms: any(m.topic == "plant/availability" and m.payload == b"offline"
+                                                for m in ms))
         assert publisher.health()["messages_acknowledged"] == 500
+    # a clean stop leaves no retained availability message behind (a retained marker shows the
+    # new subscriber got the topic's retained messages)
+    marker = ["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "plant/marker", "-m", "here",
+              "-r", "-q", "1"]
+    await asyncio.to_thread(subprocess.run, marker, check=True, timeout=30)
+    async with MqttCollector(mosquitto.host, mosquitto.port, "plant/#") as late:
+        await late.wait_for(lambda ms: any(m.topic == "plant/marker" for m in ms))
+        assert [m for m in late.messages if m.topic == "plant/availability" and m.payload] == []
 
 
 async def test_thousands_of_messages_through_the_default_receive_maximum_never_stall(

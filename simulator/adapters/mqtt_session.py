@@ -350,8 +350,9 @@ class MqttSession:
 
     # -- stop ----------------------------------------------------------------------------------------
     async def close(self) -> None:
-        """Say ``offline`` on the availability topic and disconnect cleanly (the Last Will is only for
-        unexpected drops).  Safe to call twice."""
+        """Say ``offline`` on the availability topic, clear its retained ``online`` (a run's client id
+        names its own topic: a clean stop leaves nothing behind on the broker) and disconnect
+        cleanly; the Last Will (retained ``offline``) is only for unexpected drops.  Safe to call twice."""
         if self._closing:
             return
         self._closing = True
@@ -361,7 +362,8 @@ class MqttSession:
         if client is not None and self.state == CONNECTED:
             with contextlib.suppress(Exception):
                 if self.availability_topic is not None:
-                    client.publish(self.availability_topic, OFFLINE, qos=0, retain=True)
+                    client.publish(self.availability_topic, OFFLINE, qos=0, retain=False)
+                    client.publish(self.availability_topic, b"", qos=0, retain=True)  # clears the retained one
                 await wait_for(client.disconnect(), 2.0)
         self.state = CLOSED
 
