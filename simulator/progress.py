@@ -50,3 +50,8 @@ class ProgressBar:
     def close(self) -> None:
         self.stream.write("\n")
         self.stream.flush()
+
+
+def count_of(n: int, singular: str, plural: str | None = None) -> str:
+    """``n`` with its noun in the right number: "1 lot", "2 lots", "1,200 messages"."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"

@@ -162,7 +162,7 @@ async def test_sending_a_completed_lot_again_reports_it_dead_lettered_as_a_dupli
     assert follow["lead_time_s"]["max"] is None
     text = render_text(again)
     assert "0 completed, 0 scrapped, 1 dead-lettered (duplicate_lot ×1)" in text
-    assert "FAILED: 1 lots were dead-lettered by the service" in text
+    assert "FAILED: 1 lot dead-lettered by the service" in text
 
 
 @pytest.mark.timeout(150)

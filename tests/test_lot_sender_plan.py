@@ -24,6 +24,7 @@ from simulator.lotsender.plan import GeneratedLots, Planned, ReplayError, replay
 from simulator.lotsender.report import build_summary, duration_text, percentile, render_text
 from simulator.lotsender.sender import SendStats
 from simulator.orders import OrderParser
+from simulator.progress import count_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MIX = {"Italia": 0.5, "Brasile": 0.3, "Vietnam": 0.2}
@@ -241,7 +242,7 @@ def test_the_summary_fails_when_a_lot_failed() -> None:
     summary = build_summary(run_id="r1", broker="b:1", topic="t", mode="batch", requested_rate_per_min=None,
                             stats=failed, follow=None)
     assert not summary["ok"]
-    assert "FAILED: 1 lots were not acknowledged" in render_text(summary)
+    assert "FAILED: 1 lot not acknowledged" in render_text(summary)
 
 
 def test_an_all_at_once_batch_reports_no_per_minute_rate() -> None:
@@ -294,3 +295,8 @@ def test_follow_lead_times_are_human_durations() -> None:
     assert "followed 2 lots: 1 completed, 1 scrapped, 0 dead-lettered, 0 not finished" in lines
     assert "lead time (send → finished event): p50 2.0 s, p95 12.3 s, max 12.3 s" in lines
     assert "simulated lead time: p50 1 h 30 min, p95 4 h 06 min, max 4 h 06 min" in lines
+
+
+def test_counts_are_said_with_the_noun_in_the_right_number() -> None:
+    assert [count_of(n, "lot") for n in (0, 1, 2, 1200)] == ["0 lots", "1 lot", "2 lots", "1,200 lots"]
+    assert count_of(1, "malformed message") == "1 malformed message"

@@ -8,6 +8,7 @@ from typing import Any
 
 from simulator.lotsender.follow import FollowResult
 from simulator.lotsender.sender import SendStats
+from simulator.progress import count_of
 
 ALL_AT_ONCE_S = 1.0  # lots sent as fast as possible within less than this: no per-minute rate
 
@@ -82,15 +83,15 @@ def failures(summary: dict[str, Any]) -> list[str]:
     """Why the run failed (empty when it did not): the exit code is 1 when this is not empty."""
     problems = []
     if summary["failed"]:
-        problems.append(f"{summary['failed']} lots were not acknowledged by Kafka")
+        problems.append(f"{count_of(summary['failed'], 'lot')} not acknowledged by Kafka")
     follow = summary.get("follow")
     if follow is not None:
         if follow["rejected"]:
-            problems.append(f"{sum(follow['rejected'].values())} lots were dead-lettered by the service")
+            problems.append(f"{count_of(sum(follow['rejected'].values()), 'lot')} dead-lettered by the service")
         if follow["not_finished"]:
-            problems.append(f"{follow['not_finished']} lots did not finish before --follow-timeout")
+            problems.append(f"{count_of(follow['not_finished'], 'lot')} not finished before --follow-timeout")
         if follow["malformed_not_dead_lettered"]:
-            problems.append(f"{follow['malformed_not_dead_lettered']} malformed messages were not dead-lettered")
+            problems.append(f"{count_of(follow['malformed_not_dead_lettered'], 'malformed message')} not dead-lettered")
         if follow["unexpected_reasons"]:
             problems.append(f"{sum(follow['unexpected_reasons'].values())} malformed messages were dead-lettered "
                             "for another reason than intended")
@@ -145,7 +146,7 @@ def _rate_line(summary: dict[str, Any]) -> str:
     if span is None:
         return "rate: as fast as possible"
     if achieved is None:
-        return f"rate: all at once ({summary['sent']:,} lots within {duration_text(max(span, 0.001))})"
+        return f"rate: all at once ({count_of(summary['sent'], 'lot')} within {duration_text(max(span, 0.001))})"
     return f"rate: as fast as possible, {rate_text(achieved / 60.0, ' lots/s')} between the first and the last send"
 
 
@@ -168,7 +169,8 @@ def render_text(summary: dict[str, Any]) -> str:
         rejected = follow["rejected"]
         reasons = f" ({', '.join(f'{r} ×{n}' for r, n in sorted(rejected.items()))})" if rejected else ""
         lines += [
-            f"followed {follow['lots']:,} lots: {follow['completed']:,} completed, {follow['scrapped']:,} scrapped, "
+            f"followed {count_of(follow['lots'], 'lot')}: {follow['completed']:,} completed, "
+            f"{follow['scrapped']:,} scrapped, "
             f"{sum(rejected.values()):,} dead-lettered{reasons}, {follow['not_finished']:,} not finished"
             + ("  (--follow-timeout reached)" if follow["timed_out"] else ""),
             f"lead time (send → finished event): p50 {duration_text(lead['p50'])}, "
