@@ -348,7 +348,7 @@ def _new_lot(sim: Simulation, d: dict[str, Any]) -> Lot:
     lot.block_at = _opt_float(d["block_at"])
     lot.block_reason = d["block_reason"]
     if d["rng"] is not None:
-        lot._rng = _set_rng(random.Random(), d["rng"])
+        lot._rng = _set_rng(random.Random(0), d["rng"])  # seeded, not from OS entropy; the state is set next
     return lot
 
 
