@@ -20,6 +20,7 @@ import yaml
 
 from simulator import config as config_module
 from simulator import package_version
+from simulator.config_origins import Override, flag
 from simulator.durations import parse_duration
 from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
@@ -113,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_bridge(args: argparse.Namespace) -> int:
     from simulator.runtime.bridge import run_bridge
 
-    overrides: dict[str, Any] = {}
+    overrides: list[Override] = []
     if args.http_port is not None:
-        overrides["mqtt.bridge.http_port"] = args.http_port
+        overrides.append(Override("mqtt.bridge.http_port", args.http_port, flag("--http-port", args.http_port)))
     cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
     return run_bridge(cfg)
 
@@ -127,17 +128,18 @@ DEMO_SPEED = 600
 def cmd_run(args: argparse.Namespace) -> int:
     from simulator.runtime.service_main import run_service
 
-    overrides: dict[str, Any] = {}
+    overrides: list[Override] = []
     if args.speed is not None:
-        overrides["simulation.speed"] = args.speed
+        overrides.append(Override("simulation.speed", args.speed, flag("--speed", args.speed)))
     elif args.demo and "FACTORYSIM_SPEED" not in os.environ:
-        overrides["simulation.speed"] = DEMO_SPEED
+        overrides.append(Override("simulation.speed", DEMO_SPEED, flag("--demo")))
     if args.seed is not None:
-        overrides["simulation.seed"] = args.seed
+        overrides.append(Override("simulation.seed", args.seed, flag("--seed", args.seed)))
     if args.start == "now":
-        overrides["simulation.start"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        overrides.append(Override("simulation.start", dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+                                  flag("--start", args.start)))
     elif args.start != "config":
-        overrides["simulation.start"] = args.start
+        overrides.append(Override("simulation.start", args.start, flag("--start", args.start)))
     cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
     return run_service(cfg, demo=args.demo, fresh=args.fresh)
 
@@ -302,18 +304,20 @@ def _mix(flag: str, text: str) -> dict[str, float]:
     return mix
 
 
-def _arrival_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
+def _arrival_overrides(args: argparse.Namespace) -> list[Override]:
+    overrides: list[Override] = []
     if args.rate is not None:
-        overrides["arrivals.rate_per_hour"] = args.rate
+        overrides.append(Override("arrivals.rate_per_hour", args.rate, flag("--rate", args.rate)))
     if args.arrivals is not None:
-        overrides["arrivals.process"] = args.arrivals
+        overrides.append(Override("arrivals.process", args.arrivals, flag("--arrivals", args.arrivals)))
     if args.locations is not None:
-        overrides["arrivals.location_mix"] = _mix("--locations", args.locations)
+        overrides.append(Override("arrivals.location_mix", _mix("--locations", args.locations),
+                                  flag("--locations", args.locations)))
     if args.priorities is not None:
-        overrides["arrivals.priority_mix"] = _mix("--priorities", args.priorities)
+        overrides.append(Override("arrivals.priority_mix", _mix("--priorities", args.priorities),
+                                  flag("--priorities", args.priorities)))
     if args.seed is not None:
-        overrides["simulation.seed"] = args.seed
+        overrides.append(Override("simulation.seed", args.seed, flag("--seed", args.seed)))
     return overrides
 
 

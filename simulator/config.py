@@ -1,19 +1,25 @@
-"""Load the configuration once: YAML file + one documented environment mapping, validated.
+"""Load the configuration once: YAML file + one documented environment mapping + command-line
+overrides, validated.
 
-Every problem is reported as ``<key.path>: <what is wrong> (got <value>)``; the CLI prints them
-and exits with code 2.  See :data:`ENV_OVERRIDES` and the README's config reference.
+Every problem is reported with where the bad value came from (see :mod:`simulator.config_origins`):
+``config.yaml line 12: <key.path>: <what is wrong> (got <value>)``, ``FACTORYSIM_SPEED=abc
+(simulation.speed): …`` or ``--speed abc (simulation.speed): …``; the CLI prints them and exits with
+code 2.  See :data:`ENV_OVERRIDES` and the README's config reference.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from simulator import config_origins
+from simulator.config_origins import KeyPath, Origins, Override
 from simulator.config_schema import DISTRIBUTIONS, Config, CrossFieldError, Distribution
 from simulator.errors import ConfigError
 from simulator.formats.registry import check_topic_template
@@ -35,7 +41,11 @@ ENV_OVERRIDES: Mapping[str, str] = {
 # Any other key: FACTORYSIM__SECTION__KEY=value (double underscores between path parts).
 GENERIC_PREFIX = "FACTORYSIM__"
 
-__all__ = ["DEFAULT_PATH", "ENV_OVERRIDES", "Config", "ConfigError", "config_path", "load", "parse"]
+__all__ = ["DEFAULT_PATH", "ENV_OVERRIDES", "Config", "ConfigError", "Override", "config_path", "load", "parse"]
+
+# Explicit overrides: key path -> value (set by the program, no origin to report), or Override
+# objects that carry their origin (a command-line flag).
+Overrides = Mapping[str, Any] | Iterable[Override]
 
 
 def config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -44,8 +54,7 @@ def config_path(explicit: str | None, environ: Mapping[str, str] | None = None) 
     return Path(explicit or env.get("CONFIG_PATH") or DEFAULT_PATH)
 
 
-def load(path: str | Path, environ: Mapping[str, str] | None = None,
-         overrides: Mapping[str, Any] | None = None) -> Config:
+def load(path: str | Path, environ: Mapping[str, str] | None = None, overrides: Overrides | None = None) -> Config:
     """Read, override and validate a config file; raise ConfigError naming every bad key."""
     path = Path(path)
     try:
@@ -53,59 +62,74 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None,
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the config file ({exc.strerror or exc})"]) from exc
     try:
-        data = yaml.safe_load(text)
+        data, origins = config_origins.load_yaml(text, path)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"])
-    return parse(data, environ=os.environ if environ is None else environ, overrides=overrides)
+    return parse(data, environ=os.environ if environ is None else environ, overrides=overrides, origins=origins)
 
 
-def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None,
-          overrides: Mapping[str, Any] | None = None) -> Config:
-    """Validate a config mapping after applying environment and explicit overrides."""
+def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None, overrides: Overrides | None = None,
+          origins: Origins | None = None) -> Config:
+    """Validate a config mapping after applying environment and explicit overrides; ``origins``
+    says where the mapping's values came from (:func:`load` passes the file's lines)."""
     data = _deep_copy(data)
+    origins = origins.copy() if origins is not None else Origins()
     problems: list[str] = []
-    for key_path, value in _env_pairs(environ or {}, problems):
-        _set_path(data, key_path, value)
-    for key_path, value in (overrides or {}).items():
-        _set_path(data, key_path, value)
+    for override in [*_env_overrides(environ or {}, problems), *_explicit(overrides)]:
+        for path in _set_path(data, override.key_path, override.value):
+            origins.set(path, override.origin)
     if problems:
         raise ConfigError(problems)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
-    _check_topic_templates(config)
+        raise ConfigError(_lines(origins, _describe(exc))) from exc
+    _check_topic_templates(config, origins)
     return config
 
 
-def _check_topic_templates(config: Config) -> None:
+def _lines(origins: Origins, problems: Iterable[tuple[str, str]]) -> list[str]:
+    # pydantic may report a union member's errors several times; keep the first of each.
+    return list(dict.fromkeys(origins.describe(key, message) for key, message in problems))
+
+
+def _check_topic_templates(config: Config, origins: Origins) -> None:
     """MQTT topic templates need their format's placeholders (known only to the formats)."""
     problems = []
-    for target in config.mqtt.targets:
+    for index, target in enumerate(config.mqtt.targets):
         if target.topic_template is not None:
             try:
                 check_topic_template(target.format, target.topic_template)
             except ValueError as exc:
-                problems.append(f"mqtt.targets.{target.name}.topic_template: {exc}")
+                problems.append(origins.describe(f"mqtt.targets.{target.name}.topic_template", str(exc),
+                                                 located=f"mqtt.targets[{index}].topic_template"))
     if problems:
         raise ConfigError(problems)
 
 
-def _env_pairs(environ: Mapping[str, str], problems: list[str]) -> list[tuple[str, Any]]:
-    pairs: list[tuple[str, Any]] = []
+def _explicit(overrides: Overrides | None) -> list[Override]:
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [Override(key_path, value) for key_path, value in overrides.items()]
+    return list(overrides)
+
+
+def _env_overrides(environ: Mapping[str, str], problems: list[str]) -> list[Override]:
+    found: list[Override] = []
     for var, key_path in ENV_OVERRIDES.items():
         if var in environ:
-            pairs.append((key_path, _scalar(environ[var])))
+            found.append(Override(key_path, _scalar(environ[var]), config_origins.env(var, environ[var])))
     for var, raw in environ.items():
         if var.startswith(GENERIC_PREFIX):
             parts = [p.lower() for p in var[len(GENERIC_PREFIX):].split("__") if p]
             if not parts:
                 problems.append(f"{var}: environment override names no key (use FACTORYSIM__SECTION__KEY)")
                 continue
-            pairs.append((".".join(parts), _scalar(raw)))
-    return pairs
+            found.append(Override(".".join(parts), _scalar(raw), config_origins.env(var, raw)))
+    return found
 
 
 def _scalar(raw: str) -> Any:
@@ -115,34 +139,35 @@ def _scalar(raw: str) -> Any:
         return raw
 
 
-def _set_path(data: dict[str, Any] | list[Any], key_path: str, value: Any) -> None:
+def _set_path(data: dict[str, Any] | list[Any], key_path: str, value: Any, at: KeyPath = ()) -> list[KeyPath]:
     """Set a dotted key; each part matches an existing key case-insensitively (so
     FACTORYSIM__LOCATIONS__VIETNAM__... reaches ``Vietnam``), else it is created.  In a list, a
-    number picks an existing element (``mqtt.targets.0.host``) and ``*`` every element."""
+    number picks an existing element (``mqtt.targets.0.host``) and ``*`` every element.  Returns
+    the paths whose whole content is now the override's (the key set, or the first one created)."""
     part, _, rest = key_path.partition(".")
     if isinstance(data, list):
         if part == "*":
-            items = data
+            indices = list(range(len(data)))
         elif part.isdigit() and int(part) < len(data):
-            items = [data[int(part)]]
+            indices = [int(part)]
         else:
-            return  # no such element: nothing to override
-        for item in items:
-            if isinstance(item, dict | list) and rest:
-                _set_path(item, rest, value)
-        return
+            return []  # no such element: nothing to override
+        return [path for i in indices if isinstance(data[i], dict | list) and rest
+                for path in _set_path(data[i], rest, value, (*at, i))]
     key = _existing_key(data, part)
+    here = (*at, key)
     if not rest:
         data[key] = value
-        return
+        return [here]
     child = data.get(key)
-    if not isinstance(child, dict | list):
-        following = rest.partition(".")[0]
-        if following == "*" or following.isdigit():
-            return  # a list element that does not exist: nothing to override
-        child = {}
-        data[key] = child
-    _set_path(child, rest, value)
+    if isinstance(child, dict | list):
+        return _set_path(child, rest, value, here)
+    following = rest.partition(".")[0]
+    if following == "*" or following.isdigit():
+        return []  # a list element that does not exist: nothing to override
+    data[key] = {}
+    _set_path(data[key], rest, value, here)
+    return [here]
 
 
 def _existing_key(node: dict[str, Any], part: str) -> str:
@@ -161,17 +186,17 @@ def _deep_copy(value: Any) -> Any:
 
 
 # --- error messages -------------------------------------------------------------------------
-def _describe(exc: ValidationError) -> list[str]:
-    lines: list[str] = []
+def _describe(exc: ValidationError) -> list[tuple[str, str]]:
+    """(key path, what is wrong) per error."""
+    problems: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         error = (err.get("ctx") or {}).get("error")
         loc = _loc_text(err["loc"])
         if isinstance(error, CrossFieldError):
-            lines.extend(f"{_join(loc, path)}: {msg}" for path, msg in error.problems)
+            problems.extend((_join(loc, path), msg) for path, msg in error.problems)
             continue
-        lines.append(f"{loc or '(top level)'}: {_message(err)}")
-    # pydantic may report a union member's errors several times; keep the first of each.
-    return list(dict.fromkeys(lines))
+        problems.append((loc, _message(err)))
+    return problems
 
 
 _FRIENDLY: Mapping[str, str] = {
@@ -209,7 +234,11 @@ def _message(err: Any) -> str:
         return "required key is missing"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(err["loc"][:-1])
-        return f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
+        if not allowed:
+            return "unknown key"
+        close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return f"unknown distribution {got.get('distribution') if isinstance(got, dict) else got!r}; " \
                f"allowed: {', '.join(DISTRIBUTIONS)}"

@@ -8,11 +8,15 @@ class FactorySimError(Exception):
 
 
 class ConfigError(FactorySimError):
-    """The configuration is invalid; ``problems`` has one line per bad key."""
+    """The configuration is invalid; ``problems`` has one line per bad key, each naming where the
+    value came from (see simulator/config_origins.py).  One problem is one line."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+        if len(problems) == 1:
+            super().__init__(f"invalid configuration: {problems[0]}")
+        else:
+            super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 class UsageError(FactorySimError):

@@ -148,8 +148,9 @@ def test_same_seed_gives_byte_identical_telemetry_and_another_seed_differs(
     (["simulate", "--config", CONFIG, "--lots", "5", "--locations", "Italia"], "--locations: expected NAME=WEIGHT"),
     (["simulate", "--config", CONFIG, "--lots", "5", "--priorities", "alta=-1"], "--priorities: expected"),
     (["simulate", "--config", CONFIG, "--lots", "5", "--locations", "Mars=1"],
-     "arrivals.location_mix.Mars: unknown location; allowed: Italia, Brasile, Vietnam"),
-    (["simulate", "--config", CONFIG, "--lots", "5", "--rate", "-2"], "arrivals.rate_per_hour: must be > 0"),
+     "--locations Mars=1 (arrivals.location_mix.Mars): unknown location; allowed: Italia, Brasile, Vietnam"),
+    (["simulate", "--config", CONFIG, "--lots", "5", "--rate", "-2"],
+     "--rate -2 (arrivals.rate_per_hour): must be > 0"),
 ])
 def test_usage_errors_exit_2_with_one_clear_message(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                     message: str) -> None:

@@ -60,8 +60,8 @@ def test_normalised_config_reloads_to_the_same_config(default_config: Config) ->
     ("simulation.seed", -1, "simulation.seed: must be >= 0 (got -1)"),
     ("simulation.start", "yesterday", "simulation.start: must be an ISO 8601 instant"),
     ("simulation.start", "2025-06-25T06:00:00", "simulation.start: start needs a UTC offset"),
-    ("simulation.sped", 3, "simulation.sped: unknown key; allowed keys: after_downtime, priority_processing, "
-                           "seed, speed, start"),
+    ("simulation.sped", 3, "simulation.sped: unknown key; did you mean speed? allowed keys: after_downtime, "
+                           "priority_processing, seed, speed, start"),
     ("locations.Italia.timezone", "Mars/Base", "locations.Italia.timezone: unknown time zone 'Mars/Base'"),
     ("locations.Italia.machines.fresa_cnc", -1, "locations.Italia.machines.fresa_cnc: must be >= 0 (got -1)"),
     ("locations.Italia.machines.laser", 2, "locations.Italia.machines.laser: unknown machine type; allowed: "),
@@ -170,14 +170,15 @@ def test_generic_overrides_match_existing_keys_case_insensitively(default_yaml: 
     assert cfg.locations["Vietnam"].machines["test"] == 4
     assert list(cfg.locations) == ["Italia", "Brasile", "Vietnam"]
     problems = _problems(copy.deepcopy(default_yaml), {"FACTORYSIM__LOCATIONS__ATLANTIS__MACHINES__TEST": "1"})
-    assert problems == ["locations.atlantis.timezone: required key is missing"]
+    assert problems == ["FACTORYSIM__LOCATIONS__ATLANTIS__MACHINES__TEST=1 (locations.atlantis.timezone): "
+                        "required key is missing"]
 
 
 def test_bad_environment_values_name_the_key(default_yaml: dict[str, Any]) -> None:
     problems = _problems(copy.deepcopy(default_yaml), {"HEALTH_CHECK_PORT": "http", "FACTORYSIM__": "1"})
     assert problems == ["FACTORYSIM__: environment override names no key (use FACTORYSIM__SECTION__KEY)"]
     problems = _problems(copy.deepcopy(default_yaml), {"HEALTH_CHECK_PORT": "http"})
-    assert problems == ["http.port: must be a whole number (got 'http')"]
+    assert problems == ["HEALTH_CHECK_PORT=http (http.port): must be a whole number (got 'http')"]
 
 
 def test_config_path_order(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from simulator import config as config_module
 from simulator.adapters.kafka_options import client_options, producer_options
+from simulator.config_origins import Override, flag
 from simulator.errors import BrokerUnavailable
 from simulator.lotsender.follow import LotFollower
 from simulator.lotsender.report import build_summary
@@ -114,11 +115,13 @@ async def _embedded_service(settings: Settings) -> AsyncIterator[str]:
     from simulator.runtime.app import Service  # the service only for --embedded
 
     assert settings.config is not None
-    config = config_module.parse(
+    fixed = {"kafka.bootstrap_servers": "embedded", "kafka.embedded.storage": "memory", "http.port": 0,
+             "simulation.start": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+    config = config_module.parse(  # the config is valid already; only --embedded-speed can be wrong here
         settings.config.model_dump(mode="json", exclude_none=True), environ={},
-        overrides={"kafka.bootstrap_servers": "embedded", "kafka.embedded.storage": "memory", "http.port": 0,
-                   "simulation.speed": settings.embedded_speed,
-                   "simulation.start": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()})
+        overrides=[*(Override(key, value) for key, value in fixed.items()),
+                   Override("simulation.speed", settings.embedded_speed,
+                            flag("--embedded-speed", settings.embedded_speed))])
     service = Service(config)
     task = asyncio.get_running_loop().create_task(service.run(), name="embedded-factorysim")
     ready = asyncio.ensure_future(service.ready_event.wait())

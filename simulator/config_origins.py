@@ -1,0 +1,149 @@
+"""Where each config value came from, so that a config error names what the user typed.
+
+A value comes from a line of the config file, an environment variable or a command-line flag
+(in that order of precedence, the last one wins).  :class:`Origins` records, per key path, the
+origin of the value there; an error found at a key path is reported with the origin of the
+longest recorded prefix of that path:
+
+    config.yaml line 12: simulation.speed: must be …
+    FACTORYSIM_SPEED=abc (simulation.speed): must be …
+    --locations Germany=1 (arrivals.location_mix.Germany): unknown location; allowed: …
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KeyPath = tuple[str | int, ...]
+
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN", re.IGNORECASE)
+_SHOWN_CHARS = 60
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """``where`` in the user's words.  A flag or a variable puts the key in brackets after what was
+    typed; a file puts its line first and the key after it."""
+
+    where: str
+    in_file: bool = False
+
+    def describe(self, key: str, message: str) -> str:
+        if self.in_file:
+            return f"{self.where}: {key}: {message}"
+        return f"{self.where} ({key}): {message}"
+
+
+def flag(name: str, text: object = None) -> Origin:
+    """A command-line flag as typed, e.g. ``--speed abc`` (``--demo`` for a flag without value)."""
+    if isinstance(text, float) and text.is_integer() and abs(text) < 1e15:
+        text = int(text)  # argparse made a float of "--rate 5"; show 5
+    return Origin(name if text is None else f"{name} {_shown(str(text))}")
+
+
+def env(var: str, raw: str) -> Origin:
+    """An environment variable as set, e.g. ``FACTORYSIM_SPEED=abc`` (a secret's value hidden)."""
+    return Origin(f"{var}={'…' if _SECRET_NAME.search(var) else _shown(raw)}")
+
+
+def file_line(path: str | Path, line: int | None = None) -> Origin:
+    return Origin(f"{path} line {line}" if line else str(path), in_file=True)
+
+
+def _shown(text: str) -> str:
+    if len(text) > _SHOWN_CHARS:
+        text = text[:_SHOWN_CHARS] + "…"
+    return shlex.quote(text)
+
+
+@dataclass(frozen=True)
+class Override:
+    """Set ``key_path`` (dotted, see :func:`simulator.config.parse`) to ``value``, from ``origin``
+    (None: set by the program itself, reported without an origin)."""
+
+    key_path: str
+    value: Any
+    origin: Origin | None = None
+
+
+class Origins:
+    """Origin per key path; the origin of anything else is the nearest recorded ancestor's, or
+    ``root`` (the file as a whole, or None for a mapping given by the program)."""
+
+    def __init__(self, root: Origin | None = None) -> None:
+        self.root = root
+        self._by_path: dict[KeyPath, Origin | None] = {}
+
+    def copy(self) -> Origins:
+        other = Origins(self.root)
+        other._by_path = dict(self._by_path)
+        return other
+
+    def set(self, path: KeyPath, origin: Origin | None) -> None:
+        """``path`` now holds a value from ``origin``: what was recorded inside it is gone."""
+        folded = _fold(path)
+        for old in [p for p in self._by_path if p[:len(folded)] == folded]:
+            del self._by_path[old]
+        self._by_path[folded] = origin
+
+    def of(self, key: str) -> Origin | None:
+        path = _fold(key_parts(key))
+        for n in range(len(path), 0, -1):
+            if path[:n] in self._by_path:
+                return self._by_path[path[:n]]
+        return self.root
+
+    def describe(self, key: str, message: str, located: str | None = None) -> str:
+        """One problem line: the origin of ``key``'s value (of the value at ``located`` when the
+        key names a list element by its name), the key, what is wrong."""
+        origin = self.of(key if located is None else located)
+        key = key or "(top level)"
+        return origin.describe(key, message) if origin is not None else f"{key}: {message}"
+
+
+def key_parts(key: str) -> KeyPath:
+    """``route[3].quality`` → ``("route", 3, "quality")``."""
+    return tuple(int(index) if index else name for index, name in _KEY_PART.findall(key))
+
+
+def _fold(path: KeyPath) -> KeyPath:
+    return tuple(p.casefold() if isinstance(p, str) else p for p in path)
+
+
+def load_yaml(text: str, path: str | Path) -> tuple[Any, Origins]:
+    """Parse a YAML document (as ``yaml.safe_load``) and the line of every key and list element."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    origins = Origins(file_line(path))
+    if node is not None:
+        _record(loader, node, (), path, origins)
+    return data, origins
+
+
+def _record(loader: yaml.SafeLoader, node: yaml.Node, at: KeyPath, path: str | Path, origins: Origins) -> None:
+    # construct_document has flattened merge keys (<<: *anchor) into each mapping node already.
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = loader.construct_object(key_node)
+            if isinstance(key, str | int) and not isinstance(key, bool):
+                here = (*at, key if isinstance(key, str) else str(key))
+                origins.set(here, file_line(path, key_node.start_mark.line + 1))
+                _record(loader, value_node, here, path, origins)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            here = (*at, index)
+            origins.set(here, file_line(path, item.start_mark.line + 1))
+            _record(loader, item, here, path, origins)
