@@ -44,7 +44,9 @@ async def test_the_readme_quick_start_runs_as_written_in_a_fresh_shell(
                                        capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         assert service.sim.stats.completed + service.sim.stats.scrapped >= 100
-    assert "100 completed" in done.stdout, done.stdout  # lot-sender --follow saw every lot finish
+    followed = re.search(r"followed 100 lots: (\d+) completed, (\d+) scrapped, 0 dead-lettered, 0 not finished",
+                         done.stdout)
+    assert followed and int(followed[1]) + int(followed[2]) == 100, done.stdout  # --follow saw every lot finish
     assert "2000 received" in done.stdout, done.stdout  # the offline study
     assert (tmp_path / "report.html").stat().st_size > 10_000
     assert "usage: factorysim" in done.stdout and "usage: lot-sender" in done.stdout

@@ -130,7 +130,7 @@ async def test_demo_mode_shows_lots_flowing_on_the_embedded_broker(tmp_path: Pat
     summary = out.decode()
     assert "lots:" in summary
     assert "fresa_cnc" in summary
-    assert "utilisation:" in summary
+    assert "utilisation since the start:" in summary
     assert f"commands: curl -X POST -H 'Authorization: Bearer {token}' http://127.0.0.1:{port}/simulation/pause" \
         in summary  # `make run` shows how to use the controls
     assert not token_file.exists()

@@ -112,6 +112,7 @@ def started(config: Config, seed: int) -> tuple[Simulation, ListSink]:
     return sim, sink
 
 
+@pytest.mark.timeout(600)  # twelve runs of a plant twice over: minutes on a loaded machine
 @settings(max_examples=12, deadline=None)
 @given(name=st.sampled_from(CONFIGS), seed=st.integers(0, 2**31 - 1),
        share=st.floats(0.02, 0.95, allow_nan=False))
