@@ -53,6 +53,10 @@ class CommandRejected(FactorySimError):
         super().__init__(f"{reason}: {detail}")
 
 
+class JournalRefused(FactorySimError):
+    """Kafka refused an input's journal entry: the input was not applied (and is not done)."""
+
+
 class IllegalTransition(FactorySimError):
     """A lot was asked to move between states the lot state machine forbids (a bug)."""
 

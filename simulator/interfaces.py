@@ -1,19 +1,32 @@
 """The small interfaces between the adapters and the runtime (adapters → interfaces ← runtime).
 
-Adapters hand the model its inputs through :class:`ModelInputs` and never reach into the driver
-or the simulation themselves.
+Adapters see the runtime only through these: :class:`ModelInputs` (where inputs enter the model),
+:class:`RecordSource` (the records a publisher drains), :class:`CommandSink` (where a command from
+an entrance goes) and :class:`HttpServiceView` (what the HTTP server reads and serves).  The
+runtime's classes satisfy them structurally; no adapter imports :mod:`simulator.runtime`
+(tests/test_import_graph.py checks it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simulator.model.inputs import Input
 from simulator.model.lot import Lot
 
+if TYPE_CHECKING:
+    from simulator.config_schema import Config
+    from simulator.errors import CommandRejected
+    from simulator.io_metrics import IoMetrics
+    from simulator.model.records import Record
+    from simulator.model.simulation import Simulation
+
 Result = Lot | dict[str, Any] | Exception  # an input's result, or the exception that refused it
+
+# the service's lifecycle states, as /health, /health/live and the API description show them
+STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
 
 
 class ModelInputs(Protocol):
@@ -31,4 +44,95 @@ class ModelInputs(Protocol):
 
     def on_lot_finished(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(lot_code)`` whenever a lot completes or is scrapped."""
+        ...
+
+
+class RecordSource(Protocol):
+    """The model's records, for a publisher to drain (:class:`simulator.runtime.outbox.Outbox`)."""
+
+    async def get_batch(self, max_items: int = ...) -> list[Record]:
+        """Wait for records and take up to ``max_items``; an empty list means closed and drained."""
+        ...
+
+
+class CommandSink(Protocol):
+    """Where the entrances send runtime commands (:class:`simulator.runtime.commands.CommandProcessor`)."""
+
+    async def execute(self, payload: bytes | bytearray | memoryview | str | Mapping[str, Any],
+                      source: str = ...) -> dict[str, Any]:
+        """Validate and apply ``payload``; returns the result, raises CommandRejected."""
+        ...
+
+    def rejected(self, source: str, name: str, exc: CommandRejected) -> None:
+        """Count and log a command an entrance rejected before :meth:`execute`."""
+        ...
+
+
+class HealthView(Protocol):
+    """The service's health, as GET /health and /health/ready answer it."""
+
+    @property
+    def state(self) -> str: ...  # STARTING, RUNNING, STOPPING or STOPPED
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def kafka_connected(self) -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def not_ready_because(self) -> list[str]: ...
+
+
+class PacingView(Protocol):
+    @property
+    def lag_s(self) -> float: ...  # how far the paced driver is behind the wall clock
+
+
+class ConsumerLagView(Protocol):
+    def lag(self) -> int | None: ...  # orders on the topic not yet consumed (None: not known yet)
+
+
+class InFlightView(Protocol):
+    @property
+    def in_flight(self) -> int: ...  # messages sent but not yet confirmed
+
+
+class HttpServiceView(HealthView, Protocol):
+    """What the HTTP server reads from the service (:class:`simulator.runtime.app.Service`): its
+    health, configuration, counters and live model, the live gauges of /metrics, and the commands."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def environ(self) -> Mapping[str, str] | None: ...  # None: the process's environment
+
+    @property
+    def metrics(self) -> IoMetrics: ...
+
+    @property
+    def sim(self) -> Simulation: ...  # the run's model (a new one after a recovery)
+
+    @property
+    def driver(self) -> PacingView: ...
+
+    @property
+    def outbox(self) -> Sized: ...
+
+    @property
+    def intake(self) -> ConsumerLagView | None: ...
+
+    @property
+    def publisher(self) -> InFlightView | None: ...
+
+    @property
+    def commands(self) -> CommandSink: ...  # the run's (rebuilt on recovery)
+
+    async def export_snapshot(self, timeout_s: float = ...) -> bytes | None:
+        """The live model's snapshot (GET /snapshot), or None when the run is not live."""
         ...

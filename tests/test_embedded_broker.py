@@ -22,9 +22,9 @@ from mqtt_harness import missing_dependency
 from simulator.adapters.child_process import process_start
 from simulator.adapters.embedded_broker import EmbeddedBroker, broker_command, default_data_dir
 from simulator.adapters.object_store import weed_binary
+from simulator.asyncio_waits import wait_for
 from simulator.config import parse
 from simulator.errors import BrokerUnavailable, ConfigError
-from simulator.runtime.waits import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[1]

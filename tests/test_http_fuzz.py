@@ -51,15 +51,16 @@ from service_harness import orders, produce, service_config
 
 from simulator.adapters import openapi
 from simulator.adapters.http import HttpServer
+from simulator.command_schema import ALIASES, COMMANDS, FIELDS, PLANT_WIDE, Command, parse_command
 from simulator.config_schema import Config
 from simulator.errors import CommandRejected
+from simulator.io_metrics import IoMetrics
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, control_characters
 from simulator.model.records import NullSink
 from simulator.model.simulation import Simulation
 from simulator.runtime.app import Service
-from simulator.runtime.commands import ALIASES, COMMANDS, FIELDS, PLANT_WIDE, Command, CommandProcessor, parse_command
+from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
-from simulator.runtime.metrics import IoMetrics
 
 # hypothesis builds the repr of every example it runs and warns when one passes 30 kB: hostile
 # payloads here are that large on purpose

@@ -36,8 +36,8 @@ from simulator.config_schema import Config, Consumer, Producer
 from simulator.errors import OrderRejected
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.io_metrics import IoMetrics
 from simulator.orders import OrderParser
-from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 
 Headers = list[tuple[str, bytes | None]]

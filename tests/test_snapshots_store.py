@@ -25,7 +25,7 @@ from simulator.config_schema import Config
 from simulator.formats import snapshot as wire
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
-from simulator.runtime.metrics import IoMetrics
+from simulator.io_metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 
 MIB = 1024 * 1024

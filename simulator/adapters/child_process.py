@@ -23,8 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable
-from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 

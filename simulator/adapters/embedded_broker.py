@@ -31,8 +31,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from simulator.adapters.child_process import Child, process_start, stop_stale
 from simulator.adapters.object_store import BUCKET, SeaweedFS, remove_stale_sockets
+from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable, ConfigError
-from simulator.runtime.waits import wait_for
 
 if TYPE_CHECKING:
     from simulator.config_schema import EmbeddedKafka

@@ -2,7 +2,7 @@
 
 Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines,
 /machines/{id} and /snapshot (the live model's state, see :mod:`simulator.formats.snapshot`).
-Commands (see :mod:`simulator.runtime.commands`), always behind a bearer token (configured, or
+Commands (see :mod:`simulator.command_schema`), always behind a bearer token (configured, or
 generated at start: :mod:`simulator.adapters.http_token`) unless ``http.open_controls`` is true:
 POST /machines/{id}/block, POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly,
 POST /simulation/pause, POST /simulation/resume, PUT /simulation/speed.  A rejected command
@@ -20,7 +20,7 @@ import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -32,14 +32,12 @@ from prometheus_client.registry import Collector
 from simulator.adapters import openapi
 from simulator.adapters.http_token import ControlToken
 from simulator.adapters.listening import PortSetting, listen
+from simulator.command_schema import decode
 from simulator.errors import CommandRejected, FactorySimError
+from simulator.interfaces import HttpServiceView
 from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
-from simulator.runtime.commands import decode
-
-if TYPE_CHECKING:
-    from simulator.runtime.app import Service
 
 log = logging.getLogger(__name__)
 HTTP_PORT = PortSetting("http.port", env="HEALTH_CHECK_PORT")
@@ -81,7 +79,7 @@ _ONE_LINE_FILTER = _ClientErrorsInOneLine()
 class LiveCollector(Collector):
     """Gauges read from the service at scrape time."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: HttpServiceView) -> None:
         self.service = service
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -129,7 +127,7 @@ class LiveCollector(Collector):
 
 
 class HttpServer:
-    def __init__(self, service: Service, host: str, port: int) -> None:
+    def __init__(self, service: HttpServiceView, host: str, port: int) -> None:
         self.service = service
         self.host = host
         self.port = port

@@ -17,10 +17,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable
 from simulator.formats import journal
 from simulator.formats.journal import Entry, Read
-from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from simulator.adapters.record_batches import OpenBatch, TopicBatches
 from simulator.formats import Format, WireMessage
+from simulator.interfaces import RecordSource
+from simulator.io_metrics import IoMetrics
 from simulator.model.records import Record
-from simulator.runtime.metrics import IoMetrics
-from simulator.runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 Delivered = Callable[[], None] | None
@@ -56,7 +56,7 @@ class _InFlight:
 
 
 class KafkaPublisher:
-    def __init__(self, producer: AIOKafkaProducer, outbox: Outbox, fmt: Format, metrics: IoMetrics, *,
+    def __init__(self, producer: AIOKafkaProducer, outbox: RecordSource, fmt: Format, metrics: IoMetrics, *,
                  max_in_flight: int = 50_000,
                  backoff_max_s: float = 5.0, on_connection: Callable[[bool], None] | None = None,
                  records_per_round: int = 2000) -> None:

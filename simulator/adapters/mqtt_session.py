@@ -30,9 +30,9 @@ from gmqtt.mqtt.property import PROPERTIES, PROPERTIES_BY_ID, PROPERTIES_BY_NAME
 from gmqtt.storage import PersistentStorage
 
 from simulator.adapters.mqtt_options import availability_topic, client_id, credentials, tls_context
+from simulator.asyncio_waits import wait_for
 from simulator.config_schema import MqttTarget
 from simulator.errors import FactorySimError
-from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 

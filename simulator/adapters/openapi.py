@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the HTTP API (:mod:`simulator.adapters.http`), built from the code.
 
-Request bodies come from the command schema (:data:`simulator.runtime.commands.FIELDS` and
+Request bodies come from the command schema (:data:`simulator.command_schema.FIELDS` and
 ``ALIASES``) and the bounds of :mod:`simulator.limits`; enumerations (machine states, service
 states, plant-wide anomalies) from the modules that define them.  A command field without a schema
 here makes :func:`document` fail, so a new field cannot be served undocumented.
@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from simulator import package_version
+from simulator.command_schema import ALIASES, FIELDS
+from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
 from simulator.model.machine import STATES
-from simulator.runtime.commands import ALIASES, FIELDS
 
 OPENAPI_VERSION = "3.1.0"
 PATH_MACHINE = "machine_id"  # the one path parameter
@@ -38,7 +39,7 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "/snapshot", "snapshot", "The live model's complete state: a snapshot for `factorysim simulate "
                                      "--from-snapshot`"),
 )
-# Commands: (method, path, command of simulator.runtime.commands, summary) -- need the bearer token.
+# Commands: (method, path, command of simulator.command_schema, summary) -- need the bearer token.
 # The plant-wide switches (bearing_fault, energy_spike) come over MQTT only.
 COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("post", "/machines/{machine_id}/block", "block", "Block the machine now (until repaired, or for duration_s)"),
@@ -77,7 +78,7 @@ COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 SHARE: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}
 TEXT_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
 
-# The schema of every field a command can carry (commands.FIELDS names them; the path gives machine_id).
+# The schema of every field a command can carry (command_schema.FIELDS names them; the path gives machine_id).
 FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "machine_id": _text("Machine id, as in GET /machines"),
     "reason": {**_text("Why the machine is blocked (shows in telemetry and lot events)"), "default": "manual"},
@@ -91,9 +92,6 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
 
 
 def _components() -> dict[str, Any]:
-    # imported here: the service imports the HTTP server, which serves this document
-    from simulator.runtime.app import RUNNING, STARTING, STOPPED, STOPPING
-
     block = _object({"reason": TEXT_OR_NULL, "cause": TEXT_OR_NULL, "since_s": NUMBER,
                      "until_s": {"type": ["number", "null"], "description": "null: until repaired"}},
                     description="The block a machine is in")

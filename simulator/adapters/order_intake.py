@@ -42,13 +42,12 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from simulator.adapters.dead_letters import DEFAULT_MAX_REQUEST_BYTES, Consumed, Unread, dead_letter, letter_attempts
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.offsets import PartitionOffsets
-from simulator.errors import OrderRejected
+from simulator.errors import JournalRefused, OrderRejected
 from simulator.interfaces import ModelInputs, Result
+from simulator.io_metrics import IoMetrics
 from simulator.model.inputs import Admit
 from simulator.model.order import Order
 from simulator.orders import OrderParser
-from simulator.runtime.gate import JournalRefused
-from simulator.runtime.metrics import IoMetrics
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.partitioning import partition_of
+from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable, FactorySimError
 from simulator.formats import snapshot as wire
 from simulator.formats.snapshot import Part, Snapshot, SnapshotCorrupt
-from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable
 from simulator.lotsender.plan import RUN_HEADER, SEQ_HEADER
 from simulator.lotsender.sender import SendStats
-from simulator.runtime.waits import wait_for
 
 RECEIVED = b"lot.received"
 FINISHED = {b"lot.completed": "completed", b"lot.scrapped": "scrapped"}

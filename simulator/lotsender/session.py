@@ -18,13 +18,13 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from simulator import config as config_module
 from simulator.adapters.kafka_options import client_options, producer_options
+from simulator.asyncio_waits import wait_for
 from simulator.config_origins import Override, flag
 from simulator.errors import BrokerUnavailable
 from simulator.lotsender.follow import LotFollower
 from simulator.lotsender.report import build_summary
 from simulator.lotsender.sender import LotSender, SendStats
 from simulator.runtime.signals import install_stop_signals
-from simulator.runtime.waits import wait_for
 
 if TYPE_CHECKING:
     from simulator.lotsender.cli import Settings

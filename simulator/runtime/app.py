@@ -33,11 +33,12 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
+from simulator.adapters.http import HttpServer
 from simulator.adapters.journal import JournalWriter
 from simulator.adapters.journal_reader import JournalEnds, newest_run_id, read_journal, read_journal_after
 from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
@@ -47,12 +48,15 @@ from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.order_intake import OrderIntake
 from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.adapters.systemd import SystemdNotifier
+from simulator.asyncio_waits import wait_for
 from simulator.config_schema import Config, MqttTarget
 from simulator.errors import CommandRejected
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
+from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING
+from simulator.io_metrics import IoMetrics
 from simulator.model import snapshot as model_snapshot
 from simulator.model.records import Sink
 from simulator.model.simulation import Simulation
@@ -62,7 +66,6 @@ from simulator.runtime.driver import Driver, StopReason
 from simulator.runtime.faults import FaultDrill, fail_in_step
 from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
-from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
 from simulator.runtime.run_journal import RunJournal, SkipDelivered
@@ -77,14 +80,9 @@ from simulator.runtime.supervision import (
     unless_stopped,
     utc_text,
 )
-from simulator.runtime.waits import wait_for
-
-if TYPE_CHECKING:
-    from simulator.adapters.http import HttpServer
 
 log = logging.getLogger(__name__)
 
-STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
 STALL_S = 5.0  # the driver turns at least every 0.25 s; this long without a turn is a stall
 STOP_GRACE_S = 10.0  # a stop asked for ends the process at the latest this long after the shutdown budget
 SAMPLE_LIMIT = 20_000  # lead-time samples the statistics keep
@@ -194,8 +192,6 @@ class Service:
     async def run(self, extra_tasks: list[Callable[[Service], Any]] | None = None) -> None:
         """Start everything, run until asked to stop, shut down in order.  Raises ServiceFailed when
         a loop failed."""
-        from simulator.adapters.http import HttpServer
-
         try:
             async with AsyncExitStack() as stack:
                 stack.enter_context(fewer_young_collections())

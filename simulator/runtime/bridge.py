@@ -45,6 +45,7 @@ from simulator.adapters.kafka_options import client_options, consumer_options
 from simulator.adapters.listening import PortSetting, listen
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.offsets import PartitionOffsets
+from simulator.asyncio_waits import wait_for
 from simulator.config_schema import Config
 from simulator.errors import ConfigError, FactorySimError
 from simulator.formats import WireMessage
@@ -55,7 +56,6 @@ from simulator.model.records import Record
 from simulator.runtime.faults import FaultDrill
 from simulator.runtime.signals import install_stop_signals
 from simulator.runtime.supervision import Supervisor, unless_stopped, utc_text
-from simulator.runtime.waits import wait_for
 
 log = logging.getLogger(__name__)
 # per partition and fetch: a round trip to the broker brings thousands of records, so the reading

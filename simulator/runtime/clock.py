@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Protocol
 
-from simulator.runtime.waits import wait_event
+from simulator.asyncio_waits import wait_event
 
 
 class Clock(Protocol):

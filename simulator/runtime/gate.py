@@ -20,16 +20,12 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from simulator.errors import FactorySimError
+from simulator.errors import JournalRefused
 from simulator.formats.journal import Applied, Entry
 from simulator.interfaces import Result
 from simulator.model.inputs import Input, apply_all, plant_of
 from simulator.runtime.driver import Driver
 from simulator.runtime.recovery import order_source
-
-
-class JournalRefused(FactorySimError):
-    """Kafka refused an input's journal entry: the input was not applied (and is not done)."""
 
 
 class Journal(Protocol):

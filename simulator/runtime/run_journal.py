@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from simulator.asyncio_waits import wait_event
 from simulator.formats.journal import Checkpoint, ClockSet, Entry, RunStart
 from simulator.formats.snapshot import Clock, Snapshot
 from simulator.model.inputs import apply_all
@@ -35,7 +36,6 @@ from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 from simulator.runtime.gate import InputGate
 from simulator.runtime.recovery import RunHistory
-from simulator.runtime.waits import wait_event
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.io_metrics import IoMetrics
 from simulator.model.records import ListSink, Record
 from simulator.model.simulation import Simulation
-from simulator.runtime.metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
