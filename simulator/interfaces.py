@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence, Sized
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from simulator.model.inputs import Input
@@ -25,8 +26,16 @@ if TYPE_CHECKING:
 
 Result = Lot | dict[str, Any] | Exception  # an input's result, or the exception that refused it
 
-# the service's lifecycle states, as /health, /health/live and the API description show them
-STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
+class ServiceState(StrEnum):
+    """The service's lifecycle states, as /health, /health/live and the API description show them."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+STARTING, RUNNING, STOPPING, STOPPED = ServiceState  # (in the order above)
 
 
 class ModelInputs(Protocol):
@@ -72,7 +81,7 @@ class HealthView(Protocol):
     """The service's health, as GET /health and /health/ready answer it."""
 
     @property
-    def state(self) -> str: ...  # STARTING, RUNNING, STOPPING or STOPPED
+    def state(self) -> ServiceState: ...
 
     @property
     def healthy(self) -> bool: ...

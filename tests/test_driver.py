@@ -174,7 +174,7 @@ async def test_a_run_stops_at_the_end_of_the_calendar_instead_of_overflowing_tim
         driver = Driver(sim, speed=speed, clock=ManualClock())
         assert await driver.run() is StopReason.CALENDAR_END
         assert sim.now == sim.calendar_end_s
-        assert sim.wall_time().year == 9999  # 9999-01-01: every timestamp up to here prints
+        assert sim.calendar_time().year == 9999  # 9999-01-01: every timestamp up to here prints
     assert await driver.run(until_sim_s=sim.calendar_end_s + 10) is StopReason.CALENDAR_END
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from simulator import package_version
 from simulator.command_schema import ALIASES, FIELDS
-from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING
+from simulator.interfaces import ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
 from simulator.model.machine import STATES
@@ -140,7 +140,7 @@ def _components() -> dict[str, Any]:
                                 {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED,
                                  "description": "simulated seconds per wall second"}]},
             "MachineState": {"enum": list(STATES)},
-            "ServiceState": {"enum": [STARTING, RUNNING, STOPPING, STOPPED]},
+            "ServiceState": {"enum": [str(state) for state in ServiceState]},
             "Error": _object({"error": {"type": "string", "minLength": 1, "description": "Reason code"},
                               "detail": {"type": "string", "minLength": 1,
                                          "description": "What is wrong, naming the bound"}},

@@ -240,8 +240,9 @@ class Simulation:
     def now(self) -> float:
         return float(self.env.now)
 
-    def wall_time(self, sim_time: float | None = None) -> dt.datetime:
-        """The UTC instant of ``sim_time`` (default: now)."""
+    def calendar_time(self, sim_time: float | None = None) -> dt.datetime:
+        """The calendar instant (UTC) of simulated time ``sim_time`` (default: now): the run's start plus
+        that many seconds.  No wall clock is involved."""
         return self.start + dt.timedelta(seconds=self.now if sim_time is None else sim_time)
 
 

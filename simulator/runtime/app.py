@@ -447,8 +447,9 @@ class Service:
     async def _drive(self) -> None:
         reason = await self.driver.run()
         if reason is StopReason.CALENDAR_END:
-            raise ServiceFailed(f"simulated time reached the end of the calendar ({self.sim.wall_time():%Y-%m-%d}): "
-                                f"nothing can be simulated after it; start the run at an earlier instant")
+            end = self.sim.calendar_time()
+            raise ServiceFailed(f"simulated time reached the end of the calendar ({end:%Y-%m-%d}): nothing can be "
+                                f"simulated after it; start the run at an earlier instant")
 
     async def _drill(self, fault: FaultDrill) -> None:
         """The fault drill's failures that happen inside a component rather than as its loop ending."""
@@ -679,7 +680,7 @@ class Service:
             },
             "simulation": {
                 "sim_time_s": round(self.sim.now, 3),
-                "sim_time_utc": self.sim.wall_time().isoformat().replace("+00:00", "Z"),
+                "sim_time_utc": self.sim.calendar_time().isoformat().replace("+00:00", "Z"),
                 "speed": speed,
                 "lag_s": round(self.driver.lag_s, 3),
                 "max_lag_s": round(self.driver.max_lag_s, 3),

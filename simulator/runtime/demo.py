@@ -168,7 +168,7 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_min: float) -> 
     health = service.health()
     status = health["status"] if service.state == "running" else service.state  # stopping is not "unhealthy"
     lines = [
-        f"factorysim  {status}  sim {sim.wall_time():%Y-%m-%d %H:%M} "
+        f"factorysim  {status}  sim {sim.calendar_time():%Y-%m-%d %H:%M} "
         f"(+{human_duration(sim.now)})  speed {health['simulation']['speed']}  Kafka {service.bootstrap_servers}"
         f"{'' if service.kafka_connected else ' (UNREACHABLE)'}",
         f"lots: {stats.received} received, {stats.in_progress} in progress, {stats.completed} completed, "

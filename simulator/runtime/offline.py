@@ -114,7 +114,7 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
     elif snapshot is None:
         sim.start_arrivals(limit=lots)
     else:
-        sim.start_arrivals(limit=lots, code_prefix=f"L-{sim.wall_time():%Y%m%d-%H%M%S}")
+        sim.start_arrivals(limit=lots, code_prefix=f"L-{sim.calendar_time():%Y%m%d-%H%M%S}")
 
     def finished() -> bool:
         return expected is not None and sim.stats.completed + sim.stats.scrapped >= expected

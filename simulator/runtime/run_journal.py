@@ -106,7 +106,7 @@ class RunJournal:
                 {str(p): o for p, o in sorted(self.history.read_from.items())},
                 "snapshot": None if snapshot is None else {
                     "id": snapshot.snapshot_id, "sim_time_s": round(snapshot.sim_time_s, 3),
-                    "sim_time_utc": self.sim.wall_time(snapshot.sim_time_s).isoformat().replace("+00:00", "Z"),
+                    "sim_time_utc": self.sim.calendar_time(snapshot.sim_time_s).isoformat().replace("+00:00", "Z"),
                     "taken_at": snapshot.taken_at_utc, "inputs_through": snapshot.inputs_through}}
 
     @property
@@ -211,7 +211,7 @@ class RunJournal:
             self.driver.continue_from(paced_from)
         self.gate.last_at = max(self.gate.last_at, min(published, self.sim.calendar_end_s))
         log.info("run %s recovered in %.1f s at %s (simulated time %.0f s); live", self.run_id,
-                 time.monotonic() - started, self.sim.wall_time().isoformat(), self.sim.now)
+                 time.monotonic() - started, self.sim.calendar_time().isoformat(), self.sim.now)
         self._clock_entries(paced_from)  # where the driver paces from (catching up), not where it is
 
     def _applied(self, count: int, _: asyncio.Future[Any]) -> None:
