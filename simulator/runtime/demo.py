@@ -175,7 +175,7 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_min: float) -> 
         f"{stats.scrapped} scrapped   {lots_per_min:,.1f} lots/min finished   {msgs_per_s:,.0f} msgs/s "
         f"(last minute)",
         "",
-        f"{'stage':<14}" + "".join(f"{loc:>26}" for loc in sim.config.locations),
+        f"{'stage':<14}" + "".join(f"{loc:>28}" for loc in sim.config.locations),
     ]
     now = sim.now
     for plan in sim.plant.stages:
@@ -185,7 +185,7 @@ def render_summary(service: Service, msgs_per_s: float, lots_per_min: float) -> 
             busy = sum(1 for m in pool.machines if m.current_lot is not None)
             running_share, _ = pool_utilization(pool.machines, now)
             cells.append(f"{busy}/{len(pool.machines)} busy {running_share:>4.0%}, {pool.queue_length:>3} waiting")
-        lines.append(f"{plan.name:<14}" + "".join(f"{c:>26}" for c in cells))
+        lines.append(f"{plan.name:<14}" + "".join(f"{c:>28}" for c in cells))
     lines.append("")
     util = []
     for loc in sim.config.locations:
