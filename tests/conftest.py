@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from service_harness import embedded_broker_process
 
 from simulator.config import parse
 from simulator.config_schema import Config
+
+from harness.service import embedded_broker_process
 
 _COUNTER = itertools.count(1)
 
@@ -91,22 +92,20 @@ def unique(request: pytest.FixtureRequest) -> str:
     return f"t{next(_COUNTER)}-{name}-{uuid.uuid4().hex[:6]}"
 
 
-# --- MQTT (tests/mqtt_harness.py) --------------------------------------------------------------------------
+# --- MQTT (tests/harness/) ---------------------------------------------------------------------------------
 from collections.abc import AsyncIterator, Callable  # noqa: E402 - this section is appended
 from functools import cache  # noqa: E402
 
-from mqtt_harness import (  # noqa: E402
+from harness.dependencies import in_ci, missing_dependency  # noqa: E402
+from harness.fake_broker import ConnectCapture  # noqa: E402
+from harness.mosquitto import (  # noqa: E402
     INSTALL_HINT,
-    ConnectCapture,
     Mosquitto,
     MosquittoContainer,
-    Pki,
     find_mosquitto,
-    in_ci,
-    make_test_pki,
-    missing_dependency,
     mosquitto_version,
 )
+from harness.pki import Pki, make_test_pki  # noqa: E402
 
 
 @cache
@@ -150,13 +149,13 @@ def _mqtt_broker_class() -> type[Mosquitto]:
 
 @pytest.fixture(scope="session")
 def test_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A test CA, server and client certificates and an unrelated CA (see mqtt_harness.Pki)."""
+    """A test CA, server and client certificates and an unrelated CA (see harness.pki.Pki)."""
     return make_test_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
 def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
-    """``mosquitto_factory(**options)`` starts a broker (options of mqtt_harness.Mosquitto: users=,
+    """``mosquitto_factory(**options)`` starts a broker (options of harness.mosquitto.Mosquitto: users=,
     tls=, require_certificate=, extra_config=, ...) and returns it once it answers; every broker is
     stopped after the test. Config and log stay under the test's tmp_path."""
     broker_class = _mqtt_broker_class()

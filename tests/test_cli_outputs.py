@@ -8,7 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_process import ROOT, factorysim, free_port
+
+from simulator.net import free_port
+
+from harness.cli_process import ROOT, factorysim
 
 CONFIG = str(ROOT / "config.yaml")
 # ten simulated years: were the paths checked only after the run, the test would time out

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from cli_process import ROOT, busy_port, factorysim, free_port
 
 from simulator.adapters.listening import PortSetting, listen
 from simulator.config import load
 from simulator.errors import PortInUse, UsageError
+from simulator.net import free_port
 from simulator.runtime.bridge import Bridge
+
+from harness.cli_process import ROOT, busy_port, factorysim
 
 CONFIG = str(ROOT / "config.yaml")
 BRIDGE_CONFIG = str(ROOT / "profiles" / "smart-factory.yaml")

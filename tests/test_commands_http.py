@@ -15,11 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from service_harness import Reader, control_headers, produce, running_service, service_config, wait_for
 
 from simulator.adapters.http import HttpServer
 from simulator.errors import ConfigError
 from simulator.runtime.app import Service
+
+from harness.service import Reader, control_headers, produce, running_service, service_config, wait_for
 
 MACHINE = "Italia-fresa_cnc-01"  # the first free milling machine in Italia takes the first Italian lot
 TOKEN = "s3cret-t0ken"

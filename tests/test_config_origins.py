@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_process import ROOT, factorysim
 
 from simulator.config import load, parse
 from simulator.config_origins import Origins, Override, env, file_line, flag, key_parts, load_yaml
 from simulator.errors import ConfigError
+
+from harness.cli_process import ROOT, factorysim
 
 CONFIG = str(ROOT / "config.yaml")
 SPEED_ALLOWED = "must be 'max' or a number of simulated seconds per wall second from 0.001 to 1,000,000"

@@ -9,9 +9,9 @@ import io
 import logging
 from typing import Any
 
-from service_harness import orders, produce, running_service, service_config, wait_for
-
 from simulator.runtime.demo import Rates, console_summary, render_summary
+
+from harness.service import orders, produce, running_service, service_config, wait_for
 
 CLEAR = "\x1b[H\x1b[2J"
 

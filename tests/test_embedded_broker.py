@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from mqtt_harness import missing_dependency
 
 from simulator.adapters.child_process import process_start
 from simulator.adapters.embedded_broker import EmbeddedBroker, broker_command, default_data_dir
@@ -25,6 +24,8 @@ from simulator.adapters.object_store import weed_binary
 from simulator.asyncio_waits import wait_for
 from simulator.config import parse
 from simulator.errors import BrokerUnavailable, ConfigError
+
+from harness.dependencies import missing_dependency
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,6 @@ import jsonschema_rs
 import pytest
 import requests
 import schemathesis
-from http_fuzz_harness import ServiceProcess
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -47,7 +46,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
-from service_harness import orders, produce, service_config
 
 from simulator.adapters import openapi
 from simulator.adapters.http import HttpServer
@@ -61,6 +59,9 @@ from simulator.model.simulation import Simulation
 from simulator.runtime.app import Service
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
+
+from harness.http_fuzz import ServiceProcess
+from harness.service import orders, produce, service_config
 
 # hypothesis builds the repr of every example it runs and warns when one passes 30 kB: hostile
 # payloads here are that large on purpose

@@ -11,16 +11,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from service_harness import (
-    Reader,
-    control_headers,
-    finished,
-    orders,
-    produce,
-    running_service,
-    service_config,
-    wait_for,
-)
 
 from simulator.errors import ConfigError
 from simulator.formats import journal
@@ -32,6 +22,17 @@ from simulator.model.order import Order
 from simulator.model.records import ListSink
 from simulator.model.simulation import Simulation
 from simulator.runtime.recovery import run_to_continue
+
+from harness.service import (
+    Reader,
+    control_headers,
+    finished,
+    orders,
+    produce,
+    running_service,
+    service_config,
+    wait_for,
+)
 
 INPUTS: list[Input] = [
     Admit(Order("L-1", "Bar Sport", 12, "Italia", "alta", "2025-06-25T08:00:00Z")),

@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from service_harness import Reader, running_service, service_config
 
 from simulator.config_schema import Config
 from simulator.lotsender import cli
@@ -22,6 +21,8 @@ from simulator.lotsender.report import build_summary, render_text
 from simulator.lotsender.sender import SendStats
 from simulator.lotsender.session import run_session
 from simulator.runtime.app import Service
+
+from harness.service import Reader, running_service, service_config
 
 EVENTS, DLQ, RUN = "ev", "dlq", "run1"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,15 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from service_harness import Reader, running_service, service_config
 
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.config_schema import TopicCreation
 from simulator.lotsender import cli
 from simulator.lotsender.plan import BAD_HEADER, RUN_HEADER
 from simulator.lotsender.session import run_session
+from simulator.net import free_port
+
+from harness.service import Reader, running_service, service_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,17 +134,10 @@ async def test_follow_reports_lead_times_and_every_malformed_message_is_dead_let
     assert sum(follow["dead_letter_reasons"].values()) == summary["malformed_sent"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_an_unreachable_broker_is_a_clear_error_with_exit_code_1_after_the_whole_connect_timeout(
         capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
-    code = cli.main(["--broker", f"127.0.0.1:{_free_port()}", "--connect-timeout", "3", "--no-progress"])
+    code = cli.main(["--broker", f"127.0.0.1:{free_port()}", "--connect-timeout", "3", "--no-progress"])
     waited = time.monotonic() - started
     assert code == 1
     assert "cannot reach Kafka at 127.0.0.1:" in capsys.readouterr().err
@@ -152,7 +146,7 @@ def test_an_unreachable_broker_is_a_clear_error_with_exit_code_1_after_the_whole
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_kafka_client_log_lines_show_only_with_verbose(verbose: bool) -> None:
-    done = subprocess.run([sys.executable, "-m", "simulator.lotsender.cli", "--broker", f"127.0.0.1:{_free_port()}",
+    done = subprocess.run([sys.executable, "-m", "simulator.lotsender.cli", "--broker", f"127.0.0.1:{free_port()}",
                            "--connect-timeout", "1.5", "--no-progress", *(["-v"] if verbose else [])],
                           capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
     assert done.returncode == 1

@@ -22,8 +22,6 @@ import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from mqtt_harness import ConnectCapture, Mosquitto, MqttCollector, ReceivedMessage, free_port
-from service_harness import wait_for
 
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.config import ENV_OVERRIDES, GENERIC_PREFIX, load
@@ -32,7 +30,13 @@ from simulator.errors import ConfigError
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.records import ListSink
 from simulator.model.simulation import Simulation
+from simulator.net import free_port
 from simulator.runtime.bridge import Bridge
+
+from harness.collector import MqttCollector, ReceivedMessage
+from harness.fake_broker import ConnectCapture
+from harness.mosquitto import Mosquitto
+from harness.service import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "smart-factory.yaml"

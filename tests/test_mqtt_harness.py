@@ -14,17 +14,14 @@ import paho.mqtt.client as paho
 import pytest
 from gmqtt.mqtt.constants import MQTTv50
 from gmqtt.storage import PersistentStorage
-from mqtt_harness import (
-    ConnectCapture,
-    Mosquitto,
-    MqttCollector,
-    MqttRefusedError,
-    Pki,
-    password_file_line,
-    require_executable,
-)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from harness.collector import MqttCollector, MqttRefusedError
+from harness.dependencies import require_executable
+from harness.fake_broker import ConnectCapture
+from harness.mosquitto import Mosquitto, password_file_line
+from harness.pki import Pki
 
 pytestmark = pytest.mark.timeout(30)
 

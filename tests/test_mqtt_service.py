@@ -17,13 +17,16 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from mqtt_harness import Mosquitto, MqttCollector, ReceivedMessage, require_executable
 from prometheus_client.parser import text_string_to_metric_families
-from service_harness import Collected, Reader, control_headers, running_service, wait_for
 
 from simulator.config import load
 from simulator.config_schema import Config
 from simulator.runtime.app import Service
+
+from harness.collector import MqttCollector, ReceivedMessage
+from harness.dependencies import require_executable
+from harness.mosquitto import Mosquitto
+from harness.service import Collected, Reader, control_headers, running_service, wait_for
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 FAST_RECONNECT = {"initial_s": 0.05, "max_s": 0.2, "jitter": 0.5}

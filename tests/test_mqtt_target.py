@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_harness import ConnectCapture, Mosquitto, MqttCollector, Pki, free_port
 
 from simulator.adapters.mqtt import MqttPublisher
 from simulator.adapters.mqtt_session import CONNECTED
 from simulator.config_schema import MqttTarget
 from simulator.formats import WireMessage
 from simulator.model.records import LotEvent, Record
+from simulator.net import free_port
 from simulator.runtime.outbox import Outbox
+
+from harness.collector import MqttCollector
+from harness.fake_broker import ConnectCapture
+from harness.mosquitto import Mosquitto
+from harness.pki import Pki
 
 FAST_RECONNECT = {"initial_s": 0.05, "max_s": 0.2, "jitter": 0.5}
 

@@ -18,15 +18,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import RecordMetadata
-from service_harness import (
-    Reader,
-    embedded_broker_process,
-    finished,
-    orders,
-    running_service,
-    service_config,
-    wait_for,
-)
 
 from simulator.adapters.dead_letters import SMALLER_LETTER_BYTES, letter_budget
 from simulator.adapters.kafka_options import orders_fetch_options, producer_options
@@ -39,6 +30,8 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.io_metrics import IoMetrics
 from simulator.orders import OrderParser
 from simulator.runtime.outbox import Outbox
+
+from harness.service import Reader, embedded_broker_process, finished, orders, running_service, service_config, wait_for
 
 Headers = list[tuple[str, bytes | None]]
 

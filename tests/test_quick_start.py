@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from service_harness import running_service, service_config
+
+from harness.service import running_service, service_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,12 +23,13 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from service_harness import Reader, orders, produce, service_config
 
-from simulator.adapters.embedded_broker import free_port
 from simulator.formats import journal
 from simulator.formats.journal import Checkpoint
 from simulator.model.lot import ALLOWED, LotState
+from simulator.net import free_port
+
+from harness.service import Reader, orders, produce, service_config
 
 START_TIMEOUT_S = 60.0
 FINAL = {"lot.completed", "lot.scrapped"}

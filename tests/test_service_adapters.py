@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_harness import running_service, service_config
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_options import client_options, producer_options, security_options
 from simulator.adapters.systemd import SystemdNotifier
 from simulator.config_schema import Kafka, Producer, Security
 from simulator.errors import ConfigError
+
+from harness.service import running_service, service_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
-from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
+
+from harness.service import Reader, finished, orders, produce, running_service, service_config, wait_for
 
 STAGES = ("fresa_cnc", "tornio", "assemblaggio", "test")
 COMMON_FIELDS = {"codice_lotto", "luogo", "timestamp_locale", "timestamp_utc", "id_macchina", "macchina", "stato",

@@ -15,10 +15,12 @@ from typing import Any
 import aiohttp
 import orjson
 from confluent_kafka import Consumer
-from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
 
-from simulator.adapters.embedded_broker import EmbeddedBroker, free_port
+from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.formats.coffeemek import TEST_OUTCOMES
+from simulator.net import free_port
+
+from harness.service import Reader, finished, orders, produce, running_service, service_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,8 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from service_harness import Reader, finished, orders, produce, running_service, service_config, wait_for
 from test_recovery import FINAL, check_histories, live, poll_health, service, snapshot_settings, write_config
 
-from simulator.adapters.embedded_broker import free_port
 from simulator.adapters.snapshots import read_newest
 from simulator.cli import main
 from simulator.config import parse
@@ -33,9 +31,12 @@ from simulator.model.inputs import Admit
 from simulator.model.order import Order
 from simulator.model.records import ListSink, NullSink
 from simulator.model.simulation import Simulation
+from simulator.net import free_port
 from simulator.runtime.driver import Driver
 from simulator.runtime.gate import InputGate
 from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
+
+from harness.service import Reader, finished, orders, produce, running_service, service_config, wait_for
 
 
 # -- restarts in real processes --------------------------------------------------------------------------

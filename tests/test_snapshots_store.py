@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from service_harness import produce
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.snapshots import SnapshotRefused, SnapshotWriter, read_newest, snapshots_of
@@ -27,6 +26,8 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
 from simulator.io_metrics import IoMetrics
 from simulator.runtime.outbox import Outbox
+
+from harness.service import produce
 
 MIB = 1024 * 1024
 

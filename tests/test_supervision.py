@@ -21,11 +21,12 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from mqtt_harness import Mosquitto
-from service_harness import service_config
 
-from simulator.adapters.embedded_broker import free_port
+from simulator.net import free_port
 from simulator.runtime.supervision import FAILURE_EXIT_S
+
+from harness.mosquitto import Mosquitto
+from harness.service import service_config
 
 START_TIMEOUT_S = 60.0
 FAULT_AFTER_S = 1.5

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from simulator.adapters.child_process import Child, process_start, stop_stale
 from simulator.adapters.object_store import BUCKET, SeaweedFS, remove_stale_sockets
 from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable, ConfigError
+from simulator.net import free_port
 
 if TYPE_CHECKING:
     from simulator.config_schema import EmbeddedKafka
@@ -65,13 +65,6 @@ def broker_command(host: str, port: int, storage_engine: str = "memory://tansu/"
     url = f"tcp://{host}:{port}"
     return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", storage_engine, "--cluster-id", "factorysim"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -25,6 +25,7 @@ import aiohttp
 
 from simulator.adapters.child_process import Child
 from simulator.errors import BrokerUnavailable, ConfigError
+from simulator.net import free_ports
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,6 @@ def weed_binary() -> str:
     if on_path:
         return on_path
     raise ConfigError([f"kafka.embedded.storage: 'persistent' needs SeaweedFS (the weed binary): {INSTALL_HINT}"])
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports free on ``host`` right now (all bound at once, then released)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def remove_stale_sockets(ports: Mapping[str, int]) -> None:

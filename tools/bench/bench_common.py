@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.net import free_port
+
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -66,9 +68,7 @@ def local_mosquitto(config: Sequence[str] = (), timeout_s: float = 10.0) -> Iter
     """A private Mosquitto on a free loopback port (persistence off, anonymous, errors logged only),
     with extra global ``config`` lines; stopped with SIGTERM on exit."""
     binary = mosquitto_binary()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-mosquitto-") as directory:
         conf = Path(directory) / "mosquitto.conf"
         lines = ["user root" if os.geteuid() == 0 else "",  # as root it would switch to `mosquitto`

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from simulator.config import ENV_OVERRIDES, GENERIC_PREFIX
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,6 @@ def factorysim(*argv: str, env: Mapping[str, str] | None = None, cwd: Path | Non
     done = subprocess.run([sys.executable, "-m", "simulator", *argv], env={**clean, **(env or {})},
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
     return Ended(done.returncode, done.stdout, done.stderr)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

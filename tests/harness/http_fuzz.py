@@ -7,7 +7,7 @@ child has an address-space limit (a runaway shows as a crash, not as a machine s
 with SIGTERM like in production and killed by its pid if it does not stop.  Its log goes to a file
 whose tail failure messages quote.
 
-Run as a script it is that child: ``python http_fuzz_harness.py '<json spec>'``."""
+Run as a script it is that child: ``python tests/harness/http_fuzz.py '<json spec>'``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Any
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 MEMORY_LIMIT_BYTES = 3 << 30  # address space of the child
@@ -34,11 +34,11 @@ MEMORY_LIMIT_BYTES = 3 << 30  # address space of the child
 
 class ServiceProcess:
     """``with ServiceProcess(bootstrap, unique, overrides, environ, log_path) as live:`` -- the reference
-    plant (tests/service_harness.service_config with ``overrides``) on ``live.base_url``."""
+    plant (harness.service.service_config with ``overrides``) on ``live.base_url``."""
 
     def __init__(self, bootstrap: str, unique: str, overrides: dict[str, Any], environ: dict[str, str],
                  log_path: Path) -> None:
-        from simulator.adapters.embedded_broker import free_port
+        from simulator.net import free_port
 
         self.port = free_port()
         self.spec = {"bootstrap": bootstrap, "unique": unique, "environ": environ,
@@ -138,9 +138,9 @@ class ServiceProcess:
 def main(spec: dict[str, Any]) -> None:
     """The child: the service of ``spec`` until SIGTERM."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    from service_harness import service_config
-
     from simulator.runtime.app import Service
+
+    from harness.service import service_config
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     default_yaml = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))

@@ -20,9 +20,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from simulator.adapters.child_process import with_death_signal
-from simulator.adapters.embedded_broker import broker_command, free_port
+from simulator.adapters.embedded_broker import broker_command
 from simulator.config import parse
 from simulator.config_schema import Config
+from simulator.net import free_port
 from simulator.runtime.app import Service
 
 
