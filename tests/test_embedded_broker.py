@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from simulator.config import parse
 from simulator.errors import BrokerUnavailable, ConfigError
 
 from harness.dependencies import missing_dependency
+from harness.service import wait_for as wait_until
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +39,6 @@ def data_dir(tmp_path: Path) -> Path:
     except ConfigError as exc:
         missing_dependency(str(exc))
     return tmp_path / "kafka"
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def create_and_fill(bootstrap: str, count: int) -> None:

@@ -36,7 +36,7 @@ from simulator.runtime.bridge import Bridge
 from harness.collector import MqttCollector, ReceivedMessage
 from harness.fake_broker import ConnectCapture
 from harness.mosquitto import Mosquitto
-from harness.service import wait_for
+from harness.service import running, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "smart-factory.yaml"
@@ -172,19 +172,8 @@ async def until_async(condition: Callable[[], Awaitable[bool]], timeout_s: float
 
 @contextlib.asynccontextmanager
 async def running_bridge(config: Config) -> AsyncIterator[Bridge]:
-    bridge = Bridge(config)
-    task = asyncio.create_task(bridge.run(), name="bridge")
-    ready = asyncio.create_task(bridge.ready_event.wait())
-    await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        ready.cancel()
-        task.result()  # raises the start-up error
-    assert bridge.ready_event.is_set(), "the bridge did not start within 30 s"
-    try:
+    async with running(Bridge(config), timeout_s=30) as bridge:
         yield bridge
-    finally:
-        bridge.request_stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def test_bridge_stopped_mid_stream_and_restarted_delivers_every_record(

@@ -24,6 +24,7 @@ from harness.collector import MqttCollector
 from harness.fake_broker import ConnectCapture
 from harness.mosquitto import Mosquitto
 from harness.pki import Pki
+from harness.service import wait_for
 
 FAST_RECONNECT = {"initial_s": 0.05, "max_s": 0.2, "jitter": 0.5}
 
@@ -63,15 +64,6 @@ async def running(publisher: MqttPublisher) -> AsyncIterator[asyncio.Task[None]]
                 await task
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 def seqs(collector: MqttCollector) -> list[int]:
     return [int(p) for p in collector.payloads("plant/seq")]
 
@@ -83,7 +75,7 @@ async def test_publishes_in_order_with_availability(mosquitto: Mosquitto) -> Non
             for record in events(1, 500):
                 publisher.offer(record)
             await collector.wait_count(500, topic="plant/seq")
-            await until(lambda: publisher.messages_acknowledged == 500, what="500 acknowledgements")
+            await wait_for(lambda: publisher.messages_acknowledged == 500, what="500 acknowledgements")
             health = publisher.health()
             assert health["connected"] is True
             assert health["state"] == CONNECTED
@@ -111,7 +103,7 @@ async def test_thousands_of_messages_through_the_default_receive_maximum_never_s
         assert publisher.session.window <= 16
         for record in events(1, 12_000):
             publisher.offer(record)
-        await until(lambda: publisher.messages_acknowledged == 12_000, 20, "12,000 acknowledgements")
+        await wait_for(lambda: publisher.messages_acknowledged == 12_000, 20, "12,000 acknowledgements")
 
 
 async def test_connect_carries_last_will_and_client_id(connect_capture: ConnectCapture) -> None:
@@ -132,7 +124,7 @@ async def test_protocol_311(mosquitto: Mosquitto) -> None:
             for record in events(1, 50):
                 publisher.offer(record)
             await collector.wait_count(50)
-            await until(lambda: publisher.messages_acknowledged == 50, what="QoS 2 completions")
+            await wait_for(lambda: publisher.messages_acknowledged == 50, what="QoS 2 completions")
         assert seqs(collector) == list(range(1, 51))
 
 
@@ -158,7 +150,7 @@ async def test_tls_with_the_wrong_ca_fails_clearly(mosquitto_factory: Callable[.
     publisher = MqttPublisher(target(broker.tls_port, host="localhost",
                                      tls={"enabled": True, "ca_file": str(test_pki.wrong_ca_cert)}), SeqFormat())
     async with running(publisher):
-        await until(lambda: publisher.session.last_error is not None, what="a connection error")
+        await wait_for(lambda: publisher.session.last_error is not None, what="a connection error")
         error = publisher.session.last_error or ""
         assert "certificate verification failed" in error
         assert "tls.ca_file" in error
@@ -175,7 +167,7 @@ async def test_password_from_env_accepted_and_wrong_one_refused(mosquitto_factor
             await collector.wait_count(1)
     bad = MqttPublisher(target(broker.port, auth=auth), SeqFormat(), environ={"PLANT_MQTT_PASSWORD": "wrong"})
     async with running(bad):
-        await until(lambda: bad.session.last_error is not None, what="a refusal")
+        await wait_for(lambda: bad.session.last_error is not None, what="a refusal")
         assert "refused" in (bad.session.last_error or "")
         assert "s3cret" not in str(bad.health()) and "wrong" not in str(bad.health())
 
@@ -194,7 +186,7 @@ async def test_k8s_sat_token_sent_and_reread_on_reconnect(connect_capture: Conne
         second = (await connect_capture.wait_connects(2))[1]
         assert second.auth_method == "K8S-SAT"
         assert second.auth_data == b"token-two"
-        await until(lambda: publisher.connected, what="reconnected")
+        await wait_for(lambda: publisher.connected, what="reconnected")
         assert publisher.session.reconnects == 1
 
 
@@ -205,7 +197,7 @@ async def test_unacknowledged_messages_resent_in_order_acknowledged_never(connec
         for record in events(1, 5):
             publisher.offer(record)
         await connect_capture.wait_publishes(5)
-        await until(lambda: publisher.messages_acknowledged == 5, what="5 acknowledgements")
+        await wait_for(lambda: publisher.messages_acknowledged == 5, what="5 acknowledgements")
         connect_capture.hold_acks = True
         for record in events(6, 10):
             publisher.offer(record)
@@ -214,7 +206,7 @@ async def test_unacknowledged_messages_resent_in_order_acknowledged_never(connec
         connect_capture.release_acks()
         await connect_capture.wait_connects(2)
         await connect_capture.wait_publishes(15)
-        await until(lambda: publisher.messages_acknowledged == 10, what="10 acknowledgements")
+        await wait_for(lambda: publisher.messages_acknowledged == 10, what="10 acknowledgements")
     payloads = [int(p.payload) for p in connect_capture.publishes]
     assert payloads == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 6, 7, 8, 9, 10]
     assert publisher.session.resent == 5
@@ -233,12 +225,12 @@ async def test_broker_restart_queued_messages_delivered_once(mosquitto_factory: 
             for record in events(1, 300):
                 publisher.offer(record)
             await collector.wait_count(300)
-            await until(lambda: publisher.messages_acknowledged == 300, what="first half acknowledged")
+            await wait_for(lambda: publisher.messages_acknowledged == 300, what="first half acknowledged")
             # keep the target out after the restart until the subscriber is back (else messages it
             # publishes first reach nobody: the broker keeps no sessions across its restart)
             password.write_text("wrong\n")
             await broker.astop()
-            await until(lambda: not publisher.connected, what="the target to notice the outage")
+            await wait_for(lambda: not publisher.connected, what="the target to notice the outage")
             for record in events(301, 600):  # queued meanwhile
                 publisher.offer(record)
             assert publisher.health()["state"] != CONNECTED
@@ -247,7 +239,7 @@ async def test_broker_restart_queued_messages_delivered_once(mosquitto_factory: 
             await collector.wait_subscribed(rounds + 1)
             password.write_text("right\n")
             await collector.wait_count(600, timeout_s=20)
-            await until(lambda: publisher.messages_acknowledged == 600, what="everything acknowledged")
+            await wait_for(lambda: publisher.messages_acknowledged == 600, what="everything acknowledged")
             health = publisher.health()
         got = seqs(collector)
         assert sorted(set(got)) == list(range(1, 601))
@@ -269,7 +261,7 @@ async def test_overflow_drop_policies(mosquitto_factory: Callable[..., Mosquitto
         publisher = MqttPublisher(target(broker.port, auth=auth, queue={"capacity": 10, "overflow": overflow}),
                                   SeqFormat())
         async with running(publisher):
-            await until(lambda: publisher.session.last_error is not None, what="the refusal")
+            await wait_for(lambda: publisher.session.last_error is not None, what="the refusal")
             for record in events(1, 25):
                 publisher.offer(record)
             which = overflow.removeprefix("drop-")
@@ -278,7 +270,7 @@ async def test_overflow_drop_policies(mosquitto_factory: Callable[..., Mosquitto
             assert len(publisher) == 10
             assert publisher.full is False  # dropping policies never hold the producer
             password.write_text("right\n")  # read again on the next attempt
-            await until(lambda: publisher.messages_acknowledged == 10, timeout_s=15, what="the kept ten")
+            await wait_for(lambda: publisher.messages_acknowledged == 10, timeout_s=15, what="the kept ten")
             await collector.wait_count(10)
         assert seqs(collector) == expected
         assert publisher.records_offered == 25
@@ -298,6 +290,6 @@ async def test_block_policy_holds_the_outbox_until_there_is_room(mosquitto_facto
         assert outbox.full is True  # the driver stops stepping: simulated time holds
         assert publisher.dropped == {"oldest": 0, "newest": 0}
         mosquitto_factory(port=port)
-        await until(lambda: not outbox.full, timeout_s=15, what="room again")
-        await until(lambda: publisher.messages_acknowledged == 12, what="all twelve published")
+        await wait_for(lambda: not outbox.full, timeout_s=15, what="room again")
+        await wait_for(lambda: publisher.messages_acknowledged == 12, what="all twelve published")
         assert woken

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -52,7 +52,7 @@ def control_headers(service: Service) -> dict[str, str]:
     return {"Authorization": f"Bearer {service.http.token.value.decode()}"}
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "the condition") -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -60,20 +60,45 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -
         await asyncio.sleep(0.05)
 
 
+class Program(Protocol):
+    """What the service and the standalone bridge have in common for a test."""
+
+    ready_event: asyncio.Event
+
+    async def run(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+
+P = TypeVar("P", bound=Program)
+
+
+@asynccontextmanager
+async def running(program: P, timeout_s: float = 60.0) -> AsyncIterator[P]:
+    """``program`` running in the test's loop until the block ends (then stopped and awaited); a
+    start-up error is raised here."""
+    task = asyncio.get_running_loop().create_task(program.run(), name=type(program).__name__)
+    ready = asyncio.get_running_loop().create_task(program.ready_event.wait())
+    await asyncio.wait([task, ready], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # raises the start-up error
+    if not program.ready_event.is_set():
+        ready.cancel()
+        program.request_stop()
+        await asyncio.wait_for(task, timeout_s)
+        raise AssertionError(f"{type(program).__name__} did not start within {timeout_s:.0f} s")
+    try:
+        yield program
+    finally:
+        program.request_stop()
+        await asyncio.wait_for(task, timeout_s)
+
+
 @asynccontextmanager
 async def running_service(config: Config, **kwargs: Any) -> AsyncIterator[Service]:
-    service = Service(config, **kwargs)
-    task = asyncio.get_running_loop().create_task(service.run(), name="service")
-    ready = asyncio.get_running_loop().create_task(service.ready_event.wait())
-    await asyncio.wait([task, ready], timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()  # raises the start-up error
-    assert service.ready_event.is_set(), "service did not start within 60 s"
-    try:
+    async with running(Service(config, **kwargs)) as service:
         yield service
-    finally:
-        service.request_stop()
-        await asyncio.wait_for(task, 60)
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None) -> None:
