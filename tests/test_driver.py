@@ -16,6 +16,7 @@ from simulator.runtime.clock import ManualClock
 from simulator.runtime.driver import Driver, StopReason
 from simulator.runtime.outbox import Outbox
 
+from harness.service import wait_for
 from plants import plant
 
 
@@ -274,3 +275,19 @@ async def test_an_idle_plants_simulated_time_follows_the_wall_clock_in_paced_mod
     assert sim.now == pytest.approx(12.0 * 60.0, abs=0.25 * 60.0)
     assert len({round(t, 1) for _, t in seen}) > 20  # many distinct instants, not one jump
     assert all(t <= wall * 60.0 + 1e-6 for wall, t in seen)  # never ahead of the wall clock
+
+
+async def test_simulated_time_does_not_pass_the_lease_and_says_so_while_it_waits() -> None:
+    sim = Simulation(quiet_plant(), NullSink())
+    sim.start_arrivals(limit=50)
+    driver = Driver(sim, speed=None)
+    driver.set_lease(600.0, 300.0)
+    run = asyncio.create_task(driver.run())
+    await asyncio.wait_for(driver.lease_wanted.wait(), 10)  # asked for the next lease halfway
+    await wait_for(lambda: "journal lease" in driver.held, 10, "the driver held at the lease")
+    assert sim.now <= 600.0 < sim.env.peek()
+    driver.set_lease(1200.0, 900.0)  # the next lease: time moves on, up to it
+    await wait_for(lambda: sim.env.peek() > 1200.0, 10, "the driver at the next lease")
+    assert sim.now <= 1200.0 and "journal lease" in driver.held
+    driver.stop()
+    await run

@@ -180,7 +180,13 @@ class Driver:
 
     @property
     def held(self) -> frozenset[str]:
-        return frozenset(self._holds)
+        """Why simulated time holds: the outside reasons given, and "journal lease" while the driver
+        waits at the time lease for the journal to acknowledge the next one."""
+        held = set(self._holds)
+        wants_past_lease = self.speed is None or self._target(self.clock.now()) > self.lease
+        if self.lease < self.next_due < math.inf and wants_past_lease and not self._paused:
+            held.add("journal lease")
+        return frozenset(held)
 
     def set_speed(self, speed: float | None) -> None:
         check_speed(speed)

@@ -130,7 +130,14 @@ class RunJournal:
         leases = asyncio.ensure_future(self._leases())
         try:
             if self.history is not None and not self.live.is_set():
-                await self._recover(self.history)
+                recovery = asyncio.ensure_future(self._recover(self.history))
+                try:  # the lease loop failing (the journal refused an entry) would hold the replay for ever
+                    await asyncio.wait([recovery, leases], return_when=asyncio.FIRST_COMPLETED)
+                    if not recovery.done():
+                        leases.result()  # raises why
+                    recovery.result()
+                finally:
+                    recovery.cancel()
             self.live.set()
             self.driver.on_clock = self._clock_entries
             await leases
