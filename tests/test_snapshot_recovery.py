@@ -343,6 +343,7 @@ async def test_a_snapshot_mark_lists_the_orders_journaled_until_their_offsets_ar
 
     journal = Journal()
     gate = InputGate(Driver(Simulation(default_config, NullSink()), speed=None), journal, "r")
+    gate.track_journaled = True  # as a service that writes snapshots has it (without, nothing is kept)
     admits = [Admit(Order(f"L-{n}", "c", 1, "Italia", "normale")) for n in range(3)]
     gate.submit(admits[:2], ["orders/0/10", "orders/1/4"])
     gate.submit(admits[2:], ["orders/0/11"])

@@ -254,6 +254,7 @@ class Service:
                                         on_connection=lambda _: self._follow_kafka())
         self.journal = JournalWriter(self.publisher, kafka.topics.journal)
         self.inputs.journal, self.inputs.run_id = self.journal, self.run_id
+        self.inputs.track_journaled = kafka.snapshots.enabled  # a snapshot's mark lists them
         publisher = self.publisher
         self.run_journal = RunJournal(
             self.journal, self.sim, self.driver, self.inputs, self.run_id, fingerprint=self.config.model_fingerprint,

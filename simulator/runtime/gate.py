@@ -44,6 +44,7 @@ class InputGate:
         # the sources ("topic/partition/offset") of orders whose journal entries Kafka acknowledged,
         # until their offsets are known to be committed (see journaled_orders)
         self.journaled_sources: deque[str] = deque()
+        self.track_journaled = False  # only snapshots read (and prune) them: kept while snapshots are written
         self.recovered_sources: dict[tuple[str, int], set[int]] = {}  # those of a recovered run, the same way
 
     def submit(self, items: Sequence[Input], sources: Sequence[str | None] | None = None,
@@ -69,7 +70,8 @@ class InputGate:
             indexes.append(index)
             accepted.append(item)
         ready = self.journal.append(entries)
-        journaled = [text for i in indexes if (text := sources[i]) is not None] if sources else None
+        journaled = [text for i in indexes if (text := sources[i]) is not None] \
+            if sources and self.track_journaled else None
         if journaled:  # a callback before the driver's: known as journaled before the inputs apply
             ready.add_done_callback(functools.partial(self._journaled, journaled))
         applied = self.driver.schedule(at, functools.partial(apply_all, items=accepted), ready=ready)

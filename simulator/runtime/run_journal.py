@@ -87,7 +87,8 @@ class RunJournal:
                                      for p, seq in self.checkpointed.items()}
             gate.input_seqs.update({p: h.inputs for p, h in history.plants.items()})
             # orders of the run journaled before: the next snapshots list them until they are committed
-            gate.recovered_sources = {where: set(offsets) for where, offsets in history.sources.items() if offsets}
+            if gate.track_journaled:
+                gate.recovered_sources = {where: set(offs) for where, offs in history.sources.items() if offs}
             clock = history.clock()
             if clock is not None:
                 self.clock = Clock(clock.at, clock.wall, clock.speed, clock.paused)
