@@ -77,7 +77,7 @@ P = TypeVar("P", bound=Program)
 async def running(program: P, timeout_s: float = 60.0) -> AsyncIterator[P]:
     """``program`` running in the test's loop until the block ends (then stopped and awaited); a
     start-up error is raised here."""
-    task = asyncio.get_running_loop().create_task(program.run(), name=type(program).__name__)
+    task = asyncio.get_running_loop().create_task(program.run(), name=type(program).__name__.lower())
     ready = asyncio.get_running_loop().create_task(program.ready_event.wait())
     await asyncio.wait([task, ready], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
