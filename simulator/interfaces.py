@@ -38,6 +38,15 @@ class ServiceState(StrEnum):
 STARTING, RUNNING, STOPPING, STOPPED = ServiceState  # (in the order above)
 
 
+class HealthStatus(StrEnum):
+    """``status`` of GET /health, the service's and the bridge's."""
+
+    HEALTHY = "healthy"
+    RECOVERING = "recovering"  # a run found in the journal applies again; not ready yet
+    DEGRADED = "degraded"  # an MQTT target is down; Kafka, the system of record, is fine
+    UNHEALTHY = "unhealthy"  # answered with 503
+
+
 class ModelInputs(Protocol):
     """Where inputs enter the model (:mod:`simulator.runtime.gate`)."""
 
@@ -78,23 +87,18 @@ class CommandSink(Protocol):
 
 
 class HealthView(Protocol):
-    """The service's health, as GET /health and /health/ready answer it."""
+    """A program's health, as its health endpoint (:mod:`simulator.adapters.health_server`) answers
+    it: the service's and the MQTT bridge's."""
 
     @property
     def state(self) -> ServiceState: ...
 
     @property
-    def healthy(self) -> bool: ...
-
-    @property
     def ready(self) -> bool: ...
 
-    @property
-    def kafka_connected(self) -> bool: ...
+    def health(self) -> dict[str, Any]: ...  # its "status" a HealthStatus
 
-    def health(self) -> dict[str, Any]: ...
-
-    def not_ready_because(self) -> list[str]: ...
+    def not_ready_because(self) -> list[str]: ...  # empty when ready
 
 
 class PacingView(Protocol):
@@ -114,6 +118,12 @@ class InFlightView(Protocol):
 class HttpServiceView(HealthView, Protocol):
     """What the HTTP server reads from the service (:class:`simulator.runtime.app.Service`): its
     health, configuration, counters and live model, the live gauges of /metrics, and the commands."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def kafka_connected(self) -> bool: ...
 
     @property
     def config(self) -> Config: ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -83,6 +84,14 @@ async def test_the_bridge_reports_the_start_up_problem_in_health_and_stops_at_on
     assert health["state"] == "starting"
     assert "ConnectionRefusedError" in health["kafka"]["last_error"]
     assert health["kafka"]["last_error_at"].endswith("Z")
+    async with aiohttp.ClientSession() as http:  # its health endpoint answers as the service's does
+        async with http.get(f"http://127.0.0.1:{bridge.http_port}/health/ready") as response:
+            assert response.status == 503
+            reasons = (await response.json())["reasons"]
+        async with http.get(f"http://127.0.0.1:{bridge.http_port}/health") as response:
+            assert response.status == 503
+    assert reasons[0] == "the bridge is starting"
+    assert reasons[1].startswith("Kafka is not reachable (") and "ConnectionRefusedError" in reasons[1]
     bridge.request_stop()
     await asyncio.wait_for(run, 10)  # a stop during start-up ends the start at once, without an error
 

@@ -1,4 +1,5 @@
-"""Health, monitoring and runtime commands over aiohttp.
+"""The service's HTTP API over aiohttp: the health endpoint (:mod:`simulator.adapters.health_server`)
+plus the live model's views and the runtime commands.
 
 Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines,
 /machines/{id} and /snapshot (the live model's state, see :mod:`simulator.formats.snapshot`).
@@ -7,45 +8,35 @@ generated at start: :mod:`simulator.adapters.http_token`) unless ``http.open_con
 POST /machines/{id}/block, POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly,
 POST /simulation/pause, POST /simulation/resume, PUT /simulation/speed.  A rejected command
 answers 400 (404 for an unknown machine) with
-``{"error": <reason code>, "detail": <text>}``.
-
-:meth:`HttpServer.serve` is the server's loop for the supervisor: it ends (with an error) when the
-server stops listening.  A malformed HTTP request (an over-long URL, say) is the client's error:
-one line in the log, not a traceback."""
+``{"error": <reason code>, "detail": <text>}``."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from simulator.adapters import openapi
+from simulator.adapters.health_server import HealthServer, HttpServerClosed, json_response
 from simulator.adapters.http_token import ControlToken
-from simulator.adapters.listening import PortSetting, listen
+from simulator.adapters.listening import PortSetting
 from simulator.command_schema import decode
-from simulator.errors import CommandRejected, FactorySimError
+from simulator.errors import CommandRejected
 from simulator.interfaces import HttpServiceView
 from simulator.model.control import anomaly_view, block_view
 from simulator.model.machine import BLOCKED, Machine
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
 
+__all__ = ["HTTP_PORT", "HttpServer", "HttpServerClosed", "json_response"]
+
 log = logging.getLogger(__name__)
 HTTP_PORT = PortSetting("http.port", env="HEALTH_CHECK_PORT")
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status,
-                        content_type="application/json", headers=headers)
 
 
 # reason codes of rejected commands that are not a 400
@@ -53,27 +44,6 @@ _STATUS = {"unknown_machine": 404, "unavailable": 503}
 UNAUTHORIZED_DETAIL = ("this endpoint needs 'Authorization: Bearer <token>': the token configured with http.token_env "
                        "or http.token_file, or else the one the service generated at start (printed once in its log "
                        "and written to a file only the service's user can read; see the README, 'Security')")
-
-
-class HttpServerClosed(FactorySimError):
-    """The HTTP server stopped listening while the service runs."""
-
-
-class _ClientErrorsInOneLine(logging.Filter):
-    """aiohttp logs a malformed request (a 400 it answers itself) as an error with a traceback; it
-    is the client's error: keep one line at INFO."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and record.getMessage().startswith("Error handling request"):
-            what = record.getMessage().replace("Error handling request", "malformed HTTP request")
-            record.msg, record.args = "%s: %s %s", (what, exc.code, str(exc.message)[:200])
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.exc_info = record.exc_text = None
-        return True
-
-
-_ONE_LINE_FILTER = _ClientErrorsInOneLine()
 
 
 class LiveCollector(Collector):
@@ -126,84 +96,36 @@ class LiveCollector(Collector):
         yield states
 
 
-class HttpServer:
+class HttpServer(HealthServer):
+    """The health endpoint of the service plus its views and commands (the routes the API
+    description lists, :mod:`simulator.adapters.openapi`: one table for both)."""
+
     def __init__(self, service: HttpServiceView, host: str, port: int) -> None:
+        super().__init__(service, service.metrics.registry, host, port, HTTP_PORT)
         self.service = service
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
         service.metrics.registry.register(LiveCollector(service))
         self._environ = os.environ if service.environ is None else service.environ
         self.token = ControlToken.from_settings(service.config.http, self._environ)
-        self._server: asyncio.Server | None = None
-        app = web.Application()
-        # the routes are those the API description lists (adapters/openapi.py): one table for both
         views: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-            "health": self.health, "live": self.live, "ready": self.ready, "metrics": self.metrics,
             "status": self.status, "machines": self.machines, "machine": self.machine, "snapshot": self.snapshot}
-        app.router.add_get("/openapi.json", self.openapi)
+        self.app.router.add_get("/openapi.json", self.openapi)
         for method, path, operation, _ in openapi.VIEWS:
-            app.router.add_route(method.upper(), path, views[operation])
+            if operation in views:  # (the health views are the HealthServer's)
+                self.app.router.add_route(method.upper(), path, views[operation])
         for method, path, command, _ in openapi.COMMAND_ROUTES:
-            app.router.add_route(method.upper(), path, self._command(command))
-        self.app = app
+            self.app.router.add_route(method.upper(), path, self._command(command))
 
     async def start(self) -> None:
-        server_log = logging.getLogger("aiohttp.server")
-        if _ONE_LINE_FILTER not in server_log.filters:
-            server_log.addFilter(_ONE_LINE_FILTER)
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        try:
-            site, self.port = await listen(self._runner, self.host, self.port, HTTP_PORT)
-        except FactorySimError:
-            await self.stop()
-            raise
-        self._server = site._server if isinstance(site._server, asyncio.Server) else None
-        log.info("health endpoint on http://%s:%s/health", self.host, self.port)
+        await super().start()
         self.token.publish(self.service.config.http, self._environ, self.host, self.port)
-
-    async def serve(self, check_interval_s: float = 0.2) -> None:
-        """Until the server stops listening (then HttpServerClosed) or this task is cancelled (which
-        leaves the server as it is: it stops with :meth:`stop`, last of all)."""
-        server = self._server
-        # polled: asyncio.Server's wait_closed() also waits for every open connection to end
-        while server is not None and server.is_serving():  # noqa: ASYNC110
-            await asyncio.sleep(check_interval_s)
-        raise HttpServerClosed(f"the HTTP server on port {self.port} stopped listening")
-
-    def close_listener(self) -> None:
-        """Stop accepting connections (what a failing server does; the fault drill uses it)."""
-        if self._server is not None:
-            self._server.close()
 
     async def stop(self) -> None:
         self.token.withdraw()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        await super().stop()
 
-    # -- handlers -------------------------------------------------------------------------------------
-    async def health(self, _: web.Request) -> web.Response:
-        body = self.service.health()
-        return json_response(body, 503 if body["status"] == "unhealthy" else 200)
-
+    # -- views ----------------------------------------------------------------------------------------
     async def openapi(self, _: web.Request) -> web.Response:
         return json_response(openapi.document(sorted(self.service.sim.plant.machines)))
-
-    async def live(self, _: web.Request) -> web.Response:
-        return json_response({"status": "alive", "state": self.service.state})
-
-    async def ready(self, _: web.Request) -> web.Response:
-        ready = self.service.ready
-        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "state": self.service.state}
-        if not ready:
-            body["reasons"] = self.service.not_ready_because() or ["not ready"]
-        return json_response(body, 200 if ready else 503)
-
-    async def metrics(self, _: web.Request) -> web.Response:
-        body = generate_latest(self.service.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(self, _: web.Request) -> web.Response:
         svc = self.service

@@ -18,7 +18,7 @@ from typing import Any
 
 from simulator import package_version
 from simulator.command_schema import ALIASES, FIELDS
-from simulator.interfaces import ServiceState
+from simulator.interfaces import HealthStatus, ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
 from simulator.model.machine import STATES
@@ -109,7 +109,7 @@ def _components() -> dict[str, Any]:
         "block": _nullable("#/components/schemas/Block"), "anomaly": _nullable("#/components/schemas/Anomaly"),
     }, description="A machine's state and KPIs")
     health = _object({
-        "status": {"enum": ["healthy", "recovering", "degraded", "unhealthy"]},
+        "status": {"enum": [str(status) for status in HealthStatus]},
         "state": {"$ref": "#/components/schemas/ServiceState"},
         "uptime_seconds": {"type": "number", "minimum": 0},
         "kafka": _object({"broker": {"type": "string"}, "embedded": {"type": "boolean"},

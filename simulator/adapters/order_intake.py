@@ -19,7 +19,6 @@ decoded either (aiokafka decodes a batch from its start): each is dead-lettered 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gzip
 import logging
@@ -37,11 +36,11 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedCodecError,
 )
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord
 
 from simulator.adapters.dead_letters import DEFAULT_MAX_REQUEST_BYTES, Consumed, Unread, dead_letter, letter_attempts
 from simulator.adapters.kafka_publisher import KafkaPublisher
-from simulator.adapters.offsets import PartitionOffsets
+from simulator.adapters.offsets import ConsumerOffsets
 from simulator.errors import JournalRefused, OrderRejected
 from simulator.interfaces import ModelInputs, Result
 from simulator.io_metrics import IoMetrics
@@ -103,7 +102,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self.dedup_window_s = dedup_window_s
         self.clock = clock
         self.letter_attempts = letter_attempts(max_request_bytes)
-        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self._partitions = ConsumerOffsets(consumer, "order offsets")
         self._awaiting_ack: dict[str, tuple[TopicPartition, int]] = {}  # lot code -> its order message
         self._recently_finished: OrderedDict[str, float] = OrderedDict()
         self._letters: deque[_Letter] = deque()
@@ -115,7 +114,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     # -- state for health and metrics -------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        return sum(len(p.pending) for p in self._partitions.values())
+        return self._partitions.pending
 
     @property
     def paused(self) -> bool:
@@ -227,10 +226,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         return batch
 
     def _unreadable(self, tp: TopicPartition, offset: int, detail: str) -> None:
-        part = self._partitions.get(tp)
-        if part is None:
-            part = self._partitions[tp] = PartitionOffsets()
-        part.take(offset)
+        self._partitions.of(tp).take(offset)
         self._dead_letter(tp, Unread(tp.topic, tp.partition, offset), OrderRejected(UNREADABLE, detail))
 
     def _take(self, batch: Batch) -> None:
@@ -243,9 +239,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         awaiting, in_progress, finished = self._awaiting_ack, self.inputs.lot_in_progress, self._recently_finished
         for tp, messages in batch.items():
             consumed += len(messages)
-            part = self._partitions.get(tp)
-            if part is None:
-                part = self._partitions[tp] = PartitionOffsets()
+            part = self._partitions.of(tp)
             take = part.take
             journaled = self.journaled.get((tp.topic, tp.partition))
             origin = f"{tp.topic}/{tp.partition}/"  # an order's journal source: topic/partition/offset
@@ -334,9 +328,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             del self._recently_finished[code]
 
     def _done(self, tp: TopicPartition, offset: int) -> None:
-        part = self._partitions.get(tp)
-        if part is not None:
-            part.done(offset)
+        self._partitions.done(tp, offset)
 
     # -- dead letters ------------------------------------------------------------------------------
     def _dead_letter(self, tp: TopicPartition, message: Consumed, exc: OrderRejected) -> None:
@@ -380,43 +372,20 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # -- commits ----------------------------------------------------------------------------------
     async def commit(self) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        assigned = self.consumer.assignment()
-        for tp, part in self._partitions.items():
-            position = part.to_commit()
-            if tp in assigned and position is not None:
-                offsets[tp] = OffsetAndMetadata(position, "")
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except Exception as exc:  # noqa: BLE001 - a failed commit is retried with the next one
-            log.warning("committing order offsets failed (%r); will retry", exc)
-            return
-        self.metrics.offsets_committed.inc()
-        for tp, meta in offsets.items():
-            self._partitions[tp].committed = meta.offset
+        if await self._partitions.commit():
+            self.metrics.offsets_committed.inc()
 
     def committed_positions(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> the offset last committed by this intake (where a new consumer of
         the group starts), for the partitions it committed."""
-        return {(tp.topic, tp.partition): part.committed for tp, part in self._partitions.items()
-                if part.committed is not None}
+        return self._partitions.committed_positions()
 
     # -- rebalance ----------------------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        with contextlib.suppress(Exception):
-            await self.commit()
-        for tp in revoked:
-            self._partitions.pop(tp, None)
+        if await self._partitions.revoked(revoked):
+            self.metrics.offsets_committed.inc()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
-        for tp in assigned:  # where the group stands: the orders before it are done (committed_positions)
-            part = self._partitions.get(tp)
-            if part is None:
-                part = self._partitions[tp] = PartitionOffsets()
-            if part.committed is None:
-                with contextlib.suppress(Exception):  # unknown for now: known after this intake's first commit
-                    part.committed = await self.consumer.committed(tp)
+        await self._partitions.assigned(assigned)

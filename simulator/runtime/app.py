@@ -55,7 +55,7 @@ from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
-from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING
+from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus
 from simulator.io_metrics import IoMetrics
 from simulator.model import snapshot as model_snapshot
 from simulator.model.records import Sink
@@ -66,6 +66,7 @@ from simulator.runtime.driver import Driver, StopReason
 from simulator.runtime.faults import FaultDrill, fail_in_step
 from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
+from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.outbox import Outbox
 from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
 from simulator.runtime.run_journal import RunJournal, SkipDelivered
@@ -625,15 +626,11 @@ class Service:
 
     def not_ready_because(self) -> list[str]:
         """Why the service is not ready (GET /health/ready answers it with its 503); empty when ready."""
-        reasons = []
-        if self.state != RUNNING:
-            reasons.append(f"the service is {self.state}")
-        if not self.kafka_connected:
-            reasons.append("Kafka is not reachable" + (f" ({self.startup_problem.error})" if self.startup_problem
-                                                         else ""))
+        failure = self.supervisor.failure
+        reasons = kafka_reasons("the service", self.state, self.kafka_connected, self.startup_problem, failure)
         if self.publisher is not None and self.publisher.fatal_error is not None:
             reasons.append(f"Kafka refused a record for good: {self.publisher.fatal_error}")
-        if self.not_progressing is not None:
+        if failure is None and self.not_progressing is not None:  # (a stalled driver)
             reasons.append(self.not_progressing)
         if self.driver.paused:
             reasons.append("the simulation is paused (POST /simulation/resume)")
@@ -644,14 +641,10 @@ class Service:
         return reasons
 
     @property
-    def status(self) -> str:
-        """healthy | recovering (a run found in the journal applies again; not ready yet) | degraded
-        (an MQTT target is down; Kafka, the system of record, is fine) | unhealthy."""
-        if not self.healthy:
-            return "unhealthy"
-        if self.run_journal is not None and self.run_journal.recovering:
-            return "recovering"
-        return "healthy" if all(p.connected for p in self.mqtt) else "degraded"
+    def status(self) -> HealthStatus:
+        """See :class:`~simulator.interfaces.HealthStatus`."""
+        return health_status(up=self.healthy, targets=self.mqtt,
+                             recovering=self.run_journal is not None and self.run_journal.recovering)
 
     def health(self) -> dict[str, Any]:
         stats = self.sim.stats

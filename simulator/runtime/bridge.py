@@ -11,7 +11,10 @@ an explicit overflow policy.  Stopped mid-stream and started again, it therefore
 not acknowledged and loses nothing.  A target with the ``block`` policy stops the reading while
 its queue is full.
 
-Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics.
+Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics,
+served and judged as the service's are (:mod:`simulator.adapters.health_server`,
+:mod:`simulator.runtime.health`); its offsets are kept and committed, and its partitions given up
+on a rebalance, as the order intake's are (:class:`simulator.adapters.offsets.ConsumerOffsets`).
 
 Its loops (the reader, the committer, one per target) run under the same supervisor as the
 service's: one that fails makes ``/health`` 503, is logged once, and ends the bridge with exit
@@ -34,26 +37,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 
-from simulator.adapters.http import json_response
+from simulator.adapters.health_server import HealthServer
 from simulator.adapters.kafka_admin import StartupProblem, start_client, wait_for_cluster
 from simulator.adapters.kafka_options import client_options, consumer_options
-from simulator.adapters.listening import PortSetting, listen
+from simulator.adapters.listening import PortSetting
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
-from simulator.adapters.offsets import PartitionOffsets
+from simulator.adapters.offsets import ConsumerOffsets, PartitionOffsets
 from simulator.asyncio_waits import wait_for
 from simulator.config_schema import Config
-from simulator.errors import ConfigError, FactorySimError
+from simulator.errors import ConfigError
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import decode
 from simulator.formats.registry import build_format
+from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus, ServiceState
 from simulator.model.records import Record
 from simulator.runtime.faults import FaultDrill
+from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.signals import install_stop_signals
 from simulator.runtime.supervision import Supervisor, unless_stopped, utc_text
 
@@ -109,11 +112,12 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self.commits = Counter("factorysim_bridge_offsets_committed", "Offset commits", registry=self.registry)
         self.http_port = config.mqtt.bridge.http_port if http_port is None else http_port
         self.consumer: AIOKafkaConsumer | None = None
+        self.server: HealthServer | None = None
         self.kafka_connected = False
         self.startup_problem: StartupProblem | None = None  # the latest start-up attempt's error
         self.started = time.monotonic()
-        self.state = "starting"
-        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self.state: ServiceState = STARTING
+        self._offsets: ConsumerOffsets | None = None
         self._stop = asyncio.Event()
         self.ready_event = asyncio.Event()
         self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit)
@@ -129,26 +133,32 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     async def run(self) -> None:
         """Until asked to stop; raises ServiceFailed when one of its loops failed."""
         kafka = self.config.kafka
-        runner = await self._start_http()
-        options = client_options(kafka, kafka.bootstrap_servers, self.environ)
-        consumer = AIOKafkaConsumer(
-            **options, **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
-            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
-        )
-        self.consumer = consumer
-        consumer.subscribe(self.topics, listener=self)
+        self.server = server = HealthServer(self, self.registry, self.config.http.host, self.http_port,
+                                            BRIDGE_HTTP_PORT, name="bridge health endpoint")
+        await server.start()
+        self.http_port = server.port
+        consumer: AIOKafkaConsumer | None = None
         try:
+            options = client_options(kafka, kafka.bootstrap_servers, self.environ)
+            consumer = AIOKafkaConsumer(
+                **options, **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
+                max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
+            )
+            self.consumer = consumer
+            self._offsets = ConsumerOffsets(consumer, "bridge offsets")
+            consumer.subscribe(self.topics, listener=self)
             if not await unless_stopped(self._start_kafka(consumer, options), self._stop):
                 log.info("bridge stopped during start-up")
                 return
             self.kafka_connected = True
-            await self._run_loops()
+            await self._run_loops(server)
             await self.supervisor.report_failure()
         finally:
-            with contextlib.suppress(Exception):
-                await wait_for(consumer.stop(), 5)
-            await runner.cleanup()
-            self.state = "stopped"
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await wait_for(consumer.stop(), 5)
+            await server.stop()
+            self.state = STOPPED
         self.supervisor.raise_if_failed()
 
     async def _start_kafka(self, consumer: AIOKafkaConsumer, options: dict[str, Any]) -> None:
@@ -161,7 +171,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     def _startup_retry(self, problem: StartupProblem) -> None:
         self.startup_problem = problem
 
-    async def _run_loops(self) -> None:
+    async def _run_loops(self, server: HealthServer) -> None:
         watch, fault = self.supervisor.watch, self.fault
         async with asyncio.TaskGroup() as group:
             def target(p: MqttPublisher) -> asyncio.Task[None]:
@@ -169,15 +179,16 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                 return group.create_task(watch(f"mqtt-{p.name}", body), name=f"mqtt-{p.name}")
 
             tasks = [target(p) for p in self.publishers]
-            self.state = "running"
+            self.state = RUNNING
             self.ready_event.set()
             log.info("MQTT bridge: %d topics from %s -> %s", len(self.topics), self.config.kafka.bootstrap_servers,
                      ", ".join(f"{p.name} ({p.target.host}:{p.target.port}, {p.fmt.name})" for p in self.publishers))
             reader = group.create_task(watch("bridge-reader", self._read()), name="bridge-reader")
             committer = group.create_task(watch("bridge-commits", self._commit_loop()), name="bridge-commits")
+            http = group.create_task(watch("bridge-http", server.serve()), name="bridge-http")
             await self._stop.wait()
             self.supervisor.stopping = True
-            self.state = "stopping"
+            self.state = STOPPING
             reader.cancel()
             for p in self.publishers:
                 p.finish()
@@ -185,18 +196,21 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             for task in late:
                 task.cancel()
             committer.cancel()
+            http.cancel()
             await self.commit()
 
     # -- reading and committing -----------------------------------------------------------------------
     async def _read(self) -> None:
         assert self.consumer is not None
+        assert self._offsets is not None
+        offsets = self._offsets
         while True:
             for p in self.publishers:
                 if p.full:
                     await p.wait_for_room()
             batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
             for tp, messages in batches.items():
-                part = self._partitions.setdefault(tp, PartitionOffsets())
+                part = offsets.of(tp)
                 self.consumed.inc(len(messages))
                 for message in messages:
                     part.take(message.offset)
@@ -244,37 +258,38 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.commit()
 
     async def commit(self) -> None:
-        if self.consumer is None:
+        if self._offsets is None:
             return
-        assigned = self.consumer.assignment()
-        offsets = {tp: OffsetAndMetadata(pos, "") for tp, part in self._partitions.items()
-                   if tp in assigned and (pos := part.to_commit()) is not None}
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except Exception as exc:  # noqa: BLE001 - retried with the next commit
-            log.warning("bridge: committing offsets failed (%r); will retry", exc)
-            self.kafka_connected = False
-            return
-        self.kafka_connected = True
-        self.commits.inc()
-        for tp, meta in offsets.items():
-            self._partitions[tp].committed = meta.offset
+        committed = await self._offsets.commit()
+        if committed is not None:
+            self.kafka_connected = committed  # a failed commit: not connected until one succeeds
+        if committed:
+            self.commits.inc()
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.commit()
-        for tp in revoked:
-            self._partitions.pop(tp, None)
+        if self._offsets is not None and await self._offsets.revoked(revoked):
+            self.commits.inc()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        if self._offsets is not None:
+            await self._offsets.assigned(assigned)
 
     # -- health ----------------------------------------------------------------------------------------
+    @property
+    def up(self) -> bool:
+        return self.state == RUNNING and self.kafka_connected and self.supervisor.failure is None
+
+    @property
+    def ready(self) -> bool:
+        return self.up
+
+    def not_ready_because(self) -> list[str]:
+        return kafka_reasons("the bridge", self.state, self.kafka_connected, self.startup_problem,
+                             self.supervisor.failure)
+
     def health(self) -> dict[str, Any]:
         failure, problem = self.supervisor.failure, self.startup_problem
-        up = self.state == "running" and self.kafka_connected and failure is None
-        status = "unhealthy" if not up else ("healthy" if all(p.connected for p in self.publishers) else "degraded")
+        status: HealthStatus = health_status(up=self.up, targets=self.publishers)
         return {
             "status": status,
             "state": self.state,
@@ -284,37 +299,9 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                       "last_error": problem.error if problem else None,
                       "last_error_at": utc_text(problem.at) if problem else None,
                       "group_id": self.config.mqtt.bridge.group_id, "topics": self.topics,
-                      "pending_offsets": sum(len(p.pending) for p in self._partitions.values())},
+                      "pending_offsets": self._offsets.pending if self._offsets is not None else 0},
             "mqtt": {"targets": [p.health() for p in self.publishers]},
         }
-
-    async def _start_http(self) -> web.AppRunner:
-        async def health(_: web.Request) -> web.Response:
-            body = self.health()
-            return json_response(body, 503 if body["status"] == "unhealthy" else 200)
-
-        async def live(_: web.Request) -> web.Response:
-            return json_response({"status": "alive", "state": self.state})
-
-        async def ready(_: web.Request) -> web.Response:
-            ok = self.health()["status"] != "unhealthy"
-            return json_response({"status": "ready" if ok else "not ready", "state": self.state}, 200 if ok else 503)
-
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        app = web.Application()
-        app.add_routes([web.get("/health", health), web.get("/health/live", live),
-                        web.get("/health/ready", ready), web.get("/metrics", metrics)])
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            _, self.http_port = await listen(runner, self.config.http.host, self.http_port, BRIDGE_HTTP_PORT)
-        except FactorySimError:
-            await runner.cleanup()
-            raise
-        log.info("bridge health endpoint on http://%s:%s/health", self.config.http.host, self.http_port)
-        return runner
 
 
 def run_bridge(config: Config) -> int:
