@@ -73,7 +73,7 @@ class Command:
     value: bool = True  # the plant-wide switch: on or off
 
 
-def decode(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> dict[str, Any]:
+def decode_command(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> dict[str, Any]:
     """The command object of ``payload`` (JSON bytes or text, or a decoded mapping)."""
     if isinstance(payload, Mapping):
         return dict(payload)
@@ -107,7 +107,7 @@ def command_name(data: Mapping[str, Any]) -> str:
 
 def parse_command(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> Command:
     """Validate ``payload`` into a :class:`Command`; raises CommandRejected."""
-    data = decode(payload)
+    data = decode_command(payload)
     name = command_name(data)
     fields: dict[str, Any] = {}
     for key, value in data.items():

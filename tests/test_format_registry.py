@@ -13,7 +13,7 @@ import pytest
 from simulator.config_schema import Config
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
-from simulator.formats.coffeemek_decode import DecodeError, decode
+from simulator.formats.coffeemek_decode import DecodeError, decode_record
 from simulator.formats.registry import FORMAT_NAMES, build_format, check_topic_template, template_spec
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample, Record
 from simulator.model.simulation import Simulation
@@ -92,7 +92,7 @@ def test_encoding_a_decoded_record_gives_the_same_messages(mixed, target: str) -
     produced = 0
     for record in records:
         (message,) = kafka.encode(record)
-        decoded = decode(message.topic, message.value)
+        decoded = decode_record(message.topic, message.value)
         expected = fmt.encode(record)
         assert fmt.encode(decoded) == expected, (target, record)
         produced += len(expected)
@@ -106,7 +106,7 @@ def test_a_decoded_record_is_the_original_at_millisecond_precision(mixed) -> Non
              "lead_time_s"}
     for record in records:
         (message,) = kafka.encode(record)
-        decoded = decode(message.topic, message.value)
+        decoded = decode_record(message.topic, message.value)
         assert type(decoded) is type(record)
         for field in dataclasses.fields(record):  # type: ignore[arg-type]
             original, back = getattr(record, field.name), getattr(decoded, field.name)
@@ -122,7 +122,7 @@ def test_a_decoded_record_is_the_original_at_millisecond_precision(mixed) -> Non
                                    b'{"event_type": "lot.queued", "event_id": "x-1"}'])
 def test_foreign_messages_do_not_decode(value: bytes) -> None:
     with pytest.raises(DecodeError, match=r"coffeemek\.telemetry\.test"):
-        decode("coffeemek.telemetry.test", value)
+        decode_record("coffeemek.telemetry.test", value)
 
 
 def test_build_format_by_name_and_unknown_names(default_config: Config) -> None:

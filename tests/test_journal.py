@@ -55,19 +55,19 @@ INPUTS: list[Input] = [
 def test_every_entry_reads_back_as_written(entry: journal.Entry) -> None:
     message = journal.encode(entry, "plants.journal")
     assert message.key == entry.plant.encode()
-    assert journal.decode(message.value) == entry
+    assert journal.decode_entry(message.value) == entry
 
 
 def test_version_1_entries_still_read() -> None:
     admit = (b'{"v": 1, "run": "run-1", "plant": "Italia", "kind": "input", "seq": 3, "at": 0.5, "input": '
              b'{"kind": "admit", "lot_code": "L-1", "customer": "Bar Sport", "quantity": 12, "location": "Italia", '
              b'"priority": "alta", "timestamp": "2025-06-25T08:00:00Z"}, "source": "orders/2/17", "joined": true}')
-    assert journal.decode(admit) == Applied("Italia", "run-1", 3, 0.5, INPUTS[0], "orders/2/17", True)
+    assert journal.decode_entry(admit) == Applied("Italia", "run-1", 3, 0.5, INPUTS[0], "orders/2/17", True)
     block = b'{"v": 1, "run": "r", "plant": "Italia", "kind": "input", "seq": 1, "at": 2, "input": ' \
             b'{"kind": "block", "machine_id": "Italia-fresa_cnc-02", "reason": "manual", "duration_s": null}}'
-    assert journal.decode(block) == Applied("Italia", "r", 1, 2.0, INPUTS[3])
+    assert journal.decode_entry(block) == Applied("Italia", "r", 1, 2.0, INPUTS[3])
     checkpoint = b'{"v": 1, "run": "r", "plant": "Brasile", "kind": "checkpoint", "output_seq": 7, "at": 1.5}'
-    assert journal.decode(checkpoint) == Checkpoint("Brasile", "r", 7, 1.5)
+    assert journal.decode_entry(checkpoint) == Checkpoint("Brasile", "r", 7, 1.5)
 
 
 def test_an_order_input_is_written_as_a_compact_array() -> None:
@@ -94,7 +94,7 @@ def test_an_order_input_is_written_as_a_compact_array() -> None:
 ])
 def test_a_malformed_entry_is_a_journal_error(raw: bytes, problem: str) -> None:
     with pytest.raises(JournalError, match=problem):
-        journal.decode(raw)
+        journal.decode_entry(raw)
 
 
 async def test_the_journal_replayed_offline_gives_the_published_output_byte_for_byte(
@@ -130,14 +130,14 @@ async def test_the_journal_replayed_offline_gives_the_published_output_byte_for_
         run_id, through = service.run_id, dict(service.publisher.delivered_through)
 
     def complete(c: Any) -> bool:
-        written = {e.plant: e.output_seq for e in map(journal.decode, (m.value for m in c.of(topics.journal)))
+        written = {e.plant: e.output_seq for e in map(journal.decode_entry, (m.value for m in c.of(topics.journal)))
                    if isinstance(e, Checkpoint)}
         output = sum(len(c.of(topic)) for topic in [topics.events, *telemetry])
         return written == through and output >= sum(through.values())
 
     async with Reader(kafka_bootstrap, [topics.journal, topics.events, *telemetry]) as reader:
         collected = await reader.read_until(complete, 30, "the output and the journal's last checkpoints")
-    entries = [journal.decode(m.value) for m in collected.of(topics.journal)]
+    entries = [journal.decode_entry(m.value) for m in collected.of(topics.journal)]
     assert {e.run_id for e in entries} == {run_id}
     starts = [e for e in entries if isinstance(e, RunStart)]
     assert sorted(e.plant for e in starts) == sorted(config.locations)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from simulator.adapters.mqtt import MqttPublisher
-from simulator.adapters.mqtt_session import CONNECTED
+from simulator.adapters.mqtt_session import SessionState
 from simulator.config_schema import MqttTarget
 from simulator.formats import WireMessage
 from simulator.model.records import LotEvent, Record
@@ -78,7 +78,7 @@ async def test_publishes_in_order_with_availability(mosquitto: Mosquitto) -> Non
             await wait_for(lambda: publisher.messages_acknowledged == 500, what="500 acknowledgements")
             health = publisher.health()
             assert health["connected"] is True
-            assert health["state"] == CONNECTED
+            assert health["state"] == SessionState.CONNECTED
             assert collector.payloads("plant/availability")[-1] == b"online"
         assert seqs(collector) == list(range(1, 501))
         await collector.wait_for(lambda ms: any(m.topic == "plant/availability" and m.payload == b"offline"
@@ -233,7 +233,7 @@ async def test_broker_restart_queued_messages_delivered_once(mosquitto_factory: 
             await wait_for(lambda: not publisher.connected, what="the target to notice the outage")
             for record in events(301, 600):  # queued meanwhile
                 publisher.offer(record)
-            assert publisher.health()["state"] != CONNECTED
+            assert publisher.health()["state"] != SessionState.CONNECTED
             rounds = collector.subscribe_rounds
             await broker.astart()
             await collector.wait_subscribed(rounds + 1)

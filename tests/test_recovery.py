@@ -127,7 +127,7 @@ async def check_lease(bootstrap: str, topics: dict[str, str]) -> None:
     applies new inputs after it, so nothing published is ever made again differently."""
     async with Reader(bootstrap, [topics["events"], topics["journal"]]) as reader:
         collected = await reader.read_all()
-    leases = [e.at for e in map(journal.decode, (m.value for m in collected.of(topics["journal"])))
+    leases = [e.at for e in map(journal.decode_entry, (m.value for m in collected.of(topics["journal"])))
               if isinstance(e, Checkpoint)]
     published = [e["sim_time_s"] for e in collected.json(topics["events"])]
     if published:

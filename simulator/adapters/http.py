@@ -26,7 +26,7 @@ from simulator.adapters import openapi
 from simulator.adapters.health_server import HealthServer, HttpServerClosed, json_response
 from simulator.adapters.http_token import ControlToken
 from simulator.adapters.listening import PortSetting
-from simulator.command_schema import decode
+from simulator.command_schema import decode_command
 from simulator.errors import CommandRejected
 from simulator.interfaces import HttpServiceView
 from simulator.model.control import anomaly_view, block_view
@@ -184,7 +184,7 @@ class HttpServer(HealthServer):
     @staticmethod
     async def _body(request: web.Request, name: str) -> dict[str, Any]:
         raw = await request.read()
-        body = decode(raw) if raw else {}  # no body: no fields; anything else is a JSON object or refused
+        body = decode_command(raw) if raw else {}  # no body: no fields; anything else is a JSON object or refused
         if body.get("command", name) != name or body.get("cmd", name) != name:
             raise CommandRejected("invalid_field", f"the path names the command {name!r}; leave 'command' out")
         body["command"] = name

@@ -39,7 +39,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float) 
 
 def _read(message: Any, partition: int) -> Read:
     try:
-        entry: Entry | journal.JournalError = journal.decode(message.value or b"")
+        entry: Entry | journal.JournalError = journal.decode_entry(message.value or b"")
     except journal.JournalError as exc:
         entry = exc
     return Read(entry, partition, message.offset, message.timestamp)

@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from simulator.adapters.mqtt_session import CONNECTED, MqttSession, Outgoing
+from simulator.adapters.mqtt_session import MqttSession, Outgoing, SessionState
 from simulator.config_schema import MqttTarget
 from simulator.formats import Format, WireMessage
 from simulator.model.records import Record
@@ -173,7 +173,7 @@ class MqttPublisher:
     # -- views ---------------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self.session.state == CONNECTED
+        return self.session.state == SessionState.CONNECTED
 
     def health(self) -> dict[str, Any]:
         t = self.target
@@ -207,7 +207,7 @@ class MqttPublisher:
         }
 
 
-class MqttCollector(Collector):
+class MqttTargetMetrics(Collector):
     """Prometheus view of the MQTT targets (read at scrape time)."""
 
     def __init__(self, publishers: list[MqttPublisher]) -> None:

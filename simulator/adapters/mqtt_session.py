@@ -22,6 +22,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import gmqtt
@@ -36,7 +37,14 @@ from simulator.errors import FactorySimError
 
 log = logging.getLogger(__name__)
 
-CONNECTING, CONNECTED, DISCONNECTED, CLOSED = "connecting", "connected", "disconnected", "closed"
+class SessionState(StrEnum):
+    """An MQTT target's connection, as /health shows it (``mqtt.targets[].state``)."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
 ONLINE, OFFLINE = b"online", b"offline"
 MQTT311_QOS2_WINDOW = 16
 
@@ -149,7 +157,7 @@ class MqttSession:
         self.on_command = on_command
         self.connect_timeout_s = connect_timeout_s
         self.ssl: ssl.SSLContext | None = tls_context(target)
-        self.state = DISCONNECTED
+        self.state = SessionState.DISCONNECTED
         self.last_error: str | None = None
         self.connects = 0
         self.reconnects = 0
@@ -173,7 +181,7 @@ class MqttSession:
     # -- views ---------------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self.state == CONNECTED
+        return self.state == SessionState.CONNECTED
 
     @property
     def in_flight(self) -> int:
@@ -184,13 +192,13 @@ class MqttSession:
         """Keep a connection up until :meth:`close`."""
         delay = self.target.reconnect.initial_s
         while not self._closing:
-            self.state = CONNECTING
+            self.state = SessionState.CONNECTING
             try:
                 await self._connect()
             except (OSError, TimeoutError, MqttConnectError, gmqtt.mqtt.handler.MQTTConnectError,
                     FactorySimError) as exc:
                 self._note_error(exc)
-                self.state = DISCONNECTED
+                self.state = SessionState.DISCONNECTED
                 await self._pause(delay)
                 delay = min(self.target.reconnect.max_s, delay * 2)
                 continue
@@ -203,7 +211,7 @@ class MqttSession:
             log.warning("MQTT target %s: connection to %s:%s lost; reconnecting", self.target.name,
                         self.target.host, self.target.port)
             await self._pause(delay)
-        self.state = CLOSED
+        self.state = SessionState.CLOSED
 
     async def _pause(self, delay: float) -> None:
         jitter = self.target.reconnect.jitter
@@ -248,7 +256,7 @@ class MqttSession:
             self.window = min(self.window, MQTT311_QOS2_WINDOW)
         self.connects += 1
         self.last_error = None
-        self.state = CONNECTED
+        self.state = SessionState.CONNECTED
         log.info("MQTT target %s: connected to %s:%s as %s (MQTT %s)", target.name, target.host, target.port,
                  self.client_id, target.protocol)
         if self.availability_topic is not None:
@@ -274,7 +282,7 @@ class MqttSession:
 
     def _connection_lost(self) -> None:
         self._ready.clear()
-        self.state = DISCONNECTED
+        self.state = SessionState.DISCONNECTED
         unacked = list(self._in_flight.values())
         self._in_flight.clear()
         self._resend.extendleft(reversed(unacked))
@@ -359,13 +367,13 @@ class MqttSession:
         client, self._client = self._client, None
         self._ready.clear()
         self._lost.set()
-        if client is not None and self.state == CONNECTED:
+        if client is not None and self.state == SessionState.CONNECTED:
             with contextlib.suppress(Exception):
                 if self.availability_topic is not None:
                     client.publish(self.availability_topic, OFFLINE, qos=0, retain=False)
                     client.publish(self.availability_topic, b"", qos=0, retain=True)  # clears the retained one
                 await wait_for(client.disconnect(), 2.0)
-        self.state = CLOSED
+        self.state = SessionState.CLOSED
 
 
 def _receive_maximum(client: _Client) -> int:

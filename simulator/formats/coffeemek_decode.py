@@ -48,7 +48,7 @@ class DecodeError(ValueError):
     """A message that is not a coffeemek record (not JSON, a field missing or of the wrong type)."""
 
 
-def decode(topic: str, value: bytes) -> Record:
+def decode_record(topic: str, value: bytes) -> Record:
     """The record a coffeemek message on ``topic`` was encoded from; DecodeError if it is not one."""
     try:
         body = orjson.loads(value)

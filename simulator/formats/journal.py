@@ -125,7 +125,7 @@ def encode(entry: Entry, topic: str) -> WireMessage:
     return WireMessage(topic, entry.plant.encode(), HEADERS, orjson.dumps(body))
 
 
-def decode(value: bytes) -> Entry:
+def decode_entry(value: bytes) -> Entry:
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -44,7 +44,7 @@ from simulator.adapters.journal_reader import JournalEnds, newest_run_id, read_j
 from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
 from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
-from simulator.adapters.mqtt import MqttCollector, MqttPublisher
+from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.order_intake import OrderIntake
 from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.adapters.systemd import SystemdNotifier
@@ -120,7 +120,7 @@ class Service:
                      for target in config.mqtt.targets]
         for publisher in self.mqtt:
             self.outbox.add_tap(publisher)
-        self.metrics.registry.register(MqttCollector(self.mqtt))
+        self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
         self.state = STARTING
         self.started_monotonic = time.monotonic()
         self.bootstrap_servers = config.kafka.bootstrap_servers

@@ -44,14 +44,14 @@ from simulator.adapters.health_server import HealthServer
 from simulator.adapters.kafka_admin import StartupProblem, start_client, wait_for_cluster
 from simulator.adapters.kafka_options import client_options, consumer_options
 from simulator.adapters.listening import PortSetting
-from simulator.adapters.mqtt import MqttCollector, MqttPublisher
+from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.offsets import ConsumerOffsets, PartitionOffsets
 from simulator.asyncio_waits import wait_for
 from simulator.config_schema import Config
 from simulator.errors import ConfigError
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
-from simulator.formats.coffeemek_decode import decode
+from simulator.formats.coffeemek_decode import decode_record
 from simulator.formats.registry import build_format
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus, ServiceState
 from simulator.model.records import Record
@@ -105,7 +105,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self._pass_through = [p.fmt if isinstance(p.fmt, CoffeeMekFormat) else None for p in self.publishers]
         self._decoding = any(fmt is None for fmt in self._pass_through)
         self.registry = CollectorRegistry()
-        self.registry.register(MqttCollector(self.publishers))
+        self.registry.register(MqttTargetMetrics(self.publishers))
         self.consumed = Counter("factorysim_bridge_messages_consumed", "Kafka messages read", registry=self.registry)
         self.undecodable = Counter("factorysim_bridge_messages_undecodable",
                                    "Kafka messages that are not coffeemek records (skipped)", registry=self.registry)
@@ -221,7 +221,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         location: str | None = None
         try:
             if self._decoding:
-                record = decode(topic, value)
+                record = decode_record(topic, value)
                 location = record.location
             else:
                 location = message_location(value)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from simulator.asyncio_waits import wait_for
-from simulator.command_schema import PLANT_WIDE, Command, command_name, decode, parse_command
+from simulator.command_schema import PLANT_WIDE, Command, command_name, decode_command, parse_command
 from simulator.errors import CommandRejected, JournalRefused
 from simulator.io_metrics import IoMetrics
 from simulator.model import inputs
@@ -42,7 +42,7 @@ class CommandProcessor:
         """Validate and apply ``payload``; returns the result, raises CommandRejected."""
         name = "invalid"  # the counter's label while the command's name is unknown
         try:
-            data = decode(payload)
+            data = decode_command(payload)
             name = command_name(data)
             command = parse_command(data)
             result = {"command": command.name, **await self.apply(command)}
