@@ -26,10 +26,10 @@ from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
 from simulator.model.snapshot import SnapshotError
 from simulator.output_paths import check_outputs, write_output
+from simulator.programs.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
-from simulator.runtime.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
 
 log = logging.getLogger("factorysim")
 
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    from simulator.runtime.bridge import run_bridge
+    from simulator.programs.bridge import run_bridge
 
     overrides: list[Override] = []
     if args.http_port is not None:
@@ -126,7 +126,7 @@ DEMO_SPEED = 600
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from simulator.runtime.service_main import run_service
+    from simulator.programs.service_main import run_service
 
     overrides: list[Override] = []
     if args.speed is not None:

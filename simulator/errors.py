@@ -57,6 +57,10 @@ class JournalRefused(FactorySimError):
     """Kafka refused an input's journal entry: the input was not applied (and is not done)."""
 
 
+class SnapshotRefused(FactorySimError):
+    """Kafka refused a part of a snapshot for good: the snapshot is not written."""
+
+
 class IllegalTransition(FactorySimError):
     """A lot was asked to move between states the lot state machine forbids (a bug)."""
 

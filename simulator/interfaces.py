@@ -1,10 +1,12 @@
-"""The small interfaces between the adapters and the runtime (adapters → interfaces ← runtime).
+"""The small interfaces between the adapters and the engine (adapters → interfaces ← runtime).
 
-Adapters see the runtime only through these: :class:`ModelInputs` (where inputs enter the model),
+Adapters see the engine only through these: :class:`ModelInputs` (where inputs enter the model),
 :class:`RecordSource` (the records a publisher drains), :class:`CommandSink` (where a command from
-an entrance goes) and :class:`HttpServiceView` (what the HTTP server reads and serves).  The
-runtime's classes satisfy them structurally; no adapter imports :mod:`simulator.runtime`
-(tests/test_import_graph.py checks it).
+an entrance goes), :class:`HealthView` (what a health endpoint serves) and :class:`HttpServiceView`
+(what the service's HTTP API reads and serves); the engine sees the snapshot store as a
+:class:`SnapshotStore`.  The classes satisfy them structurally; the programs
+(:mod:`simulator.programs`) put them together; neither the adapters nor the engine import each
+other (tests/test_import_graph.py checks it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from simulator.model.lot import Lot
 if TYPE_CHECKING:
     from simulator.config_schema import Config
     from simulator.errors import CommandRejected
+    from simulator.formats.snapshot import Snapshot
     from simulator.io_metrics import IoMetrics
     from simulator.model.records import Record
     from simulator.model.simulation import Simulation
@@ -86,6 +89,18 @@ class CommandSink(Protocol):
         ...
 
 
+class SnapshotStore(Protocol):
+    """Where the snapshotter writes snapshots (:class:`simulator.adapters.snapshots.SnapshotWriter`)."""
+
+    written: int  # snapshots written since the start
+    last_bytes: int  # the newest one's size, compressed
+
+    async def write(self, snapshot: Snapshot, data: bytes | None = ..., *, confirm: bool = ...) -> None:
+        """Send ``snapshot`` (``data``: its compressed content, if already made); return when it is
+        stored.  Raises SnapshotRefused."""
+        ...
+
+
 class HealthView(Protocol):
     """A program's health, as its health endpoint (:mod:`simulator.adapters.health_server`) answers
     it: the service's and the MQTT bridge's."""
@@ -116,7 +131,7 @@ class InFlightView(Protocol):
 
 
 class HttpServiceView(HealthView, Protocol):
-    """What the HTTP server reads from the service (:class:`simulator.runtime.app.Service`): its
+    """What the HTTP server reads from the service (:class:`simulator.programs.service.Service`): its
     health, configuration, counters and live model, the live gauges of /metrics, and the commands."""
 
     @property

@@ -15,7 +15,7 @@ from simulator.adapters.listening import PortSetting, listen
 from simulator.config import load
 from simulator.errors import PortInUse, UsageError
 from simulator.net import free_port
-from simulator.runtime.bridge import Bridge
+from simulator.programs.bridge import Bridge
 
 from harness.cli_process import ROOT, busy_port, factorysim
 

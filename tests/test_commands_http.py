@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.adapters.http import HttpServer
 from simulator.errors import ConfigError
-from simulator.runtime.app import Service
+from simulator.programs.service import Service
 
 from harness.service import Reader, control_headers, produce, running_service, service_config, wait_for
 

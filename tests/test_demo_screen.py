@@ -9,7 +9,7 @@ import io
 import logging
 from typing import Any
 
-from simulator.runtime.demo import Rates, console_summary, render_summary
+from simulator.programs.demo import Rates, console_summary, render_summary
 
 from harness.service import orders, produce, running_service, service_config, wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 
 from simulator.config_schema import Config
+from simulator.programs.offline import run_offline
 from simulator.reporting.summary import build_report
-from simulator.runtime.offline import run_offline
 
 GOLDEN_TELEMETRY_SHA256 = "eeb356c154678e07f69e153cec80035661718b76c1605643fdb500ef878fb6fa"
 GOLDEN_REPORT_SHA256 = "ac82f4ee669a8768c162f05e81e1dcc4eaebcaf7e9def036f0eeba0824b3ac79"

@@ -7,9 +7,9 @@ import re
 from html.parser import HTMLParser
 
 from simulator.config_schema import Config
+from simulator.programs.offline import OfflineResult, run_offline
 from simulator.reporting.html_report import render_html
 from simulator.reporting.summary import build_report
-from simulator.runtime.offline import OfflineResult, run_offline
 
 from plants import plant
 

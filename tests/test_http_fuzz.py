@@ -56,7 +56,7 @@ from simulator.io_metrics import IoMetrics
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, control_characters
 from simulator.model.records import NullSink
 from simulator.model.simulation import Simulation
-from simulator.runtime.app import Service
+from simulator.programs.service import Service
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
 

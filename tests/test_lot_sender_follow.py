@@ -20,7 +20,7 @@ from simulator.lotsender.plan import RUN_HEADER, SEQ_HEADER, Planned
 from simulator.lotsender.report import build_summary, render_text
 from simulator.lotsender.sender import SendStats
 from simulator.lotsender.session import run_session
-from simulator.runtime.app import Service
+from simulator.programs.service import Service
 
 from harness.service import Reader, running_service, service_config
 

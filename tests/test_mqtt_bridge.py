@@ -31,7 +31,7 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.records import ListSink
 from simulator.model.simulation import Simulation
 from simulator.net import free_port
-from simulator.runtime.bridge import Bridge
+from simulator.programs.bridge import Bridge
 
 from harness.collector import MqttCollector, ReceivedMessage
 from harness.fake_broker import ConnectCapture

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.config import load
 from simulator.config_schema import Config
-from simulator.runtime.app import Service
+from simulator.programs.service import Service
 
 from harness.collector import MqttCollector, ReceivedMessage
 from harness.dependencies import require_executable

@@ -16,7 +16,7 @@ from simulator.config_schema import Config
 from simulator.errors import OrderRejected
 from simulator.model.order import Order
 from simulator.orders import MAX_LOT_CODE, MAX_QUANTITY, OrderParser, parse_timestamp
-from simulator.runtime.offline import load_orders, run_offline
+from simulator.programs.offline import load_orders, run_offline
 
 ITALIAN = {"codice_lotto": "L-1", "cliente": "Bar Roma", "quantita": 120, "location": "Italia",
            "priorita": "alta", "timestamp": "2025-06-25T08:00:00Z"}

@@ -18,7 +18,7 @@ from simulator.config_schema import Config
 from simulator.formats.registry import build_format
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample
 from simulator.model.simulation import Simulation
-from simulator.runtime.offline import run_offline
+from simulator.programs.offline import run_offline
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 NAMES = ("spaceship", "enms", "smart-factory")

@@ -30,17 +30,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.partitioning import partition_of
 from simulator.asyncio_waits import wait_for
-from simulator.errors import BrokerUnavailable, FactorySimError
+from simulator.errors import BrokerUnavailable, SnapshotRefused
 from simulator.formats import snapshot as wire
 from simulator.formats.snapshot import Part, Snapshot, SnapshotCorrupt
 
 log = logging.getLogger(__name__)
 
 _DELIVERY_POLL_S = 0.05
-
-
-class SnapshotRefused(FactorySimError):
-    """Kafka refused a part of a snapshot for good: the snapshot is not written."""
 
 
 class SnapshotWriter:

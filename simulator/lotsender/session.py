@@ -28,7 +28,7 @@ from simulator.runtime.signals import install_stop_signals
 
 if TYPE_CHECKING:
     from simulator.lotsender.cli import Settings
-    from simulator.runtime.app import Service
+    from simulator.programs.service import Service
 
 log = logging.getLogger(__name__)
 LAST_TRY_S = 0.5  # the longest a connection attempt may run past --connect-timeout
@@ -112,7 +112,7 @@ async def _check_topic(producer: AIOKafkaProducer, topic: str, bootstrap: str, t
 @contextlib.asynccontextmanager
 async def _embedded_service(settings: Settings) -> AsyncIterator[str]:
     """The embedded broker and factorysim on it (HTTP on a free port); yields the bootstrap address."""
-    from simulator.runtime.app import Service  # the service only for --embedded
+    from simulator.programs.service import Service  # the service only for --embedded
 
     assert settings.config is not None
     fixed = {"kafka.bootstrap_servers": "embedded", "kafka.embedded.storage": "memory", "http.port": 0,

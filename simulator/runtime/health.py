@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from simulator.adapters.kafka_admin import StartupProblem
 from simulator.interfaces import RUNNING, HealthStatus, ServiceState
 from simulator.runtime.supervision import Failure
 
@@ -26,14 +25,15 @@ def health_status(*, up: bool, targets: Iterable[Connected], recovering: bool = 
     return HealthStatus.HEALTHY if all(t.connected for t in targets) else HealthStatus.DEGRADED
 
 
-def kafka_reasons(program: str, state: ServiceState, kafka_connected: bool, problem: StartupProblem | None,
+def kafka_reasons(program: str, state: ServiceState, kafka_connected: bool, kafka_error: str | None,
                   failure: Failure | None) -> list[str]:
-    """Why ``program`` ("the service") is not ready, as far as its state, Kafka and its loops go."""
+    """Why ``program`` ("the service") is not ready, as far as its state, Kafka (``kafka_error``: the
+    latest start-up attempt's) and its loops go."""
     reasons = []
     if state != RUNNING:
         reasons.append(f"{program} is {state}")
     if not kafka_connected:
-        reasons.append("Kafka is not reachable" + (f" ({problem.error})" if problem else ""))
+        reasons.append("Kafka is not reachable" + (f" ({kafka_error})" if kafka_error else ""))
     if failure is not None:
         reasons.append(f"{failure.task} failed ({failure.error})")
     return reasons

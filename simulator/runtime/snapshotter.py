@@ -32,10 +32,11 @@ from typing import Any
 
 import orjson
 
-from simulator.adapters.snapshots import SnapshotRefused, SnapshotWriter
 from simulator.config_schema import Snapshots
+from simulator.errors import SnapshotRefused
 from simulator.formats import snapshot as wire
 from simulator.formats.snapshot import Clock, JournalMark, Snapshot
+from simulator.interfaces import SnapshotStore
 from simulator.model.simulation import Simulation
 from simulator.runtime.driver import Driver
 from simulator.runtime.gate import InputGate
@@ -59,7 +60,7 @@ class JournalState:
 
 
 class Snapshotter:
-    def __init__(self, driver: Driver, gate: InputGate, writer: SnapshotWriter | None, run_id: str, *,
+    def __init__(self, driver: Driver, gate: InputGate, writer: SnapshotStore | None, run_id: str, *,
                  fingerprint: str, model_version: int, take: Take, settings: Snapshots,
                  journal: JournalState | None = None) -> None:
         self.driver = driver

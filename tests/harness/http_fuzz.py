@@ -138,7 +138,7 @@ class ServiceProcess:
 def main(spec: dict[str, Any]) -> None:
     """The child: the service of ``spec`` until SIGTERM."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    from simulator.runtime.app import Service
+    from simulator.programs.service import Service
 
     from harness.service import service_config
 

@@ -24,7 +24,7 @@ from simulator.adapters.embedded_broker import broker_command
 from simulator.config import parse
 from simulator.config_schema import Config
 from simulator.net import free_port
-from simulator.runtime.app import Service
+from simulator.programs.service import Service
 
 
 def service_config(default_yaml: dict[str, Any], bootstrap: str, unique: str, **overrides: Any) -> Config:

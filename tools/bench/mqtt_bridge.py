@@ -28,7 +28,7 @@ from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.config import parse
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
-from simulator.runtime.bridge import Bridge
+from simulator.programs.bridge import Bridge
 
 WINDOW = 1000  # the MQTT target's default max_in_flight
 MOSQUITTO = ["max_inflight_messages 0", "max_queued_messages 0"]

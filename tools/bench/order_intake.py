@@ -6,7 +6,7 @@ Set-up (not timed): the embedded broker; a fresh orders topic with the configure
 priority and quantity mixes of config.yaml), half in the Italian dialect and half in the English
 one, names or aliases, each with an ISO-8601 timestamp, keyed by lot code.
 
-- factorysim: the real ``Service`` (simulator/runtime/app.py) on the reference config, pointed at
+- factorysim: the real ``Service`` (simulator/programs/service.py) on the reference config, pointed at
   that topic with a new consumer group, lot events on, its driver paused so that simulated time
   holds (the lots are admitted, their ``lot.received`` events published, but no lot is processed:
   the figure is the intake, not the engine).  Timed from the first non-empty fetch (so the consumer
@@ -53,7 +53,7 @@ from simulator.config_schema import Config
 from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.order import Order
 from simulator.model.randomness import stream
-from simulator.runtime.app import Service
+from simulator.programs.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 GOAL_LOTS_S = 20_000

@@ -45,8 +45,8 @@ from simulator.model.inputs import Admit, apply
 from simulator.model.randomness import stream
 from simulator.model.records import NullSink
 from simulator.model.simulation import Simulation
-from simulator.runtime.app import Service
-from simulator.runtime.offline import run_offline
+from simulator.programs.offline import run_offline
+from simulator.programs.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "bench-recovery"

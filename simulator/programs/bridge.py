@@ -284,8 +284,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         return self.up
 
     def not_ready_because(self) -> list[str]:
-        return kafka_reasons("the bridge", self.state, self.kafka_connected, self.startup_problem,
-                             self.supervisor.failure)
+        return kafka_reasons("the bridge", self.state, self.kafka_connected,
+                             problem.error if (problem := self.startup_problem) else None, self.supervisor.failure)
 
     def health(self) -> dict[str, Any]:
         failure, problem = self.supervisor.failure, self.startup_problem

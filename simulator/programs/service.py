@@ -627,7 +627,8 @@ class Service:
     def not_ready_because(self) -> list[str]:
         """Why the service is not ready (GET /health/ready answers it with its 503); empty when ready."""
         failure = self.supervisor.failure
-        reasons = kafka_reasons("the service", self.state, self.kafka_connected, self.startup_problem, failure)
+        reasons = kafka_reasons("the service", self.state, self.kafka_connected,
+                                problem.error if (problem := self.startup_problem) else None, failure)
         if self.publisher is not None and self.publisher.fatal_error is not None:
             reasons.append(f"Kafka refused a record for good: {self.publisher.fatal_error}")
         if failure is None and self.not_progressing is not None:  # (a stalled driver)

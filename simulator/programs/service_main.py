@@ -6,8 +6,8 @@ import asyncio
 import os
 
 from simulator.config_schema import Config
-from simulator.runtime.app import Service
-from simulator.runtime.demo import console_summary, feed_orders
+from simulator.programs.demo import console_summary, feed_orders
+from simulator.programs.service import Service
 from simulator.runtime.faults import FaultDrill
 
 

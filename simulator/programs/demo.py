@@ -31,7 +31,7 @@ from simulator.progress import human_duration
 from simulator.reporting.summary import pool_utilization
 
 if TYPE_CHECKING:
-    from simulator.runtime.app import Service
+    from simulator.programs.service import Service
 
 MAX_DEMO_RATE_PER_S = 200.0
 
