@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 from simulator.config_schema import Config
 from simulator.programs.offline import OfflineResult, run_offline
+from simulator.reporting import svg
 from simulator.reporting.html_report import render_html
 from simulator.reporting.summary import build_report
 
@@ -95,8 +96,15 @@ def test_lead_time_histogram_counts_every_completed_lot(default_config: Config) 
     page = render_html(result.sim, build_report(result.sim))
     histogram = re.search(r'<svg id="chart-lead-time".*?</svg>', page, re.S)
     assert histogram is not None
-    counts = [int(c) for c in re.findall(r": (\d+) lots</title>", histogram.group(0))]
+    bars = re.findall(r": ([\d,]+) (lots?)</title>", histogram.group(0))
+    counts = [int(count.replace(",", "")) for count, _ in bars]
     assert sum(counts) == result.sim.stats.completed > 0
+    assert all((noun == "lot") == (count == 1) for count, (_, noun) in zip(counts, bars, strict=True))
+
+
+def test_a_histogram_bar_of_one_lot_says_1_lot() -> None:
+    chart = svg.histogram("chart-lead-time", [60.0, 60.0, 120.0], "Lead time", bins=2)
+    assert re.findall(r"<title>[^<]*: ([\d,]+ lots?)</title>", chart) == ["2 lots", "1 lot"]
 
 
 def test_bottleneck_is_highlighted_in_chart_and_stage_table(default_config: Config) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from simulator.progress import count_of
+
 WIDTH = 900
 STATE_COLOURS = {
     "running": "#2e7d32",
@@ -165,7 +167,7 @@ def histogram(chart_id: str, values: Sequence[float], title: str, *, bins: int =
         lo = low + i * width
         upper = f"{duration(lo + width)}" if i < bins - 1 or not overflow else f"{duration(ordered[-1])}"
         out.append(_rect(left + i * bar_w + 0.5, top + plot_h - h, bar_w - 1, h, "#5c6bc0",
-                         f"{duration(lo)} – {upper}: {count} lots"))
+                         f"{duration(lo)} – {upper}: {count_of(count, 'lot')}"))
     span = high - low if high > low else 1.0
     for i, (label, value) in enumerate(markers):
         mx = left + plot_w * min(max(value - low, 0.0), span) / span
@@ -180,7 +182,8 @@ def histogram(chart_id: str, values: Sequence[float], title: str, *, bins: int =
     out.append(_text(left - 6, top + 4, str(peak), anchor="end", cls="axis"))
     out.append(_text(left - 6, base + 4, "0", anchor="end", cls="axis"))
     if overflow:
-        note = f"last bar also counts {overflow} lots longer than {duration(high)} (max {duration(ordered[-1])})"
+        note = (f"last bar also counts {count_of(overflow, 'lot')} longer than {duration(high)} "
+                f"(max {duration(ordered[-1])})")
         out.append(_text(left + plot_w, top - 8, note, anchor="end", cls="axis"))
     out.append("</svg>")
     return "\n".join(out)
