@@ -1,4 +1,4 @@
-"""The purity fence of simulator/model/ and machines/ (ARCHITECTURE.md), checked against the project's own ruff config.
+"""The purity fence of simulator/model/ and machines/ (README, "Layout"), checked against the project's own ruff config.
 
 Each banned use is piped to ``ruff check --stdin-filename <repo>/<fenced dir>/_fence_probe.py -``: ruff discovers
 the configuration for that path exactly as it does for a real module there (simulator/model/ruff.toml,

@@ -1,4 +1,4 @@
-"""Property tests of the model's invariants (ARCHITECTURE.md) over random small plants and seeds."""
+"""Property tests of the model's invariants (README, "The model") over random small plants and seeds."""
 
 from __future__ import annotations
 
