@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.reporting.summary import build_report
 from simulator.runtime.offline import run_offline
 

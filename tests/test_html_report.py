@@ -6,7 +6,7 @@ import asyncio
 import re
 from html.parser import HTMLParser
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.reporting.html_report import render_html
 from simulator.reporting.summary import build_report
 from simulator.runtime.offline import OfflineResult, run_offline

@@ -46,7 +46,7 @@ from simulator.adapters.listening import PortSetting, listen
 from simulator.adapters.mqtt import MqttCollector, MqttPublisher
 from simulator.adapters.offsets import PartitionOffsets
 from simulator.asyncio_waits import wait_for
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import ConfigError, FactorySimError
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat

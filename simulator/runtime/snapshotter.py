@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from simulator.adapters.snapshots import SnapshotRefused, SnapshotWriter
-from simulator.config_schema import Snapshots
+from simulator.config.kafka import Snapshots
 from simulator.formats import snapshot as wire
 from simulator.formats.snapshot import Clock, JournalMark, Snapshot
 from simulator.model.simulation import Simulation
