@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import yaml
 
-from simulator import config as config_module
 from simulator import package_version
-from simulator.config_origins import Override, flag
+from simulator.config import loader as config_loader
+from simulator.config.origins import Override, flag
 from simulator.durations import parse_duration
 from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
@@ -117,7 +117,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     overrides: list[Override] = []
     if args.http_port is not None:
         overrides.append(Override("mqtt.bridge.http_port", args.http_port, flag("--http-port", args.http_port)))
-    cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
+    cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
     return run_bridge(cfg)
 
 
@@ -140,14 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   flag("--start", args.start)))
     elif args.start != "config":
         overrides.append(Override("simulation.start", args.start, flag("--start", args.start)))
-    cfg = config_module.load(config_module.config_path(args.config), overrides=overrides)
+    cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
     return run_service(cfg, demo=args.demo, fresh=args.fresh)
 
 
 # --- validate-config -----------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    path = config_module.config_path(args.path)
-    cfg = config_module.load(path)
+    path = config_loader.config_path(args.path)
+    cfg = config_loader.load(path)
     data = cfg.model_dump(mode="json")
     sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     print(f"# {path}: valid", file=sys.stderr)
@@ -169,7 +169,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     check_outputs({"--telemetry-out": args.telemetry_out, "--report-json": args.report_json,
                    "--report-html": args.report_html},
                   inputs={"--orders": args.orders, "--from-snapshot": args.from_snapshot})
-    cfg = config_module.load(config_module.config_path(args.config), overrides=_arrival_overrides(args))
+    cfg = config_loader.load(config_loader.config_path(args.config), overrides=_arrival_overrides(args))
     document, warm = None, False
     if args.from_snapshot is not None:
         if args.seed is not None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from simulator.config_schema import parse_speed
+from simulator.config.plant import parse_speed
 from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model import control

@@ -9,7 +9,7 @@ class FactorySimError(Exception):
 
 class ConfigError(FactorySimError):
     """The configuration is invalid; ``problems`` has one line per bad key, each naming where the
-    value came from (see simulator/config_origins.py).  One problem is one line."""
+    value came from (see simulator/config/origins.py).  One problem is one line."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

@@ -20,7 +20,7 @@ from simulator.model.inputs import Input
 from simulator.model.lot import Lot
 
 if TYPE_CHECKING:
-    from simulator.config_schema import Config
+    from simulator.config.schema import Config
     from simulator.errors import CommandRejected
     from simulator.formats.snapshot import Snapshot
     from simulator.io_metrics import IoMetrics

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-from simulator.config_schema import PRIORITY_ALIASES
+from simulator.config.plant import DEFAULT_PRIORITY, PRIORITY_ALIASES, PRIORITY_ENGLISH
 from simulator.errors import OrderRejected
 from simulator.limits import CONTROL_CHARACTER, control_characters
 from simulator.model.order import Order
@@ -34,7 +34,6 @@ ORDER_KEYS: dict[Dialect, tuple[str, str, str, str]] = {
     "it": ("codice_lotto", "cliente", "quantita", "priorita"),
     "en": ("lot_code", "customer", "quantity", "priority"),
 }
-ENGLISH_PRIORITY = {canonical: alias for alias, canonical in PRIORITY_ALIASES.items() if alias != canonical}
 _IT, _EN = ORDER_KEYS["it"], ORDER_KEYS["en"]
 _MISSING = object()
 _KNOWN_NAMES = 256  # location spellings remembered by a parser
@@ -73,7 +72,7 @@ class OrderParser:
         location = self._location(data.get("location"))
         priority_raw = _pick(data, _IT[3], _EN[3], required=False)
         if priority_raw is None:
-            priority = "normale"
+            priority = DEFAULT_PRIORITY
         else:
             known = PRIORITY_ALIASES.get(priority_raw) if isinstance(priority_raw, str) else None
             if known is None:
@@ -176,7 +175,7 @@ def order_body(order: Order, dialect: Dialect = "en", timestamp: str | None = No
         customer: order.customer,
         quantity: order.quantity,
         "location": order.location,
-        priority: order.priority if dialect == "it" else ENGLISH_PRIORITY.get(order.priority, order.priority),
+        priority: order.priority if dialect == "it" else PRIORITY_ENGLISH.get(order.priority, order.priority),
     }
     if timestamp is not None or order.timestamp is not None:
         body["timestamp"] = timestamp or order.timestamp

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.schema import Config
 
 from harness.service import embedded_broker_process
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.schema import Config
 
 
 def plant(

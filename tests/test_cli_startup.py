@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from simulator.adapters.listening import PortSetting, listen
-from simulator.config import load
+from simulator.config.loader import load
 from simulator.errors import PortInUse, UsageError
 from simulator.net import free_port
 from simulator.programs.bridge import Bridge

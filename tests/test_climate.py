@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import machines
 from machines.base import SignalContext
-from simulator.config_schema import Climate
+from simulator.config.plant import Climate
 from simulator.model.climate import OutdoorClimate, daily_offset, seasonal_offset
 from simulator.model.records import ListSink, MachineSample
 from simulator.model.simulation import Simulation

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.config import config_path, load, parse
-from simulator.config_schema import Config
+from simulator.config.loader import config_path, load, parse
+from simulator.config.schema import Config
 from simulator.errors import ConfigError
 
 

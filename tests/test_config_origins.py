@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from simulator.config import load, parse
-from simulator.config_origins import Origins, Override, env, file_line, flag, key_parts, load_yaml
+from simulator.config.loader import load, parse
+from simulator.config.origins import Origins, Override, env, file_line, flag, key_parts, load_yaml
 from simulator.errors import ConfigError
 
 from harness.cli_process import ROOT, factorysim

@@ -21,7 +21,7 @@ from simulator.adapters.child_process import process_start
 from simulator.adapters.embedded_broker import EmbeddedBroker, broker_command, default_data_dir
 from simulator.adapters.object_store import weed_binary
 from simulator.asyncio_waits import wait_for
-from simulator.config import parse
+from simulator.config.loader import parse
 from simulator.errors import BrokerUnavailable, ConfigError
 
 from harness.dependencies import missing_dependency

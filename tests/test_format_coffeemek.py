@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.formats.enms import EnmsFormat, machine_uuid
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample, Record
 from simulator.model.simulation import Simulation

@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from simulator.config_schema import Config
+from simulator.config.mqtt import FORMATS
+from simulator.config.schema import Config
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import DecodeError, decode_record
-from simulator.formats.registry import FORMAT_NAMES, build_format, check_topic_template, template_spec
+from simulator.formats.registry import build_format, check_topic_template, template_spec
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample, Record
 from simulator.model.simulation import Simulation
 
@@ -84,7 +85,7 @@ def test_the_run_covers_what_the_round_trip_must_survive(mixed) -> None:  # type
     assert any(r.anomaly for r in samples) and any(r.anomaly for r in cycles)
 
 
-@pytest.mark.parametrize("target", ["coffeemek-kafka", *FORMAT_NAMES])
+@pytest.mark.parametrize("target", ["coffeemek-kafka", *FORMATS])
 def test_encoding_a_decoded_record_gives_the_same_messages(mixed, target: str) -> None:  # type: ignore[no-untyped-def]
     config, records = mixed
     kafka = CoffeeMekFormat(config, SEED)
@@ -126,7 +127,7 @@ def test_foreign_messages_do_not_decode(value: bytes) -> None:
 
 
 def test_build_format_by_name_and_unknown_names(default_config: Config) -> None:
-    for name in FORMAT_NAMES:
+    for name in FORMATS:
         assert build_format(name, default_config, 1).name == name
     with pytest.raises(ValueError, match="unknown format 'sparkplug'; allowed: coffeemek, spaceship, enms, uns"):
         build_format("sparkplug", default_config, 1)

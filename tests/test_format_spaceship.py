@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.formats.spaceship import SpaceshipFormat
 from simulator.model.order import Order
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample, Record

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.programs.offline import run_offline
 from simulator.reporting.summary import build_report
 

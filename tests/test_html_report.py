@@ -6,7 +6,7 @@ import asyncio
 import re
 from html.parser import HTMLParser
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.programs.offline import OfflineResult, run_offline
 from simulator.reporting import svg
 from simulator.reporting.html_report import render_html

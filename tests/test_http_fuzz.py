@@ -50,7 +50,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from simulator.adapters import openapi
 from simulator.adapters.http import HttpServer
 from simulator.command_schema import ALIASES, COMMANDS, FIELDS, PLANT_WIDE, Command, parse_command
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import CommandRejected
 from simulator.io_metrics import IoMetrics
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, control_characters

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import yaml
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.lotsender import cli
 from simulator.lotsender.follow import Accounting
 from simulator.lotsender.plan import RUN_HEADER, SEQ_HEADER, Planned

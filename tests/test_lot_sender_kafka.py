@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from simulator.adapters.kafka_admin import ensure_topics
-from simulator.config_schema import TopicCreation
+from simulator.config.kafka import TopicCreation
 from simulator.lotsender import cli
 from simulator.lotsender.plan import BAD_HEADER, RUN_HEADER
 from simulator.lotsender.session import run_session

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from scipy import stats
 
-from simulator.config_schema import Arrivals
+from simulator.config.plant import ArrivalSettings
 from simulator.errors import OrderRejected, UsageError
 from simulator.lotsender import cli
 from simulator.lotsender.follow import Finish, FollowResult
@@ -33,7 +33,7 @@ PARSER = OrderParser(lambda name: {"italia": "Italia", "brasile": "Brasile", "vi
 
 def plan(n: int, *, rate: float | None = 60.0, process: str = "fixed", bad_ratio: float = 0.0,
          dialect: str = "it", seed: int = 1, **arrivals: object) -> list[Planned]:
-    lots = GeneratedLots(Arrivals(process=process, **arrivals), MIX, seed=seed, code_prefix="L-20261123-ab12",
+    lots = GeneratedLots(ArrivalSettings(process=process, **arrivals), MIX, seed=seed, code_prefix="L-20261123-ab12",
                          dialect=dialect, rate_per_min=rate, bad_ratio=bad_ratio,  # type: ignore[arg-type]
                          timestamp=lambda: "2026-11-23T10:00:00.000Z")
     return [item for _, item in zip(range(n), lots, strict=False)]

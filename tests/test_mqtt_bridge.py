@@ -24,8 +24,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from simulator.adapters.kafka_admin import ensure_topics
-from simulator.config import ENV_OVERRIDES, GENERIC_PREFIX, load
-from simulator.config_schema import Config, TopicCreation
+from simulator.config.kafka import TopicCreation
+from simulator.config.loader import ENV_OVERRIDES, GENERIC_PREFIX, load
+from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.records import ListSink

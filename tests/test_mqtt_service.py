@@ -19,8 +19,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulator.config import load
-from simulator.config_schema import Config
+from simulator.config.loader import load
+from simulator.config.schema import Config
 from simulator.programs.service import Service
 
 from harness.collector import MqttCollector, ReceivedMessage

@@ -14,7 +14,7 @@ import pytest
 
 from simulator.adapters.mqtt import MqttPublisher
 from simulator.adapters.mqtt_session import SessionState
-from simulator.config_schema import MqttTarget
+from simulator.config.mqtt import MqttTarget
 from simulator.formats import WireMessage
 from simulator.model.records import LotEvent, Record
 from simulator.net import free_port

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import OrderRejected
 from simulator.model.order import Order
 from simulator.orders import MAX_LOT_CODE, MAX_QUANTITY, OrderParser, parse_timestamp

@@ -23,7 +23,8 @@ from simulator.adapters.dead_letters import SMALLER_LETTER_BYTES, letter_budget
 from simulator.adapters.kafka_options import orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.order_intake import too_large_at
-from simulator.config_schema import Config, Consumer, Producer
+from simulator.config.kafka import Consumer, Producer
+from simulator.config.schema import Config
 from simulator.errors import OrderRejected
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat

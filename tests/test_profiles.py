@@ -13,8 +13,8 @@ import orjson
 import pytest
 import pytz
 
-from simulator.config import load
-from simulator.config_schema import Config
+from simulator.config.loader import load
+from simulator.config.schema import Config
 from simulator.formats.registry import build_format
 from simulator.model.records import CycleTelemetry, ListSink, LotEvent, MachineSample
 from simulator.model.simulation import Simulation

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.config import parse
-from simulator.config_schema import Config
-from simulator.model.lot import PRIORITY_RANK
+from simulator.config.loader import parse
+from simulator.config.plant import DEFAULT_PRIORITY, PRIORITY_RANK
+from simulator.config.schema import Config
 from simulator.model.records import ListSink, LotEvent
 from simulator.model.simulation import Simulation
 from simulator.reporting.summary import build_report
@@ -149,9 +149,9 @@ def test_model_invariants(cfg: Config, lots: int) -> None:
             continue
         pool = (e.location, e.stage)
         if e.event_type == "lot.queued":
-            waiting[pool][e.lot_code] = (e.sim_time, PRIORITY_RANK[e.priority or "normale"])
+            waiting[pool][e.lot_code] = (e.sim_time, PRIORITY_RANK[e.priority or DEFAULT_PRIORITY])
         elif e.event_type == "stage.started":
-            rank = PRIORITY_RANK[e.priority or "normale"]
+            rank = PRIORITY_RANK[e.priority or DEFAULT_PRIORITY]
             del waiting[pool][e.lot_code]
             better = [c for c, (t, r) in waiting[pool].items() if r < rank and t < e.sim_time]
             assert not better, f"{e.lot_code} ({e.priority}) started before {better}"

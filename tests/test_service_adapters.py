@@ -14,7 +14,7 @@ import pytest
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_options import client_options, producer_options, security_options
 from simulator.adapters.systemd import SystemdNotifier
-from simulator.config_schema import Kafka, Producer, Security
+from simulator.config.kafka import Kafka, Producer, Security
 from simulator.errors import ConfigError
 
 from harness.service import running_service, service_config

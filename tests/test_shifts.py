@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytz
 
-from simulator.config_schema import ShiftCalendar
+from simulator.config.plant import ShiftCalendar
 from simulator.model.order import Order
 from simulator.model.records import ListSink, LotEvent
 from simulator.model.shifts import CalendarClock, machines_allowed

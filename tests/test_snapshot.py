@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.config import load
-from simulator.config_schema import Config
+from simulator.config.loader import load
+from simulator.config.schema import Config
 from simulator.errors import CommandRejected
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model import snapshot
@@ -149,7 +149,7 @@ def test_restored_in_another_process_the_run_goes_on_the_same(tmp_path: Path) ->
     expected = encoded(config, sink.records[before:], 11)
     program = (
         "import json, sys\n"
-        "from simulator.config_schema import Config\n"
+        "from simulator.config.schema import Config\n"
         "from simulator.formats.coffeemek import CoffeeMekFormat\n"
         "from simulator.model import snapshot\n"
         "from simulator.model.records import ListSink\n"

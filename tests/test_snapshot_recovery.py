@@ -21,7 +21,7 @@ from test_recovery import FINAL, check_histories, live, poll_health, service, sn
 
 from simulator.adapters.snapshots import read_newest
 from simulator.cli import main
-from simulator.config import parse
+from simulator.config.loader import parse
 from simulator.errors import ConfigError
 from simulator.formats import snapshot as wire
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, Read, RunStart

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.snapshots import SnapshotWriter, read_newest, snapshots_of
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import SnapshotRefused
 from simulator.formats import snapshot as wire
 from simulator.formats.coffeemek import CoffeeMekFormat

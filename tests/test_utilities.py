@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.model.machine import OFF_SHIFT, RUNNING
 from simulator.model.order import Order

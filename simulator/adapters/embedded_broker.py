@@ -35,7 +35,7 @@ from simulator.errors import BrokerUnavailable, ConfigError
 from simulator.net import free_port
 
 if TYPE_CHECKING:
-    from simulator.config_schema import EmbeddedKafka
+    from simulator.config.kafka import EmbeddedKafka
 
 log = logging.getLogger(__name__)
 

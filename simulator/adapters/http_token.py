@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.adapters.kafka_options import read_secret
-from simulator.config_schema import Http
+from simulator.config.http import Http
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
-from simulator.config_schema import TopicCreation
+from simulator.config.kafka import TopicCreation
 from simulator.errors import BrokerUnavailable, ConfigError
 
 log = logging.getLogger(__name__)

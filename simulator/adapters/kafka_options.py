@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simulator.config_schema import Consumer, Kafka, Producer, Security
+from simulator.config.kafka import Consumer, Kafka, Producer, Security
 from simulator.errors import ConfigError
 
 _COMPRESSION_MODULES = {"snappy": "cramjam", "lz4": "cramjam", "zstd": "cramjam"}

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from simulator.adapters.mqtt_session import MqttSession, Outgoing, SessionState
-from simulator.config_schema import MqttTarget
+from simulator.config.mqtt import MqttTarget
 from simulator.formats import Format, WireMessage
 from simulator.model.records import Record
 

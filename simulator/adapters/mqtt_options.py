@@ -17,7 +17,7 @@ from string import Formatter
 from typing import Any
 
 from simulator.adapters.kafka_options import read_secret
-from simulator.config_schema import MqttTarget
+from simulator.config.mqtt import MqttTarget
 from simulator.errors import ConfigError
 
 K8S_SAT = "K8S-SAT"

@@ -32,7 +32,7 @@ from gmqtt.storage import PersistentStorage
 
 from simulator.adapters.mqtt_options import availability_topic, client_id, credentials, tls_context
 from simulator.asyncio_waits import wait_for
-from simulator.config_schema import MqttTarget
+from simulator.config.mqtt import MqttTarget
 from simulator.errors import FactorySimError
 
 log = logging.getLogger(__name__)

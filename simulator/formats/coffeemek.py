@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 import machines
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.formats import WireMessage
 from simulator.formats.common import CONTENT_TYPE, TopicTemplate, level, oee_figures, wire_seconds
 from simulator.formats.timestamps import EventIds, Timestamps

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import machines
 from machines.base import BLOCKED, IDLE, MAINTENANCE, RUNNING, MachineType
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.model.records import LotEvent, MachineCounters
 
 CONTENT_TYPE = b"application/json"

@@ -45,7 +45,7 @@ import orjson
 import pytz
 
 from machines.base import BLOCKED, RUNNING, SignalContext
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.formats import WireMessage
 from simulator.formats.common import (
     CONTENT_TYPE,

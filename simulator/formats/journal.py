@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from simulator.config_schema import PRIORITIES
+from simulator.config.plant import PRIORITIES
 from simulator.formats import WireMessage, fields
 from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly
 from simulator.model.order import Order

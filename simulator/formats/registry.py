@@ -1,6 +1,6 @@
 """The wire formats by name, their topic templates, and what the formats share.
 
-``build_format(name, config, seed)`` builds one of :data:`FORMAT_NAMES` for an MQTT target
+``build_format(name, config, seed)`` builds one of :data:`simulator.config.mqtt.FORMATS` for an MQTT target
 (``coffeemek`` there publishes to its Kafka topic names with ``/`` for ``.``).  Every format has a
 default topic template with named placeholders; a target's ``topic_template`` replaces it, and an
 unknown placeholder is a ``ValueError`` naming the allowed ones (:func:`check_topic_template`
@@ -12,11 +12,10 @@ What the formats share lives in :mod:`simulator.formats.common`.
 
 from __future__ import annotations
 
-from simulator.config_schema import Config
+from simulator.config.mqtt import FORMATS
+from simulator.config.schema import Config
 from simulator.formats import Format, coffeemek, enms, spaceship, uns
 from simulator.formats.common import TopicTemplate
-
-FORMAT_NAMES = ("coffeemek", "spaceship", "enms", "uns")
 
 
 # --- building formats by name ------------------------------------------------------------------
@@ -32,7 +31,7 @@ def build_format(name: str, config: Config, seed: int, *, run_id: str = "",
         return enms.EnmsFormat(config, seed, run_id, topic_template=topic_template)
     if name == "uns":
         return uns.UnsFormat(config, seed, run_id, topic_template=topic_template)
-    raise ValueError(f"unknown format {name!r}; allowed: {', '.join(FORMAT_NAMES)}")
+    raise ValueError(f"unknown format {name!r}; allowed: {', '.join(FORMATS)}")
 
 
 def template_spec(name: str) -> tuple[str, tuple[str, ...]]:
@@ -44,7 +43,7 @@ def template_spec(name: str) -> tuple[str, tuple[str, ...]]:
         "uns": (uns.MQTT_TOPIC_TEMPLATE, uns.PLACEHOLDERS),
     }
     if name not in specs:
-        raise ValueError(f"unknown format {name!r}; allowed: {', '.join(FORMAT_NAMES)}")
+        raise ValueError(f"unknown format {name!r}; allowed: {', '.join(FORMATS)}")
     return specs[name]
 
 

@@ -35,7 +35,8 @@ import orjson
 
 from machines.base import OFF_SHIFT
 from machines.test_rig import FLOW_BAND, NOISE_MAX_DB, PRESSURE_BAND
-from simulator.config_schema import Config
+from simulator.config.plant import PRIORITY_ENGLISH
+from simulator.config.schema import Config
 from simulator.formats import WireMessage
 from simulator.formats.common import (
     CONTENT_TYPE,
@@ -57,7 +58,6 @@ OTHER_TOPIC = "telemetry"
 STATUS = {"running": "running", "idle": "idle", "off_shift": "idle", "maintenance": "maintenance",
           "blocked": "faulted"}
 QUALITY = {None: "good", "pass": "good", "rework": "rework", "scrap": "scrap"}
-PRIORITY = {"alta": "high", "normale": "normal", "bassa": "low"}
 HIDDEN_SIGNALS = frozenset({"progress_pct"})  # a printer's progress goes out as ``progress``
 HEADERS = (("content_type", CONTENT_TYPE),)
 
@@ -125,7 +125,7 @@ class SpaceshipFormat:
                 "order_id": r.lot_code,
                 "customer": r.customer,
                 "quantity": r.quantity,
-                "priority": PRIORITY.get(r.priority or "", r.priority),
+                "priority": PRIORITY_ENGLISH.get(r.priority or "", r.priority),
                 "location": r.location,
                 "status": "received",
             }
@@ -137,7 +137,7 @@ class SpaceshipFormat:
                 "order_id": r.lot_code,
                 "customer": r.customer,
                 "quantity": r.quantity,
-                "priority": PRIORITY.get(r.priority or "", r.priority),
+                "priority": PRIORITY_ENGLISH.get(r.priority or "", r.priority),
                 "location": r.location,
                 "lead_time_s": None if r.lead_time_s is None else wire_seconds(r.lead_time_s),
                 "rework_count": r.rework_count,

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.formats import WireMessage
 from simulator.formats.common import (
     CONTENT_TYPE,

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import orjson
 
-from simulator import config as config_module
 from simulator import package_version
-from simulator.config_schema import Arrivals, Config, Kafka
+from simulator.config import loader as config_loader
+from simulator.config.kafka import Kafka
+from simulator.config.plant import ArrivalSettings
+from simulator.config.schema import Config
 from simulator.errors import UsageError
 from simulator.exit_codes import EXIT_FAILURE, EXIT_OK, run_command
 from simulator.lotsender.messages import utc_now_text
@@ -199,10 +201,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _load_config(explicit: str | None, environ: dict[str, str] | os._Environ[str]) -> Config | None:
-    path = config_module.config_path(explicit, environ)
+    path = config_loader.config_path(explicit, environ)
     if explicit is None and not path.is_file():
         return None  # no config around: built-in defaults
-    return config_module.load(path, environ)
+    return config_loader.load(path, environ)
 
 
 def _broker(args: argparse.Namespace, kafka: Kafka, environ: dict[str, str] | os._Environ[str]) -> str:
@@ -217,7 +219,7 @@ def _broker(args: argparse.Namespace, kafka: Kafka, environ: dict[str, str] | os
 
 
 def _generated(args: argparse.Namespace, config: Config | None, rate: float | None, run_id: str) -> GeneratedLots:
-    base = config.arrivals if config is not None else Arrivals()
+    base = config.arrivals if config is not None else ArrivalSettings()
     update: dict[str, object] = {"process": args.arrivals or "fixed"}
     if args.priorities is not None:
         update["priority_mix"] = parse_priorities(args.priorities)

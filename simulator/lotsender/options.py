@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 
-from simulator.config_schema import PRIORITY_ALIASES
+from simulator.config.plant import PRIORITY_ALIASES
 from simulator.errors import UsageError
 
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:\-]+?\]?:(\d{1,5})$")

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from simulator.config_schema import Arrivals
+from simulator.config.plant import ArrivalSettings
 from simulator.errors import UsageError
 from simulator.lotsender.messages import BAD_KINDS, bad_message
 from simulator.model.arrivals import OrderGenerator
@@ -54,7 +54,7 @@ def lot_code_prefix(date: str, run: str) -> str:
 class GeneratedLots:
     """An endless sequence of planned lots; ``rate_per_min`` None sends them back to back."""
 
-    def __init__(self, arrivals: Arrivals, locations: dict[str, float], *, seed: int, code_prefix: str,
+    def __init__(self, arrivals: ArrivalSettings, locations: dict[str, float], *, seed: int, code_prefix: str,
                  dialect: Dialect, rate_per_min: float | None, bad_ratio: float = 0.0,
                  timestamp: Callable[[], str] | None = None) -> None:
         rate_per_hour = rate_per_min * 60.0 if rate_per_min is not None else arrivals.rate_per_hour

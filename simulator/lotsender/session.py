@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from simulator import config as config_module
 from simulator.adapters.kafka_options import client_options, producer_options
 from simulator.asyncio_waits import wait_for
-from simulator.config_origins import Override, flag
+from simulator.config import loader as config_loader
+from simulator.config.origins import Override, flag
 from simulator.errors import BrokerUnavailable
 from simulator.lotsender.follow import LotFollower
 from simulator.lotsender.report import build_summary
@@ -117,7 +117,7 @@ async def _embedded_service(settings: Settings) -> AsyncIterator[str]:
     assert settings.config is not None
     fixed = {"kafka.bootstrap_servers": "embedded", "kafka.embedded.storage": "memory", "http.port": 0,
              "simulation.start": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
-    config = config_module.parse(  # the config is valid already; only --embedded-speed can be wrong here
+    config = config_loader.parse(  # the config is valid already; only --embedded-speed can be wrong here
         settings.config.model_dump(mode="json", exclude_none=True), environ={},
         overrides=[*(Override(key, value) for key, value in fixed.items()),
                    Override("simulation.speed", settings.embedded_speed,

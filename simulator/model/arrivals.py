@@ -8,14 +8,14 @@ from bisect import bisect
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 
-from simulator.config_schema import Arrivals
+from simulator.config.plant import ArrivalSettings
 from simulator.model.order import Order
 
 
 class OrderGenerator:
     """An endless, deterministic sequence of (inter-arrival gap in seconds, order)."""
 
-    def __init__(self, arrivals: Arrivals, locations: dict[str, float], rng: random.Random,
+    def __init__(self, arrivals: ArrivalSettings, locations: dict[str, float], rng: random.Random,
                  code_prefix: str) -> None:
         if not locations:
             raise ValueError("no location to send lots to")

@@ -15,7 +15,7 @@ import math
 
 import pytz
 
-from simulator.config_schema import Climate
+from simulator.config.plant import Climate
 
 PEAK_HOUR = 15.0
 

@@ -6,15 +6,7 @@ import math
 import random
 from collections.abc import Callable
 
-from simulator.config_schema import (
-    Constant,
-    Exponential,
-    Lognormal,
-    Normal,
-    Stage,
-    Triangular,
-    Uniform,
-)
+from simulator.config.plant import Constant, Exponential, Lognormal, Normal, Stage, Triangular, Uniform
 
 AnyDistribution = Constant | Uniform | Triangular | Normal | Lognormal | Exponential
 Sampler = Callable[[random.Random], float]

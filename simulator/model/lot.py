@@ -6,6 +6,7 @@ import random
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from simulator.config.plant import PRIORITY_RANK
 from simulator.errors import IllegalTransition
 from simulator.model.randomness import stream
 
@@ -36,9 +37,6 @@ ALLOWED: dict[LotState, frozenset[LotState]] = {
     LotState.SCRAPPED: frozenset(),
 }
 FINAL = frozenset({LotState.COMPLETED, LotState.SCRAPPED})
-
-# Queue rank of each priority: lower is served first.
-PRIORITY_RANK = {"alta": 0, "normale": 1, "bassa": 2}
 
 
 class Lot:

@@ -9,7 +9,7 @@ from functools import partial
 from itertools import accumulate
 
 import machines as machine_registry
-from simulator.config_schema import Config, Failures, Maintenance, Quality
+from simulator.config.plant import Failures, Maintenance, PlantSettings, Quality
 from simulator.model.distributions import Sampler, processing_sampler, sampler
 from simulator.model.events import Calendar
 from simulator.model.machine import Machine
@@ -51,7 +51,7 @@ class MachineDisruptions:
 class Plant:
     """Locations, machine pools and the route, on one event calendar."""
 
-    def __init__(self, env: Calendar, config: Config, seed: int) -> None:
+    def __init__(self, env: Calendar, config: PlantSettings, seed: int) -> None:
         self.env = env
         self.config = config
         self.stages = [self._plan(i, config) for i in range(len(config.route))]
@@ -80,7 +80,7 @@ class Plant:
             self.machine_disruptions[mtype] = self._machine_disruptions(config, mtype)
 
     @staticmethod
-    def _plan(i: int, config: Config) -> StagePlan:
+    def _plan(i: int, config: PlantSettings) -> StagePlan:
         stage = config.route[i]
         dis = config.disruptions_of(stage)
         rework_index = None
@@ -103,7 +103,7 @@ class Plant:
         )
 
     @staticmethod
-    def _machine_disruptions(config: Config, machine_type: str) -> MachineDisruptions:
+    def _machine_disruptions(config: PlantSettings, machine_type: str) -> MachineDisruptions:
         """The first stage using ``machine_type`` decides; machines no stage uses get the plant-wide
         settings."""
         stage = next((s for s in config.route if s.machine_type == machine_type), None)

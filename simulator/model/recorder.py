@@ -10,7 +10,7 @@ from machines.base import BLOCKED, SignalContext
 from simulator.model.records import CycleTelemetry, LotEvent, MachineSample, Sink
 
 if TYPE_CHECKING:
-    from simulator.config_schema import Telemetry
+    from simulator.config.plant import Telemetry
     from simulator.model.climate import OutdoorClimate
     from simulator.model.events import Calendar
     from simulator.model.lot import Lot

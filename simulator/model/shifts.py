@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytz
 
-from simulator.config_schema import WEEKDAYS, ShiftCalendar
+from simulator.config.plant import WEEKDAYS, ShiftCalendar
 from simulator.model.events import handler
 
 if TYPE_CHECKING:

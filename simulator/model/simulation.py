@@ -13,7 +13,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Iterator
 
-from simulator.config_schema import Config
+from simulator.config.plant import PlantSettings
 from simulator.errors import OrderRejected
 from simulator.limits import calendar_end_s
 from simulator.model.arrivals import OrderGenerator, mix_with
@@ -46,7 +46,7 @@ class Arrivals:
 
 
 class Simulation:
-    def __init__(self, config: Config, sink: Sink, *, seed: int | None = None,
+    def __init__(self, config: PlantSettings, sink: Sink, *, seed: int | None = None,
                  sample_limit: int | None = None, timeline: tuple[float, float] | None = None,
                  _restoring: bool = False) -> None:
         self.config = config

@@ -23,7 +23,7 @@ import struct
 from collections import deque
 from typing import Any
 
-from simulator.config_schema import Config
+from simulator.config.plant import PlantSettings
 from simulator.model import disruptions, production, sampling, shifts, simulation, utilities  # noqa: F401 - handlers
 from simulator.model.events import HANDLER_NAMES, HANDLERS, Entry
 from simulator.model.lot import Lot, LotState
@@ -203,7 +203,7 @@ def _arrivals(a: Arrivals | None) -> dict[str, Any] | None:
 
 
 # -- restoring -------------------------------------------------------------------------------------------
-def restore(config: Config, sink: Sink, document: dict[str, Any], *, sample_limit: int | None = None,
+def restore(config: PlantSettings, sink: Sink, document: dict[str, Any], *, sample_limit: int | None = None,
             timeline: tuple[float, float] | None = None, warm: bool = False) -> Simulation:
     """A simulation of ``config`` in the state ``document`` describes (its seed and start are the
     document's); it continues exactly as the simulation the document was taken from.
@@ -221,7 +221,7 @@ def restore(config: Config, sink: Sink, document: dict[str, Any], *, sample_limi
         raise SnapshotError(f"the snapshot document is malformed ({type(exc).__name__}: {exc})") from None
 
 
-def _restore(config: Config, sink: Sink, doc: dict[str, Any], sample_limit: int | None,
+def _restore(config: PlantSettings, sink: Sink, doc: dict[str, Any], sample_limit: int | None,
              timeline: tuple[float, float] | None, warm: bool) -> Simulation:
     if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
         found = doc.get("version") if isinstance(doc, dict) else type(doc).__name__
@@ -275,7 +275,7 @@ def _add_machine(sim: Simulation, machine: Machine) -> None:
     sim.start_machine(machine)
 
 
-def _check_fits(config: Config, doc: dict[str, Any], warm: bool) -> list[str]:
+def _check_fits(config: PlantSettings, doc: dict[str, Any], warm: bool) -> list[str]:
     """The machines the config adds to the snapshot's (only with ``warm``), in config order."""
     plants = sorted(config.locations)
     if doc["plants"] != plants:

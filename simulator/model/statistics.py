@@ -10,6 +10,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from simulator.config.plant import PRIORITIES
+
 
 class SampleSet:
     """Count, mean and max of every value, plus the values (or a reservoir of them)."""
@@ -77,7 +79,7 @@ class Statistics:
         self.by_location = {loc: {"received": 0, "completed": 0, "scrapped": 0} for loc in locations}
         self.lead_time = samples()
         self.lead_time_by_location = {loc: samples() for loc in locations}
-        self.lead_time_by_priority = {p: samples() for p in ("alta", "normale", "bassa")}
+        self.lead_time_by_priority = {p: samples() for p in PRIORITIES}
         self.stages = {
             name: StageStats(samples(), samples(), {loc: (samples(), samples()) for loc in locations})
             for name in stages

@@ -24,13 +24,13 @@ from simulator.model.events import handler
 from simulator.model.machine import OFF_SHIFT, RUNNING, Machine
 
 if TYPE_CHECKING:
-    from simulator.config_schema import Config
+    from simulator.config.plant import PlantSettings
     from simulator.model.simulation import Simulation
 
 DUTY_CYCLE_S = 600.0
 
 
-def continuous_types(config: Config) -> frozenset[str]:
+def continuous_types(config: PlantSettings) -> frozenset[str]:
     """The machine types configured with ``duty: continuous``."""
     return frozenset(name for name, settings in config.machine_types.items() if settings.duty == "continuous")
 

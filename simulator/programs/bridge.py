@@ -47,7 +47,7 @@ from simulator.adapters.listening import PortSetting
 from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.offsets import ConsumerOffsets, PartitionOffsets
 from simulator.asyncio_waits import wait_for
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat

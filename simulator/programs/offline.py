@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.adapters.jsonl import JsonlWriter
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import CannotWrite, OrderRejected
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.model.order import Order

@@ -49,7 +49,8 @@ from simulator.adapters.order_intake import OrderIntake
 from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.adapters.systemd import SystemdNotifier
 from simulator.asyncio_waits import wait_for
-from simulator.config_schema import Config, MqttTarget
+from simulator.config.mqtt import MqttTarget
+from simulator.config.schema import Config
 from simulator.errors import CommandRejected
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat

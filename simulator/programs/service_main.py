@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.programs.demo import console_summary, feed_orders
 from simulator.programs.service import Service
 from simulator.runtime.faults import FaultDrill

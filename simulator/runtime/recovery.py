@@ -29,7 +29,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from simulator.config_schema import Config
+from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, JournalError, Read, RunStart
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from simulator.config_schema import Snapshots
+from simulator.config.kafka import Snapshots
 from simulator.errors import SnapshotRefused
 from simulator.formats import snapshot as wire
 from simulator.formats.snapshot import Clock, JournalMark, Snapshot

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.config import ENV_OVERRIDES, GENERIC_PREFIX
+from simulator.config.loader import ENV_OVERRIDES, GENERIC_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from simulator.adapters.child_process import with_death_signal
 from simulator.adapters.embedded_broker import broker_command
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.schema import Config
 from simulator.net import free_port
 from simulator.programs.service import Service
 

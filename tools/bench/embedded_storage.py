@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.adapters.kafka_options import producer_options
-from simulator.config_schema import Producer, TopicCreation
+from simulator.config.kafka import Producer, TopicCreation
 
 PAYLOAD_BYTES = 500
 PAYLOADS = [os.urandom(PAYLOAD_BYTES) for _ in range(256)]  # incompressible, like nothing in particular

@@ -22,8 +22,8 @@ from typing import Any
 import simpy
 import yaml
 
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.schema import Config
 from simulator.model.records import NullSink
 from simulator.model.simulation import Simulation
 

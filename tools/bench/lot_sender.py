@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.adapters.kafka_options import producer_options
-from simulator.config_schema import Arrivals, Producer, TopicCreation
+from simulator.config.kafka import Producer, TopicCreation
+from simulator.config.plant import ArrivalSettings
 from simulator.lotsender.cli import DEFAULT_LOCATIONS
 from simulator.lotsender.messages import utc_now_text
 from simulator.lotsender.plan import RUN_HEADER, SEQ_HEADER, GeneratedLots, Planned
@@ -28,7 +29,7 @@ from simulator.lotsender.sender import LotSender
 
 
 def _plan(run: str) -> GeneratedLots:
-    return GeneratedLots(Arrivals(), DEFAULT_LOCATIONS, seed=7, code_prefix=f"L-bench-{run}", dialect="it",
+    return GeneratedLots(ArrivalSettings(), DEFAULT_LOCATIONS, seed=7, code_prefix=f"L-bench-{run}", dialect="it",
                          rate_per_min=None, timestamp=utc_now_text)
 
 

@@ -43,7 +43,7 @@ def _imports() -> None:
     import simpy  # noqa: F401
     import yaml  # noqa: F401
 
-    from simulator.config import parse  # noqa: F401
+    from simulator.config.loader import parse  # noqa: F401
     from simulator.model.arrivals import OrderGenerator  # noqa: F401
     from simulator.model.records import NullSink  # noqa: F401
     from simulator.model.simulation import Simulation  # noqa: F401
@@ -59,7 +59,7 @@ def child_factorysim(lots: int) -> dict[str, Any]:
     _imports()
     import yaml
 
-    from simulator.config import parse
+    from simulator.config.loader import parse
     from simulator.model.arrivals import OrderGenerator, mix_with
     from simulator.model.randomness import stream
     from simulator.model.records import NullSink
@@ -89,7 +89,7 @@ def child_bare(lots: int) -> dict[str, Any]:
     import yaml
     from simpy.resources.resource import SortedQueue
 
-    from simulator.config import parse
+    from simulator.config.loader import parse
 
     class InsortQueue(SortedQueue):
         """SimPy's SortedQueue, kept in order by binary insertion (stable, like its sort)."""

@@ -25,7 +25,7 @@ from mqtt_clients import Case, run_gmqtt
 from telemetry_pipeline import bench_config, generate, started_producer, topics_of
 
 from simulator.adapters.embedded_broker import EmbeddedBroker
-from simulator.config import parse
+from simulator.config.loader import parse
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.programs.bridge import Bridge

@@ -161,7 +161,7 @@ async def run_factorysim(case: Case) -> float:
     """factorysim's own MQTT target (simulator.adapters.mqtt) on gmqtt: queue, in-flight window and
     resend bookkeeping on top of the raw client, payloads pre-serialised like the others."""
     from simulator.adapters.mqtt import MqttPublisher
-    from simulator.config_schema import MqttTarget
+    from simulator.config.mqtt import MqttTarget
     from simulator.formats import WireMessage
     from simulator.model.records import LotEvent
 

@@ -48,8 +48,9 @@ from aiokafka.structs import OffsetAndMetadata
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.plant import PRIORITY_ENGLISH
+from simulator.config.schema import Config
 from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.order import Order
 from simulator.model.randomness import stream
@@ -58,7 +59,6 @@ from simulator.programs.service import Service
 ROOT = Path(__file__).resolve().parents[2]
 GOAL_LOTS_S = 20_000
 FETCH_TIMEOUT_MS, FETCH_RECORDS = 200, 1000  # what the service's order intake asks getmany for
-EN_PRIORITY = {"alta": "high", "normale": "normal", "bassa": "low"}
 
 
 def reference_yaml() -> dict[str, Any]:
@@ -98,7 +98,7 @@ def order_messages(cfg: Config, lots: int, prefix: str, seed: int = 7) -> list[t
                     "location": location, "priorita": order.priority, "timestamp": stamp}
         else:
             body = {"lot_code": order.lot_code, "customer": order.customer, "quantity": order.quantity,
-                    "location": location, "priority": EN_PRIORITY[order.priority], "timestamp": stamp}
+                    "location": location, "priority": PRIORITY_ENGLISH[order.priority], "timestamp": stamp}
         out.append((order.lot_code.encode(), orjson.dumps(body)))
     return out
 

@@ -41,8 +41,8 @@ from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.kafka_admin import ensure_topics
 from simulator.adapters.kafka_options import client_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.schema import Config
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.io_metrics import IoMetrics
 from simulator.model.records import ListSink, NullSink, Record, Sink

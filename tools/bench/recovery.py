@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaProducer
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.journal_reader import JournalEnds
 from simulator.adapters.kafka_options import producer_options
-from simulator.config import parse
-from simulator.config_schema import Config
+from simulator.config.loader import parse
+from simulator.config.schema import Config
 from simulator.formats import journal
 from simulator.formats import snapshot as wire
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, Entry, RunStart

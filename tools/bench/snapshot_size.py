@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import orjson
 
-from simulator.config import load
-from simulator.config_schema import Config
+from simulator.config.loader import load
+from simulator.config.schema import Config
 from simulator.formats import journal
 from simulator.formats.journal import Applied
 from simulator.formats.snapshot import compress

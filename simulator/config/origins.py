@@ -65,7 +65,7 @@ def _shown(text: str) -> str:
 
 @dataclass(frozen=True)
 class Override:
-    """Set ``key_path`` (dotted, see :func:`simulator.config.parse`) to ``value``, from ``origin``
+    """Set ``key_path`` (dotted, see :func:`simulator.config.loader.parse`) to ``value``, from ``origin``
     (None: set by the program itself, reported without an origin)."""
 
     key_path: str

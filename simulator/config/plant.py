@@ -1,41 +1,42 @@
-"""The configuration schema: typed, frozen pydantic models with cross-field checks.
+"""The plant: everything the model reads off the configuration.
 
-Loading, environment overrides and error formatting live in :mod:`simulator.config`.
+Distributions, disruptions, quality, the route's stages, shift calendars, climate, locations,
+machine type settings, telemetry, generated arrivals, the run's simulation settings, the order
+priorities, and :class:`PlantSettings`, which holds them with their cross-field checks.  The model
+(``simulator/model/``, ``machines/``) imports from this module only; the root
+:class:`simulator.config.schema.Config` extends ``PlantSettings`` with the connections.
 Units are in the names (``_s``, ``_h``, ``_ms``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
 import re
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import pytz
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 import machines
+from simulator.config.common import CrossFieldError, NonNegFloat, PositiveFloat, Probability, Strict
 from simulator.limits import EARLIEST_START, LATEST_START, MAX_SPEED, MIN_SPEED
 
+# The order priorities, highest first: a lot's rank is its position here.  Orders and flags may
+# also name one in English.
 PRIORITIES = ("alta", "normale", "bassa")
-PRIORITY_ALIASES = {"alta": "alta", "high": "alta", "normale": "normale", "normal": "normale",
-                    "bassa": "bassa", "low": "bassa"}
+DEFAULT_PRIORITY = "normale"  # of an order that names none
+PRIORITY_RANK: Mapping[str, int] = {priority: rank for rank, priority in enumerate(PRIORITIES)}
+PRIORITY_ENGLISH: Mapping[str, str] = dict(zip(PRIORITIES, ("high", "normal", "low"), strict=True))
+# every accepted name (Italian, then English, per priority) -> the priority
+PRIORITY_ALIASES: Mapping[str, str] = {name: priority for priority in PRIORITIES
+                                       for name in (priority, PRIORITY_ENGLISH[priority])}
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 # --- distributions -------------------------------------------------------------------------
@@ -300,7 +301,7 @@ class Telemetry(Strict):
     lot_events: bool = True
 
 
-class Arrivals(Strict):
+class ArrivalSettings(Strict):
     """Generated orders (offline runs and the demo)."""
 
     rate_per_hour: PositiveFloat = 2.0
@@ -325,7 +326,7 @@ class Arrivals(Strict):
         return {PRIORITY_ALIASES[k]: w for k, w in value.items()}
 
     @model_validator(mode="after")
-    def _range(self) -> Arrivals:
+    def _range(self) -> ArrivalSettings:
         if self.quantity_max < self.quantity_min:
             raise ValueError("quantity_max must be >= quantity_min")
         return self
@@ -349,7 +350,7 @@ def parse_speed(value: object) -> float | None:
     return number
 
 
-class Simulation(Strict):
+class SimulationSettings(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
     start: dt.datetime = dt.datetime(2025, 6, 25, 6, 0, tzinfo=dt.UTC)
     speed: Literal["max"] | Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)] = 60.0
@@ -375,307 +376,20 @@ class Simulation(Strict):
         return value.astimezone(dt.UTC)
 
 
-TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,200}$")]
-_HOST_PORT = re.compile(r"^\[?[A-Za-z0-9.:\-]+\]?:\d{1,5}$")
+class PlantSettings(Strict):
+    """The settings the model runs on, checked against each other."""
 
-
-class Topics(Strict):
-    orders: TopicName = "coffeemek.orders.new_lots"
-    telemetry_prefix: TopicName = "coffeemek.telemetry"
-    events: TopicName = "coffeemek.events.production_status"
-    dead_letter: TopicName = "coffeemek.orders.dead_letter"
-    journal: TopicName = "coffeemek.plants.journal"  # the plants' inputs, keyed by plant
-    snapshots: TopicName = "coffeemek.plants.snapshots"  # the runs' model state, keyed by run id
-
-
-class TopicCreation(Strict):
-    enabled: bool = True  # create missing topics at start; false = fail clearly when one is missing
-    partitions: Annotated[int, Field(ge=1, le=10_000)] = 3
-    replication_factor: Annotated[int, Field(ge=1, le=100)] = 1
-
-
-class Producer(Strict):
-    acks: Literal["all", "1", "0"] = "all"
-    linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 20
-    max_batch_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 262_144
-    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
-    request_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 30_000
-    max_in_flight_messages: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
-    # the producer's max_request_size: no single message is sent larger (dead letters are cut to fit)
-    max_request_bytes: Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)] = 1_048_576
-
-    @field_validator("acks", mode="before")
-    @classmethod
-    def _acks_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-class Consumer(Strict):
-    group_id: Annotated[str, Field(min_length=1)] = "factorysim"
-    max_in_flight_orders: Annotated[int, Field(ge=1, le=10_000_000)] = 5_000
-    max_order_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 64 * 1024
-    dedup_window_s: NonNegFloat = 86_400.0  # completed lot codes stay known for this long (wall seconds)
-    session_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 6_000
-    # per-partition fetch size of the orders consumer (at least 2 x max_order_bytes is used); keep it
-    # at least the orders topic's max.message.bytes: a record the broker does not return whole is
-    # dead-lettered as unreadable
-    max_partition_fetch_bytes: Annotated[int, Field(ge=64 * 1024, le=256 * 1024 * 1024)] = 2 * 1024 * 1024
-
-
-class Security(Strict):
-    """Kafka transport security.  Passwords come from an environment variable or a file, never
-    from the config itself, and are never logged."""
-
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password_env: str | None = None
-    sasl_password_file: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_keyfile_password_env: str | None = None
-    ssl_check_hostname: bool = True
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Security:
-        sasl = self.protocol.startswith("SASL")
-        if sasl:
-            if self.sasl_mechanism is None:
-                raise ValueError("protocol SASL_* needs sasl_mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-            if not self.sasl_username:
-                raise ValueError("protocol SASL_* needs sasl_username")
-            if (self.sasl_password_env is None) == (self.sasl_password_file is None):
-                raise ValueError("protocol SASL_* needs exactly one of sasl_password_env, sasl_password_file")
-        elif self.sasl_mechanism is not None:
-            raise ValueError(f"sasl_mechanism needs protocol SASL_PLAINTEXT or SASL_SSL (got {self.protocol})")
-        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
-            raise ValueError("ssl_certfile and ssl_keyfile go together")
-        return self
-
-
-class EmbeddedKafka(Strict):
-    """The bundled broker of ``bootstrap_servers: embedded`` (adapters/embedded_broker.py)."""
-
-    storage: Literal["persistent", "memory"] = "persistent"  # memory: nothing survives the broker's stop
-    # None: $STATE_DIRECTORY/kafka (systemd), else $XDG_DATA_HOME/factorysim/kafka, else ~/.local/share/factorysim/kafka
-    data_dir: Annotated[str, Field(min_length=1)] | None = None
-    port: Annotated[int, Field(ge=0, le=65535)] = 0  # its Kafka listener on 127.0.0.1; 0 = a free port
-
-
-class Snapshots(Strict):
-    """How often the service writes the model's state to ``kafka.topics.snapshots``: a restart
-    replays only the journal after the newest snapshot (and one is written at every stop)."""
-
-    enabled: bool = True
-    every_inputs: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = 10_000  # journaled inputs since the last
-    every_s: Annotated[float, Field(ge=1, le=7 * 86_400, allow_inf_nan=False)] | None = 60.0  # wall seconds
-
-    @model_validator(mode="after")
-    def _some_interval(self) -> Snapshots:
-        if self.enabled and self.every_inputs is None and self.every_s is None:
-            raise ValueError("give every_inputs or every_s (or both), or set enabled: false")
-        return self
-
-
-class Kafka(Strict):
-    bootstrap_servers: str = "embedded"
-    embedded: EmbeddedKafka = EmbeddedKafka()
-    topics: Topics = Topics()
-    topic_creation: TopicCreation = TopicCreation()
-    producer: Producer = Producer()
-    consumer: Consumer = Consumer()
-    snapshots: Snapshots = Snapshots()
-    security: Security = Security()
-    client_id: Annotated[str, Field(min_length=1)] = "factorysim"
-    # how long a start (the service's, the bridge's) waits for an unreachable cluster before it fails
-    startup_timeout_s: Annotated[float, Field(ge=0.1, le=86_400)] = 60.0
-
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _servers(cls, value: str) -> str:
-        value = value.strip()
-        if value == "embedded":
-            return value
-        servers = [s.strip() for s in value.split(",")]
-        bad = [s for s in servers if not _HOST_PORT.match(s) or not 0 < int(s.rsplit(":", 1)[1]) < 65536]
-        if not value or bad:
-            raise ValueError(f"must be 'embedded' or a comma-separated list of host:port, got {value!r}")
-        return ",".join(servers)
-
-
-class Http(Strict):
-    host: str = "0.0.0.0"  # noqa: S104 - a service's health endpoint listens on all interfaces by default
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    # bearer token for the mutating endpoints (commands); read-only endpoints stay open.  Without
-    # one, a token is generated at start (see adapters/http_token.py) unless open_controls is true.
-    token_env: str | None = None
-    token_file: str | None = None
-    generated_token_file: str | None = None  # where a generated token is written (default: see README)
-    open_controls: bool = False  # true: commands need no token (trusted networks only)
-
-    @model_validator(mode="after")
-    def _one_token_source(self) -> Http:
-        if self.token_env is not None and self.token_file is not None:
-            raise ValueError("give token_env or token_file, not both")
-        if self.open_controls and (self.token_env is not None or self.token_file is not None):
-            raise ValueError("open_controls: true opens the commands to everyone; it excludes token_env and "
-                             "token_file")
-        return self
-
-
-# --- wire formats and MQTT -----------------------------------------------------------------
-FORMATS = ("coffeemek", "spaceship", "enms", "uns")
-RecordKind = Literal["cycle", "sample", "lot_event"]
-RECORD_KINDS: tuple[RecordKind, ...] = ("cycle", "sample", "lot_event")
-TopicTemplate = Annotated[str, Field(min_length=1, max_length=500)]
-_SLUG = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,100}$")]
-
-
-class SpaceshipOptions(Strict):
-    topic_prefix: TopicTemplate = "factory"
-
-
-class EnmsOptions(Strict):
-    topic_prefix: TopicTemplate = "factory"
-    site: _SLUG | None = None  # default: the location name, lower case
-
-
-class UnsOptions(Strict):
-    tenant: _SLUG = "acme"
-    plant: _SLUG = "plant-01"
-
-
-class FormatOptions(Strict):
-    spaceship: SpaceshipOptions = SpaceshipOptions()
-    enms: EnmsOptions = EnmsOptions()
-    uns: UnsOptions = UnsOptions()
-
-
-class MqttTls(Strict):
-    enabled: bool = False
-    ca_file: str | None = None  # default: the system trust store
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify: bool = True  # certificate and host name verification
-    server_hostname: str | None = None  # name to verify (default: host)
-
-    @model_validator(mode="after")
-    def _pair(self) -> MqttTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
-
-
-class MqttAuth(Strict):
-    """none | password (username + password from env or file) | k8s-sat (Azure IoT Operations:
-    MQTT 5 enhanced authentication, method K8S-SAT, data = the token file, re-read on every
-    connect because the token rotates)."""
-
-    method: Literal["none", "password", "k8s-sat"] = "none"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    token_file: str = "/var/run/secrets/tokens/broker-sat"  # noqa: S105 - a path, not a secret
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MqttAuth:
-        if self.method == "password":
-            if not self.username:
-                raise ValueError("method password needs username")
-            if (self.password_env is None) == (self.password_file is None):
-                raise ValueError("method password needs exactly one of password_env, password_file")
-        return self
-
-
-class MqttQueue(Strict):
-    capacity: Annotated[int, Field(ge=1, le=10_000_000)] = 50_000
-    overflow: Literal["block", "drop-oldest", "drop-newest"] = "block"
-
-
-class MqttReconnect(Strict):
-    initial_s: PositiveFloat = 0.5
-    max_s: PositiveFloat = 30.0
-    jitter: Probability = 0.5  # each delay is drawn from [(1 - jitter) × d, d]
-
-
-class MqttTarget(Strict):
-    name: _SLUG
-    host: Annotated[str, Field(min_length=1)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    protocol: Literal["3.1.1", "5"] = "5"
-    tls: MqttTls = MqttTls()
-    auth: MqttAuth = MqttAuth()
-    # placeholders: {name} {hostname} {pid} {instance}; the default is unique per process
-    client_id: Annotated[str, Field(min_length=1, max_length=200)] = "factorysim-{name}-{hostname}-{pid}"
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
-    qos: Literal[0, 1, 2] = 1
-    retain: bool = False  # retain every message (the format retains status messages anyway)
-    format: Literal["coffeemek", "spaceship", "enms", "uns"] = "coffeemek"
-    topic_template: TopicTemplate | None = None  # default: the format's own
-    records: Annotated[tuple[RecordKind, ...], Field(min_length=1)] = RECORD_KINDS
-    queue: MqttQueue = MqttQueue()
-    reconnect: MqttReconnect = MqttReconnect()
-    max_in_flight: Annotated[int, Field(ge=1, le=65_535)] = 1000  # unacknowledged QoS 1/2 messages
-    availability_topic: TopicTemplate | None = "factorysim/{client_id}/availability"
-    command_topic: TopicTemplate | None = None  # JSON commands (block, repair, anomaly, pause, …)
-
-    @model_validator(mode="after")
-    def _sat_needs_v5(self) -> MqttTarget:
-        if self.auth.method == "k8s-sat" and self.protocol != "5":
-            raise ValueError("auth method k8s-sat needs protocol \"5\" (MQTT 5 enhanced authentication)")
-        if self.reconnect.max_s < self.reconnect.initial_s:
-            raise ValueError("reconnect.max_s must be >= reconnect.initial_s")
-        return self
-
-
-class MqttBridge(Strict):
-    """The standalone bridge (`factorysim bridge`): Kafka topics -> the MQTT targets."""
-
-    group_id: Annotated[str, Field(min_length=1)] = "factorysim-mqtt-bridge"
-    http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
-    commit_interval_s: PositiveFloat = 1.0
-
-
-class Mqtt(Strict):
-    targets: tuple[MqttTarget, ...] = ()
-    bridge: MqttBridge = MqttBridge()
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Mqtt:
-        names = [t.name for t in self.targets]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup is not None:
-            raise ValueError(f"duplicate target name {dup!r}; each target needs its own name")
-        return self
-
-
-class Config(Strict):
-    simulation: Simulation = Simulation()
+    simulation: SimulationSettings = SimulationSettings()
     locations: Annotated[dict[str, Location], Field(min_length=1)]
     route: Annotated[tuple[Stage, ...], Field(min_length=1)]
     disruptions: Disruptions = Disruptions()
     shift_calendars: dict[str, ShiftCalendar] = Field(default_factory=dict)
     machine_types: dict[str, MachineTypeSettings] = Field(default_factory=dict)
     telemetry: Telemetry = Telemetry()
-    arrivals: Arrivals = Arrivals()
-    format: Literal["coffeemek"] = "coffeemek"  # the Kafka wire format
-    formats: FormatOptions = FormatOptions()  # options of the MQTT formats
-    kafka: Kafka = Kafka()
-    mqtt: Mqtt = Mqtt()
-    http: Http = Http()
-
-    @cached_property
-    def model_fingerprint(self) -> str:
-        """SHA-256 of what decides a plant's behaviour and its Kafka output: the whole config but
-        the connections (kafka, mqtt, http) and the run's own settings (seed, start, speed).  A
-        journal written under one fingerprint cannot be replayed under another."""
-        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True,
-                                                     "simulation": {"seed", "start", "speed", "after_downtime"}})
-        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    arrivals: ArrivalSettings = ArrivalSettings()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Config:
+    def _cross_checks(self) -> PlantSettings:
         problems: list[tuple[str, str]] = []
         names = [s.name for s in self.route]
         seen: set[str] = set()
@@ -786,12 +500,3 @@ class Config(Strict):
         setup = floor(stage.setup_time) if stage.setup_time is not None else 0.0
         assert stage.per_unit_time is not None
         return setup + floor(stage.per_unit_time) * quantity
-
-
-class CrossFieldError(ValueError):
-    """Several cross-field problems, each with its own key path."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
-

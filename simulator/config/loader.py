@@ -1,7 +1,7 @@
 """Load the configuration once: YAML file + one documented environment mapping + command-line
 overrides, validated.
 
-Every problem is reported with where the bad value came from (see :mod:`simulator.config_origins`):
+Every problem is reported with where the bad value came from (see :mod:`simulator.config.origins`):
 ``config.yaml line 12: <key.path>: <what is wrong> (got <value>)``, ``FACTORYSIM_SPEED=abc
 (simulation.speed): …`` or ``--speed abc (simulation.speed): …``; the CLI prints them and exits with
 code 2.  See :data:`ENV_OVERRIDES` and the README's config reference.
@@ -18,9 +18,11 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator import config_origins
-from simulator.config_origins import KeyPath, Origins, Override
-from simulator.config_schema import DISTRIBUTIONS, Config, CrossFieldError, Distribution
+from simulator.config import origins as config_origins
+from simulator.config.common import CrossFieldError
+from simulator.config.origins import KeyPath, Origins, Override
+from simulator.config.plant import DISTRIBUTIONS, Distribution
+from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats.registry import check_topic_template
 
@@ -41,7 +43,7 @@ ENV_OVERRIDES: Mapping[str, str] = {
 # Any other key: FACTORYSIM__SECTION__KEY=value (double underscores between path parts).
 GENERIC_PREFIX = "FACTORYSIM__"
 
-__all__ = ["DEFAULT_PATH", "ENV_OVERRIDES", "Config", "ConfigError", "Override", "config_path", "load", "parse"]
+__all__ = ["DEFAULT_PATH", "ENV_OVERRIDES", "GENERIC_PREFIX", "config_path", "load", "parse"]
 
 # Explicit overrides: key path -> value (set by the program, no origin to report), or Override
 # objects that carry their origin (a command-line flag).

@@ -1,0 +1,136 @@
+"""MQTT: the targets (broker, TLS, authentication, queue, reconnection, format and topics), the
+standalone bridge, and the options of the wire formats the targets speak."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field, model_validator
+
+from simulator.config.common import PositiveFloat, Probability, Strict
+
+# the wire formats an MQTT target can speak (simulator/formats/registry.py builds them)
+FormatName = Literal["coffeemek", "spaceship", "enms", "uns"]
+FORMATS: tuple[FormatName, ...] = get_args(FormatName)
+RecordKind = Literal["cycle", "sample", "lot_event"]
+RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
+TopicTemplateText = Annotated[str, Field(min_length=1, max_length=500)]
+_SLUG = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,100}$")]
+
+
+class SpaceshipOptions(Strict):
+    topic_prefix: TopicTemplateText = "factory"
+
+
+class EnmsOptions(Strict):
+    topic_prefix: TopicTemplateText = "factory"
+    site: _SLUG | None = None  # default: the location name, lower case
+
+
+class UnsOptions(Strict):
+    tenant: _SLUG = "acme"
+    plant: _SLUG = "plant-01"
+
+
+class FormatOptions(Strict):
+    spaceship: SpaceshipOptions = SpaceshipOptions()
+    enms: EnmsOptions = EnmsOptions()
+    uns: UnsOptions = UnsOptions()
+
+
+class MqttTls(Strict):
+    enabled: bool = False
+    ca_file: str | None = None  # default: the system trust store
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True  # certificate and host name verification
+    server_hostname: str | None = None  # name to verify (default: host)
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttAuth(Strict):
+    """none | password (username + password from env or file) | k8s-sat (Azure IoT Operations:
+    MQTT 5 enhanced authentication, method K8S-SAT, data = the token file, re-read on every
+    connect because the token rotates)."""
+
+    method: Literal["none", "password", "k8s-sat"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    token_file: str = "/var/run/secrets/tokens/broker-sat"  # noqa: S105 - a path, not a secret
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttAuth:
+        if self.method == "password":
+            if not self.username:
+                raise ValueError("method password needs username")
+            if (self.password_env is None) == (self.password_file is None):
+                raise ValueError("method password needs exactly one of password_env, password_file")
+        return self
+
+
+class MqttQueue(Strict):
+    capacity: Annotated[int, Field(ge=1, le=10_000_000)] = 50_000
+    overflow: Literal["block", "drop-oldest", "drop-newest"] = "block"
+
+
+class MqttReconnect(Strict):
+    initial_s: PositiveFloat = 0.5
+    max_s: PositiveFloat = 30.0
+    jitter: Probability = 0.5  # each delay is drawn from [(1 - jitter) × d, d]
+
+
+class MqttTarget(Strict):
+    name: _SLUG
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["3.1.1", "5"] = "5"
+    tls: MqttTls = MqttTls()
+    auth: MqttAuth = MqttAuth()
+    # placeholders: {name} {hostname} {pid} {instance}; the default is unique per process
+    client_id: Annotated[str, Field(min_length=1, max_length=200)] = "factorysim-{name}-{hostname}-{pid}"
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = False  # retain every message (the format retains status messages anyway)
+    format: FormatName = "coffeemek"
+    topic_template: TopicTemplateText | None = None  # default: the format's own
+    records: Annotated[tuple[RecordKind, ...], Field(min_length=1)] = RECORD_KINDS
+    queue: MqttQueue = MqttQueue()
+    reconnect: MqttReconnect = MqttReconnect()
+    max_in_flight: Annotated[int, Field(ge=1, le=65_535)] = 1000  # unacknowledged QoS 1/2 messages
+    availability_topic: TopicTemplateText | None = "factorysim/{client_id}/availability"
+    command_topic: TopicTemplateText | None = None  # JSON commands (block, repair, anomaly, pause, …)
+
+    @model_validator(mode="after")
+    def _sat_needs_v5(self) -> MqttTarget:
+        if self.auth.method == "k8s-sat" and self.protocol != "5":
+            raise ValueError("auth method k8s-sat needs protocol \"5\" (MQTT 5 enhanced authentication)")
+        if self.reconnect.max_s < self.reconnect.initial_s:
+            raise ValueError("reconnect.max_s must be >= reconnect.initial_s")
+        return self
+
+
+class MqttBridge(Strict):
+    """The standalone bridge (`factorysim bridge`): Kafka topics -> the MQTT targets."""
+
+    group_id: Annotated[str, Field(min_length=1)] = "factorysim-mqtt-bridge"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    commit_interval_s: PositiveFloat = 1.0
+
+
+class Mqtt(Strict):
+    targets: tuple[MqttTarget, ...] = ()
+    bridge: MqttBridge = MqttBridge()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Mqtt:
+        names = [t.name for t in self.targets]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"duplicate target name {dup!r}; each target needs its own name")
+        return self
