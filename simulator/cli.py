@@ -118,7 +118,8 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     if args.http_port is not None:
         overrides.append(Override("mqtt.bridge.http_port", args.http_port, flag("--http-port", args.http_port)))
     cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
-    return run_bridge(cfg)
+    with cfg.errors_located():
+        return run_bridge(cfg)
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -141,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.start != "config":
         overrides.append(Override("simulation.start", args.start, flag("--start", args.start)))
     cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
-    return run_service(cfg, demo=args.demo, fresh=args.fresh)
+    with cfg.errors_located():
+        return run_service(cfg, demo=args.demo, fresh=args.fresh)
 
 
 # --- validate-config -----------------------------------------------------------------------------

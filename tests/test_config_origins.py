@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from simulator.adapters.mqtt_options import tls_context
 from simulator.config.loader import load, parse
 from simulator.config.origins import Origins, Override, env, file_line, flag, key_parts, load_yaml
 from simulator.errors import ConfigError
@@ -180,3 +181,34 @@ def test_a_missing_section_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(path, environ={})
     assert any(p.startswith(f"{path}: ") for p in caught.value.problems), caught.value.problems
+
+
+def test_a_problem_found_at_run_time_names_the_variable() -> None:
+    profile = str(ROOT / "profiles" / "spaceship.yaml")
+    ended = factorysim("bridge", "--config", profile, "--http-port", "0", env={"KAFKA_BOOTSTRAP_SERVERS": "embedded"})
+    assert ended.code == 2
+    assert ended.message.startswith("factorysim: invalid configuration: KAFKA_BOOTSTRAP_SERVERS=embedded "
+                                    "(kafka.bootstrap_servers): the bridge reads an existing cluster")
+
+
+def test_a_problem_found_at_run_time_names_the_file_and_line(tmp_path: Path) -> None:
+    profile = (ROOT / "profiles" / "spaceship.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "edge.yaml"
+    path.write_text(profile.replace("      qos: 1 ", "      tls: {enabled: true, ca_file: /nonexistent/ca.crt}\n"
+                                    "      qos: 1 "), encoding="utf-8")
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "tls:" in text
+                and not text.lstrip().startswith("#"))
+    config = load(path, environ={})
+    with pytest.raises(ConfigError) as caught, config.errors_located():
+        tls_context(config.mqtt.targets[0])
+    assert caught.value.problems[0].startswith(f"{path} line {line}: mqtt.targets.local.tls: cannot load TLS files")
+
+
+def test_a_run_time_problem_with_a_default_value_stays_as_it_is() -> None:
+    config = load(CONFIG, environ={})
+    problem = "mqtt.targets: the bridge needs at least one MQTT target"  # config.yaml has no mqtt section
+    assert config.locate(ConfigError([problem])).problems == [problem]
+    typed = config.locate(ConfigError(["kafka.bootstrap_servers: not usable here", "not a key path"]))
+    assert typed.problems[0].startswith(f"{CONFIG} line ") and typed.problems[0].endswith(
+        ": kafka.bootstrap_servers: not usable here")
+    assert typed.problems[1] == "not a key path"

@@ -89,6 +89,7 @@ def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None, overri
     except ValidationError as exc:
         raise ConfigError(_lines(origins, _describe(exc))) from exc
     _check_topic_templates(config, origins)
+    config.remember_origins(origins)
     return config
 
 

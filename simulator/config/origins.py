@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ KeyPath = tuple[str | int, ...]
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN", re.IGNORECASE)
 _SHOWN_CHARS = 60
 _KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+# a problem found after loading: "kafka.security: cannot load TLS files (…)"
+_PROBLEM = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*(?:(?:\.[A-Za-z0-9_\-]+)|\[\d+\])*): (?P<message>.*)\Z", re.S)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,31 @@ class Origins:
             if path[:n] in self._by_path:
                 return self._by_path[path[:n]]
         return self.root
+
+    def recorded(self, key: str) -> Origin | None:
+        """The origin recorded for ``key`` or its nearest ancestor, None when only the root (a
+        default value, not typed anywhere) or nothing is known."""
+        path = _fold(key_parts(key))
+        for n in range(len(path), 0, -1):
+            if path[:n] in self._by_path:
+                return self._by_path[path[:n]]
+        return None
+
+    def locate(self, problem: str, located: Mapping[str, str] | None = None) -> str:
+        """``problem`` ("key: what is wrong", found after loading) with where the value at ``key``
+        came from, when it was typed somewhere; else as it is.  ``located`` maps a key naming a list
+        element by its name to its position ("mqtt.targets.edge" → "mqtt.targets[0]")."""
+        match = _PROBLEM.match(problem)
+        if match is None:
+            return problem
+        key, message = match["key"], match["message"]
+        position = key
+        for named, index in (located or {}).items():
+            if key == named or key.startswith(named + "."):
+                position = index + key[len(named):]
+                break
+        origin = self.recorded(position)
+        return origin.describe(key, message) if origin is not None else problem
 
     def describe(self, key: str, message: str, located: str | None = None) -> str:
         """One problem line: the origin of ``key``'s value (of the value at ``located`` when the

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Literal
+
+from pydantic import PrivateAttr
 
 from simulator.config.http import Http
 from simulator.config.kafka import Kafka
 from simulator.config.mqtt import FormatOptions, Mqtt
+from simulator.config.origins import Origins
 from simulator.config.plant import PlantSettings
+from simulator.errors import ConfigError
 
 
 class Config(PlantSettings):
@@ -25,6 +31,31 @@ class Config(PlantSettings):
     kafka: Kafka = Kafka()
     mqtt: Mqtt = Mqtt()
     http: Http = Http()
+    _origins: Origins | None = PrivateAttr(default=None)  # where each value came from (set by the loader)
+
+    def remember_origins(self, origins: Origins) -> None:
+        self._origins = origins
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """``error`` — found after loading, by a program or an adapter ("kafka.security: cannot load
+        TLS files …") — with where each bad value came from (file and line, variable, flag), as the
+        loader's own errors say it."""
+        if self._origins is None:
+            return error
+        named = {f"mqtt.targets.{t.name}": f"mqtt.targets[{i}]" for i, t in enumerate(self.mqtt.targets)}
+        problems = [self._origins.locate(problem, named) for problem in error.problems]
+        return error if problems == error.problems else ConfigError(problems)
+
+    @contextmanager
+    def errors_located(self) -> Iterator[None]:
+        """A ConfigError raised inside says where the bad values came from (:meth:`locate`)."""
+        try:
+            yield
+        except ConfigError as exc:
+            located = self.locate(exc)
+            if located is exc:
+                raise
+            raise located from exc.__cause__
 
     @cached_property
     def model_fingerprint(self) -> str:
