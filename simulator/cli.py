@@ -143,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(Override("simulation.start", args.start, flag("--start", args.start)))
     cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
     with cfg.errors_located():
-        return run_service(cfg, demo=args.demo, fresh=args.fresh)
+        return run_service(cfg, demo=args.demo, fresh=args.fresh, start_now=args.start == "now")
 
 
 # --- validate-config -----------------------------------------------------------------------------

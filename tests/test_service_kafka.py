@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from typing import Any
 
@@ -152,3 +153,35 @@ async def test_health_metrics_and_machines_while_running(default_yaml: dict[str,
             async with http.get(f"{base}/status") as response:
                 status = await response.json()
                 assert status["report"]["lots"]["received"] == 20
+
+
+async def test_kafka_record_timestamps_are_the_event_times_when_asked(default_yaml: dict[str, Any],
+                                                                      kafka_bootstrap: str, unique: str) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"kafka.producer.timestamps": "event"})
+    topics = config.kafka.topics
+    async with running_service(config):
+        await produce(kafka_bootstrap, topics.orders, orders(5, unique))
+        async with Reader(kafka_bootstrap, [topics.events]) as reader:
+            collected = await reader.read_until(lambda c: len(finished(c.json(topics.events))) == 5, 60, "5 lots")
+    records = collected.of(topics.events)
+    assert len(records) > 30
+    for record in records:  # the payload's own instant (the run starts in 2025, long before it is sent)
+        shown = dt.datetime.fromisoformat(orjson.loads(record.value)["timestamp_utc"].replace("Z", "+00:00"))
+        assert record.timestamp == round(shown.timestamp() * 1000)
+
+
+async def test_a_run_started_now_shows_the_wall_clock_from_its_first_record(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
+    # the command line's "--start now": simulated time 0 is the instant the run goes live, however
+    # long the start-up took (here: the configured start lies an hour back)
+    an_hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 1,
+                                                                      "simulation.start": an_hour_ago})
+    async with running_service(config, start_now=True) as service:
+        behind = dt.datetime.now(dt.UTC) - service.sim.calendar_time()
+        started = service.sim.start
+    assert dt.timedelta(0) <= behind < dt.timedelta(seconds=1)  # (it was 1 h, or the start-up's seconds)
+    assert abs(started - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=60)
+    async with running_service(service_config(default_yaml, kafka_bootstrap, f"{unique}-b",
+                                              **{"simulation.start": an_hour_ago})) as configured:
+        assert configured.sim.start == dt.datetime.fromisoformat(an_hour_ago)  # without it: the configured start

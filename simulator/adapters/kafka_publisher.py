@@ -44,7 +44,8 @@ Delivered = Callable[[], None] | None
 Refused = Callable[[BaseException], bool] | None
 
 
-Item = tuple[WireMessage, Delivered]  # a message and what to run once Kafka has it (most: nothing)
+# a message, what to run once Kafka has it (most: nothing) and its record timestamp (None: the send time)
+Item = tuple[WireMessage, Delivered, int | None]
 
 
 @dataclass(slots=True)
@@ -59,7 +60,9 @@ class KafkaPublisher:
     def __init__(self, producer: AIOKafkaProducer, outbox: RecordSource, fmt: Format, metrics: IoMetrics, *,
                  max_in_flight: int = 50_000,
                  backoff_max_s: float = 5.0, on_connection: Callable[[bool], None] | None = None,
-                 records_per_round: int = 2000) -> None:
+                 records_per_round: int = 2000, event_time_ms: Callable[[Record], int] | None = None) -> None:
+        """``event_time_ms``: a record's Kafka timestamp (milliseconds since the epoch) from the
+        record (its event time); None: the broker client stamps the send time."""
         self.producer = producer
         self.outbox = outbox
         self.fmt = fmt
@@ -68,11 +71,12 @@ class KafkaPublisher:
         self.on_connection = on_connection
         self.backoff_max_s = backoff_max_s
         self.records_per_round = records_per_round
+        self.event_time_ms = event_time_ms
         self._in_flight: deque[_InFlight] = deque()
         self._in_flight_messages = 0
         self._batches: dict[str, TopicBatches[Item]] = {}
         self._open_messages = 0
-        self._retry: list[tuple[WireMessage, Delivered, Refused]] = []
+        self._retry: list[tuple[WireMessage, Delivered, Refused, int | None]] = []
         self.connected = True
         self.fatal_error: str | None = None
         self.last_error: str | None = None
@@ -138,7 +142,7 @@ class KafkaPublisher:
             batches = topics.get(message.topic)
             if batches is None:
                 batches = topics[message.topic] = await self._topic_batches(message.topic)
-            full = batches.add(message.key, message.value, list(message.headers), (message, on_delivered))
+            full = batches.add(message.key, message.value, list(message.headers), (message, on_delivered, None))
             self._open_messages += 1
             if full is not None:
                 await self._send_batch(batches, full, on_refused)
@@ -157,13 +161,16 @@ class KafkaPublisher:
         self._rounds.append(round_)
         seqs, on_delivered = round_.seqs, round_.delivered
         messages = 0
+        event_time_ms = self.event_time_ms
         for record in records:
             seqs[record.location] = record.seq
+            timestamp = event_time_ms(record) if event_time_ms is not None else None
             for message in encode(record):
                 batches = topics.get(message.topic)
                 if batches is None:
                     batches = topics[message.topic] = await self._topic_batches(message.topic)
-                full = batches.add(message.key, message.value, list(message.headers), (message, on_delivered))
+                full = batches.add(message.key, message.value, list(message.headers),
+                                   (message, on_delivered, timestamp), timestamp)
                 self._open_messages += 1
                 messages += 1
                 if full is not None:
@@ -187,17 +194,18 @@ class KafkaPublisher:
         self._open_messages -= count
         self._track(batch.topic, batch.items, future, on_refused)
 
-    async def _send_one(self, message: WireMessage, on_delivered: Delivered, on_refused: Refused = None) -> None:
+    async def _send_one(self, message: WireMessage, on_delivered: Delivered, on_refused: Refused = None,
+                        timestamp: int | None = None) -> None:
         try:
             future: asyncio.Future[object] = await self._retrying(
                 lambda: self.producer.send(message.topic, message.value, key=message.key,
-                                           headers=list(message.headers)))
+                                           headers=list(message.headers), timestamp_ms=timestamp))
         except KafkaError as exc:  # not retriable (e.g. larger than max_request_size)
             self.metrics.records_failed.labels(message.topic).inc()
             if on_refused is None or not on_refused(exc):
                 raise
             return
-        self._track(message.topic, [(message, on_delivered)], future, on_refused)
+        self._track(message.topic, [(message, on_delivered, timestamp)], future, on_refused)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``await attempt()`` again, backing off, while it fails with a retriable Kafka error.  A
@@ -257,9 +265,9 @@ class KafkaPublisher:
             await asyncio.sleep(self._backoff_s)
             self._backoff_s = min(self._backoff_s * 2, self.backoff_max_s)
             retry, self._retry = self._retry, []
-            for message, on_delivered, on_refused in retry:
+            for message, on_delivered, on_refused, timestamp in retry:
                 self.metrics.records_retried.labels(message.topic).inc()
-                await self._send_one(message, on_delivered, on_refused)
+                await self._send_one(message, on_delivered, on_refused, timestamp)
 
     def _account(self, item: _InFlight) -> None:
         topic, count = item.topic, len(item.items)
@@ -273,7 +281,7 @@ class KafkaPublisher:
                 if self.on_connection is not None:
                     self.on_connection(True)
             self._backoff_s = 0.2
-            for _, on_delivered in item.items:
+            for _, on_delivered, _ in item.items:
                 if on_delivered is not None:
                     on_delivered()
             self._rounds_done()
@@ -281,7 +289,8 @@ class KafkaPublisher:
         self.metrics.records_failed.labels(topic).inc(count)
         if isinstance(exc, KafkaError) and exc.retriable:
             self._disconnected(exc)
-            self._retry.extend((message, on_delivered, item.on_refused) for message, on_delivered in item.items)
+            self._retry.extend((message, on_delivered, item.on_refused, timestamp)
+                               for message, on_delivered, timestamp in item.items)
             return
         if item.on_refused is not None and item.on_refused(exc):
             return  # the sender takes it from here (e.g. sends it again, smaller)

@@ -35,17 +35,19 @@ class TopicBatches(Generic[T]):
         self.partitions = sorted(partitions)
         self.open: dict[int, OpenBatch[T]] = {}
 
-    def add(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]], item: T) -> OpenBatch[T] | None:
+    def add(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]], item: T,
+            timestamp: int | None = None) -> OpenBatch[T] | None:
         """Append a message to its partition's open batch; return that batch if it was full (a new
-        one then holds the message: an empty batch takes a message of any size)."""
+        one then holds the message: an empty batch takes a message of any size).  ``timestamp``:
+        the record's, in milliseconds since the epoch (None: the time the batch is built)."""
         partitions = self.partitions
         partition = partitions[partition_of(key, len(partitions)) if key else 0]
         full = None
         batch = self.open.get(partition)
-        if batch is None or batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+        if batch is None or batch.builder.append(timestamp=timestamp, key=key, value=value, headers=headers) is None:
             full = self.open.pop(partition, None)
             batch = self.open[partition] = OpenBatch(self.topic, partition, self.producer.create_batch())
-            batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
+            batch.builder.append(timestamp=timestamp, key=key, value=value, headers=headers)
         batch.items.append(item)
         return full
 

@@ -38,6 +38,9 @@ class Producer(Strict):
     max_in_flight_messages: Annotated[int, Field(ge=100, le=10_000_000)] = 50_000
     # the producer's max_request_size: no single message is sent larger (dead letters are cut to fit)
     max_request_bytes: Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)] = 1_048_576
+    # the Kafka timestamp of a telemetry or lot-event record: "send" (when it is produced) or
+    # "event" (its instant in the simulated calendar, as in its payload)
+    timestamps: Literal["send", "event"] = "send"
 
     @field_validator("acks", mode="before")
     @classmethod

@@ -13,11 +13,21 @@ import datetime as dt
 import hashlib
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytz
 
 _CACHE_MAX = 4096  # cached UTC strings before starting over
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+
+def epoch_ms(start: dt.datetime) -> Callable[[float], int]:
+    """Sim time -> milliseconds since the Unix epoch of the instant the payloads' timestamps show
+    (``start`` plus the sim time, floored to the millisecond): a record's event time for Kafka."""
+    start_us = (start - _EPOCH) // _US
+    return lambda sim_time: (start_us + dt.timedelta(seconds=sim_time) // _US) // 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,10 +56,11 @@ from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
+from simulator.formats.timestamps import epoch_ms
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus
 from simulator.io_metrics import IoMetrics
 from simulator.model import snapshot as model_snapshot
-from simulator.model.records import Sink
+from simulator.model.records import Record, Sink
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
 from simulator.runtime.commands import CommandProcessor
@@ -94,11 +95,14 @@ class Service:
     def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
                  shutdown_timeout_s: float = 20.0, probe_interval_s: float = 2.0,
                  environ: dict[str, str] | None = None, hard_exit: bool = False,
-                 fault: FaultDrill | None = None, fresh: bool = False) -> None:
+                 fault: FaultDrill | None = None, fresh: bool = False, start_now: bool = False) -> None:
         """``hard_exit``: end the process (``os._exit``) when a failure or a stop does not finish in
         time (the command line sets it; tests and embedding programs do not).  ``fault``: a drill.
-        ``fresh``: start a new run even if the journal holds one to continue."""
+        ``fresh``: start a new run even if the journal holds one to continue.  ``start_now``: a new
+        run's simulated time 0 is the instant it goes live (``run --start now``), not
+        ``simulation.start``."""
         self.config = config
+        self.start_now = start_now
         self.shutdown_timeout_s = shutdown_timeout_s
         self.probe_interval_s = probe_interval_s
         self.environ = environ
@@ -251,9 +255,24 @@ class Service:
         self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
         stack.push_async_callback(self._stop_producer)
         await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            **options, **consumer_options(kafka.consumer, kafka.consumer.group_id),
+            **orders_fetch_options(kafka.consumer),
+        )
+        stack.push_async_callback(self._stop_consumer)
+        await self.consumer.start()
+        journal_ends = JournalEnds(options, kafka.topics.journal)
+        stack.push_async_callback(journal_ends.close)
+        if self.history is None and self.start_now:
+            # simulated time 0 is the instant the run goes live, not the instant the command was
+            # given: the start-up (embedded broker, topics) would otherwise put every timestamp behind
+            now = dt.datetime.now(dt.UTC)
+            self._build_model(now.replace(microsecond=now.microsecond // 1000 * 1000), self.sim.seed, self.run_id)
         self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
                                         max_in_flight=kafka.producer.max_in_flight_messages,
-                                        on_connection=lambda _: self._follow_kafka())
+                                        on_connection=lambda _: self._follow_kafka(),
+                                        event_time_ms=self._event_time_ms() if kafka.producer.timestamps == "event"
+                                        else None)
         self.journal = JournalWriter(self.publisher, kafka.topics.journal)
         self.inputs.journal, self.inputs.run_id = self.journal, self.run_id
         self.inputs.track_journaled = kafka.snapshots.enabled  # a snapshot's mark lists them
@@ -266,8 +285,6 @@ class Service:
         if kafka.snapshots.enabled:
             self.snapshot_writer = SnapshotWriter(publisher, kafka.topics.snapshots, kafka.producer.max_request_bytes,
                                                   lambda: publisher.delivered_through)
-        journal_ends = JournalEnds(options, kafka.topics.journal)
-        stack.push_async_callback(journal_ends.close)
         run_journal = self.run_journal
         self.snapshotter = Snapshotter(self.driver, self.inputs, self.snapshot_writer, self.run_id,
                                        fingerprint=self.config.model_fingerprint,
@@ -279,10 +296,6 @@ class Service:
             self.run_journal.begin()
         else:
             publisher.delivered_through.update(self.run_journal.checkpointed)
-        self.consumer = AIOKafkaConsumer(
-            **options, **consumer_options(kafka.consumer, kafka.consumer.group_id),
-            **orders_fetch_options(kafka.consumer),
-        )
         self.intake = OrderIntake(
             self.consumer, self.publisher, self.inputs,
             OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
@@ -291,11 +304,15 @@ class Service:
             max_request_bytes=kafka.producer.max_request_bytes,
             journaled=self.history.sources if self.history is not None else None,
         )
-        stack.push_async_callback(self._stop_consumer)
-        await self.consumer.start()
         # subscribed once started: the group join (a new group's first rebalance waits for members
         # for a few seconds) goes on in the background while the run is recovered, not before it
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
+
+    def _event_time_ms(self) -> Callable[[Record], int]:
+        """A record's Kafka timestamp (``kafka.producer.timestamps: event``): the instant its
+        payload's timestamps show."""
+        instant_ms = epoch_ms(self.sim.start)
+        return lambda record: instant_ms(record.sim_time)
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
