@@ -219,3 +219,16 @@ def test_enms_seasons_drive_the_hvac() -> None:
 def test_enms_profile_starts_on_a_monday_at_the_first_shift() -> None:
     start = profile("enms").simulation.start.astimezone(pytz.timezone("Europe/Berlin"))
     assert (start.weekday(), start.hour) == (0, 6)
+
+
+def test_every_profile_has_kafka_topics_and_a_group_of_its_own() -> None:
+    # two configs on one cluster (or one embedded broker's data) must not share a run: the journal
+    # of one would be continued, or refused, by the other
+    configs = {"config.yaml": load(PROFILES.parent / "config.yaml", environ={})} | {n: profile(n) for n in NAMES}
+    seen: dict[str, str] = {}
+    for name, config in configs.items():
+        topics = config.kafka.topics
+        for topic in (topics.orders, topics.events, topics.dead_letter, topics.journal, topics.snapshots,
+                      topics.telemetry_prefix, config.kafka.consumer.group_id):
+            assert topic not in seen, f"{name} and {seen.get(topic)} share {topic}"
+            seen[topic] = name
