@@ -512,3 +512,27 @@ async def test_commands_on_the_mqtt_command_topic_block_and_repair_and_malformed
     assert after[n_blocked] in ("idle", "running")
     assert "blocked" not in after[n_blocked:]
     assert set(states[:first_blocked]) <= {"idle"}
+
+
+async def test_at_speed_1_payload_timestamps_are_the_wall_clock_from_the_start(
+        kafka_bootstrap: str, unique: str, broker: Mosquitto) -> None:
+    # the configured start lies an hour back; started "now" (the command line's default), the run's
+    # calendar and every target's timestamps begin when it goes live
+    an_hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    config = profile_config("spaceship", kafka_bootstrap, unique, broker,
+                            **{"simulation.speed": 1, "simulation.start": an_hour_ago,
+                               "telemetry.sample_interval_s": 1})
+    behind: list[float] = []
+
+    def note_lags(watch: Watch) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        for _, body in watch.all_bodies()[len(behind):]:
+            shown = dt.datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+            behind.append((now - shown).total_seconds())
+        return len(behind) >= 20
+
+    async with MqttCollector(broker.host, broker.port, "factory/#") as collector:
+        watch = Watch(collector)
+        async with running_service(config, start_now=True):
+            await watch.until(note_lags, 30, "20 messages")
+    assert all(-0.05 < lag < 2.0 for lag in behind), behind  # (an hour when the targets took the configured start)

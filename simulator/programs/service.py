@@ -169,7 +169,9 @@ class Service:
             publisher.fmt = self._mqtt_format(publisher.target)
 
     def _mqtt_format(self, target: MqttTarget) -> Format:
-        return build_format(target.format, self.config, self.sim.seed, run_id=self.run_id,
+        """The target's format for the run's model: its calendar (start) and seed."""
+        return build_format(target.format, self._run_config(self.sim.start, self.sim.seed), self.sim.seed,
+                            run_id=self.run_id,
                             topic_template=target.topic_template)
 
     def _live(self) -> bool:
