@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
 import sys
@@ -247,6 +248,24 @@ async def test_bridge_stopped_mid_stream_and_restarted_delivers_every_record(
     for key, order in per_machine.items():
         firsts = list(dict.fromkeys(order))  # first arrivals (repeats after a rebalance left out)
         assert firsts == sorted(firsts), key
+
+
+async def test_a_re_encoding_target_shows_the_instants_of_the_run_it_reads(
+        kafka_bootstrap: str, unique: str, broker: Mosquitto) -> None:
+    # the service's run started on 1 March 2031 (its --start); the bridge's own config says 2025:
+    # the uns messages show the instants the Kafka messages show, not the bridge's calendar
+    service_config = bridge_config(kafka_bootstrap, unique, broker.port)
+    service_config = service_config.model_copy(update={"simulation": service_config.simulation.model_copy(
+        update={"start": dt.datetime(2031, 3, 1, 8, tzinfo=dt.UTC)})})
+    stream = Stream(service_config)
+    await stream.produce(offline_records(SIM_HOURS)[:400])
+    shown = {body["timestamp_utc"] for body in stream.by_id.values()}
+    config = bridge_config(kafka_bootstrap, unique, broker.port, format="uns")
+    assert config.simulation.start.year < 2031
+    async with MqttCollector(broker.host, broker.port, "v1/#") as collector, running_bridge(config):
+        await collector.wait_count(200, timeout_s=20)
+    stamps = {m.json()["ts"] for m in collector.messages if "ts" in m.json()}
+    assert stamps and stamps <= shown, sorted(stamps - shown)[:5]
 
 
 async def test_bridge_commits_only_after_the_broker_acknowledged(kafka_bootstrap: str, unique: str,

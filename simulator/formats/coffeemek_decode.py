@@ -50,6 +50,13 @@ class DecodeError(ValueError):
 
 def decode_record(topic: str, value: bytes) -> Record:
     """The record a coffeemek message on ``topic`` was encoded from; DecodeError if it is not one."""
+    return decode_message(topic, value)[0]
+
+
+def decode_message(topic: str, value: bytes) -> tuple[Record, dt.datetime]:
+    """The record a coffeemek message on ``topic`` was encoded from, and the calendar instant of
+    its run's simulated time 0 (its UTC timestamp less its sim time, to the millisecond: what a
+    re-encoding needs to show the same instants); DecodeError if it is not one."""
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -59,16 +66,21 @@ def decode_record(topic: str, value: bytes) -> Record:
     try:
         kind = body.get("tipo_messaggio")
         if kind == "ciclo":
-            return _cycle(body)
-        if kind == "campione":
-            return _sample(body)
-        if kind is None and "event_type" in body:
-            return _lot_event(body)
+            record: Record = _cycle(body)
+        elif kind == "campione":
+            record = _sample(body)
+        elif kind is None and "event_type" in body:
+            record = _lot_event(body)
+        else:
+            raise DecodeError(f"{topic}: neither telemetry (tipo_messaggio ciclo|campione) nor a lot event")
+        shown = _instant(body["timestamp_utc"]) - dt.timedelta(milliseconds=round(_sim_time(body) * 1000))
+    except DecodeError:
+        raise
     except KeyError as exc:
         raise DecodeError(f"{topic}: field {exc} missing or unknown") from None
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise DecodeError(f"{topic}: {exc}") from None
-    raise DecodeError(f"{topic}: neither telemetry (tipo_messaggio ciclo|campione) nor a lot event")
+    return record, shown
 
 
 # -- pieces -------------------------------------------------------------------------------------

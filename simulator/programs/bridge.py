@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import os
@@ -51,7 +52,7 @@ from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats import WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
-from simulator.formats.coffeemek_decode import decode_record
+from simulator.formats.coffeemek_decode import decode_message
 from simulator.formats.registry import build_format
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus, ServiceState
 from simulator.model.records import Record
@@ -104,6 +105,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         # re-encoding, and the event ids stay those of the service
         self._pass_through = [p.fmt if isinstance(p.fmt, CoffeeMekFormat) else None for p in self.publishers]
         self._decoding = any(fmt is None for fmt in self._pass_through)
+        self._run_start = config.simulation.start  # the calendar the re-encoding formats show (the run's)
         self.registry = CollectorRegistry()
         self.registry.register(MqttTargetMetrics(self.publishers))
         self.consumed = Counter("factorysim_bridge_messages_consumed", "Kafka messages read", registry=self.registry)
@@ -221,8 +223,10 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         location: str | None = None
         try:
             if self._decoding:
-                record = decode_record(topic, value)
+                record, run_start = decode_message(topic, value)
                 location = record.location
+                if run_start != self._run_start:
+                    self._follow_run(run_start)
             else:
                 location = message_location(value)
         except Exception:  # noqa: BLE001 - a foreign or damaged message must not stop the bridge
@@ -251,6 +255,18 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             else:
                 assert record is not None
                 publisher.offer(record, one_done)
+
+    def _follow_run(self, start: dt.datetime) -> None:
+        """The messages come from a run whose simulated time 0 is ``start``: the targets that
+        re-encode them show its calendar (the instants the service's messages show)."""
+        log.info("bridge: records of a run started %s; the re-encoding targets follow its calendar", start.isoformat())
+        self._run_start = start
+        config = self.config
+        run_config = config.model_copy(update={"simulation": config.simulation.model_copy(update={"start": start})})
+        for publisher, fmt in zip(self.publishers, self._pass_through, strict=True):
+            if fmt is None:
+                publisher.fmt = build_format(publisher.target.format, run_config, config.simulation.seed,
+                                             run_id=self.instance, topic_template=publisher.target.topic_template)
 
     async def _commit_loop(self) -> None:
         while True:
