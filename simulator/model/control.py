@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model.lot import LotState
-from simulator.model.machine import BLOCKED, MAINTENANCE, OFF_SHIFT, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 from simulator.model.production import COMMAND, end_stoppage, interrupt_lot, stop
 from simulator.model.utilities import interrupt_utility
 
@@ -67,24 +67,24 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
                                                f"characters")
     state = machine.state
     lot = machine.current_lot
-    if state == BLOCKED:
+    if state == MachineState.BLOCKED:
         cause = machine.stoppage.cause if machine.stoppage is not None else "block"
         raise CommandRejected("already_blocked",
                               f"machine {machine_id} is already blocked ({cause}: {machine.block_reason})")
-    if state == MAINTENANCE:
+    if state == MachineState.MAINTENANCE:
         raise CommandRejected("in_maintenance", f"machine {machine_id} is in planned maintenance")
-    if state == OFF_SHIFT:
+    if state == MachineState.OFF_SHIFT:
         raise CommandRejected("off_shift", f"machine {machine_id} is off shift")
-    if state == RUNNING and not machine.in_work:  # (every running machine works: a lot or a duty cycle)
+    if state == MachineState.RUNNING and not machine.in_work:  # (every running machine works: a lot or a duty cycle)
         raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
     stage = lot.stage if lot is not None else None
-    working = state == RUNNING
+    working = state == MachineState.RUNNING
     if not working:
         pool = sim.plant.pool(machine.location, machine.machine_type)
         if machine not in pool.idle or not pool.take_idle(machine):
             raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
     machine.block_reason = reason
-    machine.set_state(BLOCKED, sim.env.now)
+    machine.set_state(MachineState.BLOCKED, sim.env.now)
     if working:  # stop the work now (a lot's or a utility's duty cycle); it waits for the repair
         if lot is not None:
             lot.to(LotState.BLOCKED)
@@ -110,7 +110,7 @@ def repair_machine(sim: Simulation, machine_id: str) -> dict[str, Any]:
 
 def block_view(machine: Machine) -> dict[str, Any] | None:
     """The block a machine is in: reason, cause and the sim time it ends by itself (None: not blocked)."""
-    if machine.state != BLOCKED:
+    if machine.state != MachineState.BLOCKED:
         return None
     stoppage = machine.stoppage
     return {"reason": machine.block_reason, "cause": stoppage.cause if stoppage else None,

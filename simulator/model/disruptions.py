@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulator.model.events import handler
-from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 from simulator.model.production import FAILURE, interrupt_lot, stop
 
 if TYPE_CHECKING:
@@ -33,9 +33,9 @@ def failure_due(sim: Simulation, machine: Machine) -> None:
     lot = machine.current_lot
     stage = lot.stage if lot else None
     now = sim.env.now
-    if machine.state == RUNNING and machine.in_work:
+    if machine.state == MachineState.RUNNING and machine.in_work:
         machine.block_reason = reason
-        machine.set_state(BLOCKED, now)
+        machine.set_state(MachineState.BLOCKED, now)
         sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause=FAILURE)
         restart = dis.failures.on_interrupt == "restart"
         if lot is not None:
@@ -43,9 +43,10 @@ def failure_due(sim: Simulation, machine: Machine) -> None:
         else:
             sim.interrupt_utility(machine)
         stop(sim, machine, FAILURE, reason, repair, working=True, stage=stage)
-    elif machine.state == IDLE and sim.plant.pool(machine.location, machine.machine_type).take_idle(machine):
+    elif (machine.state == MachineState.IDLE
+          and sim.plant.pool(machine.location, machine.machine_type).take_idle(machine)):
         machine.block_reason = reason
-        machine.set_state(BLOCKED, now)
+        machine.set_state(MachineState.BLOCKED, now)
         sim.recorder.machine_event("machine.blocked", machine, None, reason=reason, cause=FAILURE)
         stop(sim, machine, FAILURE, reason, repair, working=False, stage=None)
     else:
@@ -58,7 +59,7 @@ def maintain(sim: Simulation, machine: Machine) -> None:
     assert dis.maintenance_duration is not None
     now = sim.env.now
     machine.maintenance_due = False
-    machine.set_state(MAINTENANCE, now)
+    machine.set_state(MachineState.MAINTENANCE, now)
     machine.maintenance_started = now
     sim.recorder.machine_event("maintenance.started", machine, None)
     sim.env.after(dis.maintenance_duration(machine.rng_failures), maintenance_done, sim, machine)

@@ -6,7 +6,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from machines.base import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, STATES, MachineType
+from machines.base import MachineState, MachineType
 from simulator.model.records import MachineCounters
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Timeline:
         if end > start and end > self.start and start < self.end:
             self.intervals.append((machine_id, max(start, self.start), min(end, self.end), state, lot))
 
-__all__ = ["BLOCKED", "IDLE", "MAINTENANCE", "OFF_SHIFT", "RUNNING", "STATES", "Machine", "Timeline"]
+__all__ = ["Machine", "MachineState", "Timeline"]
 
 
 class Machine:
@@ -85,9 +85,11 @@ class Machine:
         self.rng_blocks = rng_blocks
         self.rng_failures = rng_failures
         self.rng_signals = rng_signals
-        self.state = IDLE
+        self.state = MachineState.IDLE
         self.since = 0.0
-        self.state_time = dict.fromkeys(STATES, 0.0)
+        # seconds spent in each state before ``since``, keyed by the states' values: plain strings, so a snapshot
+        # writes it as it is (orjson takes no str subclass as a key)
+        self.state_time = {state.value: 0.0 for state in MachineState}
         self.current_lot: Lot | None = None
         self.block_reason: str | None = None
         self.stoppage: Stoppage | None = None  # why and until when a blocked machine is down
@@ -120,7 +122,7 @@ class Machine:
         # machine's shift factor (see simulator.model.utilities); None = from the current lot
         self.load: float | None = None
 
-    def set_state(self, state: str, now: float) -> None:
+    def set_state(self, state: MachineState, now: float) -> None:
         if self.timeline is not None:
             self.timeline.add(self.id, self.since, now, self.state, self.state_lot)
         self.state_time[self.state] += now - self.since
@@ -128,7 +130,7 @@ class Machine:
         self.since = now
         self.state_lot = self.current_lot.code if self.current_lot is not None else None
 
-    def time_in(self, state: str, now: float) -> float:
+    def time_in(self, state: MachineState, now: float) -> float:
         """Seconds spent in ``state`` up to ``now``."""
         extra = now - self.since if self.state == state else 0.0
         return self.state_time[state] + extra
@@ -141,12 +143,12 @@ class Machine:
         return self.anomaly
 
     def counters(self, now: float) -> MachineCounters:
-        off_shift = self.time_in(OFF_SHIFT, now)
+        off_shift = self.time_in(MachineState.OFF_SHIFT, now)
         return MachineCounters(
             cycles=self.cycles, good_cycles=self.good_cycles, good_pieces=self.good_pieces,
-            bad_pieces=self.bad_pieces, running_s=self.time_in(RUNNING, now),
-            blocked_s=self.time_in(BLOCKED, now),
-            planned_s=now - off_shift - self.time_in(MAINTENANCE, now), ideal_s=self.ideal_time_s,
+            bad_pieces=self.bad_pieces, running_s=self.time_in(MachineState.RUNNING, now),
+            blocked_s=self.time_in(MachineState.BLOCKED, now),
+            planned_s=now - off_shift - self.time_in(MachineState.MAINTENANCE, now), ideal_s=self.ideal_time_s,
         )
 
     def hours_since_maintenance(self, now: float) -> float:

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from simulator.model.machine import IDLE, OFF_SHIFT, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 
 if TYPE_CHECKING:
     from simulator.model.events import Calendar
@@ -64,17 +64,17 @@ class MachinePool:
             assert self.start_lot is not None
             self.start_lot(lot, machine)
         else:
-            machine.set_state(IDLE, self.env.now)
+            machine.set_state(MachineState.IDLE, self.env.now)
             self.idle.append(machine)
 
     def _assign(self, machine: Machine, lot: Lot) -> None:
         machine.current_lot = lot
-        machine.set_state(RUNNING, self.env.now)
+        machine.set_state(MachineState.RUNNING, self.env.now)
 
     # -- machines leaving and coming back -----------------------------------------------------
     def take_idle(self, machine: Machine) -> bool:
         """Take an idle machine out of service (failure or maintenance); False if not idle."""
-        if machine.state != IDLE:
+        if machine.state != MachineState.IDLE:
             return False
         self.idle.remove(machine)
         return True
@@ -91,7 +91,7 @@ class MachinePool:
             self.release(machine)
 
     def _send_off_shift(self, machine: Machine) -> None:
-        machine.set_state(OFF_SHIFT, self.env.now)
+        machine.set_state(MachineState.OFF_SHIFT, self.env.now)
         self.off_shift.append(machine)
         self.working -= 1
 

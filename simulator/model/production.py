@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from simulator.model.events import Entry, handler
 from simulator.model.lot import Lot, LotState
-from simulator.model.machine import BLOCKED, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 
 if TYPE_CHECKING:
     from simulator.model.plant import StagePlan
@@ -109,7 +109,7 @@ def segment_done(world: World, lot: Lot) -> None:
     reason = plan.draw_block_reason(machine.rng_blocks)
     repair = plan.repair_time(machine.rng_blocks)
     machine.block_reason = reason
-    machine.set_state(BLOCKED, world.env.now)
+    machine.set_state(MachineState.BLOCKED, world.env.now)
     lot.to(LotState.BLOCKED)
     world.recorder.machine_event("machine.blocked", machine, plan.name, reason=reason, cause=CYCLE_BLOCK)
     stop(world, machine, CYCLE_BLOCK, reason, repair, working=True, stage=plan.name)
@@ -241,7 +241,7 @@ def end_stoppage(world: World, machine: Machine, *, early: bool) -> Stoppage | N
     lot = machine.current_lot
     if stoppage.cause == CYCLE_BLOCK:
         assert lot is not None
-        machine.set_state(RUNNING, now)
+        machine.set_state(MachineState.RUNNING, now)
         lot.to(LotState.PROCESSING)
         world.recorder.machine_event("machine.repaired", machine, stoppage.stage, reason=stoppage.reason,
                                      cause=CYCLE_BLOCK)
@@ -249,7 +249,7 @@ def end_stoppage(world: World, machine: Machine, *, early: bool) -> Stoppage | N
         lot.block_reason = stoppage.reason
         run_segment(world, lot)
     elif stoppage.working:
-        machine.set_state(RUNNING, now)
+        machine.set_state(MachineState.RUNNING, now)
         world.recorder.machine_event("machine.repaired", machine, stoppage.stage, reason=stoppage.reason,
                                      cause=stoppage.cause)
         if lot is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from machines.base import BLOCKED, SignalContext
+from machines.base import MachineState, SignalContext
 from simulator.model.records import CycleTelemetry, LotEvent, MachineSample, Sink
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Recorder:
         )
         signals = machine.model.signals(ctx, machine.rng_signals)
         # a cycle that was stopped shows the alarm the machine raised while it was blocked
-        alarm = machine.model.alarm(replace(ctx, state=BLOCKED) if block_reason else ctx)
+        alarm = machine.model.alarm(replace(ctx, state=MachineState.BLOCKED) if block_reason else ctx)
         self.sink.emit(CycleTelemetry(
             self._next(machine.location), now, machine.location, stage, machine.id, machine.machine_type, lot.code,
             lot.priority, lot.quantity, machine.state, block_reason is not None, block_reason, blocked_s,

@@ -27,7 +27,7 @@ from simulator.config_schema import Config
 from simulator.model import disruptions, production, sampling, shifts, simulation, utilities  # noqa: F401 - handlers
 from simulator.model.events import HANDLER_NAMES, HANDLERS, Entry
 from simulator.model.lot import Lot, LotState
-from simulator.model.machine import IDLE, STATES, Machine
+from simulator.model.machine import Machine, MachineState
 from simulator.model.order import Order
 from simulator.model.production import Stoppage
 from simulator.model.records import Sink
@@ -242,7 +242,7 @@ def _restore(config: Config, sink: Sink, doc: dict[str, Any], sample_limit: int 
     for mid, data in doc["machines"].items():
         _set_machine(machines[mid], data, lots, by_seq)
     for mid in added:  # (not in any pool list of the snapshot: out of the pool until added below)
-        machines[mid].state = IDLE
+        machines[mid].state = MachineState.IDLE
     for data in doc["lots"]:
         lot = lots[data["code"]]
         lot.machine = machines[data["machine"]] if data["machine"] is not None else None
@@ -353,11 +353,12 @@ def _new_lot(sim: Simulation, d: dict[str, Any]) -> Lot:
 
 
 def _set_machine(m: Machine, d: dict[str, Any], lots: dict[str, Lot], by_seq: dict[int, Entry]) -> None:
-    m.state = d["state"]
-    if m.state not in STATES:
-        raise SnapshotError(f"machine {m.id}: unknown state {m.state!r}")
+    try:
+        m.state = MachineState(d["state"])
+    except (TypeError, ValueError):
+        raise SnapshotError(f"machine {m.id}: unknown state {d['state']!r}") from None
     m.since = _float(d["since"])
-    m.state_time = {k: _float(d["state_time"][k]) for k in STATES}
+    m.state_time = {k.value: _float(d["state_time"][k.value]) for k in MachineState}
     m.state_lot = d["state_lot"]
     m.current_lot = lots[d["current_lot"]] if d["current_lot"] is not None else None
     m.block_reason = d["block_reason"]

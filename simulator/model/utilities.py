@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulator.model.events import handler
-from simulator.model.machine import OFF_SHIFT, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 
 if TYPE_CHECKING:
     from simulator.config_schema import Config
@@ -52,7 +52,7 @@ def start_utility(sim: Simulation, machine: Machine) -> None:
     clock = sim.calendar_clocks.get(machine.location)
     factor = clock.factor_and_next_change(now)[0] if clock is not None else 1.0
     machine.load = factor
-    machine.set_state(RUNNING if factor > 0 else OFF_SHIFT, now)
+    machine.set_state(MachineState.RUNNING if factor > 0 else MachineState.OFF_SHIFT, now)
     machine.utility_entry = sim.env.at(now, utility_begins, sim, machine)
 
 
@@ -76,8 +76,8 @@ def utility_step(sim: Simulation, machine: Machine) -> None:
         machine.utility_factor, machine.utility_change = clock.factor_and_next_change(now)
     factor = machine.load = machine.utility_factor
     if factor <= 0.0:
-        if machine.state != OFF_SHIFT:
-            machine.set_state(OFF_SHIFT, now)
+        if machine.state != MachineState.OFF_SHIFT:
+            machine.set_state(MachineState.OFF_SHIFT, now)
         machine.utility_entry = env.at(machine.utility_change, utility_next, sim, machine)
         return
     if machine.maintenance_due:  # resumed when the maintenance ends
@@ -85,8 +85,8 @@ def utility_step(sim: Simulation, machine: Machine) -> None:
         assert start is not None
         start(machine)
         return
-    if machine.state != RUNNING:
-        machine.set_state(RUNNING, now)
+    if machine.state != MachineState.RUNNING:
+        machine.set_state(MachineState.RUNNING, now)
     ends = min(machine.utility_change, now + DUTY_CYCLE_S)
     _book(machine, ends - now)
     machine.utility_ends = ends
