@@ -19,7 +19,7 @@ from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model.lot import LotState
 from simulator.model.machine import Machine, MachineState
-from simulator.model.production import COMMAND, end_stoppage, interrupt_lot, stop
+from simulator.model.production import COMMAND, end_stoppage, interrupt_lot, schedule_stoppage
 from simulator.model.utilities import interrupt_utility
 
 if TYPE_CHECKING:
@@ -83,8 +83,9 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
         pool = sim.plant.pool(machine.location, machine.machine_type)
         if machine not in pool.idle or not pool.take_idle(machine):
             raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
-    machine.block_reason = reason
-    machine.set_state(MachineState.BLOCKED, sim.env.now)
+    stoppage = schedule_stoppage(sim, machine, COMMAND, reason, math.inf if duration_s is None else duration_s,
+                                 working=working, stage=stage)
+    machine.block(reason, stoppage, sim.env.now)
     if working:  # stop the work now (a lot's or a utility's duty cycle); it waits for the repair
         if lot is not None:
             lot.to(LotState.BLOCKED)
@@ -92,8 +93,6 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
         else:
             interrupt_utility(sim, machine)
     sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause=COMMAND)
-    stop(sim, machine, COMMAND, reason, math.inf if duration_s is None else duration_s, working=working,
-         stage=stage)
     return {"machine_id": machine.id, "state": machine.state, "block": block_view(machine),
             "lot": lot.code if lot is not None else None}
 
@@ -129,9 +128,7 @@ def set_anomaly(sim: Simulation, machine_id: str, anomaly_type: str, severity: f
     if not (math.isfinite(severity) and 0.0 < severity <= MAX_SEVERITY):
         raise CommandRejected("invalid_severity", f"severity must be in (0, {MAX_SEVERITY:g}] (got {severity!r})")
     _check_duration(duration_s)
-    machine.anomaly = anomaly_type
-    machine.anomaly_severity = severity
-    machine.anomaly_until = _until(sim, duration_s)
+    machine.inject_anomaly(anomaly_type, severity, _until(sim, duration_s))
     return {"machine_id": machine.id, "anomaly": anomaly_view(machine, sim.now)}
 
 
@@ -143,9 +140,7 @@ def clear_anomaly(sim: Simulation, machine_id: str, anomaly_type: str | None = N
     cleared = None
     if active is not None and anomaly_type in (None, active):
         cleared = active
-        machine.anomaly = None
-        machine.anomaly_severity = 1.0
-        machine.anomaly_until = math.inf
+        machine.clear_anomaly()
     return {"machine_id": machine.id, "cleared": cleared, "anomaly": anomaly_view(machine, sim.now)}
 
 
