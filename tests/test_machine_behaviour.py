@@ -10,16 +10,25 @@ or to a call of another class (``lot = Lot(...)``).  Names of
 unknown type count as machines, so a write through a variable of any name (``up.state = ...``), an
 attribute chain (``lot.machine.state = ...``) or an item (``machines[mid].load = ...``) is caught; the
 exceptions are what keeps ``lot.state``/``lot.block_reason`` (fields a Lot shares with a Machine) apart.
+
+A second test watches the writes themselves: runs with every disruption, utilities, commands and a snapshot
+restored, with a ``Machine.__setattr__`` that notes the module of each writer.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_snapshot import HORIZONS, commands, config_of, drive, started
 
+from simulator.model import snapshot
 from simulator.model.machine import Machine
+from simulator.model.records import ListSink
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = Path("simulator/model/machine.py")  # the one module that changes a machine
@@ -114,6 +123,30 @@ def test_only_machine_py_changes_a_machine() -> None:
         if relative != OWNER:
             offenders += machine_writes(path.read_text(encoding="utf-8"), str(relative))
     assert not offenders, "use (or add) a Machine method instead:\n" + "\n".join(offenders)
+
+
+@pytest.mark.timeout(300)
+def test_in_a_run_only_machine_py_changes_a_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: dict[str, set[str]] = {}
+
+    def noting_setattr(machine: Machine, name: str, value: Any) -> None:
+        caller = sys._getframe(1).f_globals["__name__"]
+        writers.setdefault(caller, set()).add(name)
+        object.__setattr__(machine, name, value)
+
+    monkeypatch.setattr(Machine, "__setattr__", noting_setattr)
+    for name, hours in (("reference", 36), ("enms", 2)):  # every disruption and shifts; utilities
+        config, horizon = config_of(name), min(HORIZONS[name], hours * 3600.0)
+        sim, _ = started(config, 11)
+        script = commands(sim, 12, horizon)
+        drive(sim, script, -1.0, horizon / 2)
+        document = json.loads(json.dumps(snapshot.take(sim)))
+        restored = snapshot.restore(config, ListSink(), document, timeline=(0.0, horizon))
+        drive(restored, script, horizon / 2, horizon)
+        restored.flush_timeline()
+    assert writers.keys() == {"simulator.model.machine"}, writers
+    seen = writers["simulator.model.machine"]
+    assert {"state", "stoppage", "anomaly", "utility_entry", "maintenance_started", "timeline"} <= seen
 
 
 def test_the_checked_tree_is_there() -> None:
