@@ -120,7 +120,8 @@ def test_failures_interrupt_a_utility_and_maintenance_takes_it_out_and_back() ->
     assert kinds.count("machine.blocked") - kinds.count("machine.repaired") in (0, 1)  # may end blocked
     assert kinds.count("maintenance.started") >= 4
     machine = sim.plant.machines["A-compressor-01"]
-    assert machine.state in (MachineState.RUNNING, MachineState.OFF_SHIFT, "blocked", "maintenance")
+    assert machine.state in (MachineState.RUNNING, MachineState.OFF_SHIFT, MachineState.BLOCKED,
+                             MachineState.MAINTENANCE)
     assert machine not in sim.plant.pool("A", "compressor").idle  # never left idle in its pool
     kpis = machine_kpis(machine, sim.now)
     assert kpis["blocked_s"] > 0
