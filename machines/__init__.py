@@ -7,7 +7,7 @@ one of its aliases (the CoffeeMek names ``fresa_cnc``, ``tornio``, ``assemblaggi
 from __future__ import annotations
 
 from machines.assembly import Assembly
-from machines.base import COMMON_SIGNALS, STATES, MachineType, SignalContext, Signals
+from machines.base import COMMON_SIGNALS, MachineState, MachineType, SignalContext, Signals
 from machines.cnc import Cnc
 from machines.compressor import Compressor
 from machines.conveyor import Conveyor
@@ -53,4 +53,6 @@ def get(name: str) -> MachineType:
         raise KeyError(f"unknown machine type {name!r}; known: {', '.join(sorted(_NAMES))}") from None
 
 
-__all__ = ["ALIASES", "COMMON_SIGNALS", "KINDS", "STATES", "MachineType", "SignalContext", "Signals", "get", "names"]
+__all__ = [
+    "ALIASES", "COMMON_SIGNALS", "KINDS", "MachineState", "MachineType", "SignalContext", "Signals", "get", "names",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from machines.base import RUNNING, MachineType, SignalContext, Signals, noise, r2, working
+from machines.base import MachineState, MachineType, SignalContext, Signals, noise, r2, working
 
 
 class Assembly(MachineType):
@@ -16,9 +16,9 @@ class Assembly(MachineType):
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)
-        if ctx.state == RUNNING:
+        if run:
             operators = 3 + round(3 * ctx.load) + rng.randint(0, 1)
-        elif ctx.state in ("idle", "blocked"):
+        elif ctx.state in (MachineState.IDLE, MachineState.BLOCKED):
             operators = rng.randint(1, 2)  # someone stays at the line (and fixes the block)
         else:
             operators = 0

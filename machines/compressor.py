@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from machines.base import MachineType, SignalContext, Signals, heat, noise, r2, vibration, working
+from machines.base import MachineState, MachineType, SignalContext, Signals, heat, noise, r2, vibration, working
 
 
 class Compressor(MachineType):
@@ -26,14 +26,14 @@ class Compressor(MachineType):
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)
         severity = ctx.anomaly_severity
-        pressure = (6.5 + 1.3 * ctx.load) if run else (6.2 if ctx.state == "idle" else 0.0)
+        pressure = (6.5 + 1.3 * ctx.load) if run else (6.2 if ctx.state == MachineState.IDLE else 0.0)
         flow = (5.0 + 7.0 * ctx.load) if run else 0.0
         if ctx.anomaly == "leak":
             pressure -= 0.8 * severity
             flow += 1.5 * severity
         if ctx.anomaly == "efficiency_loss":
             flow *= 1.0 - 0.2 * min(1.0, severity)
-        state = "loaded" if run else ("unloaded" if ctx.state in ("idle", "blocked") else "off")
+        state = "loaded" if run else ("unloaded" if ctx.state in (MachineState.IDLE, MachineState.BLOCKED) else "off")
         return {
             "pressure_bar": r2(max(0.0, pressure * noise(rng, 0.01))),
             "flow_m3_min": r2(max(0.0, flow * noise(rng, 0.03))),

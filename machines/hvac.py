@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 
-from machines.base import IDLE, OFF_SHIFT, RUNNING, MachineType, SignalContext, Signals, noise, r2
+from machines.base import MachineState, MachineType, SignalContext, Signals, noise, r2
 
 GAIN_BASE_C = 3.0  # internal gains with no production (lighting, people, standby)
 GAIN_LOAD_C = 5.0  # extra internal gains at full production load
@@ -34,12 +34,12 @@ class Hvac(MachineType):
 
     @staticmethod
     def conditioning(ctx: SignalContext) -> bool:
-        return ctx.state in (RUNNING, IDLE)
+        return ctx.state in (MachineState.RUNNING, MachineState.IDLE)
 
     @staticmethod
     def need(ctx: SignalContext) -> float:
         """Thermal duty as a share of capacity: > 0 cooling, < 0 heating (-1..1)."""
-        load = ctx.load if ctx.state == RUNNING else 0.0
+        load = ctx.load if ctx.state == MachineState.RUNNING else 0.0
         balance = ctx.ambient_c - GAIN_BASE_C - GAIN_LOAD_C * max(0.0, load)
         diff = ctx.outdoor - balance
         if diff >= 0:
@@ -66,7 +66,7 @@ class Hvac(MachineType):
         if not self.conditioning(ctx):
             return super().power_kw(ctx, rng)
         base = self.idle_power_kw + self.compressor_kw(ctx)  # a leak or dirty coils lower the COP
-        if ctx.anomaly == "energy_spike" and ctx.state != OFF_SHIFT:
+        if ctx.anomaly == "energy_spike" and ctx.state != MachineState.OFF_SHIFT:
             base *= 1.0 + ctx.anomaly_severity * rng.uniform(1.5, 3.0)
         return max(0.0, base * noise(rng, 0.03))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from machines.base import MachineType, SignalContext, Signals, heat, noise, r2, working
+from machines.base import MachineState, MachineType, SignalContext, Signals, heat, noise, r2, working
 
 PHASES = ("heating", "injection", "cooling", "ejection")
 
@@ -23,7 +23,7 @@ class InjectionMoulding(MachineType):
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)
-        barrel = heat(ctx, 230.0, 150.0) if ctx.state != "off_shift" else ctx.ambient_c
+        barrel = heat(ctx, 230.0, 150.0) if ctx.state != MachineState.OFF_SHIFT else ctx.ambient_c
         mould = heat(ctx, 50.0 + 10.0 * ctx.load, 10.0)
         phase = PHASES[rng.randrange(4)] if run else "idle"
         pressure = {"injection": 1200.0, "heating": 80.0, "cooling": 400.0, "ejection": 60.0}.get(phase, 0.0)

@@ -17,7 +17,7 @@ from simulator.formats import journal
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.journal import Applied, Checkpoint, ClockSet, JournalError, RunStart
 from simulator.model.inputs import Admit, Block, ClearAnomaly, Input, PlantAnomaly, Repair, SetAnomaly, apply
-from simulator.model.machine import IDLE, RUNNING
+from simulator.model.machine import MachineState
 from simulator.model.order import Order
 from simulator.model.records import ListSink
 from simulator.model.simulation import Simulation
@@ -115,7 +115,8 @@ async def test_the_journal_replayed_offline_gives_the_published_output_byte_for_
             assert r.status == 200
         async with http.post(f"{base}/simulation/pause") as r:  # failures come often: pick one not down now
             assert r.status == 200
-        up = next(m for _, m in sorted(service.sim.plant.machines.items()) if m.state in (IDLE, RUNNING))
+        up = next(m for _, m in sorted(service.sim.plant.machines.items())
+                  if m.state in (MachineState.IDLE, MachineState.RUNNING))
         async with http.post(f"{base}/machines/{up.id}/block", json={"duration_s": 3600}) as r:
             assert r.status == 200, await r.text()
         async with http.post(f"{base}/simulation/resume") as r:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import machines
-from machines.base import COMMON_SIGNALS, STATES, SignalContext
+from machines.base import COMMON_SIGNALS, MachineState, SignalContext
 
 KINDS = machines.KINDS
 
@@ -31,7 +31,7 @@ def mean_of(kind: str, signal: str, context: SignalContext, draws: int = 200) ->
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("state", MachineState)
 def test_every_state_reports_every_signal_deterministically(kind: str, state: str) -> None:
     model = machines.get(kind)
     values = model.signals(ctx(state), random.Random(5))
@@ -138,7 +138,7 @@ def test_registry_aliases_and_unknown_names() -> None:
         machines.get("laser")
 
 
-@given(kind=st.sampled_from(KINDS), state=st.sampled_from(STATES), load=st.floats(0, 1),
+@given(kind=st.sampled_from(KINDS), state=st.sampled_from(MachineState), load=st.floats(0, 1),
        hours=st.floats(0, 1e5), ambient=st.floats(-30, 50), seed=st.integers(0, 2**32),
        anomaly=st.sampled_from([None, "bearing_fault", "energy_spike", "leak", "overload", "heater_fault"]),
        severity=st.floats(0, 3), outcome=st.sampled_from([None, "pass", "rework", "scrap"]))

@@ -39,7 +39,8 @@ class SeqFormat:
 
 
 def events(first: int, last: int) -> list[LotEvent]:
-    return [LotEvent(n, float(n), "lot.received", "Italia", f"L-{n}") for n in range(first, last + 1)]
+    return [LotEvent(n, float(n), event_type="lot.received", location="Italia", lot_code=f"L-{n}")
+            for n in range(first, last + 1)]
 
 
 def target(port: int, **options: Any) -> MqttTarget:

@@ -10,7 +10,7 @@ import pytest
 
 from simulator.config.schema import Config
 from simulator.errors import ConfigError
-from simulator.model.machine import OFF_SHIFT, RUNNING
+from simulator.model.machine import MachineState
 from simulator.model.order import Order
 from simulator.model.records import ListSink, LotEvent, MachineSample
 from simulator.model.simulation import Simulation
@@ -57,13 +57,13 @@ def test_without_a_calendar_utilities_run_around_the_clock_at_full_load() -> Non
     sim.env.run(until=2 * 86400)
     compressors = [m for m in sim.plant.machines.values() if m.machine_type == "compressor"]
     for machine in compressors:
-        assert machine.state == RUNNING
+        assert machine.state == MachineState.RUNNING
         assert machine.load == 1.0
         assert machine.current_lot is None
         kpis = machine_kpis(machine, sim.now)
         assert kpis["running_s"] == 2 * 86400
         assert kpis["utilization"] == kpis["availability"] == kpis["oee"] == 1.0
-    assert {s.state for s in samples(sink)} == {RUNNING}
+    assert {s.state for s in samples(sink)} == {MachineState.RUNNING}
     assert all(s.lot_code is None and s.stage is None for s in samples(sink))
     assert not [r for r in sink.records if isinstance(r, LotEvent)]  # no lots, no events
 
@@ -81,20 +81,20 @@ def test_load_follows_the_shift_factor_and_power_follows_the_load() -> None:
         night = local_hour >= 22 or local_hour < 6
         day = 8 <= local_hour < 16
         if not (night or day):
-            assert s.state == OFF_SHIFT, (local_hour, s)
+            assert s.state == MachineState.OFF_SHIFT, (local_hour, s)
             by_factor.setdefault(0.0, []).append(float(s.signals["power_kw"]))  # type: ignore[arg-type]
             continue
         # a night shift belongs to the day it starts on
         starts = weekday if not (night and local_hour < 6) else (weekday - 1) % 7
         factor = (1.0 if day else 0.5) * (0.25 if starts >= 5 else 1.0)
-        assert s.state == RUNNING, (local_hour, s)
+        assert s.state == MachineState.RUNNING, (local_hour, s)
         by_factor.setdefault(factor, []).append(float(s.signals["power_kw"]))  # type: ignore[arg-type]
     assert set(by_factor) == {0.0, 0.125, 0.25, 0.5, 1.0}
     means = [statistics.fmean(by_factor[f]) for f in sorted(by_factor)]
     assert means == sorted(means)
     assert means[0] < 2.0  # off shift: standby power only
     # the pool's shift limit (half the machines at night) does not apply: both compressors run
-    assert {s.machine_id for s in samples(sink) if s.state == RUNNING and (hour(s) + 2) % 24 < 5} == \
+    assert {s.machine_id for s in samples(sink) if s.state == MachineState.RUNNING and (hour(s) + 2) % 24 < 5} == \
         {"A-compressor-01", "A-compressor-02"}
     for machine in sim.plant.machines.values():
         if machine.machine_type == "compressor":
@@ -120,7 +120,8 @@ def test_failures_interrupt_a_utility_and_maintenance_takes_it_out_and_back() ->
     assert kinds.count("machine.blocked") - kinds.count("machine.repaired") in (0, 1)  # may end blocked
     assert kinds.count("maintenance.started") >= 4
     machine = sim.plant.machines["A-compressor-01"]
-    assert machine.state in (RUNNING, OFF_SHIFT, "blocked", "maintenance")
+    assert machine.state in (MachineState.RUNNING, MachineState.OFF_SHIFT, MachineState.BLOCKED,
+                             MachineState.MAINTENANCE)
     assert machine not in sim.plant.pool("A", "compressor").idle  # never left idle in its pool
     kpis = machine_kpis(machine, sim.now)
     assert kpis["blocked_s"] > 0

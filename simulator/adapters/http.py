@@ -30,7 +30,7 @@ from simulator.command_schema import decode_command
 from simulator.errors import CommandRejected
 from simulator.interfaces import HttpServiceView
 from simulator.model.control import anomaly_view, block_view
-from simulator.model.machine import BLOCKED, Machine
+from simulator.model.machine import Machine, MachineState
 from simulator.reporting.summary import build_report, machine_kpis, pool_utilization
 
 __all__ = ["HTTP_PORT", "HttpServer", "HttpServerClosed", "json_response"]
@@ -201,7 +201,7 @@ def _machine_view(machine: Machine, now: float) -> dict[str, Any]:
     view = machine_kpis(machine, now)
     view["current_lot"] = machine.current_lot.code if machine.current_lot is not None else None
     view["state_since_s"] = round(machine.since, 3)
-    view["blocked"] = machine.state == BLOCKED
+    view["blocked"] = machine.state == MachineState.BLOCKED
     view["cycles_since_maintenance"] = machine.cycles_since_maintenance
     view["pieces_since_maintenance"] = machine.pieces_since_maintenance
     view["last_maintenance_s"] = round(machine.last_maintenance, 3)

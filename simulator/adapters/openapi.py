@@ -21,7 +21,7 @@ from simulator.command_schema import ALIASES, FIELDS
 from simulator.interfaces import HealthStatus, ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
-from simulator.model.machine import STATES
+from simulator.model.machine import MachineState
 
 OPENAPI_VERSION = "3.1.0"
 PATH_MACHINE = "machine_id"  # the one path parameter
@@ -139,7 +139,7 @@ def _components() -> dict[str, Any]:
             "Speed": {"oneOf": [{"const": "max", "description": "as fast as possible"},
                                 {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED,
                                  "description": "simulated seconds per wall second"}]},
-            "MachineState": {"enum": list(STATES)},
+            "MachineState": {"enum": [state.value for state in MachineState]},
             "ServiceState": {"enum": [str(state) for state in ServiceState]},
             "Error": _object({"error": {"type": "string", "minLength": 1, "description": "Reason code"},
                               "detail": {"type": "string", "minLength": 1,

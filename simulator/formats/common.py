@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import machines
-from machines.base import BLOCKED, IDLE, MAINTENANCE, RUNNING, MachineType
+from machines.base import MachineState, MachineType
 from simulator.config.schema import Config
 from simulator.model.records import LotEvent, MachineCounters
 
@@ -152,20 +152,20 @@ def wire_seconds(value: float) -> float:
 # ``maintenance.started`` follows); a continuous-duty utility runs again.  (A machine sent off
 # shift by its pool raises no event; samples show it.)
 _EVENT_STATES = {
-    "stage.started": RUNNING,
-    "stage.completed": IDLE,
-    "machine.blocked": BLOCKED,
-    "maintenance.started": MAINTENANCE,
-    "maintenance.completed": IDLE,
+    "stage.started": MachineState.RUNNING,
+    "stage.completed": MachineState.IDLE,
+    "machine.blocked": MachineState.BLOCKED,
+    "maintenance.started": MachineState.MAINTENANCE,
+    "maintenance.completed": MachineState.IDLE,
 }
 MACHINE_EVENTS = frozenset({*_EVENT_STATES, "machine.repaired"})
 
 
-def state_after(event: LotEvent, machine: MachineInfo) -> str | None:
+def state_after(event: LotEvent, machine: MachineInfo) -> MachineState | None:
     """The state ``event`` leaves ``machine`` (the event's machine) in; None: not a machine event."""
     kind = event.event_type
     if kind == "machine.repaired":
-        return RUNNING if event.lot_code is not None or machine.continuous else IDLE
+        return MachineState.RUNNING if event.lot_code is not None or machine.continuous else MachineState.IDLE
     if kind == "maintenance.completed" and machine.continuous:
-        return RUNNING
+        return MachineState.RUNNING
     return _EVENT_STATES.get(kind)

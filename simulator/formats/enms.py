@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 import pytz
 
-from machines.base import BLOCKED, RUNNING, SignalContext
+from machines.base import MachineState, SignalContext
 from simulator.config.schema import Config
 from simulator.formats import WireMessage
 from simulator.formats.common import (
@@ -184,7 +184,7 @@ class EnmsFormat:
             "machine_name": machine_id,
             "machine_type": machine_type,
             "state": state,
-            "running": state == RUNNING,
+            "running": state == MachineState.RUNNING,
             "operating_mode": OPERATING_MODES.get(state, state),
             "lot_code": lot_code,
             "alarm": alarm or None,
@@ -201,8 +201,8 @@ class EnmsFormat:
         uid, topics, _ = self._machine(machine_id, r.location, info.machine_type)
         alarm = info.model.alarm(SignalContext(state=state, interval_s=0.0, hours_since_maintenance=0.0,
                                                pieces_since_maintenance=0,
-                                               block_reason=r.reason if state == BLOCKED else None))
-        lot_code = r.lot_code if state in (RUNNING, BLOCKED) else None
+                                               block_reason=r.reason if state == MachineState.BLOCKED else None))
+        lot_code = r.lot_code if state in (MachineState.RUNNING, MachineState.BLOCKED) else None
         body = self._status(self._head(r.sim_time, r.location, uid), machine_id, info.machine_type, state, lot_code,
                             alarm, None, r.event_type)
         return self._message(topics["status"], machine_id.encode(), body, retain=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from machines.base import OFF_SHIFT
+from machines.base import MachineState
 from machines.test_rig import FLOW_BAND, NOISE_MAX_DB, PRESSURE_BAND
 from simulator.config.plant import PRIORITY_ENGLISH
 from simulator.config.schema import Config
@@ -88,7 +88,7 @@ class SpaceshipFormat:
             "machine_id": r.machine_id,
             "station_id": f"{r.location}-{r.machine_type}",
             "status": STATUS[r.state],
-            "off_shift": r.state == OFF_SHIFT,
+            "off_shift": r.state == MachineState.OFF_SHIFT,
             "location": r.location,
             "machine_type": r.machine_type,
             "order_id": r.lot_code,

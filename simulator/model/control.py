@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
 from simulator.model.lot import LotState
-from simulator.model.machine import BLOCKED, MAINTENANCE, OFF_SHIFT, RUNNING, Machine
-from simulator.model.production import COMMAND, end_stoppage, interrupt_lot, stop
+from simulator.model.machine import Machine, MachineState
+from simulator.model.production import COMMAND, end_stoppage, interrupt_lot, schedule_stoppage
 from simulator.model.utilities import interrupt_utility
 
 if TYPE_CHECKING:
@@ -67,24 +67,25 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
                                                f"characters")
     state = machine.state
     lot = machine.current_lot
-    if state == BLOCKED:
+    if state == MachineState.BLOCKED:
         cause = machine.stoppage.cause if machine.stoppage is not None else "block"
         raise CommandRejected("already_blocked",
                               f"machine {machine_id} is already blocked ({cause}: {machine.block_reason})")
-    if state == MAINTENANCE:
+    if state == MachineState.MAINTENANCE:
         raise CommandRejected("in_maintenance", f"machine {machine_id} is in planned maintenance")
-    if state == OFF_SHIFT:
+    if state == MachineState.OFF_SHIFT:
         raise CommandRejected("off_shift", f"machine {machine_id} is off shift")
-    if state == RUNNING and not machine.in_work:  # (every running machine works: a lot or a duty cycle)
+    if state == MachineState.RUNNING and not machine.in_work:  # (every running machine works: a lot or a duty cycle)
         raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
     stage = lot.stage if lot is not None else None
-    working = state == RUNNING
+    working = state == MachineState.RUNNING
     if not working:
         pool = sim.plant.pool(machine.location, machine.machine_type)
         if machine not in pool.idle or not pool.take_idle(machine):
             raise CommandRejected("busy", f"machine {machine_id} is changing state; try again")
-    machine.block_reason = reason
-    machine.set_state(BLOCKED, sim.env.now)
+    stoppage = schedule_stoppage(sim, machine, COMMAND, reason, math.inf if duration_s is None else duration_s,
+                                 working=working, stage=stage)
+    machine.block(reason, stoppage, sim.env.now)
     if working:  # stop the work now (a lot's or a utility's duty cycle); it waits for the repair
         if lot is not None:
             lot.to(LotState.BLOCKED)
@@ -92,8 +93,6 @@ def block_machine(sim: Simulation, machine_id: str, reason: str = "manual",
         else:
             interrupt_utility(sim, machine)
     sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause=COMMAND)
-    stop(sim, machine, COMMAND, reason, math.inf if duration_s is None else duration_s, working=working,
-         stage=stage)
     return {"machine_id": machine.id, "state": machine.state, "block": block_view(machine),
             "lot": lot.code if lot is not None else None}
 
@@ -110,7 +109,7 @@ def repair_machine(sim: Simulation, machine_id: str) -> dict[str, Any]:
 
 def block_view(machine: Machine) -> dict[str, Any] | None:
     """The block a machine is in: reason, cause and the sim time it ends by itself (None: not blocked)."""
-    if machine.state != BLOCKED:
+    if machine.state != MachineState.BLOCKED:
         return None
     stoppage = machine.stoppage
     return {"reason": machine.block_reason, "cause": stoppage.cause if stoppage else None,
@@ -129,9 +128,7 @@ def set_anomaly(sim: Simulation, machine_id: str, anomaly_type: str, severity: f
     if not (math.isfinite(severity) and 0.0 < severity <= MAX_SEVERITY):
         raise CommandRejected("invalid_severity", f"severity must be in (0, {MAX_SEVERITY:g}] (got {severity!r})")
     _check_duration(duration_s)
-    machine.anomaly = anomaly_type
-    machine.anomaly_severity = severity
-    machine.anomaly_until = _until(sim, duration_s)
+    machine.inject_anomaly(anomaly_type, severity, _until(sim, duration_s))
     return {"machine_id": machine.id, "anomaly": anomaly_view(machine, sim.now)}
 
 
@@ -143,9 +140,7 @@ def clear_anomaly(sim: Simulation, machine_id: str, anomaly_type: str | None = N
     cleared = None
     if active is not None and anomaly_type in (None, active):
         cleared = active
-        machine.anomaly = None
-        machine.anomaly_severity = 1.0
-        machine.anomaly_until = math.inf
+        machine.clear_anomaly()
     return {"machine_id": machine.id, "cleared": cleared, "anomaly": anomaly_view(machine, sim.now)}
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulator.model.events import handler
-from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, RUNNING, Machine
-from simulator.model.production import FAILURE, interrupt_lot, stop
+from simulator.model.machine import Machine, MachineState
+from simulator.model.production import FAILURE, interrupt_lot, schedule_stoppage
 
 if TYPE_CHECKING:
     from simulator.model.simulation import Simulation
@@ -33,21 +33,20 @@ def failure_due(sim: Simulation, machine: Machine) -> None:
     lot = machine.current_lot
     stage = lot.stage if lot else None
     now = sim.env.now
-    if machine.state == RUNNING and machine.in_work:
-        machine.block_reason = reason
-        machine.set_state(BLOCKED, now)
+    if machine.state == MachineState.RUNNING and machine.in_work:
+        stoppage = schedule_stoppage(sim, machine, FAILURE, reason, repair, working=True, stage=stage)
+        machine.block(reason, stoppage, now)
         sim.recorder.machine_event("machine.blocked", machine, stage, reason=reason, cause=FAILURE)
         restart = dis.failures.on_interrupt == "restart"
         if lot is not None:
             interrupt_lot(sim, lot, restart)
         else:
             sim.interrupt_utility(machine)
-        stop(sim, machine, FAILURE, reason, repair, working=True, stage=stage)
-    elif machine.state == IDLE and sim.plant.pool(machine.location, machine.machine_type).take_idle(machine):
-        machine.block_reason = reason
-        machine.set_state(BLOCKED, now)
+    elif (machine.state == MachineState.IDLE
+          and sim.plant.pool(machine.location, machine.machine_type).take_idle(machine)):
+        stoppage = schedule_stoppage(sim, machine, FAILURE, reason, repair, working=False, stage=None)
+        machine.block(reason, stoppage, now)
         sim.recorder.machine_event("machine.blocked", machine, None, reason=reason, cause=FAILURE)
-        stop(sim, machine, FAILURE, reason, repair, working=False, stage=None)
     else:
         schedule_failure(sim, machine)
 
@@ -56,28 +55,20 @@ def maintain(sim: Simulation, machine: Machine) -> None:
     """Start the planned maintenance of a free machine; it returns to its pool afterwards."""
     dis = sim.plant.machine_disruptions[machine.machine_type]
     assert dis.maintenance_duration is not None
-    now = sim.env.now
-    machine.maintenance_due = False
-    machine.set_state(MAINTENANCE, now)
-    machine.maintenance_started = now
+    machine.start_maintenance(sim.env.now)
     sim.recorder.machine_event("maintenance.started", machine, None)
     sim.env.after(dis.maintenance_duration(machine.rng_failures), maintenance_done, sim, machine)
 
 
 @handler("machine.maintenance_done")
 def maintenance_done(sim: Simulation, machine: Machine) -> None:
-    now = sim.env.now
-    machine.last_maintenance = now
-    machine.cycles_since_maintenance = 0
-    machine.pieces_since_maintenance = 0
-    machine.maintenance_log.append((machine.maintenance_started, now))
+    clock_waited = machine.end_maintenance(sim.env.now)
     sim.recorder.machine_event("maintenance.completed", machine, None)
     if machine.machine_type in sim.continuous_types:
         sim.resume_utility(machine)
     else:
         sim.plant.pool(machine.location, machine.machine_type).release(machine)
-    if machine.clock_waiting:
-        machine.clock_waiting = False
+    if clock_waited:
         maintenance_clock(sim, machine)
 
 
@@ -92,8 +83,7 @@ def maintenance_clock(sim: Simulation, machine: Machine) -> None:
     if sim.env.now < due_at:
         sim.env.at(due_at, maintenance_clock, sim, machine)
         return
-    machine.maintenance_due = True
-    machine.clock_waiting = True
+    machine.mark_maintenance_due(clock_waits=True)
     pool = sim.plant.pool(machine.location, machine.machine_type)
     if pool.take_idle(machine):
         pool.release(machine)  # the pool starts the maintenance

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from simulator.model.machine import IDLE, OFF_SHIFT, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 
 if TYPE_CHECKING:
     from simulator.model.events import Calendar
@@ -45,36 +45,33 @@ class MachinePool:
         when a machine is assigned to it."""
         if self.idle and not self.waiting:
             machine = self.idle.popleft()
-            self._assign(machine, lot)
+            machine.assign(lot, self.env.now)
             return machine
         heapq.heappush(self.waiting, (lot.rank, self.next_order, lot))
         self.next_order += 1
         return None
 
     def release(self, machine: Machine) -> None:
-        """``machine`` finished its cycle (or maintenance, repair, shift) and is free."""
-        machine.current_lot = None
+        """``machine`` finished its cycle (or maintenance, repair, shift) and is free: it starts its
+        planned maintenance, goes off shift, takes the first waiting lot or waits idle (each of which
+        leaves it without the lot it had)."""
         if machine.maintenance_due and self.start_maintenance is not None:
             self.start_maintenance(machine)
         elif self.working > self.limit:
             self._send_off_shift(machine)
         elif self.waiting:
             _, _, lot = heapq.heappop(self.waiting)
-            self._assign(machine, lot)
+            machine.assign(lot, self.env.now)
             assert self.start_lot is not None
             self.start_lot(lot, machine)
         else:
-            machine.set_state(IDLE, self.env.now)
+            machine.go_idle(self.env.now)
             self.idle.append(machine)
-
-    def _assign(self, machine: Machine, lot: Lot) -> None:
-        machine.current_lot = lot
-        machine.set_state(RUNNING, self.env.now)
 
     # -- machines leaving and coming back -----------------------------------------------------
     def take_idle(self, machine: Machine) -> bool:
         """Take an idle machine out of service (failure or maintenance); False if not idle."""
-        if machine.state != IDLE:
+        if machine.state != MachineState.IDLE:
             return False
         self.idle.remove(machine)
         return True
@@ -91,7 +88,7 @@ class MachinePool:
             self.release(machine)
 
     def _send_off_shift(self, machine: Machine) -> None:
-        machine.set_state(OFF_SHIFT, self.env.now)
+        machine.go_off_shift(self.env.now)
         self.off_shift.append(machine)
         self.working -= 1
 

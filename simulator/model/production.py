@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from simulator.model.events import Entry, handler
 from simulator.model.lot import Lot, LotState
-from simulator.model.machine import BLOCKED, RUNNING, Machine
+from simulator.model.machine import Machine
 
 if TYPE_CHECKING:
     from simulator.model.plant import StagePlan
@@ -89,7 +89,7 @@ def run_segment(world: World, lot: Lot) -> None:
     assert machine is not None
     target = lot.work if lot.block_at is None else lot.block_at
     lot.segment_start = world.env.now
-    machine.in_work = True
+    machine.begin_work()
     lot.entry = world.env.after(target - lot.work_done, segment_done, world, lot)
 
 
@@ -97,7 +97,7 @@ def run_segment(world: World, lot: Lot) -> None:
 def segment_done(world: World, lot: Lot) -> None:
     machine = lot.machine
     assert machine is not None
-    machine.in_work = False
+    machine.end_work()
     lot.entry = None
     if lot.block_at is None:
         lot.work_done = lot.work
@@ -108,11 +108,10 @@ def segment_done(world: World, lot: Lot) -> None:
     plan = world.plant.stages[lot.stage_index]
     reason = plan.draw_block_reason(machine.rng_blocks)
     repair = plan.repair_time(machine.rng_blocks)
-    machine.block_reason = reason
-    machine.set_state(BLOCKED, world.env.now)
+    stoppage = schedule_stoppage(world, machine, CYCLE_BLOCK, reason, repair, working=True, stage=plan.name)
+    machine.block(reason, stoppage, world.env.now)
     lot.to(LotState.BLOCKED)
     world.recorder.machine_event("machine.blocked", machine, plan.name, reason=reason, cause=CYCLE_BLOCK)
-    stop(world, machine, CYCLE_BLOCK, reason, repair, working=True, stage=plan.name)
 
 
 def interrupt_lot(world: World, lot: Lot, restart: bool) -> None:
@@ -120,7 +119,7 @@ def interrupt_lot(world: World, lot: Lot, restart: bool) -> None:
     ``restart``: the work done in the cycle is lost."""
     machine = lot.machine
     assert machine is not None
-    machine.in_work = False
+    machine.end_work()
     world.env.cancel(lot.entry)
     lot.entry = None
     lot.work_done = 0.0 if restart else lot.work_done + (world.env.now - lot.segment_start)
@@ -187,19 +186,11 @@ def judge(lot: Lot, plan: StagePlan) -> str | None:
 
 
 def account(world: World, machine: Machine, lot: Lot, plan: StagePlan, outcome: str | None) -> None:
-    machine.cycles += 1
-    machine.cycles_since_maintenance += 1
-    machine.pieces_since_maintenance += lot.quantity
-    machine.ideal_time_s += plan.ideal_time(lot.quantity)
-    if outcome is None or outcome == PASS:
-        machine.good_cycles += 1
-        machine.good_pieces += lot.quantity
-    else:
-        machine.bad_pieces += lot.quantity
+    machine.finish_cycle(lot.quantity, outcome is None or outcome == PASS, plan.ideal_time(lot.quantity))
     maintenance = world.plant.machine_disruptions[machine.machine_type].maintenance
     if maintenance and maintenance.every_cycles and \
             machine.cycles_since_maintenance >= maintenance.every_cycles:
-        machine.maintenance_due = True
+        machine.mark_maintenance_due()
 
 
 def finish(world: World, lot: Lot, *, scrapped: bool, reason: str | None = None) -> None:
@@ -214,14 +205,15 @@ def finish(world: World, lot: Lot, *, scrapped: bool, reason: str | None = None)
 
 
 # -- stoppages ------------------------------------------------------------------------------------
-def stop(world: World, machine: Machine, cause: str, reason: str, duration: float, *, working: bool,
-         stage: str | None) -> None:
-    """``machine`` (already BLOCKED) stays down for ``duration`` seconds (inf: until a repair command)."""
+def schedule_stoppage(world: World, machine: Machine, cause: str, reason: str, duration: float, *, working: bool,
+                      stage: str | None) -> Stoppage:
+    """The stoppage of ``machine`` about to block now: down for ``duration`` seconds (inf: until a repair
+    command), its end on the calendar (see :meth:`Machine.block`)."""
     env = world.env
     now = env.now
     until = now + duration
     entry = env.after(duration, stoppage_over, world, machine) if duration != float("inf") else None
-    machine.stoppage = Stoppage(cause, reason, now, until, duration, working, stage, entry)
+    return Stoppage(cause, reason, now, until, duration, working, stage, entry)
 
 
 @handler("machine.stoppage_over")
@@ -232,16 +224,15 @@ def stoppage_over(world: World, machine: Machine) -> None:
 def end_stoppage(world: World, machine: Machine, *, early: bool) -> Stoppage | None:
     """End ``machine``'s stoppage now (None if it has none): at its planned end, or ``early`` by a
     repair command.  The machine works again (or goes back to its pool), and whoever waited goes on."""
-    stoppage, machine.stoppage = machine.stoppage, None
+    stoppage = machine.stoppage
     if stoppage is None:
         return None
     world.env.cancel(stoppage.entry)
     now = world.env.now
-    machine.block_reason = None
-    lot = machine.current_lot
+    machine.repair(now, back_to_work=stoppage.cause == CYCLE_BLOCK or stoppage.working)
+    lot: Lot | None = machine.current_lot
     if stoppage.cause == CYCLE_BLOCK:
         assert lot is not None
-        machine.set_state(RUNNING, now)
         lot.to(LotState.PROCESSING)
         world.recorder.machine_event("machine.repaired", machine, stoppage.stage, reason=stoppage.reason,
                                      cause=CYCLE_BLOCK)
@@ -249,7 +240,6 @@ def end_stoppage(world: World, machine: Machine, *, early: bool) -> Stoppage | N
         lot.block_reason = stoppage.reason
         run_segment(world, lot)
     elif stoppage.working:
-        machine.set_state(RUNNING, now)
         world.recorder.machine_event("machine.repaired", machine, stoppage.stage, reason=stoppage.reason,
                                      cause=stoppage.cause)
         if lot is not None:

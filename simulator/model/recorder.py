@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from machines.base import BLOCKED, SignalContext
+from machines.base import MachineState, SignalContext
 from simulator.model.records import CycleTelemetry, LotEvent, MachineSample, Sink
 
 if TYPE_CHECKING:
@@ -49,23 +49,21 @@ class Recorder:
                   machine_id: str | None = None, **extra: object) -> None:
         location = lot.location
         seq = self.seqs[location] = self.seqs[location] + 1
-        if extra:
-            self.sink.emit(LotEvent(
-                seq, self.env.now, event_type, location, lot.code, stage, machine_id,
-                lot.priority, lot.quantity, lot.customer, str(lot.state), **extra,  # type: ignore[arg-type]
-            ))
-        else:  # most events (received, queued, started): positional arguments only are cheaper
-            self.sink.emit(LotEvent(seq, self.env.now, event_type, location, lot.code, stage, machine_id,
-                                    lot.priority, lot.quantity, lot.customer, str(lot.state)))
+        # (with keyword arguments a call with an empty ``**extra`` costs what one without it does)
+        self.sink.emit(LotEvent(
+            seq, self.env.now, event_type=event_type, location=location, lot_code=lot.code, stage=stage,
+            machine_id=machine_id, priority=lot.priority, quantity=lot.quantity, customer=lot.customer,
+            lot_state=str(lot.state), **extra,  # type: ignore[arg-type]
+        ))
 
     def machine_event(self, event_type: str, machine: Machine, stage: str | None, *,
                       reason: str | None = None, cause: str | None = None) -> None:
         lot = machine.current_lot
         self.sink.emit(LotEvent(
-            self._next(machine.location), self.env.now, event_type, machine.location,
-            lot.code if lot else None, stage, machine.id,
-            lot.priority if lot else None, lot.quantity if lot else None,
-            lot.customer if lot else None, str(lot.state) if lot else None,
+            self._next(machine.location), self.env.now, event_type=event_type, location=machine.location,
+            lot_code=lot.code if lot else None, stage=stage, machine_id=machine.id,
+            priority=lot.priority if lot else None, quantity=lot.quantity if lot else None,
+            customer=lot.customer if lot else None, lot_state=str(lot.state) if lot else None,
             reason=reason, cause=cause,
         ))
 
@@ -83,12 +81,15 @@ class Recorder:
         )
         signals = machine.model.signals(ctx, machine.rng_signals)
         # a cycle that was stopped shows the alarm the machine raised while it was blocked
-        alarm = machine.model.alarm(replace(ctx, state=BLOCKED) if block_reason else ctx)
+        alarm = machine.model.alarm(replace(ctx, state=MachineState.BLOCKED) if block_reason else ctx)
         self.sink.emit(CycleTelemetry(
-            self._next(machine.location), now, machine.location, stage, machine.id, machine.machine_type, lot.code,
-            lot.priority, lot.quantity, machine.state, block_reason is not None, block_reason, blocked_s,
-            machine.last_maintenance, machine.pieces_since_maintenance, cycle_time, processed,
-            alarm, outcome, signals, machine.counters(now), ctx.anomaly,
+            self._next(machine.location), now, location=machine.location, stage=stage, machine_id=machine.id,
+            machine_type=machine.machine_type, lot_code=lot.code, priority=lot.priority, quantity=lot.quantity,
+            state=machine.state, blocked=block_reason is not None, block_reason=block_reason, blocked_s=blocked_s,
+            last_maintenance_sim_s=machine.last_maintenance,
+            pieces_since_maintenance=machine.pieces_since_maintenance, cycle_time_s=cycle_time,
+            processed_s=processed, alarms=alarm, test_outcome=outcome, signals=signals,
+            counters=machine.counters(now), anomaly=ctx.anomaly,
         ))
 
     def sample(self, machine: Machine, stage: str | None, interval: float) -> None:
@@ -105,9 +106,11 @@ class Recorder:
             outdoor_c=self.outdoor_c(machine.location),
         )
         self.sink.emit(MachineSample(
-            self._next(machine.location), now, machine.location, machine.id, machine.machine_type, machine.state,
-            lot.code if lot else None, stage if lot else None, machine.block_reason,
-            machine.last_maintenance, machine.pieces_since_maintenance, interval,
-            machine.model.alarm(ctx), machine.model.signals(ctx, machine.rng_signals),
-            machine.counters(now), ctx.anomaly,
+            self._next(machine.location), now, location=machine.location, machine_id=machine.id,
+            machine_type=machine.machine_type, state=machine.state, lot_code=lot.code if lot else None,
+            stage=stage if lot else None, block_reason=machine.block_reason,
+            last_maintenance_sim_s=machine.last_maintenance, pieces_since_maintenance=machine.pieces_since_maintenance,
+            interval_s=interval, alarms=machine.model.alarm(ctx),
+            signals=machine.model.signals(ctx, machine.rng_signals), counters=machine.counters(now),
+            anomaly=ctx.anomaly,
         ))

@@ -2,13 +2,15 @@
 
 Formats (``simulator.formats``) turn records into wire messages; field names live there.
 ``seq`` numbers the records of each plant (location) in emission order, from 1 (stable per seed
-and inputs): (location, seq) identifies a record within a run.
+and inputs): (location, seq) identifies a record within a run.  A record is built with ``seq`` and
+``sim_time`` first and every other field by name (``LotEvent(seq, now, event_type=…, location=…)``):
+the fields after them are keyword-only, so a call cannot put a value in the wrong one of twenty.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from machines.base import Signals
@@ -23,19 +25,25 @@ def quick_init(cls: type[T]) -> type[T]:
     the ``__setattr__`` that refuses changes), about 0.25 µs a field: a record of 18 fields took
     4.6 µs to build, more than encoding it.  Through the slot descriptors it takes 1.6 µs; the class
     stays frozen (assigning a field still raises ``FrozenInstanceError``) and its fields, defaults,
-    ``repr`` and equality are the dataclass's."""
+    ``repr`` and equality are the dataclass's.  Keyword-only fields (after ``_: KW_ONLY``, or all with
+    ``kw_only=True``) are keyword-only parameters here too, as in the dataclass's ``__init__``."""
     namespace: dict[str, Any] = {}
-    params, body = [], []
+    params: list[str] = []
+    keyword_only: list[str] = []
+    body: list[str] = []
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         if field.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{field.name}: quick_init does not do default factories")
         namespace[f"_set_{field.name}"] = getattr(cls, field.name).__set__
         if field.default is dataclasses.MISSING:
-            params.append(field.name)
+            param = field.name
         else:
             namespace[f"_default_{field.name}"] = field.default
-            params.append(f"{field.name}=_default_{field.name}")
+            param = f"{field.name}=_default_{field.name}"
+        (keyword_only if field.kw_only else params).append(param)
         body.append(f"    _set_{field.name}(self, {field.name})")
+    if keyword_only:
+        params += ["*", *keyword_only]
     source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
     exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
     cls.__init__ = namespace["__init__"]  # type: ignore[method-assign]
@@ -50,6 +58,7 @@ class LotEvent:
     kind: ClassVar[str] = "lot_event"
     seq: int
     sim_time: float
+    _: KW_ONLY
     event_type: str
     location: str
     lot_code: str | None = None
@@ -69,7 +78,7 @@ class LotEvent:
 
 
 @quick_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MachineCounters:
     """A machine's running totals at the instant of a record (the inputs of OEE and part counts).
 
@@ -113,6 +122,7 @@ class CycleTelemetry:
     kind: ClassVar[str] = "cycle"
     seq: int
     sim_time: float  # end of the cycle
+    _: KW_ONLY
     location: str
     stage: str
     machine_id: str
@@ -143,6 +153,7 @@ class MachineSample:
     kind: ClassVar[str] = "sample"
     seq: int
     sim_time: float
+    _: KW_ONLY
     location: str
     machine_id: str
     machine_type: str

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def start_sampling(sim: Simulation, machine: Machine, interval: float, offset: float) -> None:
     """Sample ``machine`` every ``interval`` seconds, the first after ``offset + interval`` (offsets
     spread the machines over the interval)."""
-    machine.sample_interval = interval
+    machine.sample_every(interval)
     sim.env.after(offset + interval, sample_due, sim, machine)
 
 

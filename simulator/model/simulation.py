@@ -79,7 +79,7 @@ class Simulation:
             pool.start_maintenance = self._start_maintenance
             pool.start_lot = self._start_lot
         for machine in self.plant.machines.values():
-            machine.timeline = self.timeline
+            machine.attach_timeline(self.timeline)
             if self.plant.machine_disruptions[machine.machine_type].failures is not None:
                 self.failures_possible = True
         if not _restoring:  # (a restored simulation gets its state and calendar from the snapshot)
@@ -100,7 +100,7 @@ class Simulation:
             schedule_failure(self, machine)
         if dis.maintenance is not None:
             if dis.maintenance.every_cycles:
-                machine.cycles_since_maintenance = history.randrange(dis.maintenance.every_cycles)
+                machine.preset_cycles_since_maintenance(history.randrange(dis.maintenance.every_cycles))
             if dis.maintenance.every_hours:
                 maintenance_clock(self, machine)
         interval = self.config.sample_interval_of(machine.machine_type)
@@ -234,7 +234,7 @@ class Simulation:
         (the machines stay in their states)."""
         if self.timeline is not None:
             for machine in self.plant.machines.values():
-                machine.set_state(machine.state, self.env.now)
+                machine.close_interval(self.env.now)
 
     @property
     def now(self) -> float:

@@ -27,7 +27,7 @@ from simulator.config.plant import PlantSettings
 from simulator.model import disruptions, production, sampling, shifts, simulation, utilities  # noqa: F401 - handlers
 from simulator.model.events import HANDLER_NAMES, HANDLERS, Entry
 from simulator.model.lot import Lot, LotState
-from simulator.model.machine import IDLE, STATES, Machine
+from simulator.model.machine import Machine, MachineState
 from simulator.model.order import Order
 from simulator.model.production import Stoppage
 from simulator.model.records import Sink
@@ -241,8 +241,6 @@ def _restore(config: PlantSettings, sink: Sink, doc: dict[str, Any], sample_limi
     entries, by_seq = _calendar(sim, doc["calendar"]["entries"], machines, lots)
     for mid, data in doc["machines"].items():
         _set_machine(machines[mid], data, lots, by_seq)
-    for mid in added:  # (not in any pool list of the snapshot: out of the pool until added below)
-        machines[mid].state = IDLE
     for data in doc["lots"]:
         lot = lots[data["code"]]
         lot.machine = machines[data["machine"]] if data["machine"] is not None else None
@@ -260,9 +258,7 @@ def _restore(config: PlantSettings, sink: Sink, doc: dict[str, Any], sample_limi
 def _add_machine(sim: Simulation, machine: Machine) -> None:
     """A machine the warm start's config adds: idle from now on, its clocks started, its pool's
     waiting lots served."""
-    now = sim.env.now
-    machine.since = now
-    machine.last_maintenance += now
+    machine.join_at(sim.env.now)  # (in no pool list of the snapshot: out of its pool until added here)
     pool = sim.plant.pool(machine.location, machine.machine_type)
     if machine.machine_type in sim.continuous_types:
         pool.idle.append(machine)  # (start_utility takes it from there)
@@ -353,36 +349,32 @@ def _new_lot(sim: Simulation, d: dict[str, Any]) -> Lot:
 
 
 def _set_machine(m: Machine, d: dict[str, Any], lots: dict[str, Lot], by_seq: dict[int, Entry]) -> None:
-    m.state = d["state"]
-    if m.state not in STATES:
-        raise SnapshotError(f"machine {m.id}: unknown state {m.state!r}")
-    m.since = _float(d["since"])
-    m.state_time = {k: _float(d["state_time"][k]) for k in STATES}
-    m.state_lot = d["state_lot"]
-    m.current_lot = lots[d["current_lot"]] if d["current_lot"] is not None else None
-    m.block_reason = d["block_reason"]
-    m.in_work = bool(d["in_work"])
-    m.load = _opt_float(d["load"])
-    for key in ("cycles", "good_cycles", "good_pieces", "bad_pieces", "cycles_since_maintenance",
-                "pieces_since_maintenance"):
-        setattr(m, key, int(d[key]))
-    m.ideal_time_s = _float(d["ideal_time_s"])
-    m.anomaly = d["anomaly"]
-    m.anomaly_severity = _float(d["anomaly_severity"])
-    m.anomaly_until = _float(d["anomaly_until"])
-    m.last_maintenance = _float(d["last_maintenance"])
-    m.maintenance_due = bool(d["maintenance_due"])
-    m.maintenance_started = _float(d["maintenance_started"])
-    m.maintenance_log = [(_float(a), _float(b)) for a, b in d["maintenance_log"]]
-    m.clock_waiting = bool(d["clock_waiting"])
-    m.sample_interval = _float(d["sample_interval"])
+    try:
+        state = MachineState(d["state"])
+    except (TypeError, ValueError):
+        raise SnapshotError(f"machine {m.id}: unknown state {d['state']!r}") from None
     u = d["utility"]
-    m.utility_factor, m.utility_change, m.utility_ends = _float(u["factor"]), _float(u["change"]), _float(u["ends"])
-    m.utility_entry = _entry_of(by_seq, u["entry"])
     s = d["stoppage"]
-    m.stoppage = None if s is None else Stoppage(
-        s["cause"], s["reason"], _float(s["since"]), _float(s["until"]), _float(s["duration"]), bool(s["working"]),
-        s["stage"], _entry_of(by_seq, s["entry"]))
+    m.restore(
+        state=state, since=_float(d["since"]),
+        state_time={k.value: _float(d["state_time"][k.value]) for k in MachineState},
+        state_lot=d["state_lot"], current_lot=lots[d["current_lot"]] if d["current_lot"] is not None else None,
+        block_reason=d["block_reason"], in_work=bool(d["in_work"]), load=_opt_float(d["load"]),
+        cycles=int(d["cycles"]), good_cycles=int(d["good_cycles"]), good_pieces=int(d["good_pieces"]),
+        bad_pieces=int(d["bad_pieces"]), ideal_time_s=_float(d["ideal_time_s"]),
+        anomaly=d["anomaly"], anomaly_severity=_float(d["anomaly_severity"]), anomaly_until=_float(d["anomaly_until"]),
+        cycles_since_maintenance=int(d["cycles_since_maintenance"]),
+        pieces_since_maintenance=int(d["pieces_since_maintenance"]),
+        last_maintenance=_float(d["last_maintenance"]), maintenance_due=bool(d["maintenance_due"]),
+        maintenance_started=_float(d["maintenance_started"]),
+        maintenance_log=[(_float(a), _float(b)) for a, b in d["maintenance_log"]],
+        clock_waiting=bool(d["clock_waiting"]), sample_interval=_float(d["sample_interval"]),
+        utility_factor=_float(u["factor"]), utility_change=_float(u["change"]), utility_ends=_float(u["ends"]),
+        utility_entry=_entry_of(by_seq, u["entry"]),
+        stoppage=None if s is None else Stoppage(
+            s["cause"], s["reason"], _float(s["since"]), _float(s["until"]), _float(s["duration"]),
+            bool(s["working"]), s["stage"], _entry_of(by_seq, s["entry"])),
+    )
     _set_rng(m.rng_blocks, d["rng"]["blocks"])
     _set_rng(m.rng_failures, d["rng"]["failures"])
     _set_rng(m.rng_signals, d["rng"]["signals"])

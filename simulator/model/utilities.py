@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulator.model.events import handler
-from simulator.model.machine import OFF_SHIFT, RUNNING, Machine
+from simulator.model.machine import Machine
 
 if TYPE_CHECKING:
     from simulator.config.plant import PlantSettings
@@ -35,14 +35,6 @@ def continuous_types(config: PlantSettings) -> frozenset[str]:
     return frozenset(name for name, settings in config.machine_types.items() if settings.duty == "continuous")
 
 
-def _book(machine: Machine, planned_s: float) -> None:
-    """Book a good duty cycle of ``planned_s`` seconds as it starts (so the ideal time never lags
-    the running time: performance stays 1); an interrupted one gives back what it did not run."""
-    machine.cycles += 1
-    machine.good_cycles += 1
-    machine.ideal_time_s += planned_s
-
-
 def start_utility(sim: Simulation, machine: Machine) -> None:
     """Take ``machine`` from its pool (which never assigns it: no route stage uses a continuous
     type) and set its state for the shift in force; its first step comes at the current instant.
@@ -51,16 +43,14 @@ def start_utility(sim: Simulation, machine: Machine) -> None:
     sim.plant.pool(machine.location, machine.machine_type).take_idle(machine)
     clock = sim.calendar_clocks.get(machine.location)
     factor = clock.factor_and_next_change(now)[0] if clock is not None else 1.0
-    machine.load = factor
-    machine.set_state(RUNNING if factor > 0 else OFF_SHIFT, now)
-    machine.utility_entry = sim.env.at(now, utility_begins, sim, machine)
+    machine.enter_duty(factor, sim.env.at(now, utility_begins, sim, machine), now)
 
 
 @handler("utility.begins")
 def utility_begins(sim: Simulation, machine: Machine) -> None:
     clock = sim.calendar_clocks.get(machine.location)
     if clock is not None:
-        machine.utility_factor, machine.utility_change = clock.factor_and_next_change(sim.env.now)
+        machine.follow_shift(*clock.factor_and_next_change(sim.env.now))
     utility_step(sim, machine)
 
 
@@ -70,40 +60,30 @@ def utility_step(sim: Simulation, machine: Machine) -> None:
     due, else one more duty cycle."""
     env = sim.env
     now = env.now
-    machine.utility_entry = None
     if now >= machine.utility_change:
         clock = sim.calendar_clocks[machine.location]
-        machine.utility_factor, machine.utility_change = clock.factor_and_next_change(now)
-    factor = machine.load = machine.utility_factor
+        machine.follow_shift(*clock.factor_and_next_change(now))
+    factor = machine.next_duty_step()
     if factor <= 0.0:
-        if machine.state != OFF_SHIFT:
-            machine.set_state(OFF_SHIFT, now)
-        machine.utility_entry = env.at(machine.utility_change, utility_next, sim, machine)
+        machine.pause_duty(env.at(machine.utility_change, utility_next, sim, machine), now)
         return
     if machine.maintenance_due:  # resumed when the maintenance ends
         start = sim.plant.pool(machine.location, machine.machine_type).start_maintenance
         assert start is not None
         start(machine)
         return
-    if machine.state != RUNNING:
-        machine.set_state(RUNNING, now)
     ends = min(machine.utility_change, now + DUTY_CYCLE_S)
-    _book(machine, ends - now)
-    machine.utility_ends = ends
-    machine.in_work = True
-    machine.utility_entry = env.at(ends, utility_next, sim, machine)
+    machine.start_duty_cycle(ends, env.at(ends, utility_next, sim, machine), now)
 
 
 @handler("utility.next")
 def utility_next(sim: Simulation, machine: Machine) -> None:
-    machine.in_work = False
+    machine.end_work()
     utility_step(sim, machine)
 
 
 def interrupt_utility(sim: Simulation, machine: Machine) -> None:
     """A failure or a block command stops the duty cycle now; the repair resumes it
     (:func:`utility_step`)."""
-    machine.in_work = False
-    machine.ideal_time_s -= machine.utility_ends - sim.env.now
     sim.env.cancel(machine.utility_entry)
-    machine.utility_entry = None
+    machine.interrupt_duty_cycle(sim.env.now)

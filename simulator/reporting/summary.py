@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.model.machine import BLOCKED, IDLE, MAINTENANCE, OFF_SHIFT, RUNNING, Machine
+from simulator.model.machine import Machine, MachineState
 from simulator.model.simulation import Simulation
 from simulator.model.statistics import SampleSet
 
@@ -35,10 +35,10 @@ def _summary(samples: SampleSet) -> dict[str, float]:
 
 
 def machine_kpis(machine: Machine, now: float) -> dict[str, Any]:
-    running = machine.time_in(RUNNING, now)
-    blocked = machine.time_in(BLOCKED, now)
-    maintenance = machine.time_in(MAINTENANCE, now)
-    off_shift = machine.time_in(OFF_SHIFT, now)
+    running = machine.time_in(MachineState.RUNNING, now)
+    blocked = machine.time_in(MachineState.BLOCKED, now)
+    maintenance = machine.time_in(MachineState.MAINTENANCE, now)
+    off_shift = machine.time_in(MachineState.OFF_SHIFT, now)
     scheduled = now - off_shift
     planned = scheduled - maintenance
     availability = _ratio(running, planned)
@@ -56,7 +56,7 @@ def machine_kpis(machine: Machine, now: float) -> dict[str, Any]:
         "cycles": machine.cycles,
         "good_cycles": machine.good_cycles,
         "running_s": _r(running, 1),
-        "idle_s": _r(machine.time_in(IDLE, now), 1),
+        "idle_s": _r(machine.time_in(MachineState.IDLE, now), 1),
         "blocked_s": _r(blocked, 1),
         "maintenance_s": _r(maintenance, 1),
         "off_shift_s": _r(off_shift, 1),
@@ -66,9 +66,9 @@ def machine_kpis(machine: Machine, now: float) -> dict[str, Any]:
 
 def pool_utilization(machines: list[Machine], now: float) -> tuple[float, float]:
     """(running share, running+blocked share) of the pool's scheduled time."""
-    scheduled = sum(now - m.time_in(OFF_SHIFT, now) for m in machines)
-    running = sum(m.time_in(RUNNING, now) for m in machines)
-    busy = running + sum(m.time_in(BLOCKED, now) for m in machines)
+    scheduled = sum(now - m.time_in(MachineState.OFF_SHIFT, now) for m in machines)
+    running = sum(m.time_in(MachineState.RUNNING, now) for m in machines)
+    busy = running + sum(m.time_in(MachineState.BLOCKED, now) for m in machines)
     return _ratio(running, scheduled), _ratio(busy, scheduled)
 
 

@@ -180,7 +180,7 @@ async def run_factorysim(case: Case) -> float:
     publisher = MqttPublisher(target, Preserialised())
     task = asyncio.get_running_loop().create_task(publisher.run())
     await publisher.session.wait_ready()
-    record = LotEvent(1, 0.0, "lot.received", "bench")
+    record = LotEvent(1, 0.0, event_type="lot.received", location="bench")
     started = time.perf_counter()
     for _ in range(case.messages):
         publisher.offer(record)
