@@ -13,14 +13,14 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Literal
 
-from pydantic import PrivateAttr
-
 from simulator.config.http import Http
 from simulator.config.kafka import Kafka
 from simulator.config.mqtt import FormatOptions, Mqtt
 from simulator.config.origins import Origins
 from simulator.config.plant import PlantSettings
 from simulator.errors import ConfigError
+
+_ORIGINS = "value_origins"  # (in the instance's __dict__, beside the fields)
 
 
 class Config(PlantSettings):
@@ -31,19 +31,20 @@ class Config(PlantSettings):
     kafka: Kafka = Kafka()
     mqtt: Mqtt = Mqtt()
     http: Http = Http()
-    _origins: Origins | None = PrivateAttr(default=None)  # where each value came from (set by the loader)
-
     def remember_origins(self, origins: Origins) -> None:
-        self._origins = origins
+        """Where each value came from (the loader's); kept beside the fields, not one of them: two
+        configs with the same values are equal wherever the values came from."""
+        object.__setattr__(self, _ORIGINS, origins)
 
     def locate(self, error: ConfigError) -> ConfigError:
         """``error`` — found after loading, by a program or an adapter ("kafka.security: cannot load
         TLS files …") — with where each bad value came from (file and line, variable, flag), as the
         loader's own errors say it."""
-        if self._origins is None:
+        origins: Origins | None = self.__dict__.get(_ORIGINS)
+        if origins is None:
             return error
         named = {f"mqtt.targets.{t.name}": f"mqtt.targets[{i}]" for i, t in enumerate(self.mqtt.targets)}
-        problems = [self._origins.locate(problem, named) for problem in error.problems]
+        problems = [origins.locate(problem, named) for problem in error.problems]
         return error if problems == error.problems else ConfigError(problems)
 
     @contextmanager
