@@ -121,6 +121,7 @@ def _components() -> dict[str, Any]:
                                "lag_s": {"type": "number", "minimum": 0},
                                "max_lag_s": {"type": "number", "minimum": 0}, "paused": {"type": "boolean"},
                                "held_by": {"type": "array", "items": {"type": "string"}},
+                               "warm_up_s": {"type": "number", "minimum": 0}, "warming_up": {"type": "boolean"},
                                "outbox_depth": COUNT, "outbox_full": {"type": "boolean"}}),
         "lots": _object({"in_progress": COUNT, "completed": COUNT, "scrapped": COUNT, "received": COUNT}),
         "mqtt": _object({"targets": {"type": "array", "items": {"type": "object"}}}),

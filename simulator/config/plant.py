@@ -22,12 +22,14 @@ from pydantic import Field, field_validator, model_validator
 
 import machines
 from simulator.config.common import CrossFieldError, NonNegFloat, PositiveFloat, Probability, Strict
+from simulator.durations import parse_duration
 from simulator.limits import EARLIEST_START, LATEST_START, MAX_SPEED, MIN_SPEED
 
 # The order priorities, highest first: a lot's rank is its position here.  Orders and flags may
 # also name one in English.
 PRIORITIES = ("alta", "normale", "bassa")
 DEFAULT_PRIORITY = "normale"  # of an order that names none
+MAX_WARM_UP_S = 7 * 86400.0  # simulation.warm_up at most (also what "auto" gives at most)
 PRIORITY_RANK: Mapping[str, int] = {priority: rank for rank, priority in enumerate(PRIORITIES)}
 PRIORITY_ENGLISH: Mapping[str, str] = dict(zip(PRIORITIES, ("high", "normal", "low"), strict=True))
 # every accepted name (Italian, then English, per priority) -> the priority
@@ -358,6 +360,16 @@ class SimulationSettings(Strict):
     # the plant had kept running), or skip it
     after_downtime: Literal["catch_up", "skip"] = "catch_up"
     priority_processing: bool = True
+    # a new run of the service first simulates this long (simulated seconds, a duration such as
+    # "2h", or "auto") as fast as it can, publishing nothing, so that it goes live with a busy plant
+    warm_up: Literal["auto"] | Annotated[float, Field(ge=0, le=MAX_WARM_UP_S, allow_inf_nan=False)] = 0.0
+
+    @field_validator("warm_up", mode="before")
+    @classmethod
+    def _warm_up(cls, value: object) -> object:
+        if value == "auto" or not isinstance(value, str):
+            return value
+        return parse_duration(value)  # "2h", "90m" (a ValueError names the units)
 
     @field_validator("speed", mode="before")
     @classmethod
@@ -485,6 +497,28 @@ class PlantSettings(Strict):
             failures=over.failures or base.failures,
             maintenance=over.maintenance or base.maintenance,
         )
+
+    @cached_property
+    def warm_up_s(self) -> float:
+        """``simulation.warm_up`` in simulated seconds.  ``auto``: twice the mean time a lot of mean
+        quantity spends being processed along the route, plus one mean gap between generated
+        orders, in whole minutes (at most :data:`MAX_WARM_UP_S`): long enough that the first lots
+        have been through every stage and the queues have formed."""
+        warm_up = self.simulation.warm_up
+        if warm_up != "auto":
+            return float(warm_up)
+        arrivals = self.arrivals
+        quantity = (arrivals.quantity_min + arrivals.quantity_max) / 2
+        route_s = 0.0
+        for stage in self.route:
+            if stage.processing_time is not None:
+                route_s += stage.processing_time.mean
+            else:
+                assert stage.per_unit_time is not None
+                setup = stage.setup_time.mean if stage.setup_time is not None else 0.0
+                route_s += setup + stage.per_unit_time.mean * quantity
+        auto = 2 * route_s + 3600.0 / arrivals.rate_per_hour
+        return min(math.ceil(auto / 60.0) * 60.0, MAX_WARM_UP_S)
 
     def ideal_cycle_time_of(self, stage: Stage, quantity: int) -> float:
         """The ideal cycle time of a lot at a stage: configured, or the distribution's minimum

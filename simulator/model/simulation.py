@@ -37,12 +37,13 @@ from simulator.model.utilities import continuous_types, interrupt_utility, start
 class Arrivals:
     """Generated orders on their way in: the generator, the next order and how many may still come."""
 
-    __slots__ = ("generator", "left", "pending")
+    __slots__ = ("generator", "left", "pending", "until")
 
-    def __init__(self, generator: OrderGenerator, left: int | None, pending: Order) -> None:
+    def __init__(self, generator: OrderGenerator, left: int | None, pending: Order, until: float = math.inf) -> None:
         self.generator = generator
         self.left = left  # orders still to admit, the pending one included (None: without end)
         self.pending = pending
+        self.until = until  # no order comes at or after this sim time (a warm-up's own orders)
 
 
 class Simulation:
@@ -152,13 +153,14 @@ class Simulation:
         enter_stage(self, lot, 0)
         return lot
 
-    def start_arrivals(self, limit: int | None = None, code_prefix: str | None = None) -> OrderGenerator:
-        """Generate orders from ``config.arrivals`` (``limit`` lots, or without end); lot codes are
-        ``<code_prefix>-<n>`` (default prefix ``L-<start date>``)."""
+    def start_arrivals(self, limit: int | None = None, code_prefix: str | None = None,
+                       until: float = math.inf) -> OrderGenerator:
+        """Generate orders from ``config.arrivals`` (``limit`` lots, or without end, or until
+        sim time ``until``); lot codes are ``<code_prefix>-<n>`` (default prefix ``L-<start date>``)."""
         generator = self.order_generator(code_prefix or f"L-{self.start:%Y%m%d}")
-        if limit is None or limit > 0:
+        if (limit is None or limit > 0) and until > self.env.now:
             generator.gap()  # (the first order comes at once: its gap is drawn and not used)
-            self.arrivals = Arrivals(generator, limit, generator.order())
+            self.arrivals = Arrivals(generator, limit, generator.order(), until)
             self.env.at(self.env.now, arrival, self)
         return generator
 
@@ -258,5 +260,8 @@ def arrival(sim: Simulation) -> None:
             sim.arrivals = None
             return
     gap = arrivals.generator.gap()
+    if sim.env.now + gap >= arrivals.until:
+        sim.arrivals = None
+        return
     arrivals.pending = arrivals.generator.order()
     sim.env.after(gap, arrival, sim)

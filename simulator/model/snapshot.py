@@ -196,10 +196,13 @@ def _arrivals(a: Arrivals | None) -> dict[str, Any] | None:
     if a is None:
         return None
     o = a.pending
-    return {"count": a.generator.count, "prefix": a.generator.code_prefix, "left": a.left,
-            "pending": {"lot_code": o.lot_code, "customer": o.customer, "quantity": o.quantity,
-                        "location": o.location, "priority": o.priority},
-            "rng": _rng(a.generator.rng)}
+    doc = {"count": a.generator.count, "prefix": a.generator.code_prefix, "left": a.left,
+           "pending": {"lot_code": o.lot_code, "customer": o.customer, "quantity": o.quantity,
+                       "location": o.location, "priority": o.priority},
+           "rng": _rng(a.generator.rng)}
+    if a.until != math.inf:  # (a warm-up's own orders)
+        doc["until"] = a.until
+    return doc
 
 
 # -- restoring -------------------------------------------------------------------------------------------
@@ -429,4 +432,5 @@ def _new_arrivals(sim: Simulation, d: dict[str, Any] | None) -> Arrivals | None:
     p = d["pending"]
     pending = Order(lot_code=p["lot_code"], customer=p["customer"], quantity=int(p["quantity"]),
                     location=p["location"], priority=p["priority"])
-    return Arrivals(generator, None if d["left"] is None else int(d["left"]), pending)
+    return Arrivals(generator, None if d["left"] is None else int(d["left"]), pending,
+                    float(d.get("until", math.inf)))

@@ -83,6 +83,7 @@ from simulator.runtime.supervision import (
     unless_stopped,
     utc_text,
 )
+from simulator.runtime.warm_up import HideWarmUp
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Service:
         ``simulation.start``."""
         self.config = config
         self.start_now = start_now
+        self.warm_up_s = config.warm_up_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self.probe_interval_s = probe_interval_s
         self.environ = environ
@@ -150,7 +152,8 @@ class Service:
             update={"start": start, "seed": seed})})
 
     def _sink(self, skip_through: dict[str, int] | None) -> Sink:
-        return self.outbox if skip_through is None else SkipDelivered(self.outbox, skip_through)
+        live = self.live_sink
+        return live if skip_through is None else SkipDelivered(live, skip_through)
 
     def _build_model(self, start: dt.datetime, seed: int, run_id: str, skip_through: dict[str, int] | None = None,
                      restored: Simulation | None = None) -> None:
@@ -159,6 +162,8 @@ class Service:
         ``restored``: the model as a snapshot had it)."""
         config = self._run_config(start, seed)
         self.run_id = run_id
+        # what the model says during the warm-up (simulation.warm_up) is not published
+        self.live_sink: Sink = HideWarmUp(self.outbox, self.warm_up_s) if self.warm_up_s > 0 else self.outbox
         self.sim = restored if restored is not None else \
             Simulation(config, self._sink(skip_through), sample_limit=SAMPLE_LIMIT)
         self.driver = Driver(self.sim, speed=self.speed, outbox=self.outbox)
@@ -175,7 +180,12 @@ class Service:
                             topic_template=target.topic_template)
 
     def _live(self) -> bool:
-        return self.run_journal is not None and self.run_journal.live.is_set()
+        """The run is live: recovered (if it was one to continue) and past its warm-up."""
+        return self.run_journal is not None and self.run_journal.live.is_set() and not self.warming_up
+
+    @property
+    def warming_up(self) -> bool:
+        return self.sim.now < self.warm_up_s
 
     def _refusal(self, is_input: bool) -> str | None:
         """Why a command is not taken now: a model input before the run is live (it would enter
@@ -183,6 +193,9 @@ class Service:
         if self.run_journal is not None and self.run_journal.recovering:
             return ("the run is being recovered from the journal; commands are taken once it is live (GET /health "
                     "shows the progress)")
+        if is_input and self.warming_up:
+            return (f"the run is warming up (simulated {self.sim.now:,.0f} of {self.warm_up_s:,.0f} s); commands "
+                    "that change the model are taken once it is live")
         if is_input and not self._live():
             return "the service is starting; commands that change the model are taken once it runs"
         return None
@@ -231,9 +244,13 @@ class Service:
             await self.broker.start()
             self.bootstrap_servers = self.broker.bootstrap_servers
         await self._start_kafka(stack)
-        if self.config.arrivals.in_service and self.snapshot is None:
-            # the driver is not stepping yet: safe to start directly (a restored model has its own)
-            self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}")
+        if self.snapshot is None:  # (a restored model has its own arrivals)
+            # the driver is not stepping yet: safe to start directly; a warm-up takes generated
+            # orders until it ends when the plant has no order feed of its own
+            if self.config.arrivals.in_service:
+                self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}")
+            elif self.warm_up_s > 0:
+                self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}", until=self.warm_up_s)
 
     def _startup_retry(self, problem: StartupProblem) -> None:
         self.startup_problem = problem
@@ -268,7 +285,8 @@ class Service:
         if self.history is None and self.start_now:
             # simulated time 0 is the instant the run goes live, not the instant the command was
             # given: the start-up (embedded broker, topics) would otherwise put every timestamp behind
-            now = dt.datetime.now(dt.UTC)
+            # (with a warm-up, the instant the warm-up ends: simulated time 0 lies that much before)
+            now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.warm_up_s)
             self._build_model(now.replace(microsecond=now.microsecond // 1000 * 1000), self.sim.seed, self.run_id)
         self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
                                         max_in_flight=kafka.producer.max_in_flight_messages,
@@ -281,12 +299,12 @@ class Service:
         publisher = self.publisher
         self.run_journal = RunJournal(
             self.journal, self.sim, self.driver, self.inputs, self.run_id, fingerprint=self.config.model_fingerprint,
-            history=self.history, outbox=self.outbox, speed=self.speed,
+            history=self.history, outbox=self.live_sink, speed=self.speed,
             after_downtime=self.config.simulation.after_downtime,
-            delivered_through=lambda: publisher.delivered_through, snapshot=self.snapshot)
+            delivered_through=self._delivered_through, snapshot=self.snapshot)
         if kafka.snapshots.enabled:
             self.snapshot_writer = SnapshotWriter(publisher, kafka.topics.snapshots, kafka.producer.max_request_bytes,
-                                                  lambda: publisher.delivered_through)
+                                                  self._delivered_through)
         run_journal = self.run_journal
         self.snapshotter = Snapshotter(self.driver, self.inputs, self.snapshot_writer, self.run_id,
                                        fingerprint=self.config.model_fingerprint,
@@ -295,7 +313,7 @@ class Service:
                                        journal=JournalState(journal_ends.ends, lambda: run_journal.clock,
                                                             self._committed_orders))
         if self.history is None:
-            self.run_journal.begin()
+            self.run_journal.begin(paced_from=self.warm_up_s)
         else:
             publisher.delivered_through.update(self.run_journal.checkpointed)
         self.intake = OrderIntake(
@@ -309,6 +327,16 @@ class Service:
         # subscribed once started: the group join (a new group's first rebalance waits for members
         # for a few seconds) goes on in the background while the run is recovered, not before it
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
+
+    def _delivered_through(self) -> dict[str, int]:
+        """Per plant, the record number up to which the output is done: in Kafka, or hidden as part
+        of the warm-up (never to be published)."""
+        assert self.publisher is not None
+        delivered = self.publisher.delivered_through
+        if not isinstance(self.live_sink, HideWarmUp) or not self.live_sink.through:
+            return delivered
+        hidden = self.live_sink.through
+        return {plant: max(delivered.get(plant, 0), hidden.get(plant, 0)) for plant in {*delivered, *hidden}}
 
     def _event_time_ms(self) -> Callable[[Record], int]:
         """A record's Kafka timestamp (``kafka.producer.timestamps: event``): the instant its
@@ -445,6 +473,13 @@ class Service:
         finally:
             live.cancel()
             stopped.cancel()
+        if self.warming_up and not self._stop_requested.is_set():  # (the warm-up's lots are the model's own)
+            warmed_up: asyncio.Future[Any] = self.driver.passed(self.warm_up_s)
+            stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop_requested.wait())
+            try:
+                await asyncio.wait([warmed_up, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
         if not self._stop_requested.is_set():
             await self.intake.run()
 
@@ -467,7 +502,8 @@ class Service:
         return raw
 
     async def _drive(self) -> None:
-        reason = await self.driver.run()
+        fresh = self.history is None
+        reason = await self.driver.run(paced_from=self.warm_up_s if fresh and self.warm_up_s > 0 else None)
         if reason is StopReason.CALENDAR_END:
             end = self.sim.calendar_time()
             raise ServiceFailed(f"simulated time reached the end of the calendar ({end:%Y-%m-%d}): nothing can be "
@@ -657,6 +693,9 @@ class Service:
             reasons.append("the simulation is paused (POST /simulation/resume)")
         if self.run_journal is not None and self.run_journal.recovering:
             reasons.append("the run is being recovered from the journal (see run.recovery in /health)")
+        elif self.state == RUNNING and self.warming_up:
+            reasons.append(f"the run is warming up (simulated {self.sim.now:,.0f} of {self.warm_up_s:,.0f} s, "
+                           "simulation.warm_up)")
         elif self.state == RUNNING and not self._live():
             reasons.append("the run is not live yet")
         return reasons
@@ -701,6 +740,8 @@ class Service:
                 "max_lag_s": round(self.driver.max_lag_s, 3),
                 "paused": self.driver.paused,
                 "held_by": sorted(self.driver.held),
+                "warm_up_s": self.warm_up_s,
+                "warming_up": self.warming_up,
                 "outbox_depth": len(self.outbox),
                 "outbox_full": self.outbox.full,
             },

@@ -79,6 +79,7 @@ class Driver:
         self.end_s = sim.calendar_end_s
         self._pending: deque[tuple[Callable[[Simulation], Any], asyncio.Future[Any]]] = deque()
         self._scheduled: list[_Scheduled] = []  # heap by (at, order of scheduling)
+        self._watched: list[tuple[float, int, asyncio.Future[None]]] = []  # heap: passed() by instant
         self._order = itertools.count()
         self._wake = asyncio.Event()
         if outbox is not None:
@@ -133,6 +134,23 @@ class Driver:
             ready.add_done_callback(lambda _: self._wake.set())
         self._wake.set()
         return future
+
+    def passed(self, sim_time: float) -> asyncio.Future[None]:
+        """Done at the first turn at which simulated time is at or past ``sim_time`` (nothing is
+        scheduled in the model: the model runs as it would without it)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.env.now >= sim_time:
+            future.set_result(None)
+        else:
+            heapq.heappush(self._watched, (sim_time, next(self._order), future))
+        return future
+
+    def _notify_passed(self) -> None:
+        watched, now = self._watched, self.env.now
+        while watched and watched[0][0] <= now:
+            future = heapq.heappop(watched)[2]
+            if not future.done():
+                future.set_result(None)
 
     @property
     def barrier(self) -> float:
@@ -222,8 +240,9 @@ class Driver:
     # -- the loop ---------------------------------------------------------------------------------
     async def run(self, until_sim_s: float | None = None, max_events: int | None = None,
                   wall_timeout_s: float | None = None, until: Callable[[], bool] | None = None,
-                  exit_when_idle: bool = False) -> StopReason:
-        """Simulate until one of the limits is reached; return which one."""
+                  exit_when_idle: bool = False, paced_from: float | None = None) -> StopReason:
+        """Simulate until one of the limits is reached; return which one.  ``paced_from``: pace
+        as if simulated time were this at the start (see :meth:`continue_from`: a warm-up)."""
         limit = self.end_s if until_sim_s is None else min(until_sim_s, self.end_s)
         at_limit = StopReason.UNTIL_SIM if until_sim_s is not None and until_sim_s <= self.end_s \
             else StopReason.CALENDAR_END
@@ -231,10 +250,14 @@ class Driver:
         budget = math.inf if max_events is None else max_events
         done = 0
         self._reanchor()
+        if paced_from is not None:
+            self.continue_from(paced_from)
         while True:
             self.last_turn = self.clock.now()
             self._run_pending()
             self._run_scheduled()
+            if self._watched:
+                self._notify_passed()
             if self.env.now >= self._renew_at or self.lease < self.next_due < math.inf:
                 self.lease_wanted.set()
             if until is not None and until():

@@ -119,10 +119,11 @@ class RunJournal:
         return sum(max(0, h.inputs - max(h.base, through.get(p, 0))) for p, h in self.history.plants.items())
 
     # -- a new run ------------------------------------------------------------------------------------
-    def begin(self) -> None:
+    def begin(self, paced_from: float = 0.0) -> None:
+        """A new run: its start entry, and the clock it paces by (from ``paced_from``: a warm-up's end)."""
         start, seed = self.sim.start, self.sim.seed
         self.journal.append([RunStart(p, self.run_id, seed, self.fingerprint, start) for p in self.plants])
-        self._clock_entries()
+        self._clock_entries(paced_from)
 
     # -- recovery -------------------------------------------------------------------------------------
     async def run(self) -> None:
