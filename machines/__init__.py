@@ -14,16 +14,19 @@ from machines.conveyor import Conveyor
 from machines.hvac import Hvac
 from machines.hydraulic_pump import HydraulicPump
 from machines.injection_moulding import InjectionMoulding
+from machines.inspection import Inspection
 from machines.lathe import Lathe
 from machines.milling import Milling
 from machines.painting import Painting
+from machines.press import Press
 from machines.printer_3d import Printer3D
+from machines.robot_arm import RobotArm
 from machines.test_rig import TestRig
 from machines.welding import Welding
 
 _TYPES: dict[str, MachineType] = {t.kind: t for t in (
     Milling(), Lathe(), Assembly(), TestRig(), Cnc(), Printer3D(), Welding(), Painting(), Compressor(),
-    Hvac(), Conveyor(), HydraulicPump(), InjectionMoulding(),
+    Hvac(), Conveyor(), HydraulicPump(), InjectionMoulding(), RobotArm(), Press(), Inspection(),
 )}
 KINDS: tuple[str, ...] = tuple(_TYPES)
 ALIASES: dict[str, str] = {
@@ -36,6 +39,8 @@ ALIASES: dict[str, str] = {
     "testing_rig": "test_rig",
     "motor": "conveyor",
     "pump": "hydraulic_pump",
+    "welder": "welding",
+    "robot-arm": "robot_arm",
 }
 _NAMES = frozenset(KINDS) | frozenset(ALIASES)
 

@@ -50,6 +50,12 @@ COMMON_SIGNALS: Final = (
 
 NO_ALARM: Final = ""
 
+# Anomalies that are faults of the machine itself: it goes on working, but what it finishes while one
+# is in force is bad (simulator/model/production.py) and formats that report faults report one.
+FAULT_ANOMALIES: Final = frozenset({"bearing_fault"})
+# States in which a machine is switched on, so a damaged bearing shows (heat, vibration).
+_POWERED: Final = frozenset({_RUNNING, _IDLE, _BLOCKED})
+
 
 @dataclass(frozen=True, slots=True)
 class SignalContext:
@@ -99,8 +105,9 @@ class MachineType:
 
     def signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         values = self.process_signals(ctx, rng)
-        # every machine type; a stopped machine's bearings neither heat up nor shake
-        if ctx.anomaly == "bearing_fault" and ctx.state == _RUNNING:
+        # every machine type, whenever it is switched on (its drives turn, or hold under load, even
+        # between lots); a machine in maintenance or off shift is switched off and shows nothing
+        if ctx.anomaly == "bearing_fault" and ctx.state in _POWERED:
             severity = ctx.anomaly_severity
             for key, value in values.items():
                 if not isinstance(value, float):

@@ -10,6 +10,7 @@ A command is a JSON object::
     {"command": "pause"}    {"command": "resume"}    {"command": "speed", "speed": 3600}  ("max" too)
     {"cmd": "bearing_fault", "value": true}     (the plant-wide switch; also "energy_spike";
                                                  optional machine_id, severity, duration_s)
+    {"cmd": "network_outage", "value": true}    (known, refused: ``unsupported``, see NOT_AVAILABLE)
 
 ``cmd`` is accepted for ``command``, ``anomaly_type`` for ``type`` and ``duration_seconds`` for
 ``duration_s``.  Optional fields: ``reason`` (default "manual"), ``duration_s`` (default: until
@@ -23,7 +24,8 @@ and the like are refused, not passed on to logs and telemetry).
 
 :func:`parse_command` validates a command (raw bytes or an already decoded mapping) into a
 :class:`Command`; :class:`simulator.runtime.commands.CommandProcessor` applies it.  A malformed command
-raises :class:`CommandRejected` (``reason`` code, ``detail``).
+raises :class:`CommandRejected` (``reason`` code, ``detail``); a well-formed one of
+:data:`NOT_AVAILABLE` too, with the reason ``unsupported``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "resume": (frozenset(), frozenset()),
     "speed": (frozenset({"speed"}), frozenset()),
     **{name: (frozenset({"value"}), frozenset({"machine_id", "severity", "duration_s"})) for name in PLANT_WIDE},
+    "network_outage": (frozenset({"value"}), frozenset()),
+}
+# Commands the schema knows but the service cannot carry out yet: a well-formed one is refused with the
+# reason code ``unsupported`` and this text, not as an unknown command.
+NOT_AVAILABLE = {
+    "network_outage": "network_outage needs the durable spool of an MQTT target (store and forward while the "
+                      "network is down, then backfill); it is not available yet",
 }
 COMMANDS = tuple(FIELDS)
 ALIASES = {"cmd": "command", "anomaly_type": "type", "duration_seconds": "duration_s"}
@@ -133,6 +142,9 @@ def parse_command(payload: bytes | bytearray | memoryview | str | Mapping[str, A
     if duration_s is not None and not 0 < duration_s <= MAX_DURATION_S:
         raise CommandRejected("invalid_duration", f"'duration_s' must be more than 0 and at most {MAX_DURATION_S:.0f} "
                                                   f"simulated seconds (ten years; got {duration_s!r})")
+    if name in NOT_AVAILABLE:
+        _flag(fields, "value")
+        raise CommandRejected("unsupported", NOT_AVAILABLE[name])
     return Command(
         name=name,
         machine_id=_text(fields, "machine_id"),

@@ -140,6 +140,8 @@ async def test_malformed_and_inapplicable_commands_get_400_with_a_reason(
             ("PUT", "/simulation/speed", {"speed": -1}, None, 400, "invalid_field"),
             ("PUT", "/simulation/speed", {"speed": "fast"}, None, 400, "invalid_field"),
             ("PUT", "/simulation/speed", None, None, 400, "missing_field"),
+            ("POST", "/plant/network_outage", {"value": True}, None, 400, "unsupported"),
+            ("POST", "/plant/bearing_fault", None, None, 400, "missing_field"),
             ("POST", "/machines/Atlantis-lathe-01/block", None, None, 404, "unknown_machine"),
             ("DELETE", "/machines/Atlantis-lathe-01/anomaly", None, None, 404, "unknown_machine"),
         ]
@@ -156,6 +158,40 @@ async def test_malformed_and_inapplicable_commands_get_400_with_a_reason(
         rejected = sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
                        if s.name == "factorysim_commands_total" and s.labels.get("outcome") == "rejected")
         assert rejected == len(cases) + 1
+
+
+async def test_plant_wide_switches_over_http_and_network_outage_refused_and_counted(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 60})
+    async with running_service(config) as service, \
+            aiohttp.ClientSession(headers=control_headers(service)) as http:
+        base = f"http://127.0.0.1:{service.http_port}"
+        machines = service.sim.plant.machines
+        status, answer = await call(http, "POST", f"{base}/plant/bearing_fault", {"value": True})
+        assert status == 200, answer
+        assert answer == {"command": "bearing_fault", "anomaly": "bearing_fault", "value": True,
+                          "machines": sorted(machines)}
+        assert {m.anomaly for m in machines.values()} == {"bearing_fault"}
+        status, view = await call(http, "GET", f"{base}/machines/{MACHINE}")
+        assert view["anomaly"] == {"type": "bearing_fault", "severity": 1.0, "until_s": None}
+        status, answer = await call(http, "POST", f"{base}/plant/energy_spike",
+                                    {"value": True, "machine_id": MACHINE, "duration_s": 600})
+        assert (status, answer["machines"]) == (200, [MACHINE])
+        status, answer = await call(http, "POST", f"{base}/plant/bearing_fault", {"value": False})
+        assert (status, answer["value"]) == (200, False)
+        assert MACHINE not in answer["machines"]  # its bearing fault was replaced by the energy spike
+        assert {m.anomaly for mid, m in machines.items() if mid != MACHINE} == {None}
+
+        status, answer = await call(http, "POST", f"{base}/plant/network_outage", {"value": True})
+        assert (status, answer["error"]) == (400, "unsupported")
+        assert "durable spool of an MQTT target" in answer["detail"]
+        async with http.get(f"{base}/metrics") as response:
+            text = await response.text()
+        counted = {(s.labels["command"], s.labels["outcome"]): s.value
+                   for family in text_string_to_metric_families(text) for s in family.samples
+                   if s.name == "factorysim_commands_total" and s.labels.get("source") == "http"}
+        assert counted == {("bearing_fault", "accepted"): 2, ("energy_spike", "accepted"): 1,
+                           ("network_outage", "rejected"): 1}
 
 
 async def test_token_guards_commands_only_and_pause_resume_speed_drive_the_driver(

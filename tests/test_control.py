@@ -277,6 +277,40 @@ def test_plant_wide_switch_reaches_every_machine_and_clears_only_its_type() -> N
     assert all(m.anomaly is None for m in sim.plant.machines.values())
 
 
+def test_pieces_finished_while_a_bearing_fault_is_in_force_are_bad() -> None:
+    sim = Simulation(plant(locations={"A": {"timezone": "UTC", "machines": {"milling": 1}}}), ListSink())
+    sink = sink_of(sim)
+    machine = sim.plant.machines[ONE]
+    sim.admit(order("L1", quantity=10))  # 0 s to 100 s: good
+    sim.env.run(until=150)
+    assert (machine.good_pieces, machine.bad_pieces) == (10, 0)
+    sim.admit(order("L2", quantity=7))  # 150 s to 250 s, the fault from 200 s on
+    sim.env.run(until=200)
+    plant_anomaly(sim, "bearing_fault", True)
+    sim.env.run(until=300)
+    assert (machine.good_pieces, machine.bad_pieces, machine.cycles, machine.good_cycles) == (10, 7, 2, 1)
+    plant_anomaly(sim, "bearing_fault", False)
+    sim.admit(order("L3", quantity=5))
+    sim.env.run(until=500)
+    assert (machine.good_pieces, machine.bad_pieces) == (15, 7)
+    last = [r for r in cycles(sink) if r.machine_id == ONE]
+    assert [(r.lot_code, r.anomaly, r.counters.bad_pieces if r.counters else None) for r in last] == [
+        ("L1", None, 0), ("L2", "bearing_fault", 7), ("L3", None, 7)]
+
+
+def test_a_bearing_fault_shows_on_a_machine_that_is_switched_on_whatever_it_does() -> None:
+    sim = two_millers(telemetry={"sample_interval_s": 10})
+    sink = sink_of(sim)
+    sim.admit(order("L1", quantity=10))  # ONE works 0..100 s, TWO stands idle
+    block_machine(sim, TWO, reason="jam", duration_s=40)
+    sim.env.run(until=5)
+    plant_anomaly(sim, "bearing_fault", True)
+    sim.env.run(until=95)
+    shown = {(r.machine_id, r.state) for r in sink.records if isinstance(r, MachineSample)
+             and r.anomaly == "bearing_fault" and r.signals["vibration_mm_s"] >= 5.0}  # type: ignore[operator]
+    assert shown == {(ONE, "running"), (TWO, "blocked"), (TWO, "idle")}
+
+
 Direction = Callable[[float, float], bool]
 UP: Direction = lambda normal, faulty: faulty > normal * 1.05 + 0.01  # noqa: E731
 DOWN: Direction = lambda normal, faulty: faulty < normal * 0.95  # noqa: E731

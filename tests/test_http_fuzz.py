@@ -49,7 +49,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from simulator.adapters import openapi
 from simulator.adapters.http import HttpServer
-from simulator.command_schema import ALIASES, COMMANDS, FIELDS, PLANT_WIDE, Command, parse_command
+from simulator.command_schema import ALIASES, COMMANDS, FIELDS, NOT_AVAILABLE, PLANT_WIDE, Command, parse_command
 from simulator.config.schema import Config
 from simulator.errors import CommandRejected
 from simulator.io_metrics import IoMetrics
@@ -301,6 +301,29 @@ def test_parse_command_of_any_json_value_rejects_or_accepts_within_bounds(payloa
     check_parse(to_json(payload))
 
 
+@pytest.mark.parametrize("payload", [{"cmd": "network_outage", "value": True}, {"command": "network_outage",
+                                                                                "value": False},
+                                     b'{"cmd": "network_outage", "value": true}'])
+def test_network_outage_is_a_known_command_refused_as_unsupported(payload: Any) -> None:
+    with pytest.raises(CommandRejected) as refused:
+        parse_command(payload)
+    assert refused.value.reason == "unsupported"
+    assert refused.value.detail.startswith("network_outage needs the durable spool of an MQTT target")
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    ({"cmd": "network_outage"}, "missing_field"), ({"cmd": "network_outage", "value": "on"}, "invalid_field"),
+    ({"cmd": "network_outage", "value": True, "machine_id": MACHINE}, "unknown_field"),
+    ({"cmd": "network_outages", "value": True}, "unknown_command"),
+])
+def test_a_malformed_network_outage_is_refused_for_what_is_wrong(payload: dict[str, Any], reason: str) -> None:
+    with pytest.raises(CommandRejected) as refused:
+        parse_command(payload)
+    assert refused.value.reason == reason
+    if reason == "unknown_command":
+        assert "network_outage" in refused.value.detail  # among the known ones
+
+
 def test_command_processor_takes_raw_commands_as_the_mqtt_entrance_does(default_config: Config) -> None:
     """execute(raw bytes) through a real driver on a real model: a result or CommandRejected; the
     driver and the model only ever see values within bounds."""
@@ -363,16 +386,21 @@ def test_the_document_is_valid_openapi_3_1_and_covers_every_route_and_command(
     documented = {(method, path) for path, item in document["paths"].items() for method in item
                   if method != "parameters"}
     assert served == documented
-    # every command but the plant-wide (MQTT-only) switches has an operation
-    assert {c for _, _, c, _ in openapi.COMMAND_ROUTES} == set(COMMANDS) - set(PLANT_WIDE)
+    # every command has an operation; one the service cannot carry out yet answers only refusals
+    assert sorted(c for _, _, c, _ in openapi.COMMAND_ROUTES) == sorted(COMMANDS)
     for method, path, command, _ in openapi.COMMAND_ROUTES:
         operation = document["paths"][path][method]
         assert operation["security"] == [{openapi.SECURITY_SCHEME: []}]
-        assert {"200", "400", "401", "503"} <= set(operation["responses"])
-        assert ("404" in operation["responses"]) == ("{machine_id}" in path)
-        properties = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        assert {"400", "401", "503"} <= set(operation["responses"])
+        assert ("200" in operation["responses"]) == (command not in NOT_AVAILABLE)
         required, optional = FIELDS[command]
-        assert {ALIASES.get(p, p) for p in properties} == (required | optional) - {"machine_id"}
+        assert ("404" in operation["responses"]) == ("machine_id" in required | optional)
+        properties = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        in_path = {"machine_id"} if "{machine_id}" in path else set()
+        assert {ALIASES.get(p, p) for p in properties} == (required | optional) - in_path
+    for command in PLANT_WIDE:
+        assert "machine_id" in document["paths"][f"/plant/{command}"]["post"]["requestBody"]["content"][
+            "application/json"]["schema"]["properties"]
     for _, path, _, _ in openapi.VIEWS:
         assert document["paths"][path]["get"]["security"] == []
 

@@ -54,7 +54,9 @@ def test_power_follows_state_and_energy_integrates_it(kind: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "signal"), [("milling", "spindle_speed_rpm"), ("lathe", "rotation_speed_rpm"),
-                                              ("cnc", "spindle_speed_rpm"), ("conveyor", "speed_rpm")])
+                                              ("cnc", "spindle_speed_rpm"), ("conveyor", "speed_rpm"),
+                                              ("robot_arm", "tcp_speed_mm_s"), ("press", "stroke_rate_spm"),
+                                              ("inspection", "parts_per_min"), ("welding", "wire_feed_m_min")])
 def test_spindles_turn_only_when_running(kind: str, signal: str) -> None:
     assert mean_of(kind, signal, ctx("running")) > 0
     for state in ("idle", "blocked", "maintenance", "off_shift"):
@@ -123,6 +125,45 @@ def test_anomalies_change_signals_in_the_physical_direction(kind: str, anomaly: 
     assert direction(normal, faulty), (normal, faulty)
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if machines.get(k).bearing_temps])
+def test_a_bearing_fault_shows_while_switched_on_and_not_when_switched_off(kind: str) -> None:
+    """+15-25 °C on the bearing's temperature and +5-10 mm/s of vibration, idle and blocked too."""
+    model = machines.get(kind)
+    temp = model.bearing_temps[0]
+    shaking = any(name.startswith("vibration") for name in model.signal_names)
+    for state in ("running", "idle", "blocked", "maintenance", "off_shift"):
+        for seed in range(20):
+            normal = model.signals(ctx(state, ambient_c=30.0), random.Random(seed))
+            faulty = model.signals(ctx(state, ambient_c=30.0, anomaly="bearing_fault"), random.Random(seed))
+            rise = float(faulty[temp]) - float(normal[temp])  # type: ignore[arg-type]
+            if state in ("maintenance", "off_shift"):
+                assert rise == 0, (state, seed)
+            else:
+                assert 14.99 <= rise <= 25.01, (state, seed, rise)  # (to the readings' 0.01 °C)
+                if shaking:
+                    assert float(faulty["vibration_mm_s"]) - float(normal["vibration_mm_s"]) >= 4.99  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["cnc", "robot_arm", "press", "conveyor", "welding", "inspection"])
+def test_the_smart_factory_machines_report_a_machine_temperature_and_vibration(kind: str) -> None:
+    model = machines.get(kind)
+    assert model.bearing_temps and "vibration_mm_s" in model.signal_names
+    running = mean_of(kind, model.bearing_temps[0], ctx("running", ambient_c=22.0))
+    idle = mean_of(kind, model.bearing_temps[0], ctx("idle", ambient_c=22.0))
+    assert 30 < running < 80 and 22 < idle < 30  # a machine's body, not its process (a weld seam is ~1000 °C)
+    assert mean_of(kind, "vibration_mm_s", ctx("running")) > 5 * mean_of(kind, "vibration_mm_s", ctx("idle"))
+
+
+def test_inspection_finds_defects_only_in_lots_it_fails() -> None:
+    model = machines.get("inspection")
+    for seed in range(100):
+        assert model.signals(ctx(test_outcome="pass"), random.Random(seed))["defects_found"] == 0
+        assert model.signals(ctx(), random.Random(seed))["defects_found"] == 0
+        for outcome in ("rework", "scrap"):
+            assert 1 <= model.signals(ctx(test_outcome=outcome), random.Random(seed))["defects_found"] <= 5  # type: ignore[operator]
+    assert model.signals(ctx("off_shift"), random.Random(0))["illumination_lux"] == 0
+
+
 def test_every_declared_anomaly_is_covered() -> None:
     covered = {(k, a) for k, a, _, _ in ANOMALY_EFFECTS}
     declared = {(k, a) for k in KINDS for a in machines.get(k).anomalies}
@@ -133,6 +174,8 @@ def test_registry_aliases_and_unknown_names() -> None:
     assert machines.get("fresa_cnc") is machines.get("milling")
     assert machines.get("tornio").kind == "lathe"
     assert machines.get("linea_test").kind == "test_rig"
+    assert machines.get("welder") is machines.get("welding")
+    assert machines.get("robot-arm").kind == "robot_arm"
     assert {"fresa_cnc", "tornio", "assemblaggio", "test", "compressor"} <= machines.names()
     with pytest.raises(KeyError, match=r"unknown machine type 'laser'.*milling"):
         machines.get("laser")

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import math
+import re
 import tempfile
 import uuid
 from collections import defaultdict
@@ -353,55 +356,179 @@ async def test_enms_profile_publishes_four_topics_per_machine_with_retained_stat
 
 
 # --- smart factory (uns) ------------------------------------------------------------------------------------
-UNS_FIELDS = {"ts", "id", "tenant", "plant", "line", "machine", "metric", "value", "unit", "q"}
-UNS_UNITS = {"temp": "°C", "vibration_rms": "mm/s", "energy_kw": "kW", "good_count": "pcs", "bad_count": "pcs",
-             "state": ""}
+# The Virtual Smart Factory as its edge agent published it: the plant, the topic tree and, per metric, the
+# unit, the JSON type and the values (state codes 0 run, 1 stop, 2 fault).  The ranges span the agent's
+# readings (45-60 °C, 1.8-3 mm/s, 15-35 kW; a bearing fault +15-25 °C and +5-10 mm/s, an energy spike x2.5-4)
+# widened to machines that also stand idle (ambient temperature, almost no vibration, standby power).
+SEED_PLANT = {"line-01": ("cnc-01", "cnc-02", "robot-arm-01"), "line-02": ("press-01", "conveyor-01", "robot-arm-02"),
+              "line-03": ("welder-01", "welder-02", "inspection-01")}
+SEED_FIELDS = ["ts", "id", "tenant", "plant", "line", "machine", "metric", "value", "unit", "q"]
+SEED_METRICS: dict[str, tuple[str, type, float, float]] = {  # metric: (unit, type, lowest, highest)
+    "temp": ("°C", float, 15.0, 110.0),
+    "vibration_rms": ("mm/s", float, 0.0, 25.0),
+    "energy_kw": ("kW", float, 0.0, 200.0),
+    "good_count": ("units", int, 0, math.inf),
+    "bad_count": ("units", int, 0, math.inf),
+    "state": ("enum", int, 0, 2),
+}
+RUN, STOP, FAULT = 0, 1, 2
+SEED_TOPICS = {f"v1/acme/plant-01/{line}/{machine}/{metric}" for line, machines in SEED_PLANT.items()
+               for machine in machines for metric in SEED_METRICS}
 UNS_TREE = "v1/acme/plant-01/+/+/+"  # every metric; not the command topic v1/acme/plant-01/cmd
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-async def test_smart_factory_profile_publishes_one_metric_per_message_in_the_uns(
+class UnsStream:
+    """The uns messages a collector received, each parsed once, and by machine (``line/machine``) and sample
+    instant (simulated seconds since ``start``, the run's calendar) the value of each metric."""
+
+    def __init__(self, collector: MqttCollector, start: dt.datetime) -> None:
+        self.collector = collector
+        self.start = start
+        self.bodies: list[tuple[str, dict[str, Any]]] = []
+        self.samples: dict[str, dict[float, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
+
+    def refresh(self) -> UnsStream:
+        for message in self.collector.messages[len(self.bodies):]:
+            body = message.json()
+            self.bodies.append((message.topic, body))
+            instant = round((utc_instant(body["ts"]) - self.start).total_seconds(), 3)
+            machine = message.topic.rsplit("/", 1)[0].removeprefix("v1/acme/plant-01/")
+            self.samples[machine][instant][body["metric"]] = body["value"]
+        return self
+
+    def sampled(self, count: int, after: float = -1.0) -> bool:
+        """Every machine of the seed's plant has ``count`` complete samples (all six metrics) after ``after``."""
+        def enough(series: dict[float, dict[str, Any]]) -> bool:
+            found = 0
+            for instant in reversed(series):
+                if instant <= after:
+                    return False
+                found += len(series[instant]) == len(SEED_METRICS)
+                if found >= count:
+                    return True
+            return False
+
+        return len(self.samples) == 9 and all(enough(series) for series in self.samples.values())
+
+    async def until(self, condition: Callable[[UnsStream], bool], timeout_s: float, what: str) -> UnsStream:
+        await self.collector.wait_for(lambda _: condition(self.refresh()), timeout_s, what)
+        return self
+
+
+async def test_smart_factory_profile_is_the_seed_plant_with_six_typed_metrics_every_2_s(
         kafka_bootstrap: str, unique: str, broker: Mosquitto) -> None:
-    config = profile_config("smart-factory", kafka_bootstrap, unique, broker, **{"simulation.speed": 60})
+    config = profile_config("smart-factory", kafka_bootstrap, unique, broker, **{"simulation.speed": 30})
+    command_topic = config.mqtt.targets[0].command_topic
     async with MqttCollector(broker.host, broker.port, UNS_TREE) as collector:
-        watch = Watch(collector)
         async with running_service(config) as service, aiohttp.ClientSession() as http:
-            machines = set(service.sim.plant.machines)
-            assert len(machines) == 9
-
-            def machines_with_every_common_metric(w: Watch) -> set[tuple[str, str]]:
-                metrics: dict[tuple[str, str], set[str]] = defaultdict(set)
-                for topic in w.topics:
-                    *_, line, machine, metric = topic.split("/")
-                    metrics[(line, machine)].add(metric)
-                return {k for k, v in metrics.items() if v >= {"state", "energy_kw", "good_count", "bad_count"}}
-
-            await watch.until(lambda w: len(machines_with_every_common_metric(w)) == 9, 20,
-                              "state, power and counts of all nine machines")
+            stream = UnsStream(collector, service.sim.start)
+            await stream.until(lambda s: s.sampled(150) and any(  # counts are totals: the latest samples tell
+                series[t].get("good_count", 0) > 0 for series in s.samples.values()
+                for t in itertools.islice(reversed(series), 3)), 90,
+                "150 samples (5 minutes) of all nine machines, and a first lot through a stage")
+            # the seed's third command: known, refused with its reason, counted; the plant goes on
+            await asyncio.to_thread(broker.wait_for_log, f"{service.mqtt[0].session.client_id} 1 {command_topic}")
+            await asyncio.to_thread(publish, broker, command_topic, b'{"cmd": "network_outage", "value": true}')
+            await wait_for(lambda: mqtt_commands(service) == {("network_outage", "rejected"): 1}, 10,
+                           "network_outage rejected")
             await target_health(http, service, "edge", "uns", broker)
-    watch.refresh()
-    bodies = watch.all_bodies()
-    assert {f"{line}-{machine}" for line, machine in machines_with_every_common_metric(watch)} == machines
-    ids = [body["id"] for _, body in bodies]
+            assert service.healthy
+            published = service.mqtt[0].messages_published
+        await collector.wait_count(published, 10)
+    stream.refresh()
+    assert {topic for topic, _ in stream.bodies} == SEED_TOPICS
+    ids = [body["id"] for _, body in stream.bodies]
     assert len(set(ids)) == len(ids), "message ids repeat"
-    for topic, body in bodies:
-        v1, tenant, plant, line, machine, metric = topic.split("/")
-        assert set(body) == UNS_FIELDS, topic
-        assert (v1, body["tenant"], body["plant"]) == ("v1", tenant, plant) == ("v1", "acme", "plant-01")
-        assert (body["line"], body["machine"], body["metric"]) == (line, machine, metric)
-        assert f"{line}-{machine}" in machines
-        assert line in {"line-01", "line-02", "line-03"}
-        assert body["unit"] == UNS_UNITS[metric]
+    for topic, body in stream.bodies:
+        _, tenant, plant, line, machine, metric = topic.split("/")
+        assert list(body) == SEED_FIELDS, topic
+        assert (body["tenant"], body["plant"], body["line"], body["machine"], body["metric"]) == (
+            tenant, plant, line, machine, metric)
+        assert machine in SEED_PLANT[line]
+        unit, kind, lowest, highest = SEED_METRICS[metric]
+        value = body["value"]
+        assert (body["unit"], type(value)) == (unit, kind), body
+        assert lowest <= value <= highest, body
         assert body["q"] == 100
         assert str(uuid.UUID(body["id"])) == body["id"]
-        utc_instant(body["ts"])
-        value = body["value"]
-        if metric == "state":
-            assert value in MACHINE_STATES
-        elif metric in ("good_count", "bad_count"):
-            assert isinstance(value, int) and value >= 0
-        else:
-            assert is_number(value)
-    assert any(t.endswith("/cnc-01/temp") for t in watch.topics)  # a CNC has a spindle temperature
+        assert TIMESTAMP.match(body["ts"]), body["ts"]
+    states = set()
+    for machine, series in stream.samples.items():
+        instants = sorted(series)
+        assert all(set(series[t]) == set(SEED_METRICS) for t in instants), machine  # six metrics per sample
+        assert {round(b - a, 3) for a, b in itertools.pairwise(instants)} == {2.0}, machine  # every 2 s
+        for counter in ("good_count", "bad_count"):  # totals since the start: they never go back
+            values = [series[t][counter] for t in instants]
+            assert values == sorted(values), (machine, counter)
+        states |= {series[t]["state"] for t in instants}
+    assert {RUN, STOP} <= states
+
+
+async def test_smart_factory_bearing_fault_over_mqtt_shows_on_every_machine_until_it_is_switched_off(
+        kafka_bootstrap: str, unique: str, broker: Mosquitto) -> None:
+    # no blocks, no maintenance, no failed inspections: the fault is then the only cause of state 2 and of bad
+    # pieces, and every machine is switched on (a machine in maintenance is off and shows no bearing)
+    config = profile_config("smart-factory", kafka_bootstrap, unique, broker, **{
+        "simulation.speed": 30, "disruptions.block_probability": 0, "disruptions.maintenance": None,
+        "route.5.quality": None})
+    command_topic = config.mqtt.targets[0].command_topic
+    async with MqttCollector(broker.host, broker.port, UNS_TREE) as collector, running_service(config) as service:
+        stream = UnsStream(collector, service.sim.start)
+        machines = service.sim.plant.machines
+        await asyncio.to_thread(broker.wait_for_log, f"{service.mqtt[0].session.client_id} 1 {command_topic}")
+        await stream.until(lambda s: s.sampled(10), 30, "samples of all nine machines")
+        await wait_for(lambda: any(m.state == "running" for m in machines.values()), 30, "a machine at work")
+
+        await asyncio.to_thread(publish, broker, command_topic, b'{"cmd": "bearing_fault", "value": true}')
+        await wait_for(lambda: all(m.anomaly == "bearing_fault" for m in machines.values()), 10,
+                       "the bearing fault on every machine")
+        switched_on = service.sim.now
+        idle_then = {mid for mid, m in machines.items() if m.state == "idle"}
+        assert idle_then, "no idle machine when the fault came"
+
+        def bad_pieces(s: UnsStream) -> bool:
+            return s.sampled(10, switched_on) and any(  # bad counts are totals: the latest samples tell
+                series[t].get("bad_count", 0) > 0 for series in s.samples.values()
+                for t in itertools.islice(reversed(series), 3))
+
+        await stream.until(bad_pieces, 90, "bad pieces during the fault")
+        await asyncio.to_thread(publish, broker, command_topic, b'{"cmd": "bearing_fault", "value": false}')
+        await wait_for(lambda: all(m.anomaly is None for m in machines.values()), 10, "the fault cleared")
+        switched_off = service.sim.now
+        await stream.until(lambda s: s.sampled(15, switched_off), 30, "samples after the fault")
+        assert mqtt_commands(service) == {("bearing_fault", "accepted"): 2}
+    samples = stream.refresh().samples
+    assert set(samples) == {f"{line}/{m}" for line, ms in SEED_PLANT.items() for m in ms}
+    firsts, lasts = [], []
+    for machine, series in samples.items():
+        instants = [t for t in sorted(series) if len(series[t]) == 6]
+        faulted = [t for t in instants if series[t]["state"] == FAULT]
+        assert faulted, machine
+        on, off = faulted[0], faulted[-1]
+        firsts.append(on)
+        lasts.append(off)
+        before = [series[t] for t in instants if t < on]
+        during = [series[t] for t in instants if on <= t <= off]
+        after = [series[t] for t in instants if t > off]
+        assert len(before) >= 10 and len(during) >= 10 and len(after) >= 10, machine
+        assert all(s["state"] == FAULT for s in during), machine  # the whole time, idle or at work
+        assert not any(s["state"] == FAULT for s in before + after), machine
+        # hotter and shaking: +15-25 °C on its coolest reading before, at least +5 mm/s
+        assert min(s["temp"] for s in during) >= min(s["temp"] for s in before) + 14, machine
+        assert min(s["vibration_rms"] for s in during) >= 5.0, machine
+        assert min(s["vibration_rms"] for s in after) < min(s["vibration_rms"] for s in during), machine
+        # nothing it finished meanwhile was good; nothing was bad before or after
+        assert {s["bad_count"] for s in before} == {0}, machine
+        assert len({s["good_count"] for s in during}) == 1, machine
+        assert len({s["bad_count"] for s in after}) == 1, machine
+    assert max(firsts) - min(firsts) < 2.0  # one command, every machine at its next sample
+    assert max(lasts) - min(lasts) < 2.0
+    assert min(firsts) <= switched_on and max(lasts) <= switched_off
+    total_bad = sum(series[max(series)]["bad_count"] for series in samples.values())
+    assert total_bad > 0
+    assert total_bad == sum(m.bad_pieces for m in machines.values())
+    assert {f"plant-01-{name.split('/')[1]}" for name in samples} >= idle_then  # idle machines showed it too
 
 
 # --- commands over MQTT ---------------------------------------------------------------------------------------
@@ -444,12 +571,12 @@ async def test_commands_on_the_mqtt_command_topic_block_and_repair_and_malformed
             base = f"http://127.0.0.1:{service.http_port}"
             publisher = service.mqtt[0]
             await asyncio.to_thread(broker.wait_for_log, f"{publisher.session.client_id} 1 {command_topic}")
-            # a test rig waits for its first lot for several simulated minutes: idle, so a block applies
-            machine_id = next(m for m, machine in sorted(service.sim.plant.machines.items())
-                              if machine.machine_type == "test_rig" and machine.state == "idle")
-            line, short = machine_id[:7], machine_id[8:]
-            state_topic = f"v1/acme/plant-01/{line}/{short}/state"
+            # the inspection, the last stage, waits for its first lot for many simulated minutes: idle, so a
+            # block applies
+            machine_id = "plant-01-inspection-01"
+            state_topic = "v1/acme/plant-01/line-03/inspection-01/state"
             machine = service.sim.plant.machines[machine_id]
+            assert machine.state == "idle"
 
             block = {"command": "block", "machine_id": machine_id, "reason": "fixture jammed"}
             await asyncio.to_thread(publish, broker, command_topic, orjson.dumps(block))
@@ -459,8 +586,8 @@ async def test_commands_on_the_mqtt_command_topic_block_and_repair_and_malformed
             assert (view["state"], view["blocked"], view["current_lot"]) == ("blocked", True, None)
             assert (view["block"]["reason"], view["block"]["cause"], view["block"]["until_s"]) == (
                 "fixture jammed", "command", None)
-            await watch.until(lambda w: any(b["value"] == "blocked" for b in w.bodies[state_topic]), 10,
-                              f"'blocked' on {state_topic}")
+            await watch.until(lambda w: any(b["value"] == FAULT for b in w.bodies[state_topic]), 10,
+                              f"the fault state (blocked) on {state_topic}")
 
             def kafka_event(event_type: str) -> Callable[[Collected], bool]:
                 return lambda c: any(e["event_type"] == event_type and e["machine_id"] == machine_id
@@ -471,7 +598,7 @@ async def test_commands_on_the_mqtt_command_topic_block_and_repair_and_malformed
             # malformed or inapplicable: rejected, counted, nothing changes, the service goes on
             await asyncio.to_thread(
                 publish, broker, command_topic, b"this is not json",
-                orjson.dumps({"command": "block", "machine_id": "line-09-cnc-01"}),
+                orjson.dumps({"command": "block", "machine_id": "plant-09-cnc-01"}),
                 orjson.dumps({"command": "repair", "machine_id": machine_id, "force": True}))
             await wait_for(lambda: sum(v for (_, o), v in mqtt_commands(service).items() if o == "rejected") == 3,
                            10, "three rejected commands")
@@ -486,7 +613,7 @@ async def test_commands_on_the_mqtt_command_topic_block_and_repair_and_malformed
             await asyncio.to_thread(publish, broker, command_topic, orjson.dumps(repair))
             await wait_for(lambda: machine.state != "blocked", 10, "the machine repaired by the MQTT command")
             collected = await reader.read_until(kafka_event("machine.repaired"), 20, "machine.repaired on Kafka")
-            await watch.until(lambda w: w.bodies[state_topic][-1]["value"] != "blocked", 10,
+            await watch.until(lambda w: w.bodies[state_topic][-1]["value"] != FAULT, 10,
                               f"the state after the repair on {state_topic}")
             status, health = await get(http, f"{base}/health")
             assert status == 200
@@ -503,15 +630,16 @@ async def test_commands_on_the_mqtt_command_topic_block_and_repair_and_malformed
     mine = [e for e in collected.json(events) if e["machine_id"] == machine_id]
     assert [(e["event_type"], e["cause"], e["reason"]) for e in mine[:2]] == [
         ("machine.blocked", "command", "fixture jammed"), ("machine.repaired", "command", "fixture jammed")]
-    # the UNS state of the machine follows: blocked from the block until the repair, then idle or running
+    # the UNS state of the machine follows, every 2 s: stopped (idle) before the block, the fault code from the
+    # block until the repair, then stopped or running
     states = [b["value"] for b in watch.bodies[state_topic]]
-    first_blocked = states.index("blocked")
+    first_blocked = states.index(FAULT)
     after = states[first_blocked:]
-    n_blocked = next(i for i, s in enumerate(after) if s != "blocked")
-    assert n_blocked >= 2, states  # the block event and at least one sample while blocked
-    assert after[n_blocked] in ("idle", "running")
-    assert "blocked" not in after[n_blocked:]
-    assert set(states[:first_blocked]) <= {"idle"}
+    n_blocked = next(i for i, s in enumerate(after) if s != FAULT)
+    assert n_blocked >= 2, states  # samples while blocked
+    assert after[n_blocked] in (RUN, STOP)
+    assert FAULT not in after[n_blocked:]
+    assert set(states[:first_blocked]) <= {STOP}
 
 
 async def test_at_speed_1_payload_timestamps_are_the_wall_clock_from_the_start(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -90,8 +91,11 @@ MQTT_TOPICS = {
     "enms": {f"factory/demo/{m}-01/{k}" for m in ("compressor", "hvac", "conveyor", "hydraulic_pump",
                                                    "injection_moulding")
              for k in ("energy", "production", "environmental", "status")},
-    "smart-factory": {f"v1/acme/plant-01/line-0{n}/{m}-01/{metric}" for n in (1, 2, 3)
-                      for m in ("cnc", "assembly", "test_rig") for metric in ("energy_kw", "state")},
+    "smart-factory": {f"v1/acme/plant-01/{line}/{machine}/{metric}" for line, machines in (
+        ("line-01", ("cnc-01", "cnc-02", "robot-arm-01")), ("line-02", ("press-01", "conveyor-01", "robot-arm-02")),
+        ("line-03", ("welder-01", "welder-02", "inspection-01")))
+        for machine in machines for metric in ("temp", "vibration_rms", "energy_kw", "good_count", "bad_count",
+                                               "state")},
 }
 
 
@@ -131,16 +135,39 @@ def test_spaceship_orders_are_dispatched_within_a_day() -> None:
 
 def test_smart_factory_has_three_lines_of_three_machines_and_a_command_topic() -> None:
     config = profile("smart-factory")
-    assert sorted(config.locations) == ["line-01", "line-02", "line-03"]
-    for loc in config.locations.values():
-        assert sum(loc.machines.values()) == 3
-        assert {s.machine_type for s in config.route} == set(loc.machines)
+    machines = Simulation(config, ListSink()).plant.machines
+    assert sorted(machines) == sorted(f"plant-01-{m}" for m in (
+        "cnc-01", "cnc-02", "robot-arm-01", "robot-arm-02", "press-01", "conveyor-01", "welder-01", "welder-02",
+        "inspection-01"))
+    assert {m.model.kind for m in machines.values()} == {"cnc", "robot_arm", "press", "conveyor", "welding",
+                                                         "inspection"}
+    assert {s.machine_type for s in config.route} == set(config.locations["plant-01"].machines)  # all work lots
     (target,) = config.mqtt.targets
-    assert target.format == "uns"
-    assert target.command_topic == "v1/acme/plant-01/cmd"
-    assert (config.formats.uns.tenant, config.formats.uns.plant) == ("acme", "plant-01")
+    assert (target.format, target.records, target.command_topic) == ("uns", ("sample",), "v1/acme/plant-01/cmd")
+    uns = config.formats.uns
+    assert (uns.tenant, uns.plant, uns.state_as) == ("acme", "plant-01", "code")
+    assert {line: len(names) for line, names in uns.lines.items()} == {"line-01": 3, "line-02": 3, "line-03": 3}
     assert config.telemetry.sample_interval_s == 2
-    assert len(Simulation(config, ListSink()).plant.machines) == 9
+
+
+def test_smart_factory_sends_six_metrics_of_every_machine_every_2_s() -> None:
+    config = profile("smart-factory")
+    (target,) = config.mqtt.targets
+    fmt = build_format(target.format, config, config.simulation.seed)
+    _, sink = run(config, hours=0.5)
+    per_instant: dict[tuple[str, float], list[str]] = defaultdict(list)
+    for record in sink.records:
+        if record.kind in target.records:
+            for message in fmt.encode(record):
+                body = orjson.loads(message.value)
+                per_instant[(message.topic.rsplit("/", 1)[0], record.sim_time)].append(body["metric"])
+    assert {topic for topic, _ in per_instant} == {t.rsplit("/", 1)[0] for t in MQTT_TOPICS["smart-factory"]}
+    assert all(sorted(m) == sorted(("temp", "vibration_rms", "energy_kw", "good_count", "bad_count", "state"))
+               for m in per_instant.values())
+    for machine in {topic for topic, _ in per_instant}:
+        instants = sorted(t for topic, t in per_instant if topic == machine)
+        assert {round(b - a, 6) for a, b in itertools.pairwise(instants)} == {2.0}
+        assert len(instants) >= 899
 
 
 # -- enms: shifts in plant-local time, continuous-duty utilities, seasons --------------------------

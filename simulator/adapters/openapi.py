@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from simulator import package_version
-from simulator.command_schema import ALIASES, FIELDS
+from simulator.command_schema import ALIASES, FIELDS, NOT_AVAILABLE
 from simulator.interfaces import HealthStatus, ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
@@ -40,7 +40,6 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
                                      "--from-snapshot`"),
 )
 # Commands: (method, path, command of simulator.command_schema, summary) -- need the bearer token.
-# The plant-wide switches (bearing_fault, energy_spike) come over MQTT only.
 COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("post", "/machines/{machine_id}/block", "block", "Block the machine now (until repaired, or for duration_s)"),
     ("post", "/machines/{machine_id}/repair", "repair", "End the machine's block now, whatever caused it"),
@@ -49,6 +48,16 @@ COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("post", "/simulation/pause", "pause", "Pause simulated time"),
     ("post", "/simulation/resume", "resume", "Resume simulated time"),
     ("put", "/simulation/speed", "speed", "Set the speed: simulated seconds per wall second, or \"max\""),
+)
+# The plant-wide switches: the body is the one an MQTT command topic takes, without the command's name.
+COMMAND_ROUTES += (
+    ("post", "/plant/bearing_fault", "bearing_fault",
+     "Switch a bearing fault on (`value` true) or off on every machine (or `machine_id`'s): hotter, shaking, "
+     "its pieces bad, its state faulted"),
+    ("post", "/plant/energy_spike", "energy_spike",
+     "Switch an energy spike on (`value` true) or off on every machine (or `machine_id`'s): 2.5-4 times the power"),
+    ("post", "/plant/network_outage", "network_outage",
+     "Not available yet (needs the durable spool of an MQTT target): always refused, reason code `unsupported`"),
 )
 
 # text fields refuse the control characters of simulator.limits.CONTROL_RANGES
@@ -192,16 +201,21 @@ def _results() -> dict[str, dict[str, Any]]:
         "resume": _object({"paused": {"const": False}, "held_by": {"type": "array", "items": {"type": "string"}},
                            "sim_time_s": NUMBER}),
         "speed": _object({"speed": {"$ref": "#/components/schemas/Speed"}}),
+        **{name: _object({"anomaly": {"const": name}, "value": {"type": "boolean"},
+                          "machines": {"type": "array", "items": {"type": "string"},
+                                       "description": "the machines switched (sorted ids)"}})
+           for name in PLANT_WIDE_ANOMALIES},
     }
 
 
-def request_body_schema(command: str) -> dict[str, Any]:
-    """The JSON body of ``command`` over HTTP: its fields of :data:`FIELDS` but the machine id (the
-    path gives it) and the command's name (the path names it); an alias of :data:`ALIASES` in place
-    of a field's name is accepted, both at once are not; any other field is refused.  An optional
-    field may be null, which is the same as leaving it out."""
+def request_body_schema(command: str, path: str = f"/{{{PATH_MACHINE}}}") -> dict[str, Any]:
+    """The JSON body of ``command`` over HTTP at ``path``: its fields of :data:`FIELDS` but the
+    machine id when the path gives it and the command's name (the path names it); an alias of
+    :data:`ALIASES` in place of a field's name is accepted, both at once are not; any other field is
+    refused.  An optional field may be null, which is the same as leaving it out."""
     required, optional = FIELDS[command]
-    fields = sorted((required | optional) - {PATH_MACHINE})
+    in_path = {PATH_MACHINE} if f"{{{PATH_MACHINE}}}" in path else set()
+    fields = sorted((required | optional) - in_path)
     alias_of = {canonical: alias for alias, canonical in ALIASES.items() if canonical in fields}
     properties: dict[str, Any] = {}
     constraints: list[dict[str, Any]] = []
@@ -279,18 +293,21 @@ def _view_operation(operation_id: str, summary: str) -> dict[str, Any]:
             "responses": responses}
 
 
-def _command_operation(command: str, summary: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
-    body = request_body_schema(command)
+def _command_operation(command: str, summary: str, path: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    """``result``: the 200 body's schema; None for a command that is always refused (NOT_AVAILABLE)."""
+    body = request_body_schema(command, path)
     required = bool(FIELDS[command][0] - {PATH_MACHINE})  # else no body at all is the same as {}
     unauthorized = _error("Missing or wrong bearer token", headers={
         "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="factorysim"'}})
-    responses: dict[str, Any] = {
-        "200": _json(_object({"command": {"const": command}, **result["properties"]},
-                             ["command", *result["required"]]), "Applied"),
-        "400": _error("Malformed, out of bounds or not applicable now (the reason code says which)"),
-        "401": unauthorized,
-    }
-    if f"{{{PATH_MACHINE}}}" in path:
+    responses: dict[str, Any] = {}
+    if result is not None:
+        responses["200"] = _json(_object({"command": {"const": command}, **result["properties"]},
+                                         ["command", *result["required"]]), "Applied")
+        responses["400"] = _error("Malformed, out of bounds or not applicable now (the reason code says which)")
+    else:
+        responses["400"] = _error(f"Always (reason code unsupported): {NOT_AVAILABLE[command]}; or malformed")
+    responses["401"] = unauthorized
+    if PATH_MACHINE in FIELDS[command][0] | FIELDS[command][1]:  # in the path, or in the body
         responses["404"] = _error("No such machine (reason code unknown_machine)")
     responses["413"] = {"description": "The body is larger than the server reads at all",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -313,7 +330,7 @@ def document(machine_ids: Iterable[str] = ()) -> dict[str, Any]:
         paths.setdefault(path, {})[method] = _view_operation(operation_id, summary)
     results = _results()
     for method, path, command, summary in COMMAND_ROUTES:
-        paths.setdefault(path, {})[method] = _command_operation(command, summary, path, results[command])
+        paths.setdefault(path, {})[method] = _command_operation(command, summary, path, results.get(command))
     for path, item in paths.items():
         if f"{{{PATH_MACHINE}}}" in path:
             item["parameters"] = [_machine_parameter(ids)]

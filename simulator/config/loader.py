@@ -25,6 +25,7 @@ from simulator.config.plant import DISTRIBUTIONS, Distribution
 from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats.registry import check_topic_template
+from simulator.formats.uns import machine_lines
 
 DEFAULT_PATH = "config.yaml"
 
@@ -89,6 +90,7 @@ def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None, overri
     except ValidationError as exc:
         raise ConfigError(_lines(origins, _describe(exc))) from exc
     _check_topic_templates(config, origins)
+    _check_uns_lines(config, origins)
     config.remember_origins(origins)
     return config
 
@@ -110,6 +112,14 @@ def _check_topic_templates(config: Config, origins: Origins) -> None:
                                                  located=f"mqtt.targets[{index}].topic_template"))
     if problems:
         raise ConfigError(problems)
+
+
+def _check_uns_lines(config: Config, origins: Origins) -> None:
+    """``formats.uns.lines`` must name the plant's machines (known only once the plant is)."""
+    try:
+        machine_lines(config)
+    except ValueError as exc:
+        raise ConfigError([origins.describe("formats.uns.lines", str(exc))]) from None
 
 
 def _explicit(overrides: Overrides | None) -> list[Override]:

@@ -30,6 +30,9 @@ class EnmsOptions(Strict):
 class UnsOptions(Strict):
     tenant: _SLUG = "acme"
     plant: _SLUG = "plant-01"
+    state_as: Literal["text", "code"] = "text"  # the state metric: its name, or 0 run / 1 stop / 2 fault
+    # line -> its machines (ids, or ids without the location); a machine not named: its location
+    lines: dict[_SLUG, tuple[Annotated[str, Field(min_length=1, max_length=200)], ...]] = Field(default_factory=dict)
 
 
 class FormatOptions(Strict):

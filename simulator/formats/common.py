@@ -87,6 +87,10 @@ class MachineIndex:
                 for k in range(1, count + 1):
                     self.info(f"{loc_name}-{mtype}-{k:02d}", loc_name, mtype)
 
+    def all(self) -> list[MachineInfo]:
+        """Every machine of the config, location by location."""
+        return list(self._info.values())
+
     def info(self, machine_id: str, location: str, machine_type: str | None = None) -> MachineInfo:
         known = self._info.get(machine_id)
         if known is not None:

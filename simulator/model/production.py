@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from machines.base import FAULT_ANOMALIES
 from simulator.model.events import Entry, handler
 from simulator.model.lot import Lot, LotState
 from simulator.model.machine import Machine
@@ -186,7 +187,11 @@ def judge(lot: Lot, plan: StagePlan) -> str | None:
 
 
 def account(world: World, machine: Machine, lot: Lot, plan: StagePlan, outcome: str | None) -> None:
-    machine.finish_cycle(lot.quantity, outcome is None or outcome == PASS, plan.ideal_time(lot.quantity))
+    """Count the finished cycle on its machine: good when its test passed (or it had none) and the
+    machine had no fault (see machines.base.FAULT_ANOMALIES) in force as it finished the pieces."""
+    faulty = machine.active_anomaly(world.env.now) in FAULT_ANOMALIES
+    good = not faulty and (outcome is None or outcome == PASS)
+    machine.finish_cycle(lot.quantity, good, plan.ideal_time(lot.quantity))
     maintenance = world.plant.machine_disruptions[machine.machine_type].maintenance
     if maintenance and maintenance.every_cycles and \
             machine.cycles_since_maintenance >= maintenance.every_cycles:
