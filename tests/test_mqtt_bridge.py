@@ -323,6 +323,15 @@ def test_bridge_refuses_the_embedded_broker_and_a_config_without_targets(unique:
                                                       "mqtt.targets": []})
     with pytest.raises(ConfigError, match=r"mqtt\.targets: the bridge needs at least one MQTT target"):
         Bridge(no_targets)
+    target = {"name": "edge", "host": "127.0.0.1", "enabled": False}
+    disabled = load(PROFILE, environ={}, overrides={"kafka.bootstrap_servers": "127.0.0.1:9092",
+                                                    "mqtt.targets": [target]})
+    with pytest.raises(ConfigError, match=r"mqtt\.targets: the bridge needs at least one enabled MQTT target"):
+        Bridge(disabled)
+    one_of_two = load(PROFILE, environ={}, overrides={"kafka.bootstrap_servers": "127.0.0.1:9092",
+                                                      "mqtt.targets": [target, {**target, "name": "aio",
+                                                                                "enabled": True}]})
+    assert [p.name for p in Bridge(one_of_two).publishers] == ["aio"]
 
 
 async def test_bridge_command_runs_until_sigterm_and_exits_0(kafka_bootstrap: str, unique: str,

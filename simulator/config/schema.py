@@ -1,5 +1,6 @@
-"""The root of the configuration: the plant (:mod:`simulator.config.plant`) and the connections
-(:mod:`simulator.config.kafka`, :mod:`simulator.config.mqtt`, :mod:`simulator.config.http`).
+"""The root of the configuration: the plant (:mod:`simulator.config.plant`), the connections
+(:mod:`simulator.config.kafka`, :mod:`simulator.config.mqtt`, :mod:`simulator.config.http`) and
+a profile's own environment variables (:mod:`simulator.config.environment`).
 
 Loading, environment overrides and error formatting live in :mod:`simulator.config.loader`.
 """
@@ -13,6 +14,9 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Literal
 
+from pydantic import Field
+
+from simulator.config.environment import EnvironmentAliases
 from simulator.config.http import Http
 from simulator.config.kafka import Kafka
 from simulator.config.mqtt import FormatOptions, Mqtt
@@ -31,6 +35,9 @@ class Config(PlantSettings):
     kafka: Kafka = Kafka()
     mqtt: Mqtt = Mqtt()
     http: Http = Http()
+    # the profile's own variables -> config keys (applied by the loader)
+    environment: EnvironmentAliases = Field(default_factory=dict)
+
     def remember_origins(self, origins: Origins) -> None:
         """Where each value came from (the loader's); kept beside the fields, not one of them: two
         configs with the same values are equal wherever the values came from."""
@@ -61,8 +68,9 @@ class Config(PlantSettings):
     @cached_property
     def model_fingerprint(self) -> str:
         """SHA-256 of what decides a plant's behaviour and its Kafka output: the whole config but
-        the connections (kafka, mqtt, http) and the run's own settings (seed, start, speed).  A
-        journal written under one fingerprint cannot be replayed under another."""
-        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True,
+        the connections (kafka, mqtt, http), the variables' names (environment: their values
+        are in the keys they set) and the run's own settings (seed, start, speed).  A journal written
+        under one fingerprint cannot be replayed under another."""
+        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True, "environment": True,
                                                      "simulation": {"seed", "start", "speed", "after_downtime"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

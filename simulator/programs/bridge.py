@@ -80,8 +80,9 @@ def message_location(value: bytes) -> str | None:
 class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, config: Config, *, environ: Mapping[str, str] | None = None,
                  http_port: int | None = None, hard_exit: bool = False, fault: FaultDrill | None = None) -> None:
-        if not config.mqtt.targets:
-            raise ConfigError(["mqtt.targets: the bridge needs at least one MQTT target"])
+        if not config.mqtt.enabled_targets:
+            raise ConfigError(["mqtt.targets: the bridge needs at least one enabled MQTT target"
+                               if config.mqtt.targets else "mqtt.targets: the bridge needs at least one MQTT target"])
         if config.kafka.bootstrap_servers == "embedded":
             raise ConfigError(["kafka.bootstrap_servers: the bridge reads an existing cluster; give host:port "
                                "(or set KAFKA_BOOTSTRAP_SERVERS), not 'embedded'"])
@@ -99,7 +100,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             MqttPublisher(t, build_format(t.format, config, config.simulation.seed, run_id=self.instance,
                                           topic_template=t.topic_template),
                           instance=self.instance, environ=environ)
-            for t in config.mqtt.targets
+            for t in config.mqtt.enabled_targets
         ]
         # coffeemek targets get the Kafka message as it is (only the topic changes): no decoding and
         # re-encoding, and the event ids stay those of the service

@@ -122,7 +122,7 @@ class Service:
         self._build_model(config.simulation.start, config.simulation.seed, uuid.uuid4().hex[:16])
         self.mqtt = [MqttPublisher(target, self._mqtt_format(target), instance=self.instance, environ=environ,
                                    on_command=self._mqtt_command)
-                     for target in config.mqtt.targets]
+                     for target in config.mqtt.enabled_targets]
         for publisher in self.mqtt:
             self.outbox.add_tap(publisher)
         self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
