@@ -233,7 +233,8 @@ def test_unknown_generic_variables_stay_errors() -> None:
 
 def test_the_environment_block_is_no_part_of_the_plant_fingerprint(default_yaml: dict[str, Any]) -> None:
     plain = parse(default_yaml, environ={})
-    declared = parse({**default_yaml, "environment": {"PORT": "http.port"}}, environ={})
+    declared = parse({**default_yaml, "environment": {"PORT": "http.port"}, "logging": {"stats_interval_s": 5}},
+                     environ={})
     assert declared.environment["PORT"][0].key == "http.port"
     assert declared.model_fingerprint == plain.model_fingerprint
 
