@@ -229,6 +229,13 @@ def test_unknown_generic_variables_stay_errors() -> None:
     problems = problems_of("smart-factory", {"FACTORYSIM__MQTT__TARGETS__EDGE__HOSTNAME": "x"})
     assert problems[0].startswith("FACTORYSIM__MQTT__TARGETS__EDGE__HOSTNAME=x (mqtt.targets[0].hostname): unknown "
                                   "key;")
+    assert profile("smart-factory", {"FACTORYSIM__MQTT__TARGETS__EDGE__QOS": "2"}).mqtt.targets[0].qos == 2
+    assert problems_of("smart-factory", {"FACTORYSIM__MQTT__TARGETS__EDGY__QOS": "2"}) == [
+        "FACTORYSIM__MQTT__TARGETS__EDGY__QOS=2 (mqtt.targets.edgy.qos): names no config key: mqtt.targets has no "
+        "element named 'edgy'; names: edge"]
+    assert problems_of("smart-factory", {"FACTORYSIM__MQTT__TARGETS__3__QOS": "2"}) == [
+        "FACTORYSIM__MQTT__TARGETS__3__QOS=2 (mqtt.targets.3.qos): names no config key: mqtt.targets has 1 element; "
+        "no [3]"]
 
 
 def test_the_environment_block_is_no_part_of_the_plant_fingerprint(default_yaml: dict[str, Any]) -> None:

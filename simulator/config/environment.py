@@ -142,7 +142,9 @@ def _element(elements: list[Any], part: str) -> Any:
     if part == "*":
         return elements[0]
     if part.isdigit():
-        return elements[int(part)] if int(part) < len(elements) else f"has {len(elements)} elements; no [{part}]"
+        if int(part) < len(elements):
+            return elements[int(part)]
+        return f"has {len(elements)} element{'' if len(elements) == 1 else 's'}; no [{part}]"
     named = next((e for e in elements if isinstance(e, dict) and str(e.get("name", "")).casefold() == part.casefold()),
                  None)
     if named is None:

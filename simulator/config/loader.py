@@ -95,10 +95,16 @@ def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None, overri
     aliases = _profile_aliases(data, origins, problems)
     if problems:
         raise ConfigError(problems)
-    for override in [*_global_overrides(environ), *_alias_overrides(aliases, environ, problems),
-                     *_generic_overrides(environ, problems), *_explicit(overrides)]:
-        for path in _set_path(data, override.key_path, override.value):
+    generic = _generic_overrides(environ, problems)
+    for override in [*_global_overrides(environ), *_alias_overrides(aliases, environ, problems), *generic,
+                     *_explicit(overrides)]:
+        paths = _set_path(data, override.key_path, override.value)
+        for path in paths:
             origins.set(path, override.origin)
+        if not paths and override in generic and override.origin is not None:
+            # a list element that does not exist (FACTORYSIM__MQTT__TARGETS__AOI__HOST): say so
+            reason = unknown_key(Config, data, override.key_path) or "no such list element"
+            problems.append(override.origin.describe(override.key_path, f"names no config key: {reason}"))
     if problems:
         raise ConfigError(problems)
     try:
