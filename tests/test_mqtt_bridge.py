@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -323,6 +325,38 @@ def test_bridge_refuses_the_embedded_broker_and_a_config_without_targets(unique:
                                                       "mqtt.targets": []})
     with pytest.raises(ConfigError, match=r"mqtt\.targets: the bridge needs at least one MQTT target"):
         Bridge(no_targets)
+    target = {"name": "edge", "host": "127.0.0.1", "enabled": False}
+    disabled = load(PROFILE, environ={}, overrides={"kafka.bootstrap_servers": "127.0.0.1:9092",
+                                                    "mqtt.targets": [target]})
+    with pytest.raises(ConfigError, match=r"mqtt\.targets: the bridge needs at least one enabled MQTT target"):
+        Bridge(disabled)
+    one_of_two = load(PROFILE, environ={}, overrides={"kafka.bootstrap_servers": "127.0.0.1:9092",
+                                                      "mqtt.targets": [target, {**target, "name": "aio",
+                                                                                "enabled": True}]})
+    assert [p.name for p in Bridge(one_of_two).publishers] == ["aio"]
+
+
+async def test_bridge_logs_consumed_published_and_committed(kafka_bootstrap: str, unique: str, broker: Mosquitto,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="simulator.programs.stats_log")
+    config = bridge_config(kafka_bootstrap, unique, broker.port)
+    config = config.model_copy(update={"logging": config.logging.model_copy(update={"stats_interval_s": 0.2})})
+    stream = Stream(config)
+    await stream.produce(offline_records(SIM_HOURS)[:300])
+    total = len(stream.by_id)
+    line = re.compile(r"^bridge stats: Kafka consumed (\d+) \([\d.]+/s\), committed (\d+) \([\d.]+/s\), "
+                      r"pending (\d+); MQTT edge published (\d+) \([\d.]+/s\)$")
+
+    def counts() -> list[tuple[int, ...]]:
+        found = [line.match(r.getMessage()) for r in caplog.records if r.name == "simulator.programs.stats_log"]
+        assert all(found), [r.getMessage() for r in caplog.records]
+        return [tuple(int(n) for n in match.groups()) for match in found if match]
+
+    async with running_bridge(config):
+        await wait_for(lambda: (total, total, 0, total) in counts(), 30, "a line with everything committed")
+    seen = counts()
+    assert seen == sorted(seen), "counts only grow"
+    assert all(consumed >= committed + pending for consumed, committed, pending, _ in seen)
 
 
 async def test_bridge_command_runs_until_sigterm_and_exits_0(kafka_bootstrap: str, unique: str,

@@ -48,7 +48,7 @@ def test_every_profile_is_in_the_list_and_has_its_own_topics() -> None:
         assert config.http.port == 8080
         assert config.simulation.speed == 1.0
         assert config.arrivals.in_service
-        assert len(config.mqtt.targets) == 1
+        assert len(config.mqtt.enabled_targets) == 1
         mine = {kafka.topics.orders, kafka.topics.events, kafka.topics.dead_letter, kafka.topics.telemetry_prefix}
         assert not any(t.startswith("coffeemek") for t in mine)
         assert not topics & mine
@@ -102,7 +102,7 @@ MQTT_TOPICS = {
 @pytest.mark.parametrize("name", NAMES)
 def test_profile_publishes_its_mqtt_topics(name: str) -> None:
     config = profile(name)
-    (target,) = config.mqtt.targets
+    (target,) = config.mqtt.enabled_targets
     fmt = build_format(target.format, config, config.simulation.seed, topic_template=target.topic_template)
     _, sink = run(config, hours=0.25)
     topics = {message.topic for record in sink.records for message in fmt.encode(record)}
@@ -118,12 +118,14 @@ def test_spaceship_machine_counts_route_and_targets() -> None:
     assert testing.quality is not None
     assert testing.quality.rework_probability > 0
     assert config.telemetry.sample_interval_s <= 5
-    (target,) = config.mqtt.targets
-    assert (target.name, target.host, target.port, target.format, target.qos) == ("local", "localhost", 1883,
-                                                                                   "spaceship", 1)
+    local, aio = config.mqtt.targets
+    assert (local.name, local.host, local.port, local.format, local.qos) == ("local", "localhost", 1883,
+                                                                            "spaceship", 1)
     assert config.formats.spaceship.topic_prefix == "factory"
-    text = (PROFILES / "spaceship.yaml").read_text(encoding="utf-8")
-    assert "# - name: aio" in text and "k8s-sat" in text and "18883" in text  # the commented alternative
+    # Azure IoT Operations: in the file, off until AIO_ENABLED=true (tests/test_deploy_manifests.py)
+    assert (aio.name, aio.enabled, aio.port, aio.protocol, aio.format) == ("aio", False, 18883, "5", "spaceship")
+    assert (aio.tls.enabled, aio.auth.method) == (True, "k8s-sat")
+    assert config.mqtt.enabled_targets == (local,)
 
 
 def test_spaceship_orders_are_dispatched_within_a_day() -> None:
@@ -142,7 +144,7 @@ def test_smart_factory_has_three_lines_of_three_machines_and_a_command_topic() -
     assert {m.model.kind for m in machines.values()} == {"cnc", "robot_arm", "press", "conveyor", "welding",
                                                          "inspection"}
     assert {s.machine_type for s in config.route} == set(config.locations["plant-01"].machines)  # all work lots
-    (target,) = config.mqtt.targets
+    (target,) = config.mqtt.enabled_targets
     assert (target.format, target.records, target.command_topic) == ("uns", ("sample",), "v1/acme/plant-01/cmd")
     uns = config.formats.uns
     assert (uns.tenant, uns.plant, uns.state_as) == ("acme", "plant-01", "code")

@@ -24,9 +24,12 @@ class PartitionOffsets:
     pending: set[int] = field(default_factory=set)
     next_offset: int | None = None  # one past the highest offset seen
     committed: int | None = None
+    first_taken: int | None = None  # the first offset taken (where counting committed messages starts)
 
     def take(self, offset: int) -> None:
         self.pending.add(offset)
+        if self.first_taken is None:
+            self.first_taken = offset
         if self.next_offset is None or offset >= self.next_offset:
             self.next_offset = offset + 1
 
@@ -53,6 +56,7 @@ class ConsumerOffsets:
         self.consumer = consumer
         self.what = what
         self._parts: dict[TopicPartition, PartitionOffsets] = {}
+        self.messages_committed = 0  # messages this consumer took whose offsets a commit has covered
 
     def __iter__(self) -> Iterator[tuple[TopicPartition, PartitionOffsets]]:
         return iter(self._parts.items())
@@ -91,7 +95,11 @@ class ConsumerOffsets:
             log.warning("committing %s failed (%r); will retry", self.what, exc)
             return False
         for tp, meta in offsets.items():
-            self._parts[tp].committed = meta.offset
+            part = self._parts[tp]
+            start = part.committed if part.committed is not None else part.first_taken
+            if start is not None:
+                self.messages_committed += max(0, meta.offset - max(start, part.first_taken or 0))
+            part.committed = meta.offset
         return True
 
     def committed_positions(self) -> dict[tuple[str, int], int]:

@@ -1,5 +1,11 @@
-"""Load the configuration once: YAML file + one documented environment mapping + command-line
-overrides, validated.
+"""Load the configuration once: YAML file + environment variables + command-line overrides,
+validated.
+
+Precedence, the last one wins: the file < the global variables (:data:`ENV_OVERRIDES`) < the
+profile's own variables (its ``environment:`` block, see :mod:`simulator.config.environment`) <
+``FACTORYSIM__SECTION__KEY`` < command-line flags.  A profile's variable is more specific than a
+global one (``MQTT_HOST`` sets one target, ``MQTT_BROKER`` every target); ``FACTORYSIM__…`` names
+the key itself and so wins over any alias.
 
 Every problem is reported with where the bad value came from (see :mod:`simulator.config.origins`):
 ``config.yaml line 12: <key.path>: <what is wrong> (got <value>)``, ``FACTORYSIM_SPEED=abc
@@ -16,10 +22,11 @@ from pathlib import Path
 from typing import Any, get_args
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from simulator.config import origins as config_origins
 from simulator.config.common import CrossFieldError
+from simulator.config.environment import EnvironmentAliases, convert, unknown_key
 from simulator.config.origins import KeyPath, Origins, Override
 from simulator.config.plant import DISTRIBUTIONS, Distribution
 from simulator.config.schema import Config
@@ -43,8 +50,12 @@ ENV_OVERRIDES: Mapping[str, str] = {
 }
 # Any other key: FACTORYSIM__SECTION__KEY=value (double underscores between path parts).
 GENERIC_PREFIX = "FACTORYSIM__"
+# Read before the file, so no profile can give them another meaning.
+CONFIG_PATH_VARIABLES = ("CONFIG_PATH", "MESSAGE_CONFIG_PATH")
+_ALIASES: TypeAdapter[EnvironmentAliases] = TypeAdapter(EnvironmentAliases)
 
-__all__ = ["DEFAULT_PATH", "ENV_OVERRIDES", "GENERIC_PREFIX", "config_path", "load", "parse"]
+__all__ = ["CONFIG_PATH_VARIABLES", "DEFAULT_PATH", "ENV_OVERRIDES", "GENERIC_PREFIX", "config_path", "load",
+           "parse"]
 
 # Explicit overrides: key path -> value (set by the program, no origin to report), or Override
 # objects that carry their origin (a command-line flag).
@@ -52,9 +63,10 @@ Overrides = Mapping[str, Any] | Iterable[Override]
 
 
 def config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
-    """``--config`` wins, then ``CONFIG_PATH``, then ./config.yaml."""
+    """``--config`` wins, then ``CONFIG_PATH``, then ``MESSAGE_CONFIG_PATH`` (the SpaceShip
+    simulator's name for it), then ./config.yaml."""
     env = os.environ if environ is None else environ
-    return Path(explicit or env.get("CONFIG_PATH") or DEFAULT_PATH)
+    return Path(explicit or next((env[v] for v in CONFIG_PATH_VARIABLES if env.get(v)), DEFAULT_PATH))
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None, overrides: Overrides | None = None) -> Config:
@@ -79,10 +91,21 @@ def parse(data: dict[str, Any], environ: Mapping[str, str] | None = None, overri
     says where the mapping's values came from (:func:`load` passes the file's lines)."""
     data = _deep_copy(data)
     origins = origins.copy() if origins is not None else Origins()
+    environ = environ or {}
     problems: list[str] = []
-    for override in [*_env_overrides(environ or {}, problems), *_explicit(overrides)]:
-        for path in _set_path(data, override.key_path, override.value):
+    aliases = _profile_aliases(data, origins, problems)
+    if problems:
+        raise ConfigError(problems)
+    generic = _generic_overrides(environ, problems)
+    for override in [*_global_overrides(environ), *_alias_overrides(aliases, environ, problems), *generic,
+                     *_explicit(overrides)]:
+        paths = _set_path(data, override.key_path, override.value)
+        for path in paths:
             origins.set(path, override.origin)
+        if not paths and override in generic and override.origin is not None:
+            # a list element that does not exist (FACTORYSIM__MQTT__TARGETS__AOI__HOST): say so
+            reason = unknown_key(Config, data, override.key_path) or "no such list element"
+            problems.append(override.origin.describe(override.key_path, f"names no config key: {reason}"))
     if problems:
         raise ConfigError(problems)
     try:
@@ -130,11 +153,13 @@ def _explicit(overrides: Overrides | None) -> list[Override]:
     return list(overrides)
 
 
-def _env_overrides(environ: Mapping[str, str], problems: list[str]) -> list[Override]:
+def _global_overrides(environ: Mapping[str, str]) -> list[Override]:
+    return [Override(key_path, _scalar(environ[var]), config_origins.env(var, environ[var]))
+            for var, key_path in ENV_OVERRIDES.items() if var in environ]
+
+
+def _generic_overrides(environ: Mapping[str, str], problems: list[str]) -> list[Override]:
     found: list[Override] = []
-    for var, key_path in ENV_OVERRIDES.items():
-        if var in environ:
-            found.append(Override(key_path, _scalar(environ[var]), config_origins.env(var, environ[var])))
     for var, raw in environ.items():
         if var.startswith(GENERIC_PREFIX):
             parts = [p.lower() for p in var[len(GENERIC_PREFIX):].split("__") if p]
@@ -142,6 +167,60 @@ def _env_overrides(environ: Mapping[str, str], problems: list[str]) -> list[Over
                 problems.append(f"{var}: environment override names no key (use FACTORYSIM__SECTION__KEY)")
                 continue
             found.append(Override(".".join(parts), _scalar(raw), config_origins.env(var, raw)))
+    return found
+
+
+def _profile_aliases(data: dict[str, Any], origins: Origins, problems: list[str]) -> EnvironmentAliases:
+    """The file's ``environment:`` block, checked: every variable has a name of its own and every key
+    path names a key of the file (a problem names the variable where the file declares it)."""
+    raw = data.get("environment")
+    if raw is None:
+        return {}
+    try:
+        aliases = _ALIASES.validate_python(raw)
+    except ValidationError as exc:
+        problems.extend(_lines(origins, [(_join("environment", _single_target(raw, key)), message)
+                                         for key, message in _describe(exc)]))
+        return {}
+    for var, targets in aliases.items():
+        where = f"environment.{var}"
+        if var in ENV_OVERRIDES or var in CONFIG_PATH_VARIABLES or var.startswith(GENERIC_PREFIX):
+            meaning = ENV_OVERRIDES.get(var, "the config file" if var in CONFIG_PATH_VARIABLES else "a key")
+            problems.append(origins.describe(where, f"{var} already sets {meaning} in every config; a profile "
+                                                    f"cannot give it another meaning"))
+        for target in targets:
+            reason = unknown_key(Config, data, target.key)
+            if reason is not None:
+                problems.append(origins.describe(where, f"{target.key} names no config key: {reason}"))
+    return aliases
+
+
+def _single_target(raw: Any, key: str) -> str:
+    """``VAR[0].convert`` -> ``VAR.convert`` when the file gives VAR one target, not a list (the
+    validator made a list of it): the error then finds the line of ``convert``."""
+    var, bracket, rest = key.partition("[0]")
+    if bracket and isinstance(raw, dict) and not isinstance(raw.get(var), list):
+        return var + rest
+    return key
+
+
+def _alias_overrides(aliases: EnvironmentAliases, environ: Mapping[str, str], problems: list[str]) -> list[Override]:
+    found: list[Override] = []
+    for var, targets in aliases.items():
+        if var not in environ:
+            continue
+        raw = environ[var]
+        origin = config_origins.env(var, raw)
+        refused: set[str | None] = set()  # a value one conversion refuses is reported once, at its first key
+        for target in targets:
+            try:
+                value = convert(target.convert, raw, _scalar)
+            except ValueError as exc:
+                if target.convert not in refused:
+                    problems.append(origin.describe(target.key, str(exc)))
+                    refused.add(target.convert)
+                continue
+            found.append(Override(target.key, value, origin))
     return found
 
 
@@ -155,7 +234,8 @@ def _scalar(raw: str) -> Any:
 def _set_path(data: dict[str, Any] | list[Any], key_path: str, value: Any, at: KeyPath = ()) -> list[KeyPath]:
     """Set a dotted key; each part matches an existing key case-insensitively (so
     FACTORYSIM__LOCATIONS__VIETNAM__... reaches ``Vietnam``), else it is created.  In a list, a
-    number picks an existing element (``mqtt.targets.0.host``) and ``*`` every element.  Returns
+    number picks an existing element (``mqtt.targets.0.host``), a name the element of that
+    ``name`` (``mqtt.targets.aio.host``) and ``*`` every element.  Returns
     the paths whose whole content is now the override's (the key set, or the first one created)."""
     part, _, rest = key_path.partition(".")
     if isinstance(data, list):
@@ -164,6 +244,9 @@ def _set_path(data: dict[str, Any] | list[Any], key_path: str, value: Any, at: K
         elif part.isdigit() and int(part) < len(data):
             indices = [int(part)]
         else:
+            indices = [i for i, element in enumerate(data)
+                       if isinstance(element, dict) and str(element.get("name", "")).casefold() == part.casefold()]
+        if not indices:
             return []  # no such element: nothing to override
         return [path for i in indices if isinstance(data[i], dict | list) and rest
                 for path in _set_path(data[i], rest, value, (*at, i))]
@@ -275,6 +358,8 @@ def _loc_text(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":
+            continue  # pydantic's mark of a mapping's key (the key itself is the part before it)
         elif part in DISTRIBUTIONS or str(part).startswith(("function-", "literal[", "float", "int")):
             continue  # pydantic's union-member tags are not config keys
         else:

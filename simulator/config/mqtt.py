@@ -90,6 +90,7 @@ class MqttReconnect(Strict):
 
 class MqttTarget(Strict):
     name: _SLUG
+    enabled: bool = True  # false: the target is kept in the config but never connects
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     protocol: Literal["3.1.1", "5"] = "5"
@@ -129,6 +130,11 @@ class MqttBridge(Strict):
 class Mqtt(Strict):
     targets: tuple[MqttTarget, ...] = ()
     bridge: MqttBridge = MqttBridge()
+
+    @property
+    def enabled_targets(self) -> tuple[MqttTarget, ...]:
+        """The targets the service and the bridge publish to (a disabled one never connects)."""
+        return tuple(t for t in self.targets if t.enabled)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Mqtt:

@@ -24,6 +24,7 @@ import yaml
 KeyPath = tuple[str | int, ...]
 
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN", re.IGNORECASE)
+_PATH_NAME = re.compile(r"_(PATH|FILE|DIR)$", re.IGNORECASE)  # names where a secret is, not what it is
 _SHOWN_CHARS = 60
 _KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 # a problem found after loading: "kafka.security: cannot load TLS files (…)"
@@ -52,8 +53,10 @@ def flag(name: str, text: object = None) -> Origin:
 
 
 def env(var: str, raw: str) -> Origin:
-    """An environment variable as set, e.g. ``FACTORYSIM_SPEED=abc`` (a secret's value hidden)."""
-    return Origin(f"{var}={'…' if _SECRET_NAME.search(var) else _shown(raw)}")
+    """An environment variable as set, e.g. ``FACTORYSIM_SPEED=abc`` (a secret's value hidden; the
+    path of one, ``SAT_TOKEN_PATH``, shown)."""
+    secret = _SECRET_NAME.search(var) and not _PATH_NAME.search(var)
+    return Origin(f"{var}={'…' if secret else _shown(raw)}")
 
 
 def file_line(path: str | Path, line: int | None = None) -> Origin:

@@ -1,5 +1,7 @@
-"""The root of the configuration: the plant (:mod:`simulator.config.plant`) and the connections
-(:mod:`simulator.config.kafka`, :mod:`simulator.config.mqtt`, :mod:`simulator.config.http`).
+"""The root of the configuration: the plant (:mod:`simulator.config.plant`), the connections
+(:mod:`simulator.config.kafka`, :mod:`simulator.config.mqtt`, :mod:`simulator.config.http`), the
+statistics log (:mod:`simulator.config.logs`) and a profile's own environment variables
+(:mod:`simulator.config.environment`).
 
 Loading, environment overrides and error formatting live in :mod:`simulator.config.loader`.
 """
@@ -13,8 +15,12 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Literal
 
+from pydantic import Field
+
+from simulator.config.environment import EnvironmentAliases
 from simulator.config.http import Http
 from simulator.config.kafka import Kafka
+from simulator.config.logs import Logging
 from simulator.config.mqtt import FormatOptions, Mqtt
 from simulator.config.origins import Origins
 from simulator.config.plant import PlantSettings
@@ -31,6 +37,10 @@ class Config(PlantSettings):
     kafka: Kafka = Kafka()
     mqtt: Mqtt = Mqtt()
     http: Http = Http()
+    logging: Logging = Logging()
+    # the profile's own variables -> config keys (applied by the loader)
+    environment: EnvironmentAliases = Field(default_factory=dict)
+
     def remember_origins(self, origins: Origins) -> None:
         """Where each value came from (the loader's); kept beside the fields, not one of them: two
         configs with the same values are equal wherever the values came from."""
@@ -61,8 +71,10 @@ class Config(PlantSettings):
     @cached_property
     def model_fingerprint(self) -> str:
         """SHA-256 of what decides a plant's behaviour and its Kafka output: the whole config but
-        the connections (kafka, mqtt, http) and the run's own settings (seed, start, speed).  A
-        journal written under one fingerprint cannot be replayed under another."""
-        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True,
+        the connections (kafka, mqtt, http), logging, the variables' names (environment: their values
+        are in the keys they set) and the run's own settings (seed, start, speed).  A journal written
+        under one fingerprint cannot be replayed under another."""
+        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True, "logging": True,
+                                                     "environment": True,
                                                      "simulation": {"seed", "start", "speed", "after_downtime"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

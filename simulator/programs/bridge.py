@@ -56,6 +56,7 @@ from simulator.formats.coffeemek_decode import decode_message
 from simulator.formats.registry import build_format
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus, ServiceState
 from simulator.model.records import Record
+from simulator.programs.stats_log import Growth, StatsLog, dropped_note
 from simulator.runtime.faults import FaultDrill
 from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.signals import install_stop_signals
@@ -80,8 +81,9 @@ def message_location(value: bytes) -> str | None:
 class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, config: Config, *, environ: Mapping[str, str] | None = None,
                  http_port: int | None = None, hard_exit: bool = False, fault: FaultDrill | None = None) -> None:
-        if not config.mqtt.targets:
-            raise ConfigError(["mqtt.targets: the bridge needs at least one MQTT target"])
+        if not config.mqtt.enabled_targets:
+            raise ConfigError(["mqtt.targets: the bridge needs at least one enabled MQTT target"
+                               if config.mqtt.targets else "mqtt.targets: the bridge needs at least one MQTT target"])
         if config.kafka.bootstrap_servers == "embedded":
             raise ConfigError(["kafka.bootstrap_servers: the bridge reads an existing cluster; give host:port "
                                "(or set KAFKA_BOOTSTRAP_SERVERS), not 'embedded'"])
@@ -99,7 +101,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             MqttPublisher(t, build_format(t.format, config, config.simulation.seed, run_id=self.instance,
                                           topic_template=t.topic_template),
                           instance=self.instance, environ=environ)
-            for t in config.mqtt.targets
+            for t in config.mqtt.enabled_targets
         ]
         # coffeemek targets get the Kafka message as it is (only the topic changes): no decoding and
         # re-encoding, and the event ids stay those of the service
@@ -112,6 +114,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self.undecodable = Counter("factorysim_bridge_messages_undecodable",
                                    "Kafka messages that are not coffeemek records (skipped)", registry=self.registry)
         self.commits = Counter("factorysim_bridge_offsets_committed", "Offset commits", registry=self.registry)
+        self.messages_consumed = 0
         self.http_port = config.mqtt.bridge.http_port if http_port is None else http_port
         self.consumer: AIOKafkaConsumer | None = None
         self.server: HealthServer | None = None
@@ -188,6 +191,9 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             reader = group.create_task(watch("bridge-reader", self._read()), name="bridge-reader")
             committer = group.create_task(watch("bridge-commits", self._commit_loop()), name="bridge-commits")
             http = group.create_task(watch("bridge-http", server.serve()), name="bridge-http")
+            interval_s = self.config.logging.stats_interval_s
+            stats = group.create_task(watch("bridge-stats", StatsLog(interval_s, self._stats).run()),
+                                      name="bridge-stats") if interval_s > 0 else None
             await self._stop.wait()
             self.supervisor.stopping = True
             self.state = STOPPING
@@ -199,6 +205,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.cancel()
             committer.cancel()
             http.cancel()
+            if stats is not None:
+                stats.cancel()
             await self.commit()
 
     # -- reading and committing -----------------------------------------------------------------------
@@ -214,6 +222,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp, messages in batches.items():
                 part = offsets.of(tp)
                 self.consumed.inc(len(messages))
+                self.messages_consumed += len(messages)
                 for message in messages:
                     part.take(message.offset)
                     self._offer(tp, part, message.topic, message.offset, message.value or b"")
@@ -289,6 +298,20 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self._offsets is not None:
             await self._offsets.assigned(assigned)
+
+    # -- views -----------------------------------------------------------------------------------------
+    def _stats(self, growth: Growth) -> str:
+        """The statistics line (``logging.stats_interval_s``): Kafka messages consumed, published to
+        each target and committed, with their rates since the previous line."""
+        consumed = self.messages_consumed
+        offsets = self._offsets
+        committed = offsets.messages_committed if offsets is not None else 0
+        kafka = (f"bridge stats: Kafka consumed {growth.rate('consumed', consumed)}, committed "
+                 f"{growth.rate('committed', committed)}, pending {offsets.pending if offsets is not None else 0}"
+                 + ("" if self.kafka_connected else ", not connected"))
+        mqtt = [f"MQTT {p.name} published {growth.rate(f'mqtt {p.name}', p.messages_published)}"
+                + dropped_note(p) + ("" if p.connected else f", {p.session.state}") for p in self.publishers]
+        return "; ".join([kafka, *mqtt])
 
     # -- health ----------------------------------------------------------------------------------------
     @property

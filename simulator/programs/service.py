@@ -63,6 +63,7 @@ from simulator.model import snapshot as model_snapshot
 from simulator.model.records import Record, Sink
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
+from simulator.programs.stats_log import Growth, StatsLog, dropped_note
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver, StopReason
 from simulator.runtime.faults import FaultDrill, fail_in_step
@@ -124,7 +125,7 @@ class Service:
         self._build_model(config.simulation.start, config.simulation.seed, uuid.uuid4().hex[:16])
         self.mqtt = [MqttPublisher(target, self._mqtt_format(target), instance=self.instance, environ=environ,
                                    on_command=self._mqtt_command)
-                     for target in config.mqtt.targets]
+                     for target in config.mqtt.enabled_targets]
         for publisher in self.mqtt:
             self.outbox.add_tap(publisher)
         self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
@@ -451,6 +452,8 @@ class Service:
                       loop("http", "http", self.http.serve()),
                       loop("kafka-probe", "", self._probe()),
                       loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
+            if self.config.logging.stats_interval_s > 0:
+                others.append(loop("stats-log", "", StatsLog(self.config.logging.stats_interval_s, self._stats).run()))
             others += [loop(getattr(task, "__name__", "extra"), "", task(self), until_stopped=False)
                        for task in extra_tasks]
             if fault is not None:
@@ -664,7 +667,24 @@ class Service:
                 return f"the driver has not turned for {idle_s:.0f} s"
         return None
 
-    # -- views for HTTP and the console ---------------------------------------------------------------
+    # -- views for HTTP, the console and the log ------------------------------------------------------
+    def _stats(self, growth: Growth) -> str:
+        """The statistics line (``logging.stats_interval_s``): lots, Kafka and each MQTT target
+        with their growth since the previous line, simulated time and lag."""
+        stats = self.sim.stats
+        lots = (f"lots received {growth.added('received', stats.received)}, completed "
+                f"{growth.added('completed', stats.completed)}, scrapped {stats.scrapped}, in progress "
+                f"{stats.in_progress}")
+        sent = self.publisher.sent if self.publisher is not None else 0
+        kafka = f"Kafka sent {growth.rate('kafka', sent)}" + ("" if self.kafka_connected else ", not connected")
+        mqtt = [f"MQTT {p.name} {growth.rate(f'mqtt {p.name}', p.messages_published)}"
+                + dropped_note(p) + ("" if p.connected else f", {p.session.state}") for p in self.mqtt]
+        speed = "max" if self.driver.speed is None else f"{self.driver.speed:g}"
+        instant = self.sim.calendar_time().isoformat(timespec="seconds").replace("+00:00", "Z")
+        clock = (f"simulated time {instant} (speed {speed}{', paused' if self.driver.paused else ''}), "
+                 f"lag {self.driver.lag_s:.1f} s")
+        return "; ".join(["stats: " + lots, kafka, *mqtt, clock])
+
     @property
     def kafka_connected(self) -> bool:
         publisher_ok = self.publisher is None or self.publisher.connected

@@ -11,9 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.config.loader import ENV_OVERRIDES, GENERIC_PREFIX
+import yaml
+
+from simulator.config.loader import CONFIG_PATH_VARIABLES, ENV_OVERRIDES, GENERIC_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
+# what the profiles' environment blocks declare (a developer's shell may set TENANT_ID, say)
+PROFILE_VARIABLES = frozenset(var for path in sorted((ROOT / "profiles").glob("*.yaml"))
+                              for var in (yaml.safe_load(path.read_text(encoding="utf-8")).get("environment") or {}))
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,11 @@ class Ended:
 
 def factorysim(*argv: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
                timeout_s: float = 60) -> Ended:
-    """Run ``python -m simulator ARGV`` to its end; the environment has no factorysim overrides
-    except ``env``."""
+    """Run ``python -m simulator ARGV`` to its end; the environment has no factorysim overrides (nor
+    a profile's variables) except ``env``."""
     clean = {k: v for k, v in os.environ.items()
-             if k not in ENV_OVERRIDES and k != "CONFIG_PATH" and not k.startswith(GENERIC_PREFIX)}
+             if k not in ENV_OVERRIDES and k not in CONFIG_PATH_VARIABLES and k not in PROFILE_VARIABLES
+             and not k.startswith(GENERIC_PREFIX)}
     clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     done = subprocess.run([sys.executable, "-m", "simulator", *argv], env={**clean, **(env or {})},
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
