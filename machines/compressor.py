@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import random
 
-from machines.base import MachineState, MachineType, SignalContext, Signals, heat, noise, r2, vibration, working
+from machines.base import (
+    MachineState,
+    MachineType,
+    SignalContext,
+    Signals,
+    heat,
+    noise,
+    r2,
+    share_percent,
+    vibration,
+    working,
+)
+
+RATED_FLOW_M3_MIN = 12.0  # free air delivered at full load (the flow below at load 1)
 
 
 class Compressor(MachineType):
@@ -22,6 +35,12 @@ class Compressor(MachineType):
         if ctx.anomaly == "efficiency_loss":
             return 1.0 + 0.2 * ctx.anomaly_severity
         return 1.0
+
+    def speed_percent(self, state: str, signals: Signals) -> float:
+        """The air delivered as a share of the rated flow."""
+        if state != MachineState.RUNNING:
+            return 0.0
+        return share_percent(signals.get("flow_m3_min"), RATED_FLOW_M3_MIN)
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)
