@@ -18,6 +18,7 @@ from machines.base import (
 )
 
 RATED_FLOW_M3_MIN = 12.0  # free air delivered at full load (the flow below at load 1)
+UNLOAD_BAR = 8.0  # the controller unloads the compressor at this pressure: the net never goes above it
 
 
 class Compressor(MachineType):
@@ -54,7 +55,7 @@ class Compressor(MachineType):
             flow *= 1.0 - 0.2 * min(1.0, severity)
         state = "loaded" if run else ("unloaded" if ctx.state in (MachineState.IDLE, MachineState.BLOCKED) else "off")
         return {
-            "pressure_bar": r2(max(0.0, pressure * noise(rng, 0.01))),
+            "pressure_bar": r2(min(UNLOAD_BAR, max(0.0, pressure * noise(rng, 0.01)))),
             "flow_m3_min": r2(max(0.0, flow * noise(rng, 0.03))),
             "load_state": state,
             "discharge_temp_c": r2(heat(ctx, 80.0 + 10.0 * ctx.load, 15.0) * noise(rng, 0.01)),
