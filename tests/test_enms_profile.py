@@ -158,6 +158,9 @@ async def test_enms_profile_end_to_end_topics_fields_values_and_random_anomalies
         async with running_service(config) as service:
             machines = sorted(service.sim.plant.machines)
             await wait_for(lambda: service.sim.now >= RUN_S, RUN_S / SPEED * 4, f"{RUN_S:.0f} simulated seconds")
+            service.driver.pause()  # then let the target deliver what it holds before the stop
+            target = service.mqtt[0]
+            await wait_for(lambda: len(target) == 0 and target.session.in_flight == 0, 60, "the target drained")
         published = service.mqtt[0].messages_published
         assert service.mqtt[0].messages_acknowledged == published
         await watch.until(lambda w: sum(len(m) for m in w.messages.values()) >= published, 30,
