@@ -27,7 +27,7 @@ from simulator.limits import MAX_TEXT_CHARS, control_characters
 from simulator.model.machine import MachineState
 
 STOP_REASON = "stopped"
-MAX_IDS = 10_000
+MAX_IDS = 200  # (and the whole body at most MAX_COMMAND_BYTES, as a command)
 ID_FIELDS = ("machine_ids", "factory_ids")
 # what a refused block or repair means for a stop or a start
 ALREADY = {"already_blocked": "already stopped", "not_blocked": "already running"}

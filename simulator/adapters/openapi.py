@@ -19,7 +19,7 @@ from typing import Any
 
 from simulator import package_version
 from simulator.adapters.enms_routes import ID_FIELDS, MAX_IDS
-from simulator.command_schema import ALIASES, FIELDS
+from simulator.command_schema import ALIASES, FIELDS, MAX_COMMAND_BYTES
 from simulator.interfaces import HealthStatus, ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
@@ -208,7 +208,8 @@ def _components() -> dict[str, Any]:
                 "properties": {name: {"type": "array", "maxItems": MAX_IDS, "items": _text(what)}
                                for name, what in zip(ID_FIELDS, ("Machine id, as in GET /machines",
                                                                  "Plant (location) name or alias"), strict=True)},
-                "description": "Without ids: the whole simulation"},
+                "description": f"Without ids: the whole simulation. At most {MAX_COMMAND_BYTES:,} bytes of JSON "
+                               "(a factory names all its machines at once)"},
             "ControlAnswer": _object({
                 "message": {"type": "string"},
                 "success": {"type": "boolean", "description": "false: a machine refused (see data.machines)"},
