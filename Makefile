@@ -17,13 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Mosquitto, its command-line clients and openssl (MQTT tests, test PKI) from Debian when missing and
-# running as root.
+# Mosquitto, its command-line clients, openssl (MQTT tests, test PKI) and Chromium (the /docs page test)
+# from Debian when missing and running as root.
 system-deps:
 	@missing=""; \
 	if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then missing="mosquitto"; fi; \
 	if ! command -v mosquitto_sub >/dev/null 2>&1; then missing="$$missing mosquitto-clients"; fi; \
 	if ! command -v openssl >/dev/null 2>&1; then missing="$$missing openssl"; fi; \
+	if ! command -v chromium >/dev/null 2>&1; then missing="$$missing chromium"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt-get)"; \

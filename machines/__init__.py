@@ -7,7 +7,7 @@ one of its aliases (the CoffeeMek names ``fresa_cnc``, ``tornio``, ``assemblaggi
 from __future__ import annotations
 
 from machines.assembly import Assembly
-from machines.base import COMMON_SIGNALS, MachineState, MachineType, SignalContext, Signals
+from machines.base import COMMON_SIGNALS, PLANT_WIDE_ANOMALIES, MachineState, MachineType, SignalContext, Signals
 from machines.cnc import Cnc
 from machines.compressor import Compressor
 from machines.conveyor import Conveyor
@@ -58,6 +58,12 @@ def get(name: str) -> MachineType:
         raise KeyError(f"unknown machine type {name!r}; known: {', '.join(sorted(_NAMES))}") from None
 
 
+def anomaly_names() -> frozenset[str]:
+    """Every anomaly some machine type shows: the types' own and the plant-wide ones."""
+    return frozenset(PLANT_WIDE_ANOMALIES).union(*(t.anomalies for t in _TYPES.values()))
+
+
 __all__ = [
-    "ALIASES", "COMMON_SIGNALS", "KINDS", "MachineState", "MachineType", "SignalContext", "Signals", "get", "names",
+    "ALIASES", "COMMON_SIGNALS", "KINDS", "PLANT_WIDE_ANOMALIES", "MachineState", "MachineType", "SignalContext",
+    "Signals", "anomaly_names", "get", "names",
 ]

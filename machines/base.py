@@ -49,6 +49,8 @@ COMMON_SIGNALS: Final = (
 )
 
 NO_ALARM: Final = ""
+# Anomalies every machine type shows (handled here, in MachineType.signals and power_kw), besides its own.
+PLANT_WIDE_ANOMALIES: Final = ("bearing_fault", "energy_spike")
 
 # Anomalies that are faults of the machine itself: it goes on working, but what it finishes while one
 # is in force is bad (simulator/model/production.py) and formats that report faults report one.
@@ -151,6 +153,15 @@ class MachineType:
         """Extra power drawn because of the type's own anomalies (1 = none)."""
         return 1.0
 
+    def speed_percent(self, state: str, signals: Signals) -> float:
+        """How hard the machine is driven, in % of its rated speed or capacity (0..100), read off its
+        signals: 0 unless it runs; by default its power's share of the rated power.  Types with a
+        speed or capacity signal of their own (a VFD's frequency, a compressor's flow, HVAC stages)
+        use that instead."""
+        if state != _RUNNING:
+            return 0.0
+        return share_percent(signals.get("power_kw"), self.rated_power_kw)
+
     def energy(self, ctx: SignalContext, rng: random.Random) -> Signals:
         power = self.power_kw(ctx, rng)
         if ctx.anomaly == "bearing_fault" and ctx.state == _RUNNING:  # friction of the damaged bearing
@@ -170,6 +181,13 @@ class MachineType:
 def noise(rng: random.Random, relative: float) -> float:
     """A multiplicative noise factor around 1 with the given relative std."""
     return 1.0 + rng.gauss(0.0, relative)
+
+
+def share_percent(value: SignalValue, full_scale: float) -> float:
+    """``value`` as a percentage of ``full_scale``, within 0..100 (0 for a missing or non-numeric value)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return 0.0
+    return round(min(100.0, max(0.0, 100.0 * value / full_scale)), 1)
 
 
 def working(ctx: SignalContext) -> bool:

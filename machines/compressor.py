@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import random
 
-from machines.base import MachineState, MachineType, SignalContext, Signals, heat, noise, r2, vibration, working
+from machines.base import (
+    MachineState,
+    MachineType,
+    SignalContext,
+    Signals,
+    heat,
+    noise,
+    r2,
+    share_percent,
+    vibration,
+    working,
+)
+
+RATED_FLOW_M3_MIN = 12.0  # free air delivered at full load (the flow below at load 1)
+UNLOAD_BAR = 8.0  # the controller unloads the compressor at this pressure: the net never goes above it
 
 
 class Compressor(MachineType):
@@ -23,6 +37,12 @@ class Compressor(MachineType):
             return 1.0 + 0.2 * ctx.anomaly_severity
         return 1.0
 
+    def speed_percent(self, state: str, signals: Signals) -> float:
+        """The air delivered as a share of the rated flow."""
+        if state != MachineState.RUNNING:
+            return 0.0
+        return share_percent(signals.get("flow_m3_min"), RATED_FLOW_M3_MIN)
+
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)
         severity = ctx.anomaly_severity
@@ -35,7 +55,7 @@ class Compressor(MachineType):
             flow *= 1.0 - 0.2 * min(1.0, severity)
         state = "loaded" if run else ("unloaded" if ctx.state in (MachineState.IDLE, MachineState.BLOCKED) else "off")
         return {
-            "pressure_bar": r2(max(0.0, pressure * noise(rng, 0.01))),
+            "pressure_bar": r2(min(UNLOAD_BAR, max(0.0, pressure * noise(rng, 0.01)))),
             "flow_m3_min": r2(max(0.0, flow * noise(rng, 0.03))),
             "load_state": state,
             "discharge_temp_c": r2(heat(ctx, 80.0 + 10.0 * ctx.load, 15.0) * noise(rng, 0.01)),

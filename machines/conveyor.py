@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import random
 
-from machines.base import MachineType, SignalContext, Signals, heat, noise, r2, vibration, working
+from machines.base import (
+    MachineState,
+    MachineType,
+    SignalContext,
+    Signals,
+    heat,
+    noise,
+    r2,
+    share_percent,
+    vibration,
+    working,
+)
+
+RATED_FREQUENCY_HZ = 50.0  # the drive's frequency at full speed
 
 
 class Conveyor(MachineType):
@@ -22,6 +35,12 @@ class Conveyor(MachineType):
         if ctx.anomaly == "bearing_wear":  # friction
             return 1.0 + 0.05 * ctx.anomaly_severity
         return 1.0
+
+    def speed_percent(self, state: str, signals: Signals) -> float:
+        """The drive's frequency as a share of its rated frequency."""
+        if state != MachineState.RUNNING:
+            return 0.0
+        return share_percent(signals.get("vfd_frequency_hz"), RATED_FREQUENCY_HZ)
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 
-from machines.base import MachineState, MachineType, SignalContext, Signals, noise, r2
+from machines.base import MachineState, MachineType, SignalContext, Signals, noise, r2, share_percent
 
 GAIN_BASE_C = 3.0  # internal gains with no production (lighting, people, standby)
 GAIN_LOAD_C = 5.0  # extra internal gains at full production load
@@ -69,6 +69,12 @@ class Hvac(MachineType):
         if ctx.anomaly == "energy_spike" and ctx.state != MachineState.OFF_SHIFT:
             base *= 1.0 + ctx.anomaly_severity * rng.uniform(1.5, 3.0)
         return max(0.0, base * noise(rng, 0.03))
+
+    def speed_percent(self, state: str, signals: Signals) -> float:
+        """The compressor stages running, as a share of all of them."""
+        if state != MachineState.RUNNING:
+            return 0.0
+        return share_percent(signals.get("stages_active"), MAX_STAGES)
 
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         indoor = ctx.ambient_c

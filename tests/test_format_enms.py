@@ -33,7 +33,8 @@ def energy_plant(**enms: Any) -> Config:
         stages=[
             {"name": "moulding", "machine_type": "injection_moulding", "processing_time": uniform(900, 1800)},
             {"name": "pressing", "machine_type": "hydraulic_pump", "processing_time": uniform(300, 900)},
-            {"name": "conveying", "machine_type": "conveyor", "processing_time": uniform(120, 300)},
+            {"name": "conveying", "machine_type": "conveyor", "processing_time": uniform(120, 300),
+             "quality": {"scrap_probability": 0.3}},
         ],
         locations={"Italia": {"timezone": "Europe/Rome", "machines": machines, "climate": {}},
                    "Brasile": {"timezone": "America/Sao_Paulo", "machines": machines}},
@@ -102,36 +103,67 @@ def test_energy_has_exactly_the_reference_fields(run) -> None:  # type: ignore[n
         assert body["energy_kwh"] == pytest.approx(body["power_kw"] * span / 3600, abs=1e-3)
 
 
-def test_production_counts_and_oee_come_from_the_counters(run) -> None:  # type: ignore[no-untyped-def]
+def test_production_reports_each_cycle_s_pieces_once_and_the_running_totals(run) -> None:  # type: ignore[no-untyped-def]
+    made: dict[str, list[int]] = {}
     for record, _, body in by_kind(run, "production"):
         c = record.counters
         assert c is not None
-        assert (body["cycles"], body["good_count"], body["reject_count"]) == (c.cycles, c.good_pieces, c.bad_pieces)
-        assert body["production_count"] == c.good_pieces + c.bad_pieces
+        assert all(isinstance(body[k], int) for k in (
+            "production_count", "production_count_good", "production_count_bad", "cycles", "total_production_count",
+            "total_production_count_good", "total_production_count_bad"))
+        assert body["production_count"] == body["production_count_good"] + body["production_count_bad"]
+        assert (body["cycles"], body["total_production_count_good"], body["total_production_count_bad"]) == (
+            c.cycles, c.good_pieces, c.bad_pieces)
+        assert body["total_production_count"] == c.good_pieces + c.bad_pieces
         assert (body["availability"], body["performance"], body["quality"], body["oee"]) == (
             round(c.availability, 4), round(c.performance, 4), round(c.quality, 4), round(c.oee, 4))
-        assert body["throughput_pcs_h"] == round(body["production_count"] * 3600 / c.planned_s, 2)
+        assert body["throughput_units_per_hour"] == round(body["total_production_count"] * 3600 / c.planned_s, 2)
+        assert isinstance(body["throughput_units_per_hour"], float)
+        assert body["operating_mode"] == {"running": "running", "idle": "idle", "blocked": "fault",
+                                          "maintenance": "maintenance", "off_shift": "offline"}[record.state]
+        assert isinstance(body["speed_percent"], float) and 0.0 <= body["speed_percent"] <= 100.0
+        assert (body["speed_percent"] > 0) <= (record.state == "running")
         if isinstance(record, CycleTelemetry):
+            good = record.test_outcome in (None, "pass")
+            assert (body["production_count"], body["production_count_good"]) == (
+                record.quantity, record.quantity if good else 0)
             assert (body["lot_code"], body["quantity"]) == (record.lot_code, record.quantity)
             assert body["cycle_time_s"] == round(record.cycle_time_s, 3)
         else:
+            assert body["production_count"] == body["production_count_good"] == body["production_count_bad"] == 0
             assert body["quantity"] is None and body["cycle_time_s"] is None
+        made.setdefault(record.machine_id, []).append(body["production_count"])
+    # the messages of a machine add up to the pieces its counters hold at its last message: each piece once
+    _, records, _ = run
+    last = {r.machine_id: r.counters for r in records if isinstance(r, CycleTelemetry | MachineSample)}
+    for machine_id, counts in made.items():
+        totals = last[machine_id]
+        assert totals is not None
+        assert sum(counts) == totals.good_pieces + totals.bad_pieces
+    assert any(b["production_count_bad"] for _, _, b in by_kind(run, "production"))
 
 
 def test_environmental_values_are_the_machine_signals(run) -> None:  # type: ignore[no-untyped-def]
-    roles = {"compressor": ("discharge_temp_c", "pressure_bar", "vibration_mm_s"),
-             "injection_moulding": ("barrel_temp_c", "injection_pressure_bar", None),
-             "conveyor": ("motor_temp_c", None, "vibration_mm_s"),
-             "hvac": ("supply_temp_c", None, None)}
+    roles = {"compressor": ("discharge_temp_c", "pressure_bar", "vibration_mm_s", ("flow_m3_min", 60.0)),
+             "injection_moulding": ("barrel_temp_c", "injection_pressure_bar", None, None),
+             "conveyor": ("motor_temp_c", None, "vibration_mm_s", None),
+             "hvac": ("supply_temp_c", None, None, None)}
     seen = set()
     for record, _, body in by_kind(run, "environmental"):
-        temp, pressure, vibration = roles[record.machine_type]
+        temp, pressure, vibration, flow = roles[record.machine_type]
         seen.add(record.machine_type)
-        assert body["temperature_c"] == record.signals[temp]
+        assert body["machine_temp_c"] == record.signals[temp]
         assert body["pressure_bar"] == (record.signals[pressure] if pressure else None)
         assert body["vibration_mm_s"] == (record.signals[vibration] if vibration else None)
-        assert body["humidity_pct"] is None and body["ambient_temp_c"] == 22.0
-        assert body["outdoor_temp_c"] == (record.signals["outdoor_temp_c"] if record.machine_type == "hvac" else None)
+        assert body["flow_rate_m3h"] == (round(record.signals[flow[0]] * flow[1], 3) if flow else None)
+        assert body["indoor_humidity_percent"] is None and body["indoor_temp_c"] == 22.0
+        hvac = record.machine_type == "hvac"
+        assert body["outdoor_temp_c"] == (record.signals["outdoor_temp_c"] if hvac else None)
+        assert (body["supply_air_temp_c"], body["return_air_temp_c"], body["cop"]) == (
+            (record.signals["supply_temp_c"], record.signals["return_temp_c"], record.signals["cop"]) if hvac
+            else (None, None, None))
+        assert all(isinstance(v, float) for k, v in body.items() if k not in ("time", "time_local", "machine_id")
+                   and v is not None)
     assert seen == set(roles)
 
 
@@ -143,12 +175,18 @@ def test_status_is_retained_and_follows_machine_events(run) -> None:  # type: ig
         assert message.retain
         last[record.machine_id or ""] = body
         assert body["machine_name"] == record.machine_id
-        assert body["running"] is (body["state"] == "running")
+        assert body["is_running"] is (body["state"] == "running")
         if isinstance(record, MachineSample):
             assert body["source"] == "sample" and body["state"] == record.state
             assert body["alarm"] == (record.alarms or None) and body["anomaly"] == record.anomaly
+            assert body["current_power_kw"] == record.signals["power_kw"]
+            assert isinstance(body["speed_percent"], float)
+            assert body["cycle_phase"] == record.signals.get("cycle_phase")
+            assert body["active_stages"] == record.signals.get("stages_active")
+            assert body["load_state"] == record.signals.get("load_state")
             continue
         assert body["source"] == record.event_type
+        assert body["current_power_kw"] is body["speed_percent"] is body["cycle_phase"] is None
         if record.event_type == "machine.blocked":
             blocked += 1
             assert (body["state"], body["operating_mode"]) == ("blocked", "fault")
@@ -160,6 +198,11 @@ def test_status_is_retained_and_follows_machine_events(run) -> None:  # type: ig
     assert blocked > 0
     leaky = [b for r, _, b in status if r.machine_id == "Italia-compressor-01" and isinstance(r, MachineSample)]
     assert leaky and all(b["anomaly"] == "leak" for b in leaky)
+    phases = {b["cycle_phase"] for r, _, b in status if isinstance(r, MachineSample)
+              and r.machine_type == "injection_moulding"}
+    assert phases == {"idle", "heating", "injection", "cooling", "ejection"}
+    stages = {b["active_stages"] for r, _, b in status if isinstance(r, MachineSample) and r.machine_type == "hvac"}
+    assert stages and all(isinstance(n, int) for n in stages)
 
 
 def test_status_of_blocked_samples_lies_inside_a_block(run) -> None:  # type: ignore[no-untyped-def]

@@ -32,13 +32,16 @@ HORIZONS = {"reference": HORIZON_S, "enms": 3 * 3600.0, "smart-factory": 3 * 360
 
 def every_disruption(default: Config) -> Config:
     """The reference plant with failures (restart and resume), per-cycle blocks, maintenance every N
-    cycles and every N hours, a shift calendar, quality rework/scrap and samples."""
+    cycles and every N hours, random anomalies, a shift calendar, quality rework/scrap and samples."""
     data: dict[str, Any] = default.model_dump(mode="json")
     data["disruptions"]["failures"] = {"mtbf_h": 6, "repair_time": {"distribution": "exponential", "mean": 1800},
                                        "on_interrupt": "resume"}
     data["disruptions"]["block_probability"] = 0.2
     data["disruptions"]["maintenance"] = {"every_cycles": 25, "every_hours": 30,
                                           "duration": {"distribution": "uniform", "low": 1800, "high": 3600}}
+    data["disruptions"]["anomalies"] = {"probability_per_hour": 0.2,
+                                        "duration": {"distribution": "exponential", "mean": 1800},
+                                        "severity": {"distribution": "uniform", "low": 0.5, "high": 2.0}}
     data["telemetry"]["sample_interval_s"] = 900
     data["arrivals"]["rate_per_hour"] = 6.0
     shifts = [{"name": "day", "start": "06:00", "end": "14:00", "capacity": 1.0},

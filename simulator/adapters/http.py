@@ -2,13 +2,15 @@
 plus the live model's views and the runtime commands.
 
 Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines,
-/machines/{id} and /snapshot (the live model's state, see :mod:`simulator.formats.snapshot`).
+/machines/{id}, /snapshot (the live model's state, see :mod:`simulator.formats.snapshot`),
+/openapi.json and /docs (a page that renders it).
 Commands (see :mod:`simulator.command_schema`), always behind a bearer token (configured, or
 generated at start: :mod:`simulator.adapters.http_token`) unless ``http.open_controls`` is true:
 POST /machines/{id}/block, POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly,
 POST /simulation/pause, POST /simulation/resume, PUT /simulation/speed.  A rejected command
 answers 400 (404 for an unknown machine) with
-``{"error": <reason code>, "detail": <text>}``."""
+``{"error": <reason code>, "detail": <text>}``.  The EnMS simulator's /simulator/... routes map onto
+these (:mod:`simulator.adapters.enms_routes`)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from simulator.adapters import openapi
+from simulator.adapters import enms_routes, openapi
+from simulator.adapters.docs_page import DOCS_HEADERS, docs_page
 from simulator.adapters.health_server import HealthServer, HttpServerClosed, json_response
 from simulator.adapters.http_token import ControlToken
 from simulator.adapters.listening import PortSetting
@@ -107,13 +110,17 @@ class HttpServer(HealthServer):
         self._environ = os.environ if service.environ is None else service.environ
         self.token = ControlToken.from_settings(service.config.http, self._environ)
         views: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-            "status": self.status, "machines": self.machines, "machine": self.machine, "snapshot": self.snapshot}
+            "status": self.status, "machines": self.machines, "machine": self.machine, "snapshot": self.snapshot,
+            "docs": self.docs, "simulator_status": self.simulator_status}
         self.app.router.add_get("/openapi.json", self.openapi)
         for method, path, operation, _ in openapi.VIEWS:
-            if operation in views:  # (the health views are the HealthServer's)
-                self.app.router.add_route(method.upper(), path, views[operation])
+            handler = views.get(openapi.VIEW_ALIASES.get(operation, operation))
+            if handler is not None:  # (the health views are the HealthServer's)
+                self.app.router.add_route(method.upper(), path, handler)
         for method, path, command, _ in openapi.COMMAND_ROUTES:
             self.app.router.add_route(method.upper(), path, self._command(command))
+        for method, path, operation, _ in openapi.CONTROL_ROUTES:
+            self.app.router.add_route(method.upper(), path, self._start_or_stop(operation == "simulator_start"))
 
     async def start(self) -> None:
         await super().start()
@@ -126,6 +133,12 @@ class HttpServer(HealthServer):
     # -- views ----------------------------------------------------------------------------------------
     async def openapi(self, _: web.Request) -> web.Response:
         return json_response(openapi.document(sorted(self.service.sim.plant.machines)))
+
+    async def docs(self, _: web.Request) -> web.Response:
+        return web.Response(text=docs_page(), content_type="text/html", headers=DOCS_HEADERS)
+
+    async def simulator_status(self, _: web.Request) -> web.Response:
+        return json_response(enms_routes.status(self.service))
 
     async def status(self, _: web.Request) -> web.Response:
         svc = self.service
@@ -156,10 +169,7 @@ class HttpServer(HealthServer):
 
         async def handle(request: web.Request) -> web.Response:
             if not self._authorized(request):
-                self.service.metrics.commands.labels("http", name, "unauthorized").inc()
-                log.warning("command %s from %s refused: missing or wrong bearer token", name, request.remote)
-                return json_response({"error": "unauthorized", "detail": UNAUTHORIZED_DETAIL},
-                                     401, headers={"WWW-Authenticate": 'Bearer realm="factorysim"'})
+                return self._unauthorized(request, name)
             try:
                 try:
                     body = await self._body(request, name)
@@ -172,6 +182,27 @@ class HttpServer(HealthServer):
             return json_response(result)
 
         return handle
+
+    def _start_or_stop(self, start: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The handler of POST /simulator/start (``start``) or /simulator/stop."""
+        name = "simulator_start" if start else "simulator_stop"
+
+        async def handle(request: web.Request) -> web.Response:
+            if not self._authorized(request):
+                return self._unauthorized(request, name)
+            try:
+                answer = await enms_routes.start_or_stop(self.service, start, await request.read())
+            except CommandRejected as exc:
+                return json_response({"error": exc.reason, "detail": exc.detail}, _STATUS.get(exc.reason, 400))
+            return json_response(answer)
+
+        return handle
+
+    def _unauthorized(self, request: web.Request, name: str) -> web.Response:
+        self.service.metrics.commands.labels("http", name, "unauthorized").inc()
+        log.warning("command %s from %s refused: missing or wrong bearer token", name, request.remote)
+        return json_response({"error": "unauthorized", "detail": UNAUTHORIZED_DETAIL},
+                             401, headers={"WWW-Authenticate": 'Bearer realm="factorysim"'})
 
     def _authorized(self, request: web.Request) -> bool:
         expected = self.token.value

@@ -7,7 +7,8 @@ here makes :func:`document` fail, so a new field cannot be served undocumented.
 
 The read-only views are open; the commands need ``Authorization: Bearer <token>``.  A rejected
 command answers 400 (404 for an unknown machine, 503 when the simulation does not take it in time)
-with ``{"error": <reason code>, "detail": <text>}``.
+with ``{"error": <reason code>, "detail": <text>}``.  The ``/simulator/...`` routes are the EnMS
+factory simulator's control API on top of these (:mod:`simulator.adapters.enms_routes`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from simulator import package_version
-from simulator.command_schema import ALIASES, FIELDS, NOT_AVAILABLE
+from simulator.adapters.enms_routes import ID_FIELDS, MAX_IDS
+from simulator.command_schema import ALIASES, FIELDS, MAX_COMMAND_BYTES, NOT_AVAILABLE
 from simulator.interfaces import HealthStatus, ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
@@ -38,7 +40,14 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "/machines/{machine_id}", "machine", "One machine's state and KPIs"),
     ("get", "/snapshot", "snapshot", "The live model's complete state: a snapshot for `factorysim simulate "
                                      "--from-snapshot`"),
+    ("get", "/docs", "docs", "This API's description as a page to read (and try), made from /openapi.json"),
+    ("get", "/simulator/status", "simulator_status", "The service's state in the EnMS factory simulator's terms"),
+    ("get", "/simulator/machines", "simulator_machines", "The same as GET /machines (EnMS simulator's path)"),
+    ("get", "/simulator/machines/{machine_id}", "simulator_machine",
+     "The same as GET /machines/{machine_id} (EnMS simulator's path)"),
 )
+# Views answered as another view is (an alias operation -> the operation it answers as).
+VIEW_ALIASES = {"simulator_machines": "machines", "simulator_machine": "machine"}
 # Commands: (method, path, command of simulator.command_schema, summary) -- need the bearer token.
 COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("post", "/machines/{machine_id}/block", "block", "Block the machine now (until repaired, or for duration_s)"),
@@ -48,6 +57,21 @@ COMMAND_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("post", "/simulation/pause", "pause", "Pause simulated time"),
     ("post", "/simulation/resume", "resume", "Resume simulated time"),
     ("put", "/simulation/speed", "speed", "Set the speed: simulated seconds per wall second, or \"max\""),
+    ("post", "/simulator/machines/{machine_id}/anomaly", "anomaly",
+     "The same as POST /machines/{machine_id}/anomaly (EnMS simulator's path; it names the fields anomaly_type "
+     "and duration_seconds)"),
+    ("delete", "/simulator/machines/{machine_id}/anomaly", "clear_anomaly",
+     "The same as DELETE /machines/{machine_id}/anomaly (EnMS simulator's path)"),
+)
+ALIAS_PREFIX = "/simulator/"  # an operation under it is another entrance to a command: its id says so
+# The EnMS simulator's start and stop: (method, path, operationId, summary) -- need the bearer token.
+CONTROL_ROUTES: tuple[tuple[str, str, str, str], ...] = (
+    ("post", "/simulator/start", "simulator_start",
+     "Without machine_ids: resume simulated time. With machine_ids (or factory_ids): start those machines "
+     "again (repair each blocked one)"),
+    ("post", "/simulator/stop", "simulator_stop",
+     "Without machine_ids: pause simulated time. With machine_ids (or factory_ids): stop those machines (block "
+     "each until started again)"),
 )
 # The plant-wide switches: the body is the one an MQTT command topic takes, without the command's name.
 COMMAND_ROUTES += (
@@ -120,7 +144,9 @@ def _components() -> dict[str, Any]:
     health = _object({
         "status": {"enum": [str(status) for status in HealthStatus]},
         "state": {"$ref": "#/components/schemas/ServiceState"},
+        "timestamp": {"type": "string", "description": "Now (UTC, wall clock)"},
         "uptime_seconds": {"type": "number", "minimum": 0},
+        "kafka_broker": {"type": "string", "description": "The Kafka bootstrap servers (the same as kafka.broker)"},
         "kafka": _object({"broker": {"type": "string"}, "embedded": {"type": "boolean"},
                           "connected": {"type": "boolean"}, "last_error": TEXT_OR_NULL, "fatal_error": TEXT_OR_NULL,
                           "consumer_lag": {"type": ["integer", "null"], "minimum": 0},
@@ -171,6 +197,46 @@ def _components() -> dict[str, Any]:
                                           "description": "why the service is not ready (a 503 only)"}},
                              required=["status", "state"]),
             "Status": _object({"health": {"$ref": "#/components/schemas/Health"}, "report": {"type": "object"}}),
+            "SimulatorStatus": _object({
+                "status": {"enum": ["starting", "running", "stopping", "stopped"],
+                           "description": "stopped: paused (POST /simulator/stop) or the service stopped"},
+                "uptime_seconds": {"type": "number", "minimum": 0}, "factories_count": COUNT,
+                "machines_count": COUNT, "running_machines": COUNT,
+                "total_readings_generated": {**COUNT, "description": "records the model made"},
+                "mqtt_connected": {"type": "boolean", "description": "every MQTT target connected (false: none)"},
+                "mqtt_messages_published": COUNT,
+                "configuration": _object({
+                    "enable_anomalies": {"type": "boolean", "description": "random anomalies are on"},
+                    "anomaly_probability": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                            "description": "a machine's chance a day to start one (null: off)"},
+                    "speed": {"$ref": "#/components/schemas/Speed"}}),
+                "paused": {"type": "boolean"}, "sim_time_s": {"type": "number", "minimum": 0},
+                "health": {"enum": [str(status) for status in HealthStatus]},
+            }, description="The service's state in the EnMS factory simulator's terms"),
+            "MachineSelection": {
+                "type": "object", "additionalProperties": False,
+                "properties": {name: {"type": "array", "maxItems": MAX_IDS, "items": _text(what)}
+                               for name, what in zip(ID_FIELDS, ("Machine id, as in GET /machines",
+                                                                 "Plant (location) name or alias"), strict=True)},
+                "description": f"Without ids: the whole simulation. At most {MAX_COMMAND_BYTES:,} bytes of JSON "
+                               "(a factory names all its machines at once)"},
+            "ControlAnswer": _object({
+                "message": {"type": "string"},
+                "success": {"type": "boolean", "description": "false: a machine refused (see data.machines)"},
+                "data": _object({
+                    "command": {"enum": ["pause", "resume", None], "description": "null: machines were named"},
+                    "paused": {"type": "boolean"}, "held_by": {"type": "array", "items": {"type": "string"}},
+                    "sim_time_s": NUMBER,
+                    "machines": {"type": "array", "items": _object({
+                        "machine_id": {"type": "string"},
+                        "outcome": {"enum": ["started", "stopped", "already running", "already stopped",
+                                             "refused"]},
+                        "state": {"$ref": "#/components/schemas/MachineState"},
+                        "error": {"type": "string", "description": "why it refused (a reason code)"},
+                        "detail": {"type": "string"}}, ["machine_id", "outcome", "state"])},
+                    "running_machines": COUNT, "total_machines": COUNT},
+                    ["command", "machines", "running_machines", "total_machines"])},
+                description="The answer of POST /simulator/start and /simulator/stop"),
             "Snapshot": _object({
                 "v": {"const": 1}, "id": {"type": "string"}, "run": {"type": "string"},
                 "fingerprint": {"type": "string", "description": "SHA-256 of the config's model part"},
@@ -266,24 +332,30 @@ def _machine_parameter(machine_ids: list[str]) -> dict[str, Any]:
 def _view_operation(operation_id: str, summary: str) -> dict[str, Any]:
     ref = "#/components/schemas/"
     responses: dict[str, Any]
-    if operation_id == "health":
+    kind = VIEW_ALIASES.get(operation_id, operation_id)
+    if kind == "health":
         responses = {"200": _json({"$ref": ref + "Health"}, "Healthy or degraded"),
                      "503": _json({"$ref": ref + "Health"}, "Unhealthy")}
-    elif operation_id == "live":
+    elif kind == "live":
         responses = {"200": _json({"$ref": ref + "Probe"}, "Alive")}
-    elif operation_id == "ready":
+    elif kind == "ready":
         responses = {"200": _json({"$ref": ref + "Probe"}, "Ready"),
                      "503": _json({"$ref": ref + "Probe"}, "Not ready (starting, stopping, unhealthy or paused)")}
-    elif operation_id == "metrics":
+    elif kind == "metrics":
         responses = {"200": {"description": "Prometheus text exposition format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}
-    elif operation_id == "status":
+    elif kind == "status":
         responses = {"200": _json({"$ref": ref + "Status"}, "Health and report")}
-    elif operation_id == "snapshot":
+    elif kind == "simulator_status":
+        responses = {"200": _json({"$ref": ref + "SimulatorStatus"}, "The state")}
+    elif kind == "docs":
+        responses = {"200": {"description": "A self-contained HTML page (it loads nothing but /openapi.json)",
+                             "content": {"text/html": {"schema": {"type": "string"}}}}}
+    elif kind == "snapshot":
         responses = {"200": _json({"$ref": ref + "Snapshot"}, "The snapshot"),
                      "503": _error("The run is not live (starting, recovering, stopping) or the simulation did not "
                                    "take the snapshot in time (reason code unavailable)")}
-    elif operation_id == "machines":
+    elif kind == "machines":
         responses = {"200": _json({"type": "object", "additionalProperties": {"$ref": ref + "Machine"}},
                                   "Machines by id")}
     else:
@@ -293,12 +365,36 @@ def _view_operation(operation_id: str, summary: str) -> dict[str, Any]:
             "responses": responses}
 
 
+def _unauthorized() -> dict[str, Any]:
+    return _error("Missing or wrong bearer token", headers={
+        "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="factorysim"'}})
+
+
+def _control_operation(operation_id: str, summary: str) -> dict[str, Any]:
+    """POST /simulator/start or /simulator/stop."""
+    ref = "#/components/schemas/"
+    return {
+        "operationId": operation_id, "summary": summary, "tags": ["commands"],
+        "security": [{SECURITY_SCHEME: []}],
+        "requestBody": {"required": False, "description": "Which machines (left out: the whole simulation)",
+                        "content": {"application/json": {"schema": {"$ref": ref + "MachineSelection"}}}},
+        "responses": {
+            "200": _json({"$ref": ref + "ControlAnswer"}, "Applied (success false: a machine refused)"),
+            "400": _error("A malformed body or an unknown factory (reason codes as for commands)"),
+            "401": _unauthorized(),
+            "404": _error("No such machine (reason code unknown_machine; nothing applied)"),
+            "413": {"description": "The body is larger than the server reads at all",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "503": _error("The simulation did not take a command in time (reason code unavailable; the machines "
+                          "before it are applied)"),
+        },
+    }
+
+
 def _command_operation(command: str, summary: str, path: str, result: dict[str, Any] | None) -> dict[str, Any]:
     """``result``: the 200 body's schema; None for a command that is always refused (NOT_AVAILABLE)."""
     body = request_body_schema(command, path)
     required = bool(FIELDS[command][0] - {PATH_MACHINE})  # else no body at all is the same as {}
-    unauthorized = _error("Missing or wrong bearer token", headers={
-        "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="factorysim"'}})
     responses: dict[str, Any] = {}
     if result is not None:
         responses["200"] = _json(_object({"command": {"const": command}, **result["properties"]},
@@ -306,14 +402,15 @@ def _command_operation(command: str, summary: str, path: str, result: dict[str, 
         responses["400"] = _error("Malformed, out of bounds or not applicable now (the reason code says which)")
     else:
         responses["400"] = _error(f"Always (reason code unsupported): {NOT_AVAILABLE[command]}; or malformed")
-    responses["401"] = unauthorized
+    responses["401"] = _unauthorized()
     if PATH_MACHINE in FIELDS[command][0] | FIELDS[command][1]:  # in the path, or in the body
         responses["404"] = _error("No such machine (reason code unknown_machine)")
     responses["413"] = {"description": "The body is larger than the server reads at all",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}
     responses["503"] = _error("The simulation did not take the command in time (reason code unavailable)")
     return {
-        "operationId": command, "summary": summary, "tags": ["commands"],
+        "operationId": f"simulator_{command}" if path.startswith(ALIAS_PREFIX) else command,
+        "summary": summary, "tags": ["commands"],
         "security": [{SECURITY_SCHEME: []}],
         "requestBody": {"required": required, "description": "The path names the command (and the machine)",
                         "content": {"application/json": {"schema": body}}},
@@ -331,6 +428,8 @@ def document(machine_ids: Iterable[str] = ()) -> dict[str, Any]:
     results = _results()
     for method, path, command, summary in COMMAND_ROUTES:
         paths.setdefault(path, {})[method] = _command_operation(command, summary, path, results.get(command))
+    for method, path, operation_id, summary in CONTROL_ROUTES:
+        paths.setdefault(path, {})[method] = _control_operation(operation_id, summary)
     for path, item in paths.items():
         if f"{{{PATH_MACHINE}}}" in path:
             item["parameters"] = [_machine_parameter(ids)]

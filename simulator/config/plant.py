@@ -164,6 +164,47 @@ class Maintenance(Strict):
         return self
 
 
+class Anomalies(Strict):
+    """Random anomalies: now and then a machine starts showing an anomaly of its type (see
+    ``MachineType.anomalies``, plus the plant-wide ones) for a drawn duration, as if one had been
+    injected by a command.  ``probability_per_day`` (or ``_per_hour``) is the chance that a machine
+    without an anomaly starts one within a day (an hour): the time to the next one is exponential
+    with rate -ln(1 - p) per day, counted from the end of the last one."""
+
+    probability_per_day: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = None
+    probability_per_hour: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = None
+    duration: Distribution = Uniform(distribution="uniform", low=300, high=1800)
+    severity: Distribution = Constant(distribution="constant", value=1.0)
+    types: Annotated[tuple[str, ...], Field(min_length=1)] | None = None  # default: every type the machine knows
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Anomalies:
+        if (self.probability_per_day is None) == (self.probability_per_hour is None):
+            raise ValueError("set probability_per_day or probability_per_hour (one of them), a chance from 0 to "
+                             "below 1")
+        return self
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            known = machines.anomaly_names()
+            bad = [name for name in value if name not in known]
+            if bad:
+                raise ValueError(f"unknown anomaly type {bad[0]!r}; allowed: {', '.join(sorted(known))}")
+        return value
+
+    @property
+    def rate_per_s(self) -> float:
+        """Onsets per simulated second of a machine without an anomaly (0: never)."""
+        if self.probability_per_day is not None:
+            probability, period_s = self.probability_per_day, 86400.0
+        else:
+            assert self.probability_per_hour is not None
+            probability, period_s = self.probability_per_hour, 3600.0
+        return -math.log1p(-probability) / period_s
+
+
 class Disruptions(Strict):
     block_probability: Probability = 0.0
     block_reasons: Annotated[tuple[BlockReason, ...], Field(min_length=1)] = (
@@ -172,6 +213,7 @@ class Disruptions(Strict):
     repair_time: Distribution = Uniform(distribution="uniform", low=300, high=1800)
     failures: Failures | None = None
     maintenance: Maintenance | None = None
+    anomalies: Anomalies | None = None
 
 
 class DisruptionOverrides(Strict):
@@ -182,6 +224,7 @@ class DisruptionOverrides(Strict):
     repair_time: Distribution | None = None
     failures: Failures | None = None
     maintenance: Maintenance | None = None
+    anomalies: Anomalies | None = None
 
 
 # --- route ---------------------------------------------------------------------------------
@@ -496,6 +539,7 @@ class PlantSettings(Strict):
             repair_time=over.repair_time or base.repair_time,
             failures=over.failures or base.failures,
             maintenance=over.maintenance or base.maintenance,
+            anomalies=over.anomalies or base.anomalies,
         )
 
     @cached_property

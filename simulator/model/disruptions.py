@@ -1,10 +1,12 @@
 """Machine-level disruptions on the event calendar: time-based failures that stop work, planned
-maintenance, and the clock that makes maintenance due every N hours."""
+maintenance, the clock that makes maintenance due every N hours, and random anomalies."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simulator.limits import MAX_DURATION_S, MAX_SEVERITY
+from simulator.model.control import allowed_anomalies, set_anomaly
 from simulator.model.events import handler
 from simulator.model.machine import Machine, MachineState
 from simulator.model.production import FAILURE, interrupt_lot, schedule_stoppage
@@ -87,3 +89,42 @@ def maintenance_clock(sim: Simulation, machine: Machine) -> None:
     pool = sim.plant.pool(machine.location, machine.machine_type)
     if pool.take_idle(machine):
         pool.release(machine)  # the pool starts the maintenance
+
+
+# -- random anomalies --------------------------------------------------------------------------------
+MIN_ANOMALY_S = 1.0  # a drawn duration is at least this long
+MIN_SEVERITY = 0.1  # and a drawn severity at least this strong
+
+
+def schedule_anomaly(sim: Simulation, machine: Machine, after_s: float = 0.0) -> None:
+    """The machine's next random anomaly: ``after_s`` plus an exponential gap from now (none when the
+    rate is 0)."""
+    anomalies = sim.plant.machine_disruptions[machine.machine_type].anomalies
+    assert anomalies is not None
+    rate = anomalies.rate_per_s
+    if rate > 0:
+        sim.env.after(after_s + machine.rng_anomalies.expovariate(rate), anomaly_due, sim, machine)
+
+
+@handler("machine.anomaly_due")
+def anomaly_due(sim: Simulation, machine: Machine) -> None:
+    """A random anomaly starts now, as an anomaly command would start it: a type the machine knows
+    (among ``types`` when given), a drawn severity and duration.  A machine already showing an
+    anomaly (a command's) keeps it.  The next one is drawn from the end of this one."""
+    dis = sim.plant.machine_disruptions[machine.machine_type]
+    if dis.anomalies is None:  # a warm start's config without them: the clock stops
+        return
+    assert dis.anomaly_duration is not None
+    assert dis.anomaly_severity is not None
+    rng = machine.rng_anomalies
+    wanted = dis.anomalies.types
+    kinds = [kind for kind in allowed_anomalies(machine) if wanted is None or kind in wanted]
+    # every draw is made whether or not it is used, so that what a command does changes no later draw
+    kind = kinds[rng.randrange(len(kinds))] if kinds else None
+    severity = min(MAX_SEVERITY, max(MIN_SEVERITY, dis.anomaly_severity(rng)))
+    duration = min(MAX_DURATION_S, max(MIN_ANOMALY_S, dis.anomaly_duration(rng)))
+    if kind is not None and machine.active_anomaly(sim.env.now) is None:
+        set_anomaly(sim, machine.id, kind, severity, duration)
+        schedule_anomaly(sim, machine, duration)
+    else:
+        schedule_anomaly(sim, machine)

@@ -67,6 +67,7 @@ class Machine:
         "maintenance_started",
         "model",
         "pieces_since_maintenance",
+        "rng_anomalies",
         "rng_blocks",
         "rng_failures",
         "rng_signals",
@@ -85,7 +86,7 @@ class Machine:
 
     def __init__(self, machine_id: str, location: str, machine_type: str, model: MachineType,
                  rng_blocks: random.Random, rng_failures: random.Random, rng_signals: random.Random,
-                 last_maintenance: float) -> None:
+                 last_maintenance: float, rng_anomalies: random.Random) -> None:
         self.id = machine_id
         self.location = location
         self.machine_type = machine_type
@@ -93,6 +94,9 @@ class Machine:
         self.rng_blocks = rng_blocks
         self.rng_failures = rng_failures
         self.rng_signals = rng_signals
+        # random anomalies (their onsets, types, severities and durations): a stream of their own, so that
+        # turning them on changes no other draw
+        self.rng_anomalies = rng_anomalies
         self.state = _IDLE
         self.since = 0.0
         # seconds spent in each state before ``since``, keyed by the states' values: plain strings, so a snapshot

@@ -9,7 +9,7 @@ from functools import partial
 from itertools import accumulate
 
 import machines as machine_registry
-from simulator.config.plant import Failures, Maintenance, PlantSettings, Quality
+from simulator.config.plant import Anomalies, Failures, Maintenance, PlantSettings, Quality
 from simulator.model.distributions import Sampler, processing_sampler, sampler
 from simulator.model.events import Calendar
 from simulator.model.machine import Machine
@@ -39,13 +39,16 @@ class StagePlan:
 
 @dataclass(frozen=True, slots=True)
 class MachineDisruptions:
-    """Failure and maintenance settings of the machines of one type."""
+    """Failure, maintenance and random anomaly settings of the machines of one type."""
 
     failures: Failures | None
     failure_repair: Sampler | None
     maintenance: Maintenance | None
     maintenance_duration: Sampler | None
     block_reasons: tuple[str, ...]
+    anomalies: Anomalies | None = None
+    anomaly_duration: Sampler | None = None
+    anomaly_severity: Sampler | None = None
 
 
 class Plant:
@@ -72,6 +75,7 @@ class Plant:
                         rng_failures=stream(seed, "machine", mid, "failures"),
                         rng_signals=stream(seed, "machine", mid, "signals"),
                         last_maintenance=-rng.uniform(0.0, 14 * 86400.0),
+                        rng_anomalies=stream(seed, "machine", mid, "anomalies"),
                     )
                     self.machines[mid] = machine
                     built.append(machine)
@@ -114,6 +118,9 @@ class Plant:
             maintenance=dis.maintenance,
             maintenance_duration=sampler(dis.maintenance.duration) if dis.maintenance else None,
             block_reasons=tuple(r.reason for r in dis.block_reasons),
+            anomalies=dis.anomalies,
+            anomaly_duration=sampler(dis.anomalies.duration) if dis.anomalies else None,
+            anomaly_severity=sampler(dis.anomalies.severity) if dis.anomalies else None,
         )
 
     def pool(self, location: str, machine_type: str) -> MachinePool:

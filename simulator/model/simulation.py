@@ -18,7 +18,7 @@ from simulator.errors import OrderRejected
 from simulator.limits import calendar_end_s
 from simulator.model.arrivals import OrderGenerator, mix_with
 from simulator.model.climate import OutdoorClimate
-from simulator.model.disruptions import maintain, maintenance_clock, schedule_failure
+from simulator.model.disruptions import maintain, maintenance_clock, schedule_anomaly, schedule_failure
 from simulator.model.events import Calendar, handler
 from simulator.model.lot import Lot
 from simulator.model.machine import Machine, Timeline
@@ -94,7 +94,7 @@ class Simulation:
             self.start_machine(machine)
 
     def start_machine(self, machine: Machine) -> None:
-        """Start ``machine``'s own clocks: failures, every-hours maintenance, samples."""
+        """Start ``machine``'s own clocks: failures, every-hours maintenance, samples, random anomalies."""
         dis = self.plant.machine_disruptions[machine.machine_type]
         history = stream(self.seed, "machine", machine.id, "setup")
         if dis.failures is not None:
@@ -107,6 +107,8 @@ class Simulation:
         interval = self.config.sample_interval_of(machine.machine_type)
         if interval > 0:
             start_sampling(self, machine, interval, history.uniform(0.0, interval))
+        if dis.anomalies is not None:
+            schedule_anomaly(self, machine)
 
     def _start_maintenance(self, machine: Machine) -> None:
         maintain(self, machine)

@@ -145,7 +145,8 @@ def _machine(m: Machine) -> dict[str, Any]:
         "stoppage": None if s is None else {
             "cause": s.cause, "reason": s.reason, "since": s.since, "until": _num(s.until),
             "duration": _num(s.duration), "working": s.working, "stage": s.stage, "entry": _seq(s.entry)},
-        "rng": {"blocks": _rng(m.rng_blocks), "failures": _rng(m.rng_failures), "signals": _rng(m.rng_signals)},
+        "rng": {"blocks": _rng(m.rng_blocks), "failures": _rng(m.rng_failures), "signals": _rng(m.rng_signals),
+                "anomalies": _rng(m.rng_anomalies)},
     }
 
 
@@ -255,7 +256,18 @@ def _restore(config: PlantSettings, sink: Sink, doc: dict[str, Any], sample_limi
     sim.env.load(entries, int(doc["calendar"]["seq"]))
     for mid in added:
         _add_machine(sim, machines[mid])
+    if warm:
+        _start_anomaly_clocks(sim, entries, added)
     return sim
+
+
+def _start_anomaly_clocks(sim: Simulation, entries: list[Entry], added: list[str]) -> None:
+    """Random anomalies the warm start's config turns on for machines of the snapshot start now."""
+    ticking = {e[3][1].id for e in entries if e[2] is disruptions.anomaly_due}
+    for mid, machine in sim.plant.machines.items():
+        if mid not in ticking and mid not in added \
+                and sim.plant.machine_disruptions[machine.machine_type].anomalies is not None:
+            disruptions.schedule_anomaly(sim, machine)
 
 
 def _add_machine(sim: Simulation, machine: Machine) -> None:
@@ -381,6 +393,8 @@ def _set_machine(m: Machine, d: dict[str, Any], lots: dict[str, Lot], by_seq: di
     _set_rng(m.rng_blocks, d["rng"]["blocks"])
     _set_rng(m.rng_failures, d["rng"]["failures"])
     _set_rng(m.rng_signals, d["rng"]["signals"])
+    if "anomalies" in d["rng"]:  # (a document of a version without random anomalies never drew from it)
+        _set_rng(m.rng_anomalies, d["rng"]["anomalies"])
 
 
 def _set_pool(pool: Any, d: dict[str, Any], machines: dict[str, Machine], lots: dict[str, Lot]) -> None:

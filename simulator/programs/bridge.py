@@ -332,7 +332,9 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         return {
             "status": status,
             "state": self.state,
+            "timestamp": utc_text(dt.datetime.now(dt.UTC)),
             "uptime_seconds": round(time.monotonic() - self.started, 3),
+            "kafka_broker": self.config.kafka.bootstrap_servers,
             "failure": failure.view() if failure is not None else None,
             "kafka": {"broker": self.config.kafka.bootstrap_servers, "connected": self.kafka_connected,
                       "last_error": problem.error if problem else None,

@@ -736,7 +736,9 @@ class Service:
         return {
             "status": self.status,
             "state": self.state,
+            "timestamp": utc_text(dt.datetime.now(dt.UTC)),
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
+            "kafka_broker": self.bootstrap_servers,
             "failure": failure.view() if failure is not None else None,
             "not_progressing": self.not_progressing,
             "run": {"id": self.run_id, "recovery": self.run_journal.progress() if self.run_journal else None,
