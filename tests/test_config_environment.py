@@ -62,6 +62,7 @@ HONOURED: dict[str, dict[str, tuple[str, Callable[[Config], object], object]]] =
         "SHIFT_2_END": ("23", shifts, {"early": ("06:00", "14:00"), "late": ("14:00", "23:00"),
                                        "night": ("23:00", "06:00")}),
         "WEEKEND_PRODUCTION_FACTOR": ("0.5", lambda c: c.shift_calendars["three-shift"].weekend_factor, 0.5),
+        "ANOMALY_PROBABILITY": ("0.25", lambda c: c.disruptions.anomalies.probability_per_day, 0.25),
     },
     "smart-factory": {
         "MQTT_HOST": ("mqtt.edge.example", lambda c: c.mqtt.targets[0].host, "mqtt.edge.example"),

@@ -45,8 +45,11 @@ def broker(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
 
 def profile_config(name: str, bootstrap: str, unique: str, broker: Mosquitto, **overrides: Any) -> Config:
     """profiles/<name>.yaml with its Kafka on ``bootstrap`` (topics and group unique to the test), its one
-    MQTT target on ``broker`` and an ephemeral HTTP port; ``overrides`` are dotted keys."""
+    MQTT target on ``broker`` and an ephemeral HTTP port; without the profile's warm-up (the tests
+    compare what is published from simulated time 0, and send commands at once: tests/test_warm_start.py
+    covers the warm-up); ``overrides`` are dotted keys."""
     return load(PROFILES / f"{name}.yaml", environ={}, overrides={
+        "simulation.warm_up": 0,
         "kafka.bootstrap_servers": bootstrap,
         "kafka.topics": {"orders": f"{unique}.orders", "telemetry_prefix": f"{unique}.telemetry",
                          "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter",

@@ -261,3 +261,15 @@ def test_every_profile_has_kafka_topics_and_a_group_of_its_own() -> None:
                       topics.telemetry_prefix, config.kafka.consumer.group_id):
             assert topic not in seen, f"{name} and {seen.get(topic)} share {topic}"
             seen[topic] = name
+
+
+@pytest.mark.parametrize("name", ["enms", "smart-factory"])
+def test_a_profile_with_a_warm_up_goes_live_with_a_busy_plant(name: str) -> None:
+    # what `factorysim run` does before going live (tests/test_warm_start.py runs the service)
+    config = profile(name)
+    assert config.warm_up_s > 0
+    sim = Simulation(config, ListSink())
+    sim.start_arrivals(until=config.warm_up_s)
+    sim.env.run(until=config.warm_up_s)
+    idle = sum(m.state in ("idle", "off_shift") for m in sim.plant.machines.values())
+    assert idle <= len(sim.plant.machines) / 2, Counter(m.state for m in sim.plant.machines.values())
