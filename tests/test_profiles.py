@@ -87,8 +87,8 @@ def test_profiles_run_offline_through_the_wire_format(tmp_path: Path) -> None:
 MQTT_TOPICS = {
     "spaceship": {"factory/cnc", "factory/3dprinter", "factory/welding", "factory/painting", "factory/testing",
                   "factory/orders"},
-    "enms": {f"factory/demo/{m}-01/{k}" for m in ("compressor", "hvac", "conveyor", "hydraulic_pump",
-                                                   "injection_moulding")
+    "enms": {f"factory/demo/{m}/{k}" for m in ("compressor-1", "hvac-main", "conveyor-a", "hydraulic-pump-1",
+                                                "injection-molding-1")
              for k in ("energy", "production", "environmental", "status")},
     "smart-factory": {f"v1/acme/plant-01/line-0{n}/{m}-01/{metric}" for n in (1, 2, 3)
                       for m in ("cnc", "assembly", "test_rig") for metric in ("energy_kw", "state")},
