@@ -81,6 +81,7 @@ class SignalContext:
     ambient_c: float = 22.0  # indoor temperature around the machine
     shift_factor: float = 1.0  # production factor of the current shift (0..1)
     outdoor_c: float | None = None  # outdoor temperature; None = the same as ambient_c
+    progress: float | None = None  # how far the current job is (0..1) at a sample; None: no job
 
     @property
     def outdoor(self) -> float:

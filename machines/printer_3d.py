@@ -17,13 +17,13 @@ class Printer3D(MachineType):
     def process_signals(self, ctx: SignalContext, rng: random.Random) -> Signals:
         run = working(ctx)
         # progress within the job: a cycle record is emitted at the end of the job (100 %), a sample
-        # at a random point of it
-        progress = 100.0 if ctx.cycle_time_s is not None else (rng.uniform(0.0, 100.0) if run else 0.0)
+        # shows how far the job is (a stopped print stays where it stopped)
+        progress = 100.0 if ctx.cycle_time_s is not None else 100.0 * (ctx.progress or 0.0)
         layers = 200 + 2 * ctx.quantity
         return {
             "nozzle_temp_c": r2(heat(ctx, 215.0, 5.0) * noise(rng, 0.005)),
             "bed_temp_c": r2(heat(ctx, 60.0, 3.0) * noise(rng, 0.01)),
-            "layer": int(layers * progress / 100.0) if run or ctx.cycle_time_s else 0,
+            "layer": int(layers * progress / 100.0),
             "progress_pct": r2(progress),
             "filament_used_g": r2(ctx.quantity * 12.0 * progress / 100.0),
             "print_speed_mm_s": r2(60.0 * noise(rng, 0.05)) if run else 0.0,

@@ -88,7 +88,8 @@ def test_normalised_config_reloads_to_the_same_config(default_config: Config) ->
     ("route.0.machine_type", "teleporter", "route[0].machine_type: unknown machine type 'teleporter'; allowed: "),
     ("route.1.name", "fresa_cnc", "route[1].name: duplicate stage name 'fresa_cnc'"),
     ("route.3.quality.rework_stage", "nope",
-     "route[3].quality.rework_stage: 'nope' is not an earlier stage; allowed: fresa_cnc, tornio, assemblaggio"),
+     "route[3].quality.rework_stage: 'nope' is neither an earlier stage nor this one; allowed: fresa_cnc, tornio, "
+     "assemblaggio, test"),
     ("route.3.quality.scrap_probability", 0.99,
      "route[3].quality: rework_probability + scrap_probability must not exceed 1"),
     ("disruptions.block_probability", 1.5, "disruptions.block_probability: must be <= 1.0 (got 1.5)"),

@@ -188,7 +188,8 @@ def test_an_alias_naming_an_unknown_key_is_an_error_naming_the_alias(tmp_path: P
         f"{path} line {line}: environment.AIO_ON: mqtt.targets.aoi.enabled names no config key: mqtt.targets has "
         "no element named 'aoi'; names: local, aio",
         f"{path} line {line + 2}: environment.PREFIX: formats.spaceship.prefix names no config key: "
-        "formats.spaceship has no key 'prefix'; allowed: topic_prefix",
+        "formats.spaceship has no key 'prefix'; allowed: assembly_types, carriers, cnc_part_types, colors, "
+        "destinations, printer_part_types, products, topic_prefix",
         f"{path} line {line + 3}: environment.SITE_TZ: locations.Dockyard.timezone names no config key: locations "
         "has no entry 'Dockyard'; it has: Shipyard",
         f"{path} line {line + 4}: environment.SPEED_X: simulation.speed.x names no config key: simulation.speed is "

@@ -260,7 +260,7 @@ async def test_enms_profile_end_to_end_topics_fields_values_and_random_anomalies
     assert onsets >= 3
 
     # the same anomalies on Kafka: the pump's samples there and on MQTT
-    pump = next(mid for mid in machines if "hydraulic_pump" in mid)
+    pump = next(mid for mid in machines if mid.startswith("hydraulic-pump"))  # the profile's ids
     on_mqtt = [a for _, a in seen[pump]]
     async with Reader(kafka_bootstrap, [pump_samples]) as reader:
         collected = await reader.read_until(lambda c: len(c.of(pump_samples)) >= len(per_machine[pump]), 30,

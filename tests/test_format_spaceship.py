@@ -116,15 +116,30 @@ def test_a_faulted_machine_shows_the_alarm_of_its_block(run) -> None:  # type: i
     assert faulted > 0
 
 
+def test_each_topic_carries_the_same_fields_on_samples_and_cycle_records(run) -> None:  # type: ignore[no-untyped-def]
+    keys: dict[str, set[frozenset[str]]] = defaultdict(set)
+    for record, message, body in telemetry(run):
+        keys[message.topic].add(frozenset(k for k in body if k not in record.signals))
+    assert {topic: len(sets) for topic, sets in keys.items()} == dict.fromkeys(keys, 1)
+    assert set(next(iter(keys["factory/cnc"]))) >= {"part_type", "part_id", "cycle_time", "quality"}
+    assert set(next(iter(keys["factory/3dprinter"]))) >= {"part_type", "part_id", "progress", "quality"}
+    assert set(next(iter(keys["factory/welding"]))) >= {"assembly_id", "assembly_type", "last_cycle_time", "quality"}
+    assert set(next(iter(keys["factory/painting"]))) >= {"part_id", "color", "cycle_time", "quality"}
+    assert set(next(iter(keys["factory/testing"]))) >= {"target_id", "target_type", "test_result", "issues_found"}
+
+
 def test_cycle_fields_quality_and_test_results(run) -> None:  # type: ignore[no-untyped-def]
     config, _, _ = run
     results = set()
     for record, _, body in telemetry(run):
         kind = config.model_of(record.machine_type)
+        time_field = "last_cycle_time" if kind == "welding" else "cycle_time"
         if isinstance(record, MachineSample):
-            assert "cycle_time" not in body and "quality" not in body and "test_result" not in body
+            assert body[time_field] is None and body["quality"] is None
+            if kind == "test_rig":
+                assert (body["test_result"], body["issues_found"]) == (None, 0)
             continue
-        assert body["cycle_time"] == round(record.cycle_time_s, 3)
+        assert body[time_field] == round(record.cycle_time_s, 3)
         assert body["quality"] == {None: "good", "pass": "good", "rework": "rework", "scrap": "scrap"}[
             record.test_outcome]
         if kind == "test_rig":
@@ -137,15 +152,77 @@ def test_cycle_fields_quality_and_test_results(run) -> None:  # type: ignore[no-
     assert results == {"pass", "fail"}
 
 
-def test_printer_progress_is_known_only_at_the_end_of_a_job(run) -> None:  # type: ignore[no-untyped-def]
-    printers = [(r, b) for r, _, b in telemetry(run) if r.machine_type == "3d_printer"]
-    assert printers
-    for record, body in printers:
+def test_printer_progress_rises_through_each_print_and_is_1_at_its_end(run) -> None:  # type: ignore[no-untyped-def]
+    _, records, _ = run
+    started = {(r.lot_code, r.machine_id): r.sim_time for r in records
+               if isinstance(r, LotEvent) and r.event_type == "stage.started"}
+    jobs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    ends: dict[tuple[str, str], CycleTelemetry] = {}
+    idle = 0
+    for record, _, body in telemetry(run):
+        if record.machine_type != "3d_printer":
+            assert "progress" not in body
+            continue
         assert "progress_pct" not in body
-        assert body["progress"] == (1.0 if isinstance(record, CycleTelemetry) else None)
-        assert body["nozzle_temp_c"] == record.signals["nozzle_temp_c"]
-    others = [b for r, _, b in telemetry(run) if r.machine_type != "3d_printer"]
-    assert all("progress" not in b for b in others)
+        if isinstance(record, CycleTelemetry):
+            assert body["progress"] == 1.0
+            ends[(record.lot_code, record.machine_id)] = record
+        elif record.lot_code is None:
+            assert body["progress"] == 0.0
+            idle += 1
+        else:
+            jobs[(record.lot_code, record.machine_id)].append((record.sim_time, body["progress"]))
+    assert idle and len(jobs) >= 10
+    steady = 0
+    for job, points in jobs.items():
+        values = [p for _, p in points]
+        assert values == sorted(values) and all(0.0 <= p <= 1.0 for p in values), job
+        end = ends.get(job)
+        if end is not None and not end.blocked:  # never stopped: the share of the print's time gone by
+            steady += 1
+            for at, progress in points:
+                assert progress == pytest.approx((at - started[job]) / end.processed_s, abs=1e-4)
+    assert steady >= 5
+
+
+def test_ids_count_each_machines_cycles_and_types_belong_to_the_lot(run) -> None:  # type: ignore[no-untyped-def]
+    config, _, _ = run
+    id_field = {"cnc": "part_id", "3d_printer": "part_id", "welding": "assembly_id", "painting": "part_id",
+                "test_rig": "target_id"}
+    type_field = {"cnc": "part_type", "3d_printer": "part_type", "welding": "assembly_type", "painting": "color",
+                  "test_rig": "target_type"}
+    numbers: dict[str, list[int]] = defaultdict(list)
+    lot_types: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record, _, body in telemetry(run):
+        kind = config.model_of(record.machine_type)
+        if kind not in id_field:
+            continue
+        c = record.counters
+        assert c is not None
+        name = body[id_field[kind]]
+        if record.lot_code is None:
+            assert body[type_field[kind]] is None
+            assert name == (f"A-{c.cycles}" if kind == "welding" and c.cycles else None)  # a station's last weld
+            continue
+        prefix, _, number = name.rpartition("-")
+        expected = c.cycles if isinstance(record, CycleTelemetry) else c.cycles + 1  # the cycle in progress
+        assert int(number) == expected
+        if isinstance(record, CycleTelemetry):
+            numbers[record.machine_id].append(int(number))
+        lot_types[(kind, record.lot_code)].add(body[type_field[kind]])
+        if kind in ("cnc", "3d_printer"):
+            assert prefix == "".join(ch for ch in body["part_type"] if ch.isupper())
+        else:
+            assert prefix == {"welding": "A", "painting": "Frame"}.get(kind) or \
+                config.formats.spaceship.products[body["target_type"]]
+    for machine, seen in numbers.items():
+        assert seen == list(range(1, len(seen) + 1)), machine
+    assert all(len(types) == 1 for types in lot_types.values())  # every message of a lot names the same
+    options = config.formats.spaceship
+    for kind, values in (("cnc", options.cnc_part_types), ("3d_printer", options.printer_part_types),
+                         ("welding", options.assembly_types), ("painting", options.colors)):
+        chosen = {next(iter(t)) for (k, _), t in lot_types.items() if k == kind}
+        assert chosen <= set(values) and len(chosen) >= 2, kind
 
 
 def test_oee_and_piece_counts_come_from_the_counters(run) -> None:  # type: ignore[no-untyped-def]
@@ -165,7 +242,8 @@ def test_oee_and_piece_counts_come_from_the_counters(run) -> None:  # type: igno
 
 
 def test_orders_and_dispatch_follow_the_lots(run) -> None:  # type: ignore[no-untyped-def]
-    _, records, encoded = run
+    config, records, encoded = run
+    options = config.formats.spaceship
     received = [r for r in records if isinstance(r, LotEvent) and r.event_type == "lot.received"]
     completed = {r.lot_code: r for r in records if isinstance(r, LotEvent) and r.event_type == "lot.completed"}
     scrapped = {r.lot_code for r in records if isinstance(r, LotEvent) and r.event_type == "lot.scrapped"}
@@ -173,22 +251,61 @@ def test_orders_and_dispatch_follow_the_lots(run) -> None:  # type: ignore[no-un
     orders = [b for r, m, b in encoded if m.topic == "factory/orders"]
     dispatches = [(r, b) for r, m, b in encoded if m.topic == "factory/dispatch"]
     assert [b["order_id"] for b in orders] == [r.lot_code for r in received]
+    products = {}
     for record, body in zip(received, orders, strict=True):
-        assert body == {"timestamp": body["timestamp"], "order_id": record.lot_code, "customer": record.customer,
-                        "quantity": record.quantity, "priority": {"alta": "high", "normale": "normal",
-                                                                   "bassa": "low"}[record.priority or ""],
+        (item,) = body["items"]
+        products[record.lot_code] = item["product_type"]
+        assert body == {"timestamp": body["timestamp"], "event_type": "order_placed", "order_id": record.lot_code,
+                        "items": [{"product_type": item["product_type"], "quantity": record.quantity}],
+                        "customer": record.customer, "quantity": record.quantity,
+                        "priority": {"alta": "high", "normale": "normal", "bassa": "low"}[record.priority or ""],
                         "location": "Hangar", "status": "received"}
+        assert item["product_type"] in options.products
+    assert len(set(products.values())) >= 2
     assert {b["order_id"] for _, b in dispatches} == set(completed)
     assert not scrapped & {b["order_id"] for _, b in dispatches}
+    destinations: dict[str, set[str]] = defaultdict(set)
     for record, body in dispatches:
         lot = completed[body["order_id"]]
         assert record is lot
+        assert body["event_type"] == "order_dispatched"
+        assert body["items"] == [{"product_type": products[lot.lot_code], "quantity": lot.quantity}]
+        assert body["destination"] in options.destinations and body["carrier"] in options.carriers
+        destinations[body["customer"]].add(body["destination"])
         assert body["lead_time_s"] == round(lot.lead_time_s or 0, 3) and body["quantity"] == lot.quantity
         assert body["customer"] == lot.customer and body["status"] == "dispatched"
+    assert all(len(d) == 1 for d in destinations.values())  # a customer's ships go to one place
     assert len({b["dispatch_id"] for _, b in dispatches}) == len(dispatches)
+    # the tested unit is the order's product
+    for record, _, body in telemetry(run):
+        if record.machine_type == "test_rig" and record.lot_code is not None:
+            assert body["target_type"] == products[record.lot_code]
     others = [r for r, _, _ in encoded if isinstance(r, LotEvent) and r.event_type not in
               ("lot.received", "lot.completed")]
     assert others == []
+
+
+def test_the_lots_names_depend_on_the_seed_and_the_lists_of_the_config() -> None:
+    options = {"products": {"Lander": "LND"}, "cnc_part_types": ["HullPanel", "NoseCone"],
+               "destinations": ["Phobos"], "carriers": ["Tug"]}
+    config = spaceship_plant(spaceship=options)
+    sink = ListSink()
+    sim = Simulation(config, sink, seed=SEED)
+    sim.start_arrivals(limit=12)
+    sim.env.run(until=86400)
+    names = {}
+    for seed in (SEED, SEED, SEED + 1):
+        fmt = SpaceshipFormat(config, seed)
+        bodies = [orjson.loads(m.value) for r in sink.records for m in fmt.encode(r) if m.topic == "factory/cnc"]
+        names[seed] = [*names.get(seed, []), [(b["order_id"], b["part_type"]) for b in bodies if b["part_type"]]]
+        dispatched = [orjson.loads(m.value) for r in sink.records for m in fmt.encode(r)
+                      if m.topic == "factory/dispatch"]
+        assert dispatched and {(d["destination"], d["carrier"]) for d in dispatched} == {("Phobos", "Tug")}
+        assert {i["product_type"] for d in dispatched for i in d["items"]} == {"Lander"}
+    same, again = names[SEED]
+    assert same == again  # the same seed names every lot the same
+    assert {part for _, part in same} == {"HullPanel", "NoseCone"}
+    assert names[SEED + 1][0] != same  # another seed chooses otherwise
 
 
 def test_the_topic_prefix_is_configurable() -> None:

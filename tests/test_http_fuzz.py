@@ -387,7 +387,7 @@ def test_the_document_is_valid_openapi_3_1_and_covers_every_route_and_command(
                   if method != "parameters"}
     assert served == documented
     # every command has an operation; one the service cannot carry out yet answers only refusals
-    assert sorted(c for _, _, c, _ in openapi.COMMAND_ROUTES) == sorted(COMMANDS)
+    assert {c for _, _, c, _ in openapi.COMMAND_ROUTES} == set(COMMANDS)  # (some under an alias path too)
     for method, path, command, _ in openapi.COMMAND_ROUTES:
         operation = document["paths"][path][method]
         assert operation["security"] == [{openapi.SECURITY_SCHEME: []}]

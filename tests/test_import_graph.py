@@ -123,7 +123,8 @@ def test_an_import_of_other_config_modules_is_caught() -> None:
 
 def test_the_model_loads_no_other_config_module() -> None:
     """Importing ``simulator.config.plant`` runs the package's ``__init__``, whose re-exports load on
-    first use: the model's modules bring in neither the loader nor the connections' settings."""
+    first use: the model's modules bring in neither the loader nor the connections' settings (only
+    what the plant's settings are made of: common types and the machine names)."""
     program = (
         "import sys\n"
         "import simulator.model.simulation, simulator.model.snapshot\n"
@@ -133,6 +134,6 @@ def test_the_model_loads_no_other_config_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, check=True, cwd=ROOT, text=True).stdout
     assert out.splitlines() == [
-        "['simulator.config', 'simulator.config.common', 'simulator.config.plant']",
+        "['simulator.config', 'simulator.config.common', 'simulator.config.machine_ids', 'simulator.config.plant']",
         "simulator.config.schema simulator.config.loader simulator.config.loader simulator.config.loader",
     ]

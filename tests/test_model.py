@@ -202,6 +202,25 @@ def test_test_stage_rework_goes_back_and_scrap_ends_the_lot() -> None:
     assert sum(m.cycles - m.good_cycles for m in qa) == stats.reworks + stats.scrapped
 
 
+def test_a_stage_may_rework_at_itself_even_the_first_one() -> None:
+    stages = [
+        {"name": "cut", "machine_type": "cnc", "processing_time": {"distribution": "constant", "value": 30},
+         "quality": {"rework_probability": 0.4, "rework_stage": "cut", "max_reworks": 2}},
+        {"name": "paint", "machine_type": "painting", "processing_time": {"distribution": "constant", "value": 20}},
+    ]
+    sink = ListSink()
+    sim = Simulation(plant(stages=stages), sink)
+    for i in range(200):
+        sim.admit(order(f"L{i}"))
+    run_all(sim)
+    assert sim.stats.completed + sim.stats.scrapped == 200
+    assert sim.stats.reworks > 40
+    assert {e.stage for e in events(sink, "lot.reworked")} == {"cut"}
+    for code in {e.lot_code for e in events(sink, "lot.completed")}:
+        seen = [e.stage for e in events(sink, "stage.completed") if e.lot_code == code]
+        assert seen[-1] == "paint" and set(seen[:-1]) == {"cut"} and len(seen) <= 4  # cut once, twice or thrice
+
+
 def test_streams_are_per_entity_adding_a_lot_keeps_other_lots_times() -> None:
     cfg = plant(stages=[{"name": "mill", "machine_type": "milling",
                          "processing_time": {"distribution": "exponential", "mean": 100}}],

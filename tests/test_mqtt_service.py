@@ -134,111 +134,12 @@ def utc_instant(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-def received_lots(collected: Collected, topic: str, event_type: str) -> dict[str, dict[str, Any]]:
-    return {e["lot_code"]: e for e in collected.json(topic) if e["event_type"] == event_type}
-
-
-# --- spaceship --------------------------------------------------------------------------------------------
-SPACESHIP_TOPICS = {"cnc": "factory/cnc", "3d_printer": "factory/3dprinter", "welding": "factory/welding",
-                    "painting": "factory/painting", "test_rig": "factory/testing"}
-SPACESHIP_TELEMETRY = {"timestamp", "machine_id", "station_id", "status", "off_shift", "location", "machine_type",
-                       "order_id", "alarm", "anomaly", "good_count", "bad_count", "oee"}
-SPACESHIP_ORDER = {"timestamp", "order_id", "customer", "quantity", "priority", "location", "status"}
-SPACESHIP_DISPATCH = {"timestamp", "dispatch_id", "order_id", "customer", "quantity", "priority", "location",
-                      "lead_time_s", "rework_count", "status"}
-
-
-async def test_spaceship_profile_publishes_machines_orders_and_dispatches(
-        kafka_bootstrap: str, unique: str, broker: Mosquitto) -> None:
-    # an hour a second, samples every minute (the profile's 5 s would be 16k records a second here)
-    config = profile_config("spaceship", kafka_bootstrap, unique, broker,
-                            **{"simulation.speed": 3600, "telemetry.sample_interval_s": 60})
-    events = config.kafka.topics.events
-    wanted = {*SPACESHIP_TOPICS.values(), "factory/orders", "factory/dispatch"}
-    async with MqttCollector(broker.host, broker.port, "factory/#") as collector:
-        watch = Watch(collector)
-        async with running_service(config) as service, aiohttp.ClientSession() as http:
-            machines = set(service.sim.plant.machines)
-            await watch.until(lambda w: w.topics >= wanted, 40, f"messages on {sorted(wanted)}")
-            await watch.until(lambda w: {b["machine_id"] for _, b in w.all_bodies() if "machine_id" in b} >= machines,
-                              20, "telemetry of every machine")
-            await target_health(http, service, "local", "spaceship", broker)
-        # stopped: every record went to Kafka and to the target
-        published = service.mqtt[0].messages_published
-        events_sent = service.metrics.registry.get_sample_value("factorysim_kafka_records_sent_total",
-                                                                {"topic": events})
-        assert service.mqtt[0].messages_acknowledged == published
-        assert events_sent, "no lot events counted as sent to Kafka"
-        await watch.until(lambda w: sum(len(m) for m in w.messages.values()) >= published, 10,
-                          f"all {published} messages at the collector")
-    assert watch.topics == wanted
-
-    for kind, topic in SPACESHIP_TOPICS.items():
-        for body in watch.bodies[topic]:
-            assert set(body) >= SPACESHIP_TELEMETRY, (topic, body)
-            assert body["machine_type"] == kind
-            assert body["machine_id"] in machines
-            assert body["station_id"] == f"Shipyard-{kind}"
-            assert body["location"] == "Shipyard"
-            assert body["status"] in {"running", "idle", "maintenance", "faulted"}
-            assert body["off_shift"] is False  # the Shipyard works around the clock
-            assert isinstance(body["good_count"], int) and isinstance(body["bad_count"], int)
-            assert set(body["oee"]) == {"availability", "performance", "quality", "oee"}
-            assert all(0.0 <= v <= 1.0 for v in body["oee"].values())
-            utc_instant(body["timestamp"])
-            if "cycle_time" not in body:  # a sample: the alarm is the machine's at that instant
-                assert (body["status"] == "faulted") == (body["alarm"] or "").startswith("BLOCK: ")
-            else:  # a cycle record (its alarm tells of a block during the cycle)
-                assert body["cycle_time"] > 0
-                assert body["quality"] in {"good", "rework", "scrap"}
-                assert isinstance(body["order_id"], str)
-            if kind == "3d_printer":
-                assert body["progress"] in (None, 1.0)
-            if kind == "test_rig" and "cycle_time" in body:
-                assert body["test_result"] in {"pass", "fail"}
-                assert isinstance(body["issues_found"], int)
-    assert any("cycle_time" in b for b in watch.bodies["factory/cnc"])
-
-    orders = {b["order_id"]: b for b in watch.bodies["factory/orders"]}
-    dispatches = {b["order_id"]: b for b in watch.bodies["factory/dispatch"]}
-    assert len(orders) == len(watch.bodies["factory/orders"])  # one message per order
-    assert len(dispatches) == len(watch.bodies["factory/dispatch"]) >= 1
-    async with Reader(kafka_bootstrap, [events]) as reader:
-        collected = await reader.read_until(lambda c: len(c.of(events)) >= events_sent, 20,
-                                            f"the {events_sent} lot events on Kafka")
-    received = received_lots(collected, events, "lot.received")
-    completed = received_lots(collected, events, "lot.completed")
-    # the target carries exactly the lots Kafka saw arrive and complete, with the same facts
-    assert set(orders) == set(received)
-    assert set(dispatches) == set(completed)
-    customers = set(config.arrivals.customers)
-    for code, order in orders.items():
-        assert set(order) == SPACESHIP_ORDER
-        event = received[code]
-        assert (order["customer"], order["quantity"], order["location"]) == (
-            event["customer"], event["quantity"], event["location"])
-        assert order["customer"] in customers
-        assert 1 <= order["quantity"] <= 4
-        assert order["priority"] == {"alta": "high", "normale": "normal", "bassa": "low"}[event["priority"]]
-        assert order["status"] == "received"
-        assert order["timestamp"] == event["timestamp_utc"]
-    for code, dispatch in dispatches.items():
-        assert set(dispatch) == SPACESHIP_DISPATCH
-        event = completed[code]
-        assert dispatch["status"] == "dispatched"
-        assert dispatch["lead_time_s"] == event["lead_time_s"] > 0
-        assert dispatch["timestamp"] == event["timestamp_utc"]
-        assert dispatch["customer"] == orders[code]["customer"]
-        assert isinstance(dispatch["rework_count"], int)
-    assert len({d["dispatch_id"] for d in dispatches.values()}) == len(dispatches)
-    # machines report the lots Kafka knows
-    on_machines = {b["order_id"] for t in SPACESHIP_TOPICS.values() for b in watch.bodies[t] if b["order_id"]}
-    assert on_machines <= set(received)
+# --- spaceship: tests/test_seed_spaceship.py checks the profile against the earlier simulator's documents ---
 
 
 # --- enms -------------------------------------------------------------------------------------------------
 ENMS_KINDS = ("energy", "production", "environmental", "status")
-BLOCKED_MACHINE = "demo-conveyor-01"  # the last stage: idle for the first simulated hour
+BLOCKED_MACHINE = "conveyor-a"  # the last stage: idle for the first simulated hour
 
 
 def check_enms_message(topic: str, body: dict[str, Any], uuids: dict[str, str]) -> None:
@@ -246,8 +147,8 @@ def check_enms_message(topic: str, body: dict[str, Any], uuids: dict[str, str]) 
     tests/test_enms_profile.py (imported here: that module imports this one)."""
     from test_enms_profile import check_enms_message as check
 
-    _, site, short, _ = topic.split("/")
-    check(topic, body, {short: uuids[f"{site}-{short}"]})
+    _, _, machine, _ = topic.split("/")  # the profile's machine ids (compressor-1, hvac-main …)
+    check(topic, body, {machine: uuids[machine]})
 
 
 async def test_enms_profile_publishes_four_topics_per_machine_with_retained_status_that_agrees_with_kafka(
@@ -256,9 +157,9 @@ async def test_enms_profile_publishes_four_topics_per_machine_with_retained_stat
     config = profile_config("enms", kafka_bootstrap, unique, broker, **{"simulation.speed": 300})
     topics = config.kafka.topics
     conveyor_samples = f"{topics.telemetry_prefix}.conveying.samples"
-    machines = [f"demo-{t}-01" for t in ("compressor", "hvac", "conveyor", "hydraulic_pump", "injection_moulding")]
-    wanted = {f"factory/demo/{m.removeprefix('demo-')}/{k}" for m in machines for k in ENMS_KINDS}
-    status_topic = f"factory/demo/{BLOCKED_MACHINE.removeprefix('demo-')}/status"
+    machines = ["compressor-1", "hvac-main", "conveyor-a", "hydraulic-pump-1", "injection-molding-1"]
+    wanted = {f"factory/demo/{m}/{k}" for m in machines for k in ENMS_KINDS}
+    status_topic = f"factory/demo/{BLOCKED_MACHINE}/status"
     async with MqttCollector(broker.host, broker.port, "factory/#") as collector:
         watch = Watch(collector)
         async with running_service(config) as service, \
@@ -303,7 +204,7 @@ async def test_enms_profile_publishes_four_topics_per_machine_with_retained_stat
         flag, topic, payload = line.split(" ", 2)
         assert flag == "1", line  # delivered because retained
         retained[topic] = orjson.loads(payload)
-    assert set(retained) == {f"factory/demo/{m.removeprefix('demo-')}/status" for m in machines}
+    assert set(retained) == {f"factory/demo/{m}/status" for m in machines}
     assert retained[status_topic]["state"] == "blocked"
     assert retained[status_topic]["alarm"] == "BLOCK: belt jam"
 

@@ -88,8 +88,8 @@ def test_profiles_run_offline_through_the_wire_format(tmp_path: Path) -> None:
 MQTT_TOPICS = {
     "spaceship": {"factory/cnc", "factory/3dprinter", "factory/welding", "factory/painting", "factory/testing",
                   "factory/orders"},
-    "enms": {f"factory/demo/{m}-01/{k}" for m in ("compressor", "hvac", "conveyor", "hydraulic_pump",
-                                                   "injection_moulding")
+    "enms": {f"factory/demo/{m}/{k}" for m in ("compressor-1", "hvac-main", "conveyor-a", "hydraulic-pump-1",
+                                                "injection-molding-1")
              for k in ("energy", "production", "environmental", "status")},
     "smart-factory": {f"v1/acme/plant-01/{line}/{machine}/{metric}" for line, machines in (
         ("line-01", ("cnc-01", "cnc-02", "robot-arm-01")), ("line-02", ("press-01", "conveyor-01", "robot-arm-02")),
@@ -263,7 +263,7 @@ def test_every_profile_has_kafka_topics_and_a_group_of_its_own() -> None:
             seen[topic] = name
 
 
-@pytest.mark.parametrize("name", ["enms", "smart-factory"])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_profile_with_a_warm_up_goes_live_with_a_busy_plant(name: str) -> None:
     # what `factorysim run` does before going live (tests/test_warm_start.py runs the service)
     config = profile(name)

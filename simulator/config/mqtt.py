@@ -18,8 +18,30 @@ TopicTemplateText = Annotated[str, Field(min_length=1, max_length=500)]
 _SLUG = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,100}$")]
 
 
+_LABEL = Annotated[str, Field(min_length=1, max_length=100)]
+_LABELS = Annotated[tuple[_LABEL, ...], Field(min_length=1)]
+_COLOR = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
+
+
 class SpaceshipOptions(Strict):
+    """The spaceship topics, and the names the format gives to what the plant works on: each lot's
+    product, part, assembly, colour, destination and carrier are chosen from these lists, the same
+    for the same run seed and lot (see :mod:`simulator.formats.spaceship`)."""
+
     topic_prefix: TopicTemplateText = "factory"
+    # product type -> the id prefix of a tested unit (target_id "Spaceship-42")
+    products: Annotated[dict[_LABEL, _SLUG], Field(min_length=1)] = Field(default_factory=lambda: {
+        "FullSpaceship": "Spaceship", "ShuttleCraft": "Shuttle", "CargoPod": "CargoPod",
+        "SparePartKit": "SparePartKit"})
+    cnc_part_types: _LABELS = ("HullPanel", "EngineMount", "BulkheadRing", "LandingStrut", "ThrusterBracket")
+    printer_part_types: _LABELS = ("GearboxCasing", "FuelInjector", "SensorHousing", "CableConduit",
+                                   "HeatShieldTile")
+    assembly_types: _LABELS = ("FrameAssembly", "HullSection", "EngineAssembly", "CockpitModule")
+    colors: Annotated[tuple[_COLOR, ...], Field(min_length=1)] = ("#FFD700", "#C0C0C0", "#1E3A8A", "#F5F5F5",
+                                                                  "#B22222")
+    destinations: _LABELS = ("Moon Base Alpha", "Mars Colony One", "Europa Research Station", "Titan Outpost",
+                             "Ceres Mining Depot")
+    carriers: _LABELS = ("Orbital Express", "Lunar Freight Lines", "Deep Space Couriers", "Starlift Logistics")
 
 
 class EnmsOptions(Strict):

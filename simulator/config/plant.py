@@ -2,7 +2,8 @@
 
 Distributions, disruptions, quality, the route's stages, shift calendars, climate, locations,
 machine type settings, telemetry, generated arrivals, the run's simulation settings, the order
-priorities, and :class:`PlantSettings`, which holds them with their cross-field checks.  The model
+priorities, and :class:`PlantSettings`, which holds them with their cross-field checks and names
+every machine (``machine_slots``, from :mod:`simulator.config.machine_ids`).  The model
 (``simulator/model/``, ``machines/``) imports from this module only; the root
 :class:`simulator.config.schema.Config` extends ``PlantSettings`` with the connections.
 Units are in the names (``_s``, ``_h``, ``_ms``).
@@ -22,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 import machines
 from simulator.config.common import CrossFieldError, NonNegFloat, PositiveFloat, Probability, Strict
+from simulator.config.machine_ids import ID_PLACEHOLDERS, STATION_PLACEHOLDERS, MachineSlot, check_template, plant_slots
 from simulator.durations import parse_duration
 from simulator.limits import EARLIEST_START, LATEST_START, MAX_SPEED, MIN_SPEED
 
@@ -39,6 +41,7 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+IdTemplate = Annotated[str, Field(min_length=1, max_length=200)]  # see simulator.config.machine_ids
 
 
 # --- distributions -------------------------------------------------------------------------
@@ -231,7 +234,7 @@ class DisruptionOverrides(Strict):
 class Quality(Strict):
     rework_probability: Probability = 0.0
     scrap_probability: Probability = 0.0
-    rework_stage: str | None = None  # default: the stage before this one
+    rework_stage: str | None = None  # an earlier stage or this one; default: the stage before this one
     max_reworks: Annotated[int, Field(ge=0)] = 2
 
     @model_validator(mode="after")
@@ -316,6 +319,12 @@ class Location(Strict):
     shift_calendar: str | None = None
     ambient_c: float = 22.0  # indoor temperature around the machines
     climate: Climate | None = None  # outdoor temperature model; None = outdoor equals ambient_c
+    machine_id_template: IdTemplate | None = None  # the ids of its machines (types without their own)
+
+    @field_validator("machine_id_template")
+    @classmethod
+    def _id_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value, ID_PLACEHOLDERS)
 
     @field_validator("timezone")
     @classmethod
@@ -331,6 +340,20 @@ class MachineTypeSettings(Strict):
     # "route": works lots of the route stages that use it; "continuous": a utility (compressor,
     # HVAC, …) that runs whenever its location's shift calendar allows, loaded by the shift factor
     duty: Literal["route", "continuous"] = "route"
+    # names (see simulator.config.machine_ids): {code}, and the templates of machine and station ids
+    id_code: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$")] | None = None
+    machine_id_template: IdTemplate | None = None
+    station_id_template: IdTemplate | None = None
+
+    @field_validator("machine_id_template")
+    @classmethod
+    def _id_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value, ID_PLACEHOLDERS)
+
+    @field_validator("station_id_template")
+    @classmethod
+    def _station_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value, STATION_PLACEHOLDERS)
 
     @field_validator("model")
     @classmethod
@@ -453,15 +476,16 @@ class PlantSettings(Strict):
                 problems.append((f"route[{i}].name", f"duplicate stage name {stage.name!r}"))
             seen.add(stage.name)
             if stage.quality and stage.quality.rework_stage is not None:
-                if stage.quality.rework_stage not in names[:i]:
+                if stage.quality.rework_stage not in names[:i + 1]:
                     problems.append((
                         f"route[{i}].quality.rework_stage",
-                        f"{stage.quality.rework_stage!r} is not an earlier stage; allowed: "
-                        f"{', '.join(names[:i]) or '(none: this is the first stage)'}",
+                        f"{stage.quality.rework_stage!r} is neither an earlier stage nor this one; allowed: "
+                        f"{', '.join(names[:i + 1])}",
                     ))
             elif stage.quality and i == 0 and stage.quality.rework_probability > 0:
                 problems.append((f"route[{i}].quality.rework_stage",
-                                 "the first stage has no earlier stage to rework at"))
+                                 f"the first stage has no earlier stage to rework at; name this one "
+                                 f"({stage.name!r}) to work a reworked lot here again"))
         aliases: dict[str, str] = {}
         for loc_name, loc in self.locations.items():
             for alias in (loc_name, *loc.aliases):
@@ -501,9 +525,18 @@ class PlantSettings(Strict):
                 problems.append((f"route[{i}].machine_type",
                                  f"{stage.machine_type!r} has machine_types.{stage.machine_type}.duty: continuous "
                                  f"(a utility that works no lots); route stages need duty: route"))
+        problems += self._slots()[1]
         if problems:
             raise CrossFieldError(problems)
         return self
+
+    def _slots(self) -> tuple[list[MachineSlot], list[tuple[str, str]]]:
+        types = self.machine_types
+        return plant_slots({name: loc.machines for name, loc in self.locations.items()},
+                           {name: loc.machine_id_template for name, loc in self.locations.items()},
+                           {name: t.machine_id_template for name, t in types.items()},
+                           {name: t.id_code for name, t in types.items()},
+                           {name: t.station_id_template for name, t in types.items()})
 
     # -- derived lookups ----------------------------------------------------------------------
     def location_of(self, name: str) -> str | None:
@@ -518,6 +551,12 @@ class PlantSettings(Strict):
             for alias in (loc_name, *loc.aliases):
                 names.setdefault(alias.casefold(), loc_name)
         return names
+
+    @cached_property
+    def machine_slots(self) -> tuple[MachineSlot, ...]:
+        """Every machine of the plant with its id and station, locations and types in config order
+        (the one place that names machines: see :mod:`simulator.config.machine_ids`)."""
+        return tuple(self._slots()[0])
 
     def model_of(self, machine_type: str) -> str:
         settings = self.machine_types.get(machine_type)

@@ -72,20 +72,21 @@ class MachineInfo:
     model: MachineType  # its signal model; ``model.kind`` is the registry kind (e.g. ``milling``)
     short: str  # the id without its location prefix (e.g. ``fresa_cnc-02``)
     continuous: bool  # a continuous-duty utility (runs whenever its shift allows, works no lots)
+    station: str  # the station (line, cell) it stands in: ``machine_types.<type>.station_id_template``
 
 
 class MachineIndex:
-    """Every machine of the config by id (ids are ``{location}-{machine_type}-{nn}``)."""
+    """Every machine of the config by id (``config.machine_slots``); a machine the config does not
+    know (a bridge reading another run) is taken for one of the default ids,
+    ``{location}-{machine_type}-{nn}``."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.models = {mtype: machines.get(config.model_of(mtype))
                        for loc in config.locations.values() for mtype in loc.machines}
         self._info: dict[str, MachineInfo] = {}
-        for loc_name, loc in config.locations.items():
-            for mtype, count in loc.machines.items():
-                for k in range(1, count + 1):
-                    self.info(f"{loc_name}-{mtype}-{k:02d}", loc_name, mtype)
+        for slot in config.machine_slots:
+            self._info[slot.id] = self._new(slot.id, slot.location, slot.machine_type, slot.station)
 
     def all(self) -> list[MachineInfo]:
         """Every machine of the config, location by location."""
@@ -95,6 +96,10 @@ class MachineIndex:
         known = self._info.get(machine_id)
         if known is not None:
             return known
+        info = self._info[machine_id] = self._new(machine_id, location, machine_type, None)
+        return info
+
+    def _new(self, machine_id: str, location: str, machine_type: str | None, station: str | None) -> MachineInfo:
         prefix = f"{location}-"
         short = machine_id[len(prefix):] if machine_id.startswith(prefix) else machine_id
         mtype = machine_type or short.rpartition("-")[0]
@@ -106,10 +111,9 @@ class MachineIndex:
                 raise ValueError(f"machine {machine_id!r}: unknown machine type {mtype!r} (not in the config)") \
                     from None
         settings = self.config.machine_types.get(mtype)
-        info = MachineInfo(machine_id, location, mtype, model, short,
-                           settings is not None and settings.duty == "continuous")
-        self._info[machine_id] = info
-        return info
+        return MachineInfo(machine_id, location, mtype, model, short,
+                           settings is not None and settings.duty == "continuous",
+                           station if station is not None else f"{location}-{mtype}")
 
 
 @dataclass(frozen=True, slots=True)

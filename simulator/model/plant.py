@@ -62,24 +62,27 @@ class Plant:
         self.machines: dict[str, Machine] = {}
         self.pools: dict[tuple[str, str], MachinePool] = {}
         self.machine_disruptions: dict[str, MachineDisruptions] = {}
+        # a machine's random streams are derived from its stream key (its default id), not its id:
+        # renaming machines (machine_id_template) changes their names and nothing else
+        self.stream_keys: dict[str, str] = {}
+        pools: dict[tuple[str, str], list[Machine]] = {}
+        for slot in config.machine_slots:
+            mid, key, mtype = slot.id, slot.stream_key, slot.machine_type
+            rng = stream(seed, "machine", key, "history")
+            machine = Machine(
+                mid, slot.location, mtype, machine_registry.get(config.model_of(mtype)),
+                rng_blocks=stream(seed, "machine", key, "blocks"),
+                rng_failures=stream(seed, "machine", key, "failures"),
+                rng_signals=stream(seed, "machine", key, "signals"),
+                last_maintenance=-rng.uniform(0.0, 14 * 86400.0),
+                rng_anomalies=stream(seed, "machine", key, "anomalies"),
+            )
+            self.machines[mid] = machine
+            self.stream_keys[mid] = key
+            pools.setdefault((slot.location, mtype), []).append(machine)
         for loc_name, loc in config.locations.items():
-            for mtype, n in loc.machines.items():
-                model = machine_registry.get(config.model_of(mtype))
-                built = []
-                for k in range(1, n + 1):
-                    mid = f"{loc_name}-{mtype}-{k:02d}"
-                    rng = stream(seed, "machine", mid, "history")
-                    machine = Machine(
-                        mid, loc_name, mtype, model,
-                        rng_blocks=stream(seed, "machine", mid, "blocks"),
-                        rng_failures=stream(seed, "machine", mid, "failures"),
-                        rng_signals=stream(seed, "machine", mid, "signals"),
-                        last_maintenance=-rng.uniform(0.0, 14 * 86400.0),
-                        rng_anomalies=stream(seed, "machine", mid, "anomalies"),
-                    )
-                    self.machines[mid] = machine
-                    built.append(machine)
-                self.pools[(loc_name, mtype)] = MachinePool(env, loc_name, mtype, built)
+            for mtype in loc.machines:
+                self.pools[(loc_name, mtype)] = MachinePool(env, loc_name, mtype, pools.get((loc_name, mtype), []))
         for mtype in {m.machine_type for m in self.machines.values()}:
             self.machine_disruptions[mtype] = self._machine_disruptions(config, mtype)
 

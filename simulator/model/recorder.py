@@ -22,6 +22,15 @@ def load_of(quantity: int) -> float:
     return quantity / (quantity + 250.0)
 
 
+def job_progress(lot: Lot, now: float) -> float:
+    """How far ``lot``'s work at its current stage is at ``now`` (0..1): the work done before the
+    segment it is working, plus the segment's time so far (none while it is stopped)."""
+    if lot.work <= 0:
+        return 0.0
+    done = lot.work_done + (now - lot.segment_start if lot.entry is not None else 0.0)
+    return min(1.0, max(0.0, done / lot.work))
+
+
 class Recorder:
     __slots__ = ("ambient", "cycle_records", "env", "lot_events", "outdoor", "seqs", "sink")
 
@@ -103,7 +112,7 @@ class Recorder:
             quantity=lot.quantity if lot else 0,
             block_reason=machine.block_reason, anomaly=machine.active_anomaly(now),
             anomaly_severity=machine.anomaly_severity, ambient_c=self.ambient[machine.location],
-            outdoor_c=self.outdoor_c(machine.location),
+            outdoor_c=self.outdoor_c(machine.location), progress=None if lot is None else job_progress(lot, now),
         )
         self.sink.emit(MachineSample(
             self._next(machine.location), now, location=machine.location, machine_id=machine.id,

@@ -96,7 +96,7 @@ class Simulation:
     def start_machine(self, machine: Machine) -> None:
         """Start ``machine``'s own clocks: failures, every-hours maintenance, samples, random anomalies."""
         dis = self.plant.machine_disruptions[machine.machine_type]
-        history = stream(self.seed, "machine", machine.id, "setup")
+        history = stream(self.seed, "machine", self.plant.stream_keys[machine.id], "setup")
         if dis.failures is not None:
             schedule_failure(self, machine)
         if dis.maintenance is not None:

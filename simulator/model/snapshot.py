@@ -295,8 +295,8 @@ def _check_fits(config: PlantSettings, doc: dict[str, Any], warm: bool) -> list[
     route = [s.name for s in config.route]
     if doc["route"] != route:
         raise SnapshotError(f"the snapshot's route is {' > '.join(doc['route'])}; the config's is {' > '.join(route)}")
-    expected = {f"{loc}-{mtype}-{k:02d}" for loc, settings in config.locations.items()
-                for mtype, n in settings.machines.items() for k in range(1, n + 1)}
+    ids = [slot.id for slot in config.machine_slots]
+    expected = set(ids)
     found = set(doc["machines"])
     missing, extra = sorted(expected - found), sorted(found - expected)
     if extra or (missing and not warm):
@@ -305,8 +305,7 @@ def _check_fits(config: PlantSettings, doc: dict[str, Any], warm: bool) -> list[
                             + "; ".join(part for part in (
                                 f"not in the snapshot: {', '.join(missing[:5])}" if missing else "",
                                 f"not in the config: {', '.join(extra[:5])}" if extra else "") if part) + hint)
-    return [mid for mid in (f"{loc}-{mtype}-{k:02d}" for loc, settings in config.locations.items()
-                            for mtype, n in settings.machines.items() for k in range(1, n + 1)) if mid in missing]
+    return [mid for mid in ids if mid in missing]
 
 
 def _calendar(sim: Simulation, raw: list[Any], machines: dict[str, Machine],
