@@ -91,6 +91,10 @@ def test_templates_per_location_and_per_type_name_the_machines_and_their_station
     ({"locations.Vietnam.machine_id_template": "VN-{code}"},
      "locations.Vietnam.machine_id_template: gives the id 'VN-fresa_cnc' to Vietnam fresa_cnc #1 and to Vietnam "
      "fresa_cnc #2"),
+    ({"machine_types": {"tornio": {"machine_id_template": "T-{n:999999999d}"}}},  # (a gigabyte of padding)
+     "machine_types.tornio.machine_id_template: {n:999999999d}: a width below 100 characters"),
+    ({"machine_types": {"test": {"station_id_template": "{machine_id:.9999}"}}},
+     "machine_types.test.station_id_template: {machine_id:.9999}: a width below 100 characters"),
     ({"locations.Italia.machine_id_template": "{location}/{type}/{n}"},
      "locations.Italia.machine_id_template: gives 'Italia/fresa_cnc/1' to Italia fresa_cnc #1: not a machine id"),
 ])

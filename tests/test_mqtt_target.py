@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from simulator.adapters.mqtt import MqttPublisher
+from simulator.adapters.mqtt_options import TOPIC_FIELDS, render
 from simulator.adapters.mqtt_session import SessionState
 from simulator.config.mqtt import MqttTarget
+from simulator.errors import ConfigError
 from simulator.formats import WireMessage
 from simulator.model.records import LotEvent, Record
 from simulator.net import free_port
@@ -294,3 +296,10 @@ async def test_block_policy_holds_the_outbox_until_there_is_room(mosquitto_facto
         await wait_for(lambda: not outbox.full, timeout_s=15, what="room again")
         await wait_for(lambda: publisher.messages_acknowledged == 12, what="all twelve published")
         assert woken
+
+
+@pytest.mark.parametrize("template", ["plant/{client_id:999999999}/availability", "plant/{client_id!r}", "plant/{"])
+def test_an_availability_topic_with_a_format_spec_or_a_broken_brace_is_a_config_error(template: str) -> None:
+    # a width spec would build a string of a gigabyte before anything is sent
+    with pytest.raises(ConfigError, match=r"^invalid configuration: mqtt\.targets\.a\.availability_topic: "):
+        render(template, "mqtt.targets.a.availability_topic", TOPIC_FIELDS, client_id="c", name="a")

@@ -27,8 +27,14 @@ TOPIC_FIELDS = ("client_id", "name")
 
 def render(template: str, key: str, allowed: tuple[str, ...], **values: object) -> str:
     """Fill ``{placeholders}``; an unknown one is a ConfigError naming ``key`` and the allowed ones."""
-    names = [field for _, field, _, _ in Formatter().parse(template) if field is not None]
-    unknown = [n for n in names if n not in allowed]
+    try:
+        parts = [(field, spec, conversion) for _, field, spec, conversion in Formatter().parse(template)
+                 if field is not None]
+    except ValueError as exc:
+        raise ConfigError([f"{key}: {exc}"]) from None
+    # a placeholder as it is: a format spec ({client_id:999999999}) could build a huge string
+    unknown = [field + (f"!{c}" if c else "") + (f":{spec}" if spec else "") for field, spec, c in parts
+               if field not in allowed or spec or c]
     if unknown:
         raise ConfigError([f"{key}: unknown placeholder {{{unknown[0]}}}; allowed: "
                            + ", ".join(f"{{{a}}}" for a in allowed)])

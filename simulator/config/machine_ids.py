@@ -28,6 +28,7 @@ ID_PLACEHOLDERS = ("location", "type", "code", "n")
 STATION_PLACEHOLDERS = (*ID_PLACEHOLDERS, "machine_id")
 MAX_ID_LENGTH = 100
 _ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_ID_LENGTH - 1}}}$")
+_WIDE = re.compile(r"\d{3,}")  # a width or precision of three digits or more
 _EXAMPLE = {"location": "Plant", "type": "cnc", "code": "CNC", "n": 1, "machine_id": "CNC-01"}
 
 
@@ -48,12 +49,14 @@ def check_template(template: str, allowed: tuple[str, ...]) -> str:
     ValueError saying what is wrong."""
     names = ", ".join(f"{{{a}}}" for a in allowed)
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        parsed = [(field, spec) for _, field, spec, _ in string.Formatter().parse(template) if field is not None]
     except ValueError as exc:
         raise ValueError(f"{exc} (use placeholders such as {names})") from None
-    for field in fields:
+    for field, spec in parsed:
         if field not in allowed:
             raise ValueError(f"unknown placeholder {{{field}}}; allowed: {names}")
+        if spec and _WIDE.search(spec):  # {n:999999999d} would build a string of a gigabyte
+            raise ValueError(f"{{{field}:{spec}}}: a width below {MAX_ID_LENGTH} characters")
     try:
         template.format_map(_EXAMPLE)
     except (ValueError, TypeError) as exc:

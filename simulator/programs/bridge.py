@@ -34,6 +34,7 @@ import logging
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,7 +51,7 @@ from simulator.adapters.offsets import ConsumerOffsets, PartitionOffsets
 from simulator.asyncio_waits import wait_for
 from simulator.config.schema import Config
 from simulator.errors import ConfigError
-from simulator.formats import WireMessage
+from simulator.formats import Format, WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.coffeemek_decode import decode_message
 from simulator.formats.registry import build_format
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 # per partition and fetch: a round trip to the broker brings thousands of records, so the reading
 # keeps ahead of the MQTT targets (1 MiB, the client's default, left them idle between fetches)
 FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+RUN_FORMATS_KEPT = 8  # runs whose re-encoding formats the bridge keeps at once
 BRIDGE_HTTP_PORT = PortSetting("mqtt.bridge.http_port", env="FACTORYSIM__MQTT__BRIDGE__HTTP_PORT", flag="--http-port")
 
 
@@ -107,7 +109,9 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         # re-encoding, and the event ids stay those of the service
         self._pass_through = [p.fmt if isinstance(p.fmt, CoffeeMekFormat) else None for p in self.publishers]
         self._decoding = any(fmt is None for fmt in self._pass_through)
-        self._run_start = config.simulation.start  # the calendar the re-encoding formats show (the run's)
+        # the re-encoding targets' formats per run start (the calendar they show is the run's), the
+        # latest few: messages of two runs may come interleaved
+        self._run_formats: OrderedDict[dt.datetime, list[Format | None]] = OrderedDict()
         self.registry = CollectorRegistry()
         self.registry.register(MqttTargetMetrics(self.publishers))
         self.consumed = Counter("factorysim_bridge_messages_consumed", "Kafka messages read", registry=self.registry)
@@ -229,13 +233,12 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _offer(self, tp: TopicPartition, part: PartitionOffsets, topic: str, offset: int, value: bytes) -> None:
         record: Record | None = None
+        run_start = self.config.simulation.start
         location: str | None = None
         try:
             if self._decoding:
                 record, run_start = decode_message(topic, value)
                 location = record.location
-                if run_start != self._run_start:
-                    self._follow_run(run_start)
             else:
                 location = message_location(value)
         except Exception:  # noqa: BLE001 - a foreign or damaged message must not stop the bridge
@@ -257,25 +260,43 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
 
             one_done = last_done
 
-        for publisher, fmt in zip(self.publishers, self._pass_through, strict=True):
-            if fmt is not None:
-                message = WireMessage(fmt.mqtt_topic(topic, location), b"", (), value)
-                publisher.offer_encoded(self._kind_of[topic], [message], one_done)
-            else:
-                assert record is not None
-                publisher.offer(record, one_done)
+        kind = self._kind_of[topic]
+        formats = self._formats_of(run_start) if record is not None else self._pass_through
+        for publisher, pass_through, fmt in zip(self.publishers, self._pass_through, formats, strict=True):
+            if pass_through is not None:
+                message = WireMessage(pass_through.mqtt_topic(topic, location), b"", (), value)
+                publisher.offer_encoded(kind, [message], one_done)
+                continue
+            assert record is not None
+            assert fmt is not None
+            try:  # encoded here, with the format of the record's run (not when the target sends it)
+                messages = fmt.encode(record)
+            except Exception:  # one record the format cannot encode must not stop the bridge
+                publisher.encode_errors += 1
+                log.exception("bridge: target %s cannot encode %s[%s]@%d in format %s; skipped", publisher.name,
+                              topic, tp.partition, offset, fmt.name)
+                messages = []
+            publisher.offer_encoded(kind, messages, one_done)
 
-    def _follow_run(self, start: dt.datetime) -> None:
-        """The messages come from a run whose simulated time 0 is ``start``: the targets that
-        re-encode them show its calendar (the instants the service's messages show)."""
-        log.info("bridge: records of a run started %s; the re-encoding targets follow its calendar", start.isoformat())
-        self._run_start = start
+    def _formats_of(self, start: dt.datetime) -> list[Format | None]:
+        """Per target, the format that re-encodes a record of the run whose simulated time 0 is
+        ``start``, showing that run's calendar (the instants the service's messages show); None for
+        a pass-through target."""
+        formats = self._run_formats.get(start)
+        if formats is not None:
+            self._run_formats.move_to_end(start)
+            return formats
+        log.info("bridge: records of a run started %s; re-encoded with its calendar", start.isoformat())
         config = self.config
         run_config = config.model_copy(update={"simulation": config.simulation.model_copy(update={"start": start})})
-        for publisher, fmt in zip(self.publishers, self._pass_through, strict=True):
-            if fmt is None:
-                publisher.fmt = build_format(publisher.target.format, run_config, config.simulation.seed,
-                                             run_id=self.instance, topic_template=publisher.target.topic_template)
+        formats = [None if pass_through is not None else
+                   build_format(p.target.format, run_config, config.simulation.seed, run_id=self.instance,
+                                topic_template=p.target.topic_template)
+                   for p, pass_through in zip(self.publishers, self._pass_through, strict=True)]
+        self._run_formats[start] = formats
+        while len(self._run_formats) > RUN_FORMATS_KEPT:
+            self._run_formats.popitem(last=False)
+        return formats
 
     async def _commit_loop(self) -> None:
         while True:
