@@ -2,7 +2,8 @@
 
 It consumes the coffeemek telemetry and event topics in its own consumer group, decodes each
 message back into a record and encodes it for every MQTT target in the target's format, with the
-calendar of the record's run (its timestamp less its sim time), not that of the bridge's config.  A ``coffeemek`` target gets the Kafka message as it is, on its MQTT topic: no decoding or
+calendar of the record's run (its timestamp less its sim time), not that of the bridge's config.
+A ``coffeemek`` target gets the Kafka message as it is, on its MQTT topic: no decoding or
 re-encoding, and the event ids are those the service gave.
 
 A Kafka offset is committed only when every target is done with the message:
