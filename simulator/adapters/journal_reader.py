@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from simulator.adapters.partitioning import partition_of
 from simulator.asyncio_waits import wait_for
 from simulator.errors import BrokerUnavailable
 from simulator.formats import journal
@@ -25,6 +26,7 @@ from simulator.formats.journal import Entry, Read
 log = logging.getLogger(__name__)
 
 _FETCH_BYTES = 8 * 1024 * 1024
+_NEWEST_WINDOW = 256  # entries read back at first for a plant's newest one (then four times as many)
 
 
 def _consumer(options: dict[str, Any]) -> AIOKafkaConsumer:
@@ -102,21 +104,33 @@ async def read_journal_after(options: dict[str, Any], topic: str, offsets: Mappi
         await consumer.stop()
 
 
-async def newest_run_id(options: dict[str, Any], topic: str, *, timeout_s: float = 60.0) -> str | None:
+async def newest_run_id(options: dict[str, Any], topic: str, *, plants: set[str] | None = None,
+                        timeout_s: float = 60.0) -> str | None:
     """The run of the entry written last on the journal (the run that was going on when the
     service stopped), read from the partitions' last record batches; None when the journal is
-    empty or that entry cannot be read."""
+    empty or that entry cannot be read.  ``plants``: the newest entry of one of these plants (read
+    backwards from the end of their partitions, a window at a time, until one is found)."""
     consumer = _consumer(options)
     await consumer.start()
     try:
         wanted = await _partitions(consumer, topic, timeout_s)
         if not wanted:
             return None
+        if plants is not None:
+            keyed = {partition_of(plant.encode(), len(wanted)) for plant in plants}
+            wanted = [tp for i, tp in enumerate(wanted) if i in keyed]
         consumer.assign(wanted)
         beginnings, ends = await consumer.beginning_offsets(wanted), await consumer.end_offsets(wanted)
-        for tp in wanted:
-            consumer.seek(tp, max(beginnings[tp], ends[tp] - 1))
-        reads = await _read_to_end(consumer, wanted, topic, timeout_s)
+        window = 1 if plants is None else _NEWEST_WINDOW
+        while True:
+            for tp in wanted:
+                consumer.seek(tp, max(beginnings[tp], ends[tp] - window))
+            reads = await _read_to_end(consumer, wanted, topic, timeout_s)
+            if plants is not None:
+                reads = [r for r in reads if isinstance(r.entry, journal.JournalError) or r.entry.plant in plants]
+            if reads or all(ends[tp] - window <= beginnings[tp] for tp in wanted):
+                break
+            window *= 4
     finally:
         await consumer.stop()
     if not reads:

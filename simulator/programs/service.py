@@ -40,51 +40,48 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.http import HttpServer
 from simulator.adapters.journal import JournalWriter
-from simulator.adapters.journal_reader import JournalEnds, newest_run_id, read_journal, read_journal_after
+from simulator.adapters.journal_reader import JournalEnds
 from simulator.adapters.kafka_admin import StartupProblem, ensure_topics
 from simulator.adapters.kafka_options import client_options, consumer_options, orders_fetch_options, producer_options
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.order_intake import OrderIntake
-from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
+from simulator.adapters.snapshots import SnapshotWriter
 from simulator.adapters.systemd import SystemdNotifier
 from simulator.asyncio_waits import wait_for
-from simulator.config.mqtt import MqttTarget
 from simulator.config.schema import Config
 from simulator.errors import CommandRejected
-from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
-from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
+from simulator.formats.snapshot import Snapshot
 from simulator.formats.timestamps import epoch_ms
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus
 from simulator.io_metrics import IoMetrics
-from simulator.model import snapshot as model_snapshot
-from simulator.model.records import Record, Sink
+from simulator.model.records import Record
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
+from simulator.programs.plant_run import PlantRun
 from simulator.programs.stats_log import Growth, StatsLog, dropped_note
 from simulator.runtime.commands import CommandProcessor
-from simulator.runtime.driver import Driver, StopReason
+from simulator.runtime.driver import Driver
 from simulator.runtime.faults import FaultDrill, fail_in_step
 from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.outbox import Outbox
-from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
-from simulator.runtime.run_journal import RunJournal, SkipDelivered
+from simulator.runtime.recovery import RunHistory
+from simulator.runtime.run_formats import RunFormats
+from simulator.runtime.run_journal import RunJournal
 from simulator.runtime.signals import install_stop_signals
-from simulator.runtime.snapshotter import JournalState, Snapshotter
+from simulator.runtime.snapshotter import Snapshotter
 from simulator.runtime.supervision import (
     FAILURE_SHUTDOWN_S,
     ExitDeadline,
     Failure,
-    ServiceFailed,
     Supervisor,
     unless_stopped,
     utc_text,
 )
-from simulator.runtime.warm_up import HideWarmUp
 
 log = logging.getLogger(__name__)
 
@@ -116,19 +113,24 @@ class Service:
         speed = config.simulation.speed
         self.speed = None if speed == "max" else float(speed)
         self.journal: JournalWriter | None = None
-        self.run_journal: RunJournal | None = None
-        self.history: RunHistory | None = None  # the run found in the journal, to recover
-        self.snapshot: Snapshot | None = None  # the one the recovered run's model was restored from
+        self.journal_ends: JournalEnds | None = None
         self.snapshot_writer: SnapshotWriter | None = None
-        self.snapshotter: Snapshotter | None = None  # once Kafka is up
+        self.full_format = CoffeeMekFormat(config, config.simulation.seed)  # topics, and records of no run
+        self.formats = RunFormats(self.full_format)
+        self.event_starts: dict[str, Callable[[float], int]] = {}  # plant -> sim time -> its run's epoch ms
         self.mqtt: list[MqttPublisher] = []
-        self._build_model(config.simulation.start, config.simulation.seed, uuid.uuid4().hex[:16])
-        self.mqtt = [MqttPublisher(target, self._mqtt_format(target), instance=self.instance, environ=environ,
+        targets = config.mqtt.enabled_targets
+        self.mqtt_formats = {t.name: RunFormats(build_format(t.format, config, config.simulation.seed,
+                                                             topic_template=t.topic_template)) for t in targets}
+        self.mqtt = [MqttPublisher(target, self.mqtt_formats[target.name], instance=self.instance, environ=environ,
                                    on_command=self._mqtt_command)
-                     for target in config.mqtt.enabled_targets]
+                     for target in targets]
         for publisher in self.mqtt:
             self.outbox.add_tap(publisher)
         self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
+        self.runs: list[PlantRun] = []
+        self.run_of: dict[str, PlantRun] = {}  # plant -> the run it is in
+        self._add_run(self._new_run(list(config.locations)))
         self.state = STARTING
         self.started_monotonic = time.monotonic()
         self.bootstrap_servers = config.kafka.bootstrap_servers
@@ -148,58 +150,84 @@ class Service:
         self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit, on_failure=self._failed)
         self._stop_deadline = ExitDeadline(hard_exit)
 
-    def _run_config(self, start: dt.datetime, seed: int) -> Config:
-        return self.config.model_copy(update={"simulation": self.config.simulation.model_copy(
-            update={"start": start, "seed": seed})})
+    # -- the runs ---------------------------------------------------------------------------------------
+    def _new_run(self, plants: list[str]) -> PlantRun:
+        return PlantRun(self.config, plants, outbox=self.outbox, speed=self.speed, metrics=self.metrics,
+                        mqtt_targets=self.config.mqtt.enabled_targets, fresh=self.fresh, start_now=self.start_now)
 
-    def _sink(self, skip_through: dict[str, int] | None) -> Sink:
-        live = self.live_sink
-        return live if skip_through is None else SkipDelivered(live, skip_through)
+    def _add_run(self, run: PlantRun) -> None:
+        self.runs.append(run)
+        for plant in run.plants:
+            self.run_of[plant] = run
+        self._use_formats(run)
 
-    def _build_model(self, start: dt.datetime, seed: int, run_id: str, skip_through: dict[str, int] | None = None,
-                     restored: Simulation | None = None) -> None:
-        """The model of the run ``run_id`` and what depends on it (built again for a run found in
-        the journal: its own start, seed and id; ``skip_through``: the output Kafka has already;
-        ``restored``: the model as a snapshot had it)."""
-        config = self._run_config(start, seed)
-        self.run_id = run_id
-        # what the model says during the warm-up (simulation.warm_up) is not published
-        self.live_sink: Sink = HideWarmUp(self.outbox, self.warm_up_s) if self.warm_up_s > 0 else self.outbox
-        self.sim = restored if restored is not None else \
-            Simulation(config, self._sink(skip_through), sample_limit=SAMPLE_LIMIT)
-        self.driver = Driver(self.sim, speed=self.speed, outbox=self.outbox)
-        self.format = CoffeeMekFormat(config, seed, run_id=run_id)
-        self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
-        self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs, refusal=self._refusal)
-        for publisher in self.mqtt:
-            publisher.fmt = self._mqtt_format(publisher.target)
+    def _use_formats(self, run: PlantRun) -> None:
+        """The publishers encode the run's records with its formats (after every model rebuild)."""
+        self.formats.use(run.plants, run.format)
+        for name, fmt in run.mqtt_formats.items():
+            self.mqtt_formats[name].use(run.plants, fmt)
+        instant_ms = epoch_ms(run.sim.start)
+        for plant in run.plants:
+            self.event_starts[plant] = instant_ms
 
-    def _mqtt_format(self, target: MqttTarget) -> Format:
-        """The target's format for the run's model: its calendar (start) and seed."""
-        return build_format(target.format, self._run_config(self.sim.start, self.sim.seed), self.sim.seed,
-                            run_id=self.run_id,
-                            topic_template=target.topic_template)
+    @property
+    def sole_run(self) -> PlantRun:
+        """The run of every plant (a service alone has exactly one)."""
+        assert len(self.runs) == 1, "the plants are in several runs"
+        return self.runs[0]
+
+    # the one run's parts, as the views and the console read them
+    @property
+    def sim(self) -> Simulation:
+        return self.sole_run.sim
+
+    @property
+    def driver(self) -> Driver:
+        return self.sole_run.driver
+
+    @property
+    def commands(self) -> CommandProcessor:
+        return self.sole_run.commands
+
+    @property
+    def inputs(self) -> InputGate:
+        return self.sole_run.inputs
+
+    @property
+    def run_journal(self) -> RunJournal | None:
+        return self.sole_run.run_journal
+
+    @property
+    def snapshotter(self) -> Snapshotter | None:
+        return self.sole_run.snapshotter
+
+    @property
+    def history(self) -> RunHistory | None:
+        return self.sole_run.history
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.sole_run.snapshot
+
+    @property
+    def run_id(self) -> str:
+        return self.sole_run.run_id
+
+    @property
+    def format(self) -> CoffeeMekFormat:
+        return self.sole_run.format
 
     def _live(self) -> bool:
-        """The run is live: recovered (if it was one to continue) and past its warm-up."""
-        return self.run_journal is not None and self.run_journal.live.is_set() and not self.warming_up
+        """Every run is live: recovered (if it was one to continue) and past its warm-up."""
+        return bool(self.runs) and all(run.live() for run in self.runs)
 
     @property
     def warming_up(self) -> bool:
-        return self.sim.now < self.warm_up_s
+        return any(run.warming_up for run in self.runs)
 
-    def _refusal(self, is_input: bool) -> str | None:
-        """Why a command is not taken now: a model input before the run is live (it would enter
-        without a journal entry, or in the middle of a recovery); any command during a recovery."""
-        if self.run_journal is not None and self.run_journal.recovering:
-            return ("the run is being recovered from the journal; commands are taken once it is live (GET /health "
-                    "shows the progress)")
-        if is_input and self.warming_up:
-            return (f"the run is warming up (simulated {self.sim.now:,.0f} of {self.warm_up_s:,.0f} s); commands "
-                    "that change the model are taken once it is live")
-        if is_input and not self._live():
-            return "the service is starting; commands that change the model are taken once it runs"
-        return None
+    @property
+    def recovering(self) -> bool:
+        return any(run.recovering for run in self.runs)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -245,13 +273,8 @@ class Service:
             await self.broker.start()
             self.bootstrap_servers = self.broker.bootstrap_servers
         await self._start_kafka(stack)
-        if self.snapshot is None:  # (a restored model has its own arrivals)
-            # the driver is not stepping yet: safe to start directly; a warm-up takes generated
-            # orders until it ends when the plant has no order feed of its own
-            if self.config.arrivals.in_service:
-                self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}")
-            elif self.warm_up_s > 0:
-                self.sim.start_arrivals(code_prefix=f"L-{self.run_id[:6]}", until=self.warm_up_s)
+        for run in self.runs:  # the drivers are not stepping yet: safe to start directly
+            run.start_arrivals()
 
     def _startup_retry(self, problem: StartupProblem) -> None:
         self.startup_problem = problem
@@ -263,15 +286,9 @@ class Service:
                             on_retry=self._startup_retry)
         self.startup_problem = None
         self.kafka_reachable = True
-        restored = None if self.fresh else await self._find_run(options)
-        if self.history is not None:
-            history = self.history
-            skip_through = {p: h.output_through for p, h in history.plants.items()}
-            self._build_model(history.start, history.seed, history.run_id, skip_through, restored)
-            log.info("continuing run %s from the journal (%d inputs: %s; started %s)%s", history.run_id,
-                     history.inputs, ", ".join(f"{p} {h.inputs}" for p, h in history.plants.items()),
-                     history.start.isoformat(), "" if self.snapshot is None else
-                     f" and snapshot {self.snapshot.snapshot_id} (simulated time {self.snapshot.sim_time_s:.0f} s)")
+        for run in self.runs:
+            await run.find(options)
+            self._use_formats(run)
         self.producer = AIOKafkaProducer(**options, **producer_options(kafka.producer))
         stack.push_async_callback(self._stop_producer)
         await self.producer.start()
@@ -281,42 +298,21 @@ class Service:
         )
         stack.push_async_callback(self._stop_consumer)
         await self.consumer.start()
-        journal_ends = JournalEnds(options, kafka.topics.journal)
+        self.journal_ends = journal_ends = JournalEnds(options, kafka.topics.journal)
         stack.push_async_callback(journal_ends.close)
-        if self.history is None and self.start_now:
-            # simulated time 0 is the instant the run goes live, not the instant the command was
-            # given: the start-up (embedded broker, topics) would otherwise put every timestamp behind
-            # (with a warm-up, the instant the warm-up ends: simulated time 0 lies that much before)
-            now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.warm_up_s)
-            self._build_model(now.replace(microsecond=now.microsecond // 1000 * 1000), self.sim.seed, self.run_id)
-        self.publisher = KafkaPublisher(self.producer, self.outbox, self.format, self.metrics,
-                                        max_in_flight=kafka.producer.max_in_flight_messages,
-                                        on_connection=lambda _: self._follow_kafka(),
-                                        event_time_ms=self._event_time_ms() if kafka.producer.timestamps == "event"
-                                        else None)
+        for run in self.runs:
+            run.start_at_go_live()
+            self._use_formats(run)
+        self.publisher = publisher = KafkaPublisher(
+            self.producer, self.outbox, self.formats, self.metrics,
+            max_in_flight=kafka.producer.max_in_flight_messages, on_connection=lambda _: self._follow_kafka(),
+            event_time_ms=self._event_time_ms() if kafka.producer.timestamps == "event" else None)
         self.journal = JournalWriter(self.publisher, kafka.topics.journal)
-        self.inputs.journal, self.inputs.run_id = self.journal, self.run_id
-        self.inputs.track_journaled = kafka.snapshots.enabled  # a snapshot's mark lists them
-        publisher = self.publisher
-        self.run_journal = RunJournal(
-            self.journal, self.sim, self.driver, self.inputs, self.run_id, fingerprint=self.config.model_fingerprint,
-            history=self.history, outbox=self.live_sink, speed=self.speed,
-            after_downtime=self.config.simulation.after_downtime,
-            delivered_through=self._delivered_through, snapshot=self.snapshot)
         if kafka.snapshots.enabled:
             self.snapshot_writer = SnapshotWriter(publisher, kafka.topics.snapshots, kafka.producer.max_request_bytes,
                                                   self._delivered_through)
-        run_journal = self.run_journal
-        self.snapshotter = Snapshotter(self.driver, self.inputs, self.snapshot_writer, self.run_id,
-                                       fingerprint=self.config.model_fingerprint,
-                                       model_version=model_snapshot.SNAPSHOT_VERSION, take=model_snapshot.take,
-                                       settings=kafka.snapshots,
-                                       journal=JournalState(journal_ends.ends, lambda: run_journal.clock,
-                                                            self._committed_orders))
-        if self.history is None:
-            self.run_journal.begin(paced_from=self.warm_up_s)
-        else:
-            publisher.delivered_through.update(self.run_journal.checkpointed)
+        for run in self.runs:
+            self._attach(run)
         self.intake = OrderIntake(
             self.consumer, self.publisher, self.inputs,
             OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
@@ -329,103 +325,40 @@ class Service:
         # for a few seconds) goes on in the background while the run is recovered, not before it
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
 
+    def _attach(self, run: PlantRun) -> None:
+        """Journal and snapshot ``run`` (once Kafka is up)."""
+        assert self.journal is not None
+        assert self.journal_ends is not None
+        assert self.publisher is not None
+        publisher = self.publisher
+        run.attach(self.journal, self.journal_ends, self.snapshot_writer, lambda: publisher.delivered_through,
+                   self._committed_orders)
+        if run.history is not None and run.run_journal is not None:
+            publisher.delivered_through.update(run.run_journal.checkpointed)
+
     def _delivered_through(self) -> dict[str, int]:
         """Per plant, the record number up to which the output is done: in Kafka, or hidden as part
         of the warm-up (never to be published)."""
         assert self.publisher is not None
         delivered = self.publisher.delivered_through
-        if not isinstance(self.live_sink, HideWarmUp) or not self.live_sink.through:
-            return delivered
-        hidden = self.live_sink.through
-        return {plant: max(delivered.get(plant, 0), hidden.get(plant, 0)) for plant in {*delivered, *hidden}}
+        through: dict[str, int] = {}
+        for run in self.runs:
+            through.update(run.delivered_through(delivered))
+        return through
 
     def _event_time_ms(self) -> Callable[[Record], int]:
         """A record's Kafka timestamp (``kafka.producer.timestamps: event``): the instant its
-        payload's timestamps show."""
-        instant_ms = epoch_ms(self.sim.start)
-        return lambda record: instant_ms(record.sim_time)
+        payload's timestamps show (its run's start plus its simulated time)."""
+        starts = self.event_starts
+        return lambda record: starts[record.location](record.sim_time)
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
         return [topics.orders, topics.dead_letter, topics.events, topics.journal, topics.snapshots,
-                *self.format.cycle_topics.values(), *self.format.sample_topics.values()]
+                *self.full_format.cycle_topics.values(), *self.full_format.sample_topics.values()]
 
     def _committed_orders(self) -> dict[tuple[str, int], int]:
         return {} if self.intake is None else self.intake.committed_positions()
-
-    async def _find_run(self, options: dict[str, Any]) -> Simulation | None:
-        """The run to continue (``self.history``; None: the journal is empty) and its model as its
-        newest usable snapshot has it (``self.snapshot``; None: the model starts empty and the
-        whole journal applies again).  With a snapshot that marks where the journal stood, only
-        the journal after that mark is read; otherwise all of it."""
-        kafka = self.config.kafka
-        if kafka.snapshots.enabled:
-            run_id = await newest_run_id(options, kafka.topics.journal)
-            if run_id is not None:
-                restored = await self._from_marked_snapshot(options, run_id)
-                if restored is not None:
-                    return restored
-        self.history = history = run_to_continue(await read_journal(options, kafka.topics.journal), self.config,
-                                                 kafka.topics.journal)
-        if history is None:
-            return None
-        return await self._restore(options, history, {p: h.output_through for p, h in history.plants.items()})
-
-    async def _from_marked_snapshot(self, options: dict[str, Any], run_id: str) -> Simulation | None:
-        """The model of run ``run_id`` from its newest usable snapshot and the journal after that
-        snapshot's mark (sets ``self.history`` and ``self.snapshot``); None when the newest
-        snapshot has no mark, the journal does not continue it there, or none can be used."""
-        kafka = self.config.kafka
-        topic, journal_topic = kafka.topics.snapshots, kafka.topics.journal
-        async with contextlib.aclosing(snapshots_of(options, topic, run_id)) as snapshots:
-            async for snapshot in snapshots:
-                mark = snapshot.journal
-                if mark is None:
-                    return None
-                reads = await read_journal_after(options, journal_topic, mark.offsets, mark.partitions)
-                history = None if reads is None else run_after_snapshot(reads, snapshot, self.config, journal_topic)
-                if history is None:
-                    return None
-                try:
-                    check_snapshot(snapshot, history, self.config, model_snapshot.SNAPSHOT_VERSION, topic)
-                    sim = model_snapshot.restore(self._run_config(history.start, history.seed),
-                                                 self._sink({p: h.output_through for p, h in history.plants.items()}),
-                                                 snapshot.document, sample_limit=SAMPLE_LIMIT)
-                except (SnapshotCorrupt, model_snapshot.SnapshotError) as exc:
-                    log.warning("snapshot %s of run %s cannot be used (%s); trying the one before it",
-                                snapshot.snapshot_id, run_id, exc)
-                    continue
-                log.info("run %s: the journal is read from snapshot %s's mark on (%d entries)", run_id,
-                         snapshot.snapshot_id, len(reads or ()))
-                self.history, self.snapshot = history, snapshot
-                return sim
-        return None
-
-    async def _restore(self, options: dict[str, Any], history: RunHistory,
-                       skip_through: dict[str, int]) -> Simulation | None:
-        """The model of the run as its newest usable snapshot has it (and ``self.snapshot``), or
-        None: no snapshot (or none usable), the whole journal applies again.  A snapshot of another
-        config or model version stops the start (ConfigError)."""
-        kafka = self.config.kafka
-        if not kafka.snapshots.enabled:
-            return None
-        topic, config = kafka.topics.snapshots, self._run_config(history.start, history.seed)
-        snapshots = snapshots_of(options, topic, history.run_id,
-                                 not_before_ms=history.started_ms - SNAPSHOT_CLOCK_SKEW_MS)
-        async with contextlib.aclosing(snapshots):
-            async for snapshot in snapshots:
-                try:
-                    check_snapshot(snapshot, history, self.config, model_snapshot.SNAPSHOT_VERSION, topic)
-                    sim = model_snapshot.restore(config, self._sink(skip_through), snapshot.document,
-                                                 sample_limit=SAMPLE_LIMIT)
-                except (SnapshotCorrupt, model_snapshot.SnapshotError) as exc:
-                    log.warning("snapshot %s of run %s cannot be used (%s); trying the one before it",
-                                snapshot.snapshot_id, history.run_id, exc)
-                    continue
-                self.snapshot = snapshot
-                return sim
-        log.info("no usable snapshot of run %s on %s: the whole journal applies again", history.run_id, topic)
-        return None
 
     async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
         assert self.publisher is not None
@@ -442,13 +375,11 @@ class Service:
 
             publisher = loop("kafka-publisher", "publisher", self.publisher.run())
             intake = loop("order-intake", "intake", self._intake_once_live())
-            driver = loop("driver", "driver", self._drive())
+            for run in self.runs:
+                self._run_loops_of(run, loop)
             mqtt = [loop(f"mqtt-{p.name}", "mqtt", p.run()) for p in self.mqtt]
             assert self.journal is not None
-            assert self.run_journal is not None
             others = [loop("journal", "", self.journal.run()),
-                      loop("run-journal", "", self.run_journal.run()),
-                      loop("snapshots", "", self._snapshots(), until_stopped=False),
                       loop("http", "http", self.http.serve()),
                       loop("kafka-probe", "", self._probe()),
                       loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
@@ -460,64 +391,39 @@ class Service:
                 others.append(loop("fault-drill", "", self._drill(fault), until_stopped=False))
             await self._stop_requested.wait()
             self.supervisor.stopping = True
-            await self._shutdown(intake, driver, publisher)
+            await self._shutdown(intake, publisher)
             await self._stop_mqtt(mqtt)
-            for task in [publisher, intake, driver, *mqtt, *others]:
+            for task in [publisher, intake, *mqtt, *others, *(t for run in self.runs for t in run.tasks)]:
                 task.cancel()
 
-    async def _intake_once_live(self) -> None:
-        """Orders are read once the run is live (after a recovery): they enter at the time they came."""
-        assert self.intake is not None
-        assert self.run_journal is not None
-        live = asyncio.ensure_future(self.run_journal.live.wait())
-        stopped = asyncio.ensure_future(self._stop_requested.wait())
-        try:
-            await asyncio.wait([live, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            live.cancel()
-            stopped.cancel()
-        if self.warming_up and not self._stop_requested.is_set():  # (the warm-up's lots are the model's own)
-            warmed_up: asyncio.Future[Any] = self.driver.passed(self.warm_up_s)
-            stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop_requested.wait())
-            try:
-                await asyncio.wait([warmed_up, stop], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-        if not self._stop_requested.is_set():
-            await self.intake.run()
+    def _run_loops_of(self, run: PlantRun, loop: Callable[..., asyncio.Task[None]]) -> None:
+        """Start the loops of ``run``: its driver, its journal (recovery, leases, checkpoints), its snapshots."""
+        assert run.run_journal is not None
+        suffix = "" if len(self.config.locations) == len(run.plants) else f"-{run.key}"
+        run.tasks = [loop(f"driver{suffix}", "driver", run.drive()),
+                     loop(f"run-journal{suffix}", "", run.run_journal.run()),
+                     loop(f"snapshots{suffix}", "", run.snapshots(), until_stopped=False)]
 
-    async def _snapshots(self) -> None:
-        """Periodic snapshots once the run is live."""
-        assert self.run_journal is not None
-        await self.run_journal.live.wait()
-        if self.snapshotter is not None:
-            await self.snapshotter.run()
+    async def _intake_once_live(self) -> None:
+        """Orders are read once the run is live (after a recovery) and warmed up: they enter at
+        the time they came."""
+        assert self.intake is not None
+        if await self.sole_run.ready_for_inputs(self._stop_requested):
+            await self.intake.run()
 
     async def export_snapshot(self, timeout_s: float = 10.0) -> bytes | None:
         """The live model's snapshot as the envelope's JSON (GET /snapshot), or None when the run
         is not live (starting, recovering, stopping) or the driver does not take it in time."""
-        if self.state != RUNNING or not self._live() or self.snapshotter is None:
+        if self.state != RUNNING:
             return None
-        try:
-            _, raw = await wait_for(self.snapshotter.take(), timeout_s)
-        except TimeoutError:
-            return None
-        return raw
-
-    async def _drive(self) -> None:
-        fresh = self.history is None
-        reason = await self.driver.run(paced_from=self.warm_up_s if fresh and self.warm_up_s > 0 else None)
-        if reason is StopReason.CALENDAR_END:
-            end = self.sim.calendar_time()
-            raise ServiceFailed(f"simulated time reached the end of the calendar ({end:%Y-%m-%d}): nothing can be "
-                                f"simulated after it; start the run at an earlier instant")
+        return await self.sole_run.export_snapshot(timeout_s)
 
     async def _drill(self, fault: FaultDrill) -> None:
         """The fault drill's failures that happen inside a component rather than as its loop ending."""
         assert self.http is not None
         await asyncio.sleep(fault.after_s)
         if fault.loop == "driver":
-            self.driver.call(lambda sim: fail_in_step(sim, fault))
+            self.runs[0].driver.call(lambda sim: fail_in_step(sim, fault))
         elif fault.loop == "http":
             self.http.close_listener()
 
@@ -526,8 +432,7 @@ class Service:
         if self.notifier.watchdog_interval_s is not None:
             log.error("not feeding the systemd watchdog: %s failed", failure.task)
 
-    async def _shutdown(self, intake: asyncio.Task[None], driver: asyncio.Task[Any],
-                        publisher: asyncio.Task[None]) -> None:
+    async def _shutdown(self, intake: asyncio.Task[None], publisher: asyncio.Task[None]) -> None:
         assert self.intake is not None
         assert self.publisher is not None
         self.state = STOPPING
@@ -543,10 +448,14 @@ class Service:
         with contextlib.suppress(TimeoutError):
             await wait_for(asyncio.shield(intake), left(0.15))
         intake.cancel()
-        final = await self._last_snapshot(driver, left(0.1))
-        self.driver.stop()
-        with contextlib.suppress(TimeoutError):
-            await wait_for(asyncio.shield(driver), left(0.1))
+        failed = self.supervisor.failure is not None
+        finals = await asyncio.gather(*(run.take_last_snapshot(run.tasks[0] if run.tasks else None, left(0.1),
+                                                               failed) for run in self.runs))
+        drivers = [run.tasks[0] for run in self.runs if run.tasks]
+        for run in self.runs:
+            run.driver.stop()
+        if drivers:
+            await asyncio.wait([asyncio.shield(d) for d in drivers], timeout=left(0.1))
         self.outbox.close()
         try:
             await wait_for(asyncio.shield(publisher), left(0.5))
@@ -555,40 +464,24 @@ class Service:
                       self.publisher.in_flight + len(self.outbox))
             publisher.cancel()
         try:
-            if self.journal is not None and self.run_journal is not None:  # where the output stands, for next time
-                self.run_journal.write_checkpoints()
+            if self.journal is not None:  # where the output stands, for next time
+                for run in self.runs:
+                    if run.run_journal is not None:
+                        run.run_journal.write_checkpoints()
                 await wait_for(self.journal.drain(), left(0.15))
             await wait_for(self.intake.drain_dead_letters(), left(0.2))
             await wait_for(self.intake.commit(), left(0.2))
         except TimeoutError:
             log.error("shutdown: could not write the last checkpoints and commit offsets in time")
-        if final is not None and self.snapshotter is not None:
-            try:
-                if await wait_for(self.snapshotter.write(*final, confirm=True), left(0.15)):
-                    log.info("last snapshot written: the next start continues at simulated time %.0f s",
-                             final[0].sim_time_s)
-            except TimeoutError:
-                log.warning("shutdown: the last snapshot was not written in time; the next start replays the journal "
-                            "after the newest snapshot")
-
-    async def _last_snapshot(self, driver: asyncio.Task[Any], budget_s: float) -> tuple[Snapshot, bytes] | None:
-        """The model's state after the last inputs, taken by the driver, which stops right after it
-        (None when snapshots are off, the run is not live or failed, or it takes too long)."""
-        snapshotter = self.snapshotter
-        if snapshotter is None:
-            return None
-        snapshotter.stop()
-        if self.snapshot_writer is None or not self._live() or driver.done() or self.supervisor.failure is not None:
-            return None
-        try:
-            return await wait_for(snapshotter.take_marked(stop_driver=True, mark_timeout_s=budget_s / 2), budget_s)
-        except TimeoutError:
-            log.warning("shutdown: no last snapshot (the driver did not take it within %.1f s); the next start "
-                        "replays the journal after the newest snapshot", budget_s)
-        except Exception:  # the stop goes on without it
-            log.exception("shutdown: the last snapshot could not be taken; the next start replays the journal after "
-                          "the newest snapshot")
-        return None
+        for run, final in zip(self.runs, finals, strict=True):
+            if final is not None and run.snapshotter is not None:
+                try:
+                    if await wait_for(run.snapshotter.write(*final, confirm=True), left(0.15)):
+                        log.info("last snapshot written: the next start continues at simulated time %.0f s",
+                                 final[0].sim_time_s)
+                except TimeoutError:
+                    log.warning("shutdown: the last snapshot was not written in time; the next start replays the "
+                                "journal after the newest snapshot")
 
     async def _stop_mqtt(self, tasks: list[asyncio.Task[None]]) -> None:
         """Let the targets publish what they queued (within a budget), then disconnect."""
@@ -633,10 +526,11 @@ class Service:
 
     def _follow_kafka(self) -> None:
         """Kafka is the system of record: simulated time holds while it cannot take records."""
-        if self.kafka_connected:
-            self.driver.release("kafka")
-        else:
-            self.driver.hold("kafka")
+        for run in self.runs:
+            if self.kafka_connected:
+                run.driver.release("kafka")
+            else:
+                run.driver.hold("kafka")
 
     async def _watchdog(self) -> None:
         """Feed the systemd watchdog while the service makes progress, and only then."""
@@ -662,9 +556,13 @@ class Service:
         if failure is not None:
             return f"{failure.task} failed ({failure.error})"
         if self.state == RUNNING:
-            idle_s = self.driver.clock.now() - self.driver.last_turn
-            if idle_s > STALL_S:
-                return f"the driver has not turned for {idle_s:.0f} s"
+            for run in self.runs:
+                if run.stopped:
+                    continue
+                idle_s = run.driver.clock.now() - run.driver.last_turn
+                if idle_s > STALL_S:
+                    where = "" if len(self.runs) == 1 else f" of {run.key}"
+                    return f"the driver{where} has not turned for {idle_s:.0f} s"
         return None
 
     # -- views for HTTP, the console and the log ------------------------------------------------------

@@ -83,7 +83,7 @@ class Driver:
         self._order = itertools.count()
         self._wake = asyncio.Event()
         if outbox is not None:
-            outbox.waker = self._wake
+            outbox.wakers.append(self._wake)
         self._paused = False
         self._holds: set[str] = set()  # reasons outside the model to hold simulated time (e.g. "kafka")
         self._stopped = False
@@ -228,6 +228,22 @@ class Driver:
         """Stop at the next step boundary (for good)."""
         self._stopped = True
         self._wake.set()
+
+    def abandon(self) -> None:
+        """Stopped for good: the calls and scheduled calls that did not run never will (their
+        futures are cancelled, so nobody waits for them), and the outbox no longer wakes it."""
+        self.stop()
+        if self.outbox is not None and self._wake in self.outbox.wakers:
+            self.outbox.wakers.remove(self._wake)
+        for _, future in self._pending:
+            future.cancel()
+        for item in self._scheduled:
+            item.future.cancel()
+        for _, _, watched in self._watched:
+            watched.cancel()
+        self._pending.clear()
+        self._scheduled.clear()
+        self._watched.clear()
 
     @property
     def paused(self) -> bool:

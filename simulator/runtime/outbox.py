@@ -40,7 +40,7 @@ class Outbox:
         self._room.set()
         self.closed = False
         self.total = 0
-        self.waker: asyncio.Event | None = None  # set when room frees up (the driver's wake event)
+        self.wakers: list[asyncio.Event] = []  # set when room frees up (the drivers' wake events)
         self.taps: list[Tap] = []
 
     def add_tap(self, tap: Tap) -> None:
@@ -48,8 +48,8 @@ class Outbox:
         self.taps.append(tap)
 
     def wake(self) -> None:
-        if self.waker is not None:
-            self.waker.set()
+        for waker in self.wakers:
+            waker.set()
 
     # the model side ----------------------------------------------------------------------------
     def emit(self, record: Record) -> None:
