@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from simulator.errors import CommandRejected
     from simulator.formats.snapshot import Snapshot
     from simulator.io_metrics import IoMetrics
+    from simulator.model.machine import Machine
     from simulator.model.records import Record
-    from simulator.model.simulation import Simulation
+from simulator.model.simulation import Simulation
 
 Result = Lot | dict[str, Any] | Exception  # an input's result, or the exception that refused it
 
@@ -116,11 +117,6 @@ class HealthView(Protocol):
     def not_ready_because(self) -> list[str]: ...  # empty when ready
 
 
-class PacingView(Protocol):
-    @property
-    def lag_s(self) -> float: ...  # how far the paced driver is behind the wall clock
-
-
 class ConsumerLagView(Protocol):
     def lag(self) -> int | None: ...  # orders on the topic not yet consumed (None: not known yet)
 
@@ -149,11 +145,27 @@ class HttpServiceView(HealthView, Protocol):
     @property
     def metrics(self) -> IoMetrics: ...
 
-    @property
-    def sim(self) -> Simulation: ...  # the run's model (a new one after a recovery)
+    def sims(self) -> list[Simulation]: ...  # the models of the plants run here (new ones after a recovery)
 
     @property
-    def driver(self) -> PacingView: ...
+    def machine_plants(self) -> Mapping[str, str]: ...  # every machine of the config -> its plant
+
+    def machines_here(self) -> Mapping[str, Machine]: ...  # the machines of the plants run here
+
+    def owner_of(self, plant: str) -> str | None: ...  # the instance that runs ``plant``, if known
+
+    def owner_url_of(self, plant: str) -> str | None: ...  # its HTTP base URL, if known
+
+    def lot_counts(self) -> dict[str, int]: ...  # lots by state over the plants run here
+
+    @property
+    def instance_id(self) -> str: ...
+
+    @property
+    def scale_out(self) -> bool: ...  # the instances share the plants (kafka.scale_out)
+
+    @property
+    def lag_s(self) -> float: ...  # how far the paced drivers are behind the wall clock (the most)
 
     @property
     def outbox(self) -> Sized: ...
@@ -167,6 +179,7 @@ class HttpServiceView(HealthView, Protocol):
     @property
     def commands(self) -> CommandSink: ...  # the run's (rebuilt on recovery)
 
-    async def export_snapshot(self, timeout_s: float = ...) -> bytes | None:
-        """The live model's snapshot (GET /snapshot), or None when the run is not live."""
+    async def export_snapshot(self, timeout_s: float = ..., plant: str | None = ...) -> bytes | None:
+        """The live model's snapshot (GET /snapshot; ``plant``: that plant's run), or None when the
+        run is not live (or not here)."""
         ...

@@ -48,18 +48,18 @@ def machines_of(service: HttpServiceView, body: dict[str, Any]) -> list[str] | N
                                                    f"{MAX_TEXT_CHARS} characters without control characters")
     if lists["machine_ids"] is None and lists["factory_ids"] is None:
         return None
-    sim = service.sim
+    machine_plants, config = service.machine_plants, service.config
     chosen: dict[str, None] = {}
     for machine_id in lists["machine_ids"] or []:
-        if machine_id not in sim.plant.machines:
+        if machine_id not in machine_plants:
             raise CommandRejected("unknown_machine", f"no machine {machine_id!r}")
         chosen[machine_id] = None
     for factory in lists["factory_ids"] or []:
-        plant = sim.config.location_of(factory)
+        plant = config.location_of(factory)
         if plant is None:
             raise CommandRejected("unknown_factory", f"no factory (plant) {factory!r}; known: "
-                                                     f"{', '.join(sim.config.locations)}")
-        chosen.update(dict.fromkeys(mid for mid, m in sorted(sim.plant.machines.items()) if m.location == plant))
+                                                     f"{', '.join(config.locations)}")
+        chosen.update(dict.fromkeys(mid for mid, where in sorted(machine_plants.items()) if where == plant))
     return list(chosen)
 
 
@@ -82,16 +82,22 @@ async def start_or_stop(service: HttpServiceView, start: bool, raw: bytes) -> di
             data["machines"].append(entry)
         done = sum(1 for e in data["machines"] if "error" not in e)
         message = f"{done} of {len(ids)} machines {'started' if start else 'stopped'}"
-    machines = service.sim.plant.machines.values()
+    machines = service.machines_here().values()
     data["running_machines"] = sum(1 for m in machines if m.state == MachineState.RUNNING)
     data["total_machines"] = len(machines)
     return {"message": message, "success": success, "data": data}
 
 
 async def _one_machine(service: HttpServiceView, machine_id: str, start: bool) -> dict[str, Any]:
-    machine = service.sim.plant.machines[machine_id]
-    blocked = machine.state == MachineState.BLOCKED
+    machine = service.machines_here().get(machine_id)
     entry: dict[str, Any] = {"machine_id": machine_id}
+    if machine is None:  # (scale_out) a machine of a plant another instance runs: its command goes there
+        command = {"command": "repair", "machine_id": machine_id} if start else {
+            "command": "block", "machine_id": machine_id, "reason": STOP_REASON}
+        result = await service.commands.execute(command, source="http")
+        entry.update(outcome="routed", owner=result.get("owner"), state=None)
+        return entry
+    blocked = machine.state == MachineState.BLOCKED
     if blocked != start:  # nothing to do
         entry["outcome"] = "already running" if start else "already stopped"
     else:
@@ -114,19 +120,20 @@ async def _one_machine(service: HttpServiceView, machine_id: str, start: bool) -
 def status(service: HttpServiceView) -> dict[str, Any]:
     """GET /simulator/status: the service's state as the EnMS simulator reported its own."""
     health = service.health()
-    sim = service.sim
+    sims = service.sims()
+    machines = service.machines_here()
     paused = bool(health["simulation"]["paused"])
     state = health["state"]
     shown = "stopped" if state == ServiceState.RUNNING and paused else str(state)
     targets = health["mqtt"]["targets"]
-    anomalies = sim.config.disruptions.anomalies
+    anomalies = service.config.disruptions.anomalies
     return {
         "status": shown,
         "uptime_seconds": health["uptime_seconds"],
-        "factories_count": len(sim.config.locations),
-        "machines_count": len(sim.plant.machines),
-        "running_machines": sum(1 for m in sim.plant.machines.values() if m.state == MachineState.RUNNING),
-        "total_readings_generated": sum(sim.recorder.seqs.values()),
+        "factories_count": sum(len(sim.config.locations) for sim in sims),
+        "machines_count": len(machines),
+        "running_machines": sum(1 for m in machines.values() if m.state == MachineState.RUNNING),
+        "total_readings_generated": sum(sum(sim.recorder.seqs.values()) for sim in sims),
         "mqtt_connected": bool(targets) and all(t["connected"] for t in targets),
         "mqtt_messages_published": sum(t["messages_published"] for t in targets),
         "configuration": {

@@ -57,8 +57,8 @@ class LiveCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         svc = self.service
-        stats = svc.sim.stats
-        now = svc.sim.now
+        sims = svc.sims()
+        counts = svc.lot_counts()
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, value=value)
@@ -66,34 +66,43 @@ class LiveCollector(Collector):
         yield gauge("factorysim_up", "1 when the service is healthy", 1.0 if svc.healthy else 0.0)
         yield gauge("factorysim_kafka_connected", "1 when Kafka answers and deliveries succeed",
                     1.0 if svc.kafka_connected else 0.0)
-        yield gauge("factorysim_sim_time_seconds", "Simulated time since the start", now)
-        yield gauge("factorysim_sim_lag_seconds", "How far the paced driver is behind the wall clock",
-                    svc.driver.lag_s)
+        yield gauge("factorysim_sim_time_seconds", "Simulated time since the start (the plant furthest behind)",
+                    min((sim.now for sim in sims), default=0.0))
+        yield gauge("factorysim_sim_lag_seconds", "How far the paced driver is behind the wall clock", svc.lag_s)
         yield gauge("factorysim_outbox_depth", "Records waiting for the publishers", len(svc.outbox))
         lag = svc.intake.lag() if svc.intake else None
         yield gauge("factorysim_consumer_lag", "Orders on the topic not yet consumed", float(lag or 0))
         yield gauge("factorysim_records_in_flight", "Messages sent but not yet confirmed",
                     svc.publisher.in_flight if svc.publisher else 0)
         lots = GaugeMetricFamily("factorysim_lots", "Lots by state since the start", labels=["state"])
-        lots.add_metric(["received"], stats.received)
-        lots.add_metric(["completed"], stats.completed)
-        lots.add_metric(["scrapped"], stats.scrapped)
-        lots.add_metric(["in_progress"], stats.in_progress)
+        for state in ("received", "completed", "scrapped", "in_progress"):
+            lots.add_metric([state], counts[state])
         yield lots
+        plants = GaugeMetricFamily("factorysim_plant_owned", "1 for each plant this instance runs",
+                                   labels=["plant", "instance"])
+        plant_time = GaugeMetricFamily("factorysim_plant_sim_time_seconds", "Simulated time of each plant run here",
+                                       labels=["plant"])
         utilization = GaugeMetricFamily("factorysim_pool_utilization",
                                         "Share of scheduled time the pool's machines ran",
                                         labels=["location", "machine_type"])
         queue = GaugeMetricFamily("factorysim_pool_queue_length", "Lots waiting for the pool",
                                   labels=["location", "machine_type"])
         states = GaugeMetricFamily("factorysim_machines", "Machines by state", labels=["location", "state"])
-        counts: dict[tuple[str, str], int] = {}
-        for (location, mtype), pool in svc.sim.plant.pools.items():
-            utilization.add_metric([location, mtype], pool_utilization(pool.machines, now)[0])
-            queue.add_metric([location, mtype], pool.queue_length)
-            for machine in pool.machines:
-                counts[(location, machine.state)] = counts.get((location, machine.state), 0) + 1
-        for (location, state), count in sorted(counts.items()):
+        counts_by_state: dict[tuple[str, str], int] = {}
+        for sim in sims:
+            now = sim.now
+            for plant in sim.config.locations:
+                plants.add_metric([plant, svc.instance_id], 1.0)
+                plant_time.add_metric([plant], now)
+            for (location, mtype), pool in sim.plant.pools.items():
+                utilization.add_metric([location, mtype], pool_utilization(pool.machines, now)[0])
+                queue.add_metric([location, mtype], pool.queue_length)
+                for machine in pool.machines:
+                    counts_by_state[(location, machine.state)] = counts_by_state.get((location, machine.state), 0) + 1
+        for (location, state), count in sorted(counts_by_state.items()):
             states.add_metric([location, state], count)
+        yield plants
+        yield plant_time
         yield utilization
         yield queue
         yield states
@@ -132,7 +141,7 @@ class HttpServer(HealthServer):
 
     # -- views ----------------------------------------------------------------------------------------
     async def openapi(self, _: web.Request) -> web.Response:
-        return json_response(openapi.document(sorted(self.service.sim.plant.machines)))
+        return json_response(openapi.document(sorted(self.service.machine_plants)))
 
     async def docs(self, _: web.Request) -> web.Response:
         return web.Response(text=docs_page(), content_type="text/html", headers=DOCS_HEADERS)
@@ -142,25 +151,48 @@ class HttpServer(HealthServer):
 
     async def status(self, _: web.Request) -> web.Response:
         svc = self.service
-        return json_response({"health": svc.health(), "report": build_report(svc.sim)})
+        sims = svc.sims()
+        report: dict[str, Any] = build_report(sims[0]) if len(sims) == 1 and not svc.scale_out else \
+            {"plants": {plant: build_report(sim) for sim in sims for plant in sim.config.locations}}
+        return json_response({"health": svc.health(), "report": report})
 
     async def machines(self, _: web.Request) -> web.Response:
-        now = self.service.sim.now
-        return json_response({mid: _machine_view(m, now) for mid, m in sorted(self.service.sim.plant.machines.items())})
+        views = {mid: _machine_view(m, sim.now) for sim in self.service.sims() for mid, m in sim.plant.machines.items()}
+        return json_response(dict(sorted(views.items())))
 
     async def machine(self, request: web.Request) -> web.Response:
         machine_id = request.match_info["machine_id"]
-        machine = self.service.sim.plant.machines.get(machine_id)
-        if machine is None:
+        svc = self.service
+        for sim in svc.sims():
+            machine = sim.plant.machines.get(machine_id)
+            if machine is not None:
+                return json_response({"id": machine_id, **_machine_view(machine, sim.now)})
+        plant = svc.machine_plants.get(machine_id)
+        if plant is None:
             return json_response({"error": "unknown_machine", "detail": f"no machine {machine_id!r}",
-                                  "machine_id": machine_id, "known": sorted(self.service.sim.plant.machines)}, 404)
-        return json_response({"id": machine_id, **_machine_view(machine, self.service.sim.now)})
+                                  "machine_id": machine_id, "known": sorted(svc.machine_plants)}, 404)
+        return self._elsewhere(request, machine_id, plant)
 
-    async def snapshot(self, _: web.Request) -> web.Response:
-        raw = await self.service.export_snapshot()
+    def _elsewhere(self, request: web.Request, machine_id: str, plant: str) -> web.Response:
+        """A machine of a plant another instance runs (scale_out): a redirect to its owner, when
+        the group's assignment says where that is; else 503 (the plant is changing hands)."""
+        svc = self.service
+        owner, url = svc.owner_of(plant), svc.owner_url_of(plant)
+        body = {"error": "elsewhere", "machine_id": machine_id, "plant": plant, "owner": owner,
+                "owner_url": url, "detail": f"plant {plant} is run by instance {owner}" if owner else
+                f"plant {plant} is being taken over by another instance; ask again in a few seconds"}
+        if url is None:
+            return json_response(body, 503, headers={"Retry-After": "2"})
+        return json_response(body, 307, headers={"Location": f"{url}{request.rel_url}"})
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        plant = request.query.get("plant")
+        raw = await self.service.export_snapshot(plant=plant)
         if raw is None:
             return json_response({"error": "unavailable", "detail": "the run is not live (starting, recovering or "
-                                  "stopping), or the simulation did not take the snapshot in time"}, 503)
+                                  "stopping), or the simulation did not take the snapshot in time" +
+                                  ("; with kafka.scale_out name a plant run here: /snapshot?plant=NAME"
+                                   if self.service.scale_out else "")}, 503)
         return web.Response(body=raw, content_type="application/json")
 
     # -- commands -------------------------------------------------------------------------------------

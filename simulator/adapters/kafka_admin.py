@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +45,10 @@ class StartupProblem:
 
 async def ensure_topics(options: dict[str, Any], topics: Iterable[str], creation: TopicCreation, *,
                         timeout_s: float = 60.0, on_retry: Callable[[StartupProblem], None] | None = None,
-                        ) -> list[str]:
-    """Return the topics that were created.  Waits for the cluster up to ``timeout_s``; a cluster
-    that refuses our security settings is a ConfigError at once."""
+                        partitions: Mapping[str, int] | None = None) -> list[str]:
+    """Return the topics that were created (``partitions``: a topic's own partition count, else
+    ``creation.partitions``).  Waits for the cluster up to ``timeout_s``; a cluster that refuses
+    our security settings is a ConfigError at once."""
     wanted = sorted(set(topics))
     admin = AIOKafkaAdminClient(**options, request_timeout_ms=10_000)
     try:
@@ -60,7 +61,8 @@ async def ensure_topics(options: dict[str, Any], topics: Iterable[str], creation
             raise ConfigError([f"kafka.topic_creation.enabled: false, and these topics do not exist: "
                                f"{', '.join(missing)}"])
         response = await admin.create_topics(
-            [NewTopic(t, creation.partitions, creation.replication_factor) for t in missing])
+            [NewTopic(t, (partitions or {}).get(t, creation.partitions), creation.replication_factor)
+             for t in missing])
         failed = [(t, code, msg) for t, code, msg in response.topic_errors if code not in (0, TOPIC_ALREADY_EXISTS)]
         if failed:
             raise BrokerUnavailable("cannot create topics: " + "; ".join(f"{t}: error {c} {m or ''}".strip()

@@ -25,8 +25,9 @@ import logging
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
@@ -41,6 +42,7 @@ from aiokafka.structs import ConsumerRecord
 from simulator.adapters.dead_letters import DEFAULT_MAX_REQUEST_BYTES, Consumed, Unread, dead_letter, letter_attempts
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.offsets import ConsumerOffsets
+from simulator.adapters.plant_inbox import InboxParser, RoutedCommand
 from simulator.errors import JournalRefused, OrderRejected
 from simulator.interfaces import ModelInputs, Result
 from simulator.io_metrics import IoMetrics
@@ -83,7 +85,7 @@ class _Letter:
 
 class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: AIOKafkaConsumer, publisher: KafkaPublisher, inputs: ModelInputs,
-                 parser: OrderParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
+                 parser: OrderParser | InboxParser, metrics: IoMetrics, *, orders_topic: str, dead_letter_topic: str,
                  max_in_flight: int, dedup_window_s: float,
                  journaled: Mapping[tuple[str, int], Set[int]] | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -109,6 +111,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = False
         self._paused = False
         self.dead_lettered = 0
+        self.on_command: Callable[[RoutedCommand], Awaitable[Any]] | None = None  # routed commands (scale_out)
+        self._commands: set[asyncio.Task[None]] = set()
+        self._held: set[TopicPartition] = set()  # not read until released (a plant not ready for orders yet)
         inputs.on_lot_finished(self._lot_finished)
 
     # -- state for health and metrics -------------------------------------------------------------
@@ -156,7 +161,7 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
             self._paused = True
             log.info("order intake paused: %d orders wait for the model", self.in_flight)
         elif self._paused and self.in_flight <= self.max_in_flight // 2:
-            self.consumer.resume(*self.consumer.paused())
+            self.consumer.resume(*(self.consumer.paused() - self._held))
             self._paused = False
             log.info("order intake resumed")
 
@@ -252,6 +257,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                     continue
                 try:
                     order = parse(message.value or b"")
+                    if not isinstance(order, Order):  # a command routed to this plant's owner
+                        self._routed_command(tp, offset, order)
+                        continue
                 except OrderRejected as exc:
                     self._dead_letter(tp, message, exc)
                     continue
@@ -273,6 +281,27 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         if admitting:
             admitted = self.inputs.submit(inputs, sources)
             admitted.add_done_callback(functools.partial(self._admitted, admitting))
+
+    def _routed_command(self, tp: TopicPartition, offset: int, command: RoutedCommand) -> None:
+        """Apply a routed command (``on_command``); its offset is done once it is applied or refused."""
+        task = asyncio.ensure_future(self._command(tp, offset, command))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _command(self, tp: TopicPartition, offset: int, command: RoutedCommand) -> None:
+        try:
+            if self.on_command is not None:
+                await self.on_command(command)
+        except Exception:
+            log.exception("the routed command at %s[%d]@%d failed", tp.topic, tp.partition, offset)
+        part = self._partitions.get(tp)
+        if part is not None:
+            part.done(offset)
+
+    def add_journaled(self, sources: Mapping[tuple[str, int], Set[int]]) -> None:
+        """Offsets of orders in the journal already (a plant's run recovered after it was taken over)."""
+        for where, offsets in sources.items():
+            self.journaled.setdefault(where, set()).update(offsets)
 
     def _duplicate_of(self, code: str) -> str | None:
         if code in self._awaiting_ack or self.inputs.lot_in_progress(code):
@@ -384,8 +413,23 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         if await self._partitions.revoked(revoked):
             self.metrics.offsets_committed.inc()
+        gone = set(revoked)
+        self._held -= gone
+        for code in [code for code, (tp, _) in self._awaiting_ack.items() if tp in gone]:
+            del self._awaiting_ack[code]  # read again by the next owner, not a duplicate there
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
         await self._partitions.assigned(assigned)
+
+    def hold(self, tp: TopicPartition) -> None:
+        """Read nothing more from ``tp`` until :meth:`release`."""
+        self._held.add(tp)
+        if tp in self.consumer.assignment():
+            self.consumer.pause(tp)
+
+    def release(self, tp: TopicPartition) -> None:
+        self._held.discard(tp)
+        if not self._paused and tp in self.consumer.assignment():
+            self.consumer.resume(tp)

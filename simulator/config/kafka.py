@@ -21,6 +21,7 @@ class Topics(Strict):
     dead_letter: TopicName = "coffeemek.orders.dead_letter"
     journal: TopicName = "coffeemek.plants.journal"  # the plants' inputs, keyed by plant
     snapshots: TopicName = "coffeemek.plants.snapshots"  # the runs' model state, keyed by run id
+    plant_inbox: TopicName = "coffeemek.plants.inbox"  # orders and commands routed to their plant (scale_out)
 
 
 class TopicCreation(Strict):
@@ -58,6 +59,21 @@ class Consumer(Strict):
     # at least the orders topic's max.message.bytes: a record the broker does not return whole is
     # dead-lettered as unreadable
     max_partition_fetch_bytes: Annotated[int, Field(ge=64 * 1024, le=256 * 1024 * 1024)] = 2 * 1024 * 1024
+
+
+class ScaleOut(Strict):
+    """Several ``factorysim run`` instances sharing the plants (see README, "Running several
+    instances"): each plant is owned by one instance at a time, through the assignment of its
+    partition of ``topics.plant_inbox`` in the consumer group ``group_id``."""
+
+    enabled: bool = False
+    group_id: Annotated[str, Field(min_length=1)] | None = None  # default: consumer.group_id + ".plants"
+    instance_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # default: the host name
+    # a member that does not rejoin within this long after a rebalance began (its hand-over: last
+    # snapshots and commits) is left out of the group
+    rebalance_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 30_000
+    heartbeat_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 1_000
+    advertised_url: str | None = None  # this instance's HTTP base URL as others reach it (default: http://host:port)
 
 
 class Security(Strict):
@@ -124,6 +140,7 @@ class Kafka(Strict):
     producer: Producer = Producer()
     consumer: Consumer = Consumer()
     snapshots: Snapshots = Snapshots()
+    scale_out: ScaleOut = ScaleOut()
     security: Security = Security()
     client_id: Annotated[str, Field(min_length=1)] = "factorysim"
     # how long a start (the service's, the bridge's) waits for an unreachable cluster before it fails

@@ -45,6 +45,7 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "FACTORYSIM_SPEED": "simulation.speed",
     "FACTORYSIM_SEED": "simulation.seed",
     "FACTORYSIM_START": "simulation.start",
+    "FACTORYSIM_INSTANCE_ID": "kafka.scale_out.instance_id",
     "MQTT_BROKER": "mqtt.targets.*.host",  # every MQTT target (the usual case: one)
     "MQTT_PORT": "mqtt.targets.*.port",
 }

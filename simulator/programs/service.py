@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -46,20 +47,25 @@ from simulator.adapters.kafka_options import client_options, consumer_options, o
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.order_intake import OrderIntake
+from simulator.adapters.plant_assignor import PlantAssignor
+from simulator.adapters.plant_inbox import InboxParser, InboxRouter, plant_partitions
 from simulator.adapters.snapshots import SnapshotWriter
 from simulator.adapters.systemd import SystemdNotifier
 from simulator.asyncio_waits import wait_for
 from simulator.config.schema import Config
-from simulator.errors import CommandRejected
+from simulator.errors import CommandRejected, ConfigError
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
 from simulator.formats.snapshot import Snapshot
 from simulator.formats.timestamps import epoch_ms
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus
 from simulator.io_metrics import IoMetrics
+from simulator.model.machine import Machine
 from simulator.model.records import Record
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
+from simulator.programs.plant_commands import PlantCommands
+from simulator.programs.plant_ownership import PlantOwnership
 from simulator.programs.plant_run import PlantRun
 from simulator.programs.stats_log import Growth, StatsLog, dropped_note
 from simulator.runtime.commands import CommandProcessor
@@ -69,6 +75,7 @@ from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.outbox import Outbox
+from simulator.runtime.plant_inputs import PlantInputs
 from simulator.runtime.recovery import RunHistory
 from simulator.runtime.run_formats import RunFormats
 from simulator.runtime.run_journal import RunJournal
@@ -128,9 +135,21 @@ class Service:
         for publisher in self.mqtt:
             self.outbox.add_tap(publisher)
         self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
+        scale_out = config.kafka.scale_out
+        self.scale_out = scale_out.enabled
+        self.instance_id = scale_out.instance_id or socket.gethostname()
+        self.started_ms = int(time.time() * 1000)
         self.runs: list[PlantRun] = []
         self.run_of: dict[str, PlantRun] = {}  # plant -> the run it is in
-        self._add_run(self._new_run(list(config.locations)))
+        self.machine_plants = {slot.id: slot.location for slot in config.machine_slots}
+        self.inputs_router = PlantInputs(self.machine_plants)  # (scale_out) the owned plants' input gates
+        self.ownership: PlantOwnership | None = None  # (scale_out) the plants this instance owns
+        self.inbox: OrderIntake | None = None  # (scale_out) orders and commands routed to the plants owned here
+        self.router: InboxRouter | None = None  # (scale_out) orders and commands to their plants' owners
+        self.plants_consumer: AIOKafkaConsumer | None = None
+        self.plant_commands = PlantCommands(self)
+        if not self.scale_out:
+            self._add_run(self.new_run(list(config.locations)))
         self.state = STARTING
         self.started_monotonic = time.monotonic()
         self.bootstrap_servers = config.kafka.bootstrap_servers
@@ -151,9 +170,78 @@ class Service:
         self._stop_deadline = ExitDeadline(hard_exit)
 
     # -- the runs ---------------------------------------------------------------------------------------
-    def _new_run(self, plants: list[str]) -> PlantRun:
+    def new_run(self, plants: list[str], fresh_before_ms: int | None = None) -> PlantRun:
         return PlantRun(self.config, plants, outbox=self.outbox, speed=self.speed, metrics=self.metrics,
-                        mqtt_targets=self.config.mqtt.enabled_targets, fresh=self.fresh, start_now=self.start_now)
+                        mqtt_targets=self.config.mqtt.enabled_targets, fresh=self.fresh, start_now=self.start_now,
+                        fresh_before_ms=fresh_before_ms)
+
+    def start_run(self, run: PlantRun) -> None:
+        """A plant taken over (scale_out): journal it, start its loops; its inputs go to it."""
+        self._add_run(run)
+        self._attach(run)
+        run.start_arrivals()
+        self.inputs_router.add(run.inputs)
+        self._follow_kafka()
+        watch = self.supervisor.watch
+        run.tasks = [asyncio.ensure_future(watch(f"{name}-{run.key}", body, until_stopped=False))
+                     for name, body in (("driver", run.drive()), ("run-journal", self._journal_loop(run)),
+                                        ("snapshots", run.snapshots()))]
+
+    async def _journal_loop(self, run: PlantRun) -> None:
+        assert run.run_journal is not None
+        await run.run_journal.run()
+
+    def remove_run(self, run: PlantRun) -> None:
+        """A plant handed over (scale_out): its run is gone from here."""
+        run.driver.abandon()
+        for task in run.tasks:
+            task.cancel()
+        if run in self.runs:
+            self.runs.remove(run)
+        for plant in run.plants:
+            if self.run_of.get(plant) is run:
+                del self.run_of[plant]
+            if self.publisher is not None:
+                self.publisher.delivered_through.pop(plant, None)
+        self.inputs_router.remove(run.plants)
+
+    def owner_of(self, plant: str) -> str | None:
+        """(scale_out) The instance id of ``plant``'s owner as the latest assignment says, or None."""
+        if plant in self.run_of:
+            return self.instance_id
+        assignor = getattr(self, "assignor", None)
+        if assignor is None:
+            return None
+        owner = assignor.owners.get(plant_partitions(list(self.config.locations)).get(plant, -1))
+        return None if owner is None else owner.instance
+
+    def owner_url_of(self, plant: str) -> str | None:
+        assignor = getattr(self, "assignor", None)
+        if assignor is None:
+            return None
+        owner = assignor.owners.get(plant_partitions(list(self.config.locations)).get(plant, -1))
+        return None if owner is None else owner.url
+
+    def machines_here(self) -> dict[str, Machine]:
+        """The machines of the plants run here, by id (every machine of the config for a service alone)."""
+        if len(self.runs) == 1:
+            return self.runs[0].sim.plant.machines
+        return {mid: m for run in self.runs for mid, m in run.sim.plant.machines.items()}
+
+    def sims(self) -> list[Simulation]:
+        return [run.sim for run in self.runs]
+
+    @property
+    def lag_s(self) -> float:
+        return max((run.driver.lag_s for run in self.runs), default=0.0)
+
+    def run_of_machine(self, machine_id: str) -> PlantRun | None:
+        plant = self.machine_plants.get(machine_id)
+        return None if plant is None else self.run_of.get(plant)
+
+    @property
+    def stop_requested(self) -> asyncio.Event:
+        return self._stop_requested
 
     def _add_run(self, run: PlantRun) -> None:
         self.runs.append(run)
@@ -186,8 +274,8 @@ class Service:
         return self.sole_run.driver
 
     @property
-    def commands(self) -> CommandProcessor:
-        return self.sole_run.commands
+    def commands(self) -> CommandProcessor | PlantCommands:
+        return self.plant_commands if self.scale_out else self.sole_run.commands
 
     @property
     def inputs(self) -> InputGate:
@@ -282,8 +370,9 @@ class Service:
     async def _start_kafka(self, stack: AsyncExitStack) -> None:
         kafka = self.config.kafka
         options = client_options(kafka, self.bootstrap_servers, self.environ)
+        partitions = plant_partitions(list(self.config.locations))
         await ensure_topics(options, self._topics(), kafka.topic_creation, timeout_s=kafka.startup_timeout_s,
-                            on_retry=self._startup_retry)
+                            on_retry=self._startup_retry, partitions={kafka.topics.plant_inbox: len(partitions)})
         self.startup_problem = None
         self.kafka_reachable = True
         for run in self.runs:
@@ -313,17 +402,65 @@ class Service:
                                                   self._delivered_through)
         for run in self.runs:
             self._attach(run)
-        self.intake = OrderIntake(
-            self.consumer, self.publisher, self.inputs,
-            OrderParser(self.config.location_of, kafka.consumer.max_order_bytes), self.metrics,
-            orders_topic=kafka.topics.orders, dead_letter_topic=kafka.topics.dead_letter,
-            max_in_flight=kafka.consumer.max_in_flight_orders, dedup_window_s=kafka.consumer.dedup_window_s,
-            max_request_bytes=kafka.producer.max_request_bytes,
-            journaled=self.history.sources if self.history is not None else None,
-        )
+        parser = OrderParser(self.config.location_of, kafka.consumer.max_order_bytes)
+        intake_options: dict[str, Any] = {
+            "dead_letter_topic": kafka.topics.dead_letter, "max_in_flight": kafka.consumer.max_in_flight_orders,
+            "dedup_window_s": kafka.consumer.dedup_window_s, "max_request_bytes": kafka.producer.max_request_bytes}
+        if self.scale_out:
+            self.router = InboxRouter(self.producer, kafka.topics.plant_inbox, partitions)
+            self.intake = OrderIntake(self.consumer, self.publisher, self.router, parser, self.metrics,
+                                      orders_topic=kafka.topics.orders, **intake_options)
+            await self._start_plants_consumer(stack, options, partitions, parser, intake_options)
+        else:
+            self.intake = OrderIntake(
+                self.consumer, self.publisher, self.inputs, parser, self.metrics, orders_topic=kafka.topics.orders,
+                journaled=self.history.sources if self.history is not None else None, **intake_options)
         # subscribed once started: the group join (a new group's first rebalance waits for members
         # for a few seconds) goes on in the background while the run is recovered, not before it
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
+
+    async def _start_plants_consumer(self, stack: AsyncExitStack, options: dict[str, Any], partitions: dict[str, int],
+                                     parser: OrderParser, intake_options: dict[str, Any]) -> None:
+        """(scale_out) The consumer of the plant inbox, in the group that shares the plants."""
+        kafka = self.config.kafka
+        scale_out = kafka.scale_out
+        assert self.publisher is not None
+        self.assignor = PlantAssignor(self.instance_id, self._advertised_url())
+        group = consumer_options(kafka.consumer, scale_out.group_id or f"{kafka.consumer.group_id}.plants")
+        group["heartbeat_interval_ms"] = min(scale_out.heartbeat_interval_ms, kafka.consumer.session_timeout_ms // 3)
+        self.plants_consumer = consumer = AIOKafkaConsumer(
+            **options, **group, **orders_fetch_options(kafka.consumer), partition_assignment_strategy=(self.assignor,),
+            rebalance_timeout_ms=scale_out.rebalance_timeout_ms)
+        stack.push_async_callback(self._stop_plants_consumer)
+        await consumer.start()
+        topic = kafka.topics.plant_inbox
+        await consumer.topics()  # the cluster's metadata
+        have = len(consumer.partitions_for_topic(topic) or ())
+        if have < len(partitions):
+            raise ConfigError([f"kafka.topics.plant_inbox: {topic} has {have} partitions; kafka.scale_out needs one "
+                               f"per plant ({len(partitions)}): create it with {len(partitions)} partitions, or name "
+                               f"a new topic"])
+        self.inbox = OrderIntake(consumer, self.publisher, self.inputs_router,
+                                 InboxParser(parser, {i: p for p, i in partitions.items()}), self.metrics,
+                                 orders_topic=topic, **intake_options)
+        self.inbox.on_command = self.plant_commands.routed
+        self.ownership = PlantOwnership(self, self.inbox, partitions, options, scale_out.rebalance_timeout_ms / 1000)
+        consumer.subscribe([topic], listener=self.ownership)
+
+    def _advertised_url(self) -> str | None:
+        scale_out = self.config.kafka.scale_out
+        if scale_out.advertised_url:
+            return scale_out.advertised_url.rstrip("/")
+        if self.http_port is None:
+            return None
+        host = self.config.http.host
+        host = socket.gethostname() if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a wildcard bind
+        return f"http://{host}:{self.http_port}"
+
+    async def _stop_plants_consumer(self) -> None:
+        if self.plants_consumer is not None:
+            with contextlib.suppress(Exception):
+                await wait_for(self.plants_consumer.stop(), 5)
 
     def _attach(self, run: PlantRun) -> None:
         """Journal and snapshot ``run`` (once Kafka is up)."""
@@ -354,11 +491,14 @@ class Service:
 
     def _topics(self) -> list[str]:
         topics = self.config.kafka.topics
-        return [topics.orders, topics.dead_letter, topics.events, topics.journal, topics.snapshots,
+        inbox = [topics.plant_inbox] if self.scale_out else []
+        return [topics.orders, topics.dead_letter, topics.events, topics.journal, topics.snapshots, *inbox,
                 *self.full_format.cycle_topics.values(), *self.full_format.sample_topics.values()]
 
     def _committed_orders(self) -> dict[tuple[str, int], int]:
-        return {} if self.intake is None else self.intake.committed_positions()
+        """Where the plants' orders were read up to: the orders topic's offsets, or (scale_out) the inbox's."""
+        intake = self.inbox if self.scale_out else self.intake
+        return {} if intake is None else intake.committed_positions()
 
     async def _run_loops(self, extra_tasks: list[Callable[[Service], Any]]) -> None:
         assert self.publisher is not None
@@ -406,17 +546,27 @@ class Service:
 
     async def _intake_once_live(self) -> None:
         """Orders are read once the run is live (after a recovery) and warmed up: they enter at
-        the time they came."""
+        the time they came.  (scale_out: orders are routed to their plants at once; a plant's are
+        read from the inbox once its run is live, see :mod:`simulator.programs.plant_ownership`.)"""
         assert self.intake is not None
-        if await self.sole_run.ready_for_inputs(self._stop_requested):
+        if self.scale_out:
+            assert self.inbox is not None
+            await asyncio.gather(self.intake.run(), self.inbox.run())
+        elif await self.sole_run.ready_for_inputs(self._stop_requested):
             await self.intake.run()
 
-    async def export_snapshot(self, timeout_s: float = 10.0) -> bytes | None:
+    async def export_snapshot(self, timeout_s: float = 10.0, plant: str | None = None) -> bytes | None:
         """The live model's snapshot as the envelope's JSON (GET /snapshot), or None when the run
-        is not live (starting, recovering, stopping) or the driver does not take it in time."""
+        is not live (starting, recovering, stopping) or the driver does not take it in time.
+        ``plant``: the run of that plant (None: the one run; scale_out: the plant must be given)."""
         if self.state != RUNNING:
             return None
-        return await self.sole_run.export_snapshot(timeout_s)
+        if plant is None:
+            if len(self.runs) != 1 or self.scale_out:
+                return None
+            return await self.runs[0].export_snapshot(timeout_s)
+        run = self.run_of.get(self.config.location_of(plant) or plant)
+        return None if run is None else await run.export_snapshot(timeout_s)
 
     async def _drill(self, fault: FaultDrill) -> None:
         """The fault drill's failures that happen inside a component rather than as its loop ending."""
@@ -445,9 +595,17 @@ class Service:
             return max(0.5, min(budget * share, budget - (time.monotonic() - started)))
 
         self.intake.stop()
+        if self.inbox is not None:
+            self.inbox.stop()
+        if self.router is not None:
+            self.router.stop()
         with contextlib.suppress(TimeoutError):
             await wait_for(asyncio.shield(intake), left(0.15))
         intake.cancel()
+        if self.ownership is not None:  # every plant handed over: the next owner continues from its last snapshot
+            with contextlib.suppress(TimeoutError):
+                await wait_for(asyncio.gather(*(self.ownership.hand_over(p) for p in self.ownership.owned)),
+                               left(0.5))
         failed = self.supervisor.failure is not None
         finals = await asyncio.gather(*(run.take_last_snapshot(run.tasks[0] if run.tasks else None, left(0.1),
                                                                failed) for run in self.runs))
@@ -469,8 +627,10 @@ class Service:
                     if run.run_journal is not None:
                         run.run_journal.write_checkpoints()
                 await wait_for(self.journal.drain(), left(0.15))
-            await wait_for(self.intake.drain_dead_letters(), left(0.2))
-            await wait_for(self.intake.commit(), left(0.2))
+            for intake_ in (self.intake, self.inbox):
+                if intake_ is not None:
+                    await wait_for(intake_.drain_dead_letters(), left(0.2))
+                    await wait_for(intake_.commit(), left(0.2))
         except TimeoutError:
             log.error("shutdown: could not write the last checkpoints and commit offsets in time")
         for run, final in zip(self.runs, finals, strict=True):
@@ -566,22 +726,39 @@ class Service:
         return None
 
     # -- views for HTTP, the console and the log ------------------------------------------------------
+    def lot_counts(self) -> dict[str, int]:
+        """Lots received, completed, scrapped and in progress, over the runs here."""
+        counts = dict.fromkeys(("in_progress", "completed", "scrapped", "received"), 0)
+        for run in self.runs:
+            stats = run.sim.stats
+            counts["in_progress"] += stats.in_progress
+            counts["completed"] += stats.completed
+            counts["scrapped"] += stats.scrapped
+            counts["received"] += stats.received
+        return counts
+
     def _stats(self, growth: Growth) -> str:
         """The statistics line (``logging.stats_interval_s``): lots, Kafka and each MQTT target
         with their growth since the previous line, simulated time and lag."""
-        stats = self.sim.stats
-        lots = (f"lots received {growth.added('received', stats.received)}, completed "
-                f"{growth.added('completed', stats.completed)}, scrapped {stats.scrapped}, in progress "
-                f"{stats.in_progress}")
+        counts = self.lot_counts()
+        lots = (f"lots received {growth.added('received', counts['received'])}, completed "
+                f"{growth.added('completed', counts['completed'])}, scrapped {counts['scrapped']}, in progress "
+                f"{counts['in_progress']}")
         sent = self.publisher.sent if self.publisher is not None else 0
         kafka = f"Kafka sent {growth.rate('kafka', sent)}" + ("" if self.kafka_connected else ", not connected")
         mqtt = [f"MQTT {p.name} {growth.rate(f'mqtt {p.name}', p.messages_published)}"
                 + dropped_note(p) + ("" if p.connected else f", {p.session.state}") for p in self.mqtt]
-        speed = "max" if self.driver.speed is None else f"{self.driver.speed:g}"
-        instant = self.sim.calendar_time().isoformat(timespec="seconds").replace("+00:00", "Z")
-        clock = (f"simulated time {instant} (speed {speed}{', paused' if self.driver.paused else ''}), "
-                 f"lag {self.driver.lag_s:.1f} s")
-        return "; ".join(["stats: " + lots, kafka, *mqtt, clock])
+        parts = ["stats: " + lots, kafka, *mqtt]
+        if self.ownership is not None:
+            parts.append(f"plants owned {len(self.run_of)} ({', '.join(sorted(self.run_of)) or 'none'})")
+        if self.runs:
+            run = min(self.runs, key=lambda r: r.sim.now)
+            driver = run.driver
+            speed = "max" if driver.speed is None else f"{driver.speed:g}"
+            instant = run.sim.calendar_time().isoformat(timespec="seconds").replace("+00:00", "Z")
+            parts.append(f"simulated time {instant} (speed {speed}{', paused' if driver.paused else ''}), "
+                         f"lag {max(r.driver.lag_s for r in self.runs):.1f} s")
+        return "; ".join(parts)
 
     @property
     def kafka_connected(self) -> bool:
@@ -593,10 +770,15 @@ class Service:
         fatal = self.publisher is not None and self.publisher.fatal_error is not None
         return self.state == RUNNING and self.kafka_connected and not fatal and self.not_progressing is None
 
+    @property
+    def paused(self) -> bool:
+        return any(run.driver.paused for run in self.runs)
 
     @property
     def ready(self) -> bool:
-        return self.healthy and not self.driver.paused and self._live()
+        if self.scale_out:  # an instance that owns no plant (more instances than plants) is ready all the same
+            return self.healthy and not self.paused and all(run.live() for run in self.runs)
+        return self.healthy and not self.paused and self._live()
 
     def not_ready_because(self) -> list[str]:
         """Why the service is not ready (GET /health/ready answers it with its 503); empty when ready."""
@@ -607,30 +789,36 @@ class Service:
             reasons.append(f"Kafka refused a record for good: {self.publisher.fatal_error}")
         if failure is None and self.not_progressing is not None:  # (a stalled driver)
             reasons.append(self.not_progressing)
-        if self.driver.paused:
+        if self.paused:
             reasons.append("the simulation is paused (POST /simulation/resume)")
-        if self.run_journal is not None and self.run_journal.recovering:
+        if self.recovering:
             reasons.append("the run is being recovered from the journal (see run.recovery in /health)")
         elif self.state == RUNNING and self.warming_up:
-            reasons.append(f"the run is warming up (simulated {self.sim.now:,.0f} of {self.warm_up_s:,.0f} s, "
+            now = min(run.sim.now for run in self.runs)
+            reasons.append(f"the run is warming up (simulated {now:,.0f} of {self.warm_up_s:,.0f} s, "
                            "simulation.warm_up)")
-        elif self.state == RUNNING and not self._live():
+        elif self.state == RUNNING and not self.scale_out and not self._live():
             reasons.append("the run is not live yet")
+        elif self.state == RUNNING and self.scale_out and not all(run.live() for run in self.runs):
+            reasons.append("a plant taken over is not live yet (see plants in /health)")
         return reasons
 
     @property
     def status(self) -> HealthStatus:
         """See :class:`~simulator.interfaces.HealthStatus`."""
-        return health_status(up=self.healthy, targets=self.mqtt,
-                             recovering=self.run_journal is not None and self.run_journal.recovering)
+        return health_status(up=self.healthy, targets=self.mqtt, recovering=self.recovering)
 
     def health(self) -> dict[str, Any]:
-        stats = self.sim.stats
-        speed = "max" if self.driver.speed is None else self.driver.speed
         failure = self.supervisor.failure
         problem = self.startup_problem
         last_error = problem.error if problem else self.publisher.last_error if self.publisher else None
         last_error_at = problem.at if problem else self.publisher.last_error_at if self.publisher else None
+        runs = self.runs
+        first = min(runs, key=lambda r: r.sim.now) if runs else None
+        speed: float | str = "max" if self.speed is None else self.speed
+        if first is not None:
+            speed = "max" if first.driver.speed is None else first.driver.speed
+        single = None if self.scale_out else self.sole_run
         return {
             "status": self.status,
             "state": self.state,
@@ -639,8 +827,12 @@ class Service:
             "kafka_broker": self.bootstrap_servers,
             "failure": failure.view() if failure is not None else None,
             "not_progressing": self.not_progressing,
-            "run": {"id": self.run_id, "recovery": self.run_journal.progress() if self.run_journal else None,
-                    "snapshots": self.snapshotter.view() if self.snapshotter else None},
+            "instance": self._instance_view(),
+            "run": {"id": single.run_id if single else None,
+                    "recovery": single.run_journal.progress() if single and single.run_journal else None,
+                    "snapshots": single.snapshotter.view() if single and single.snapshotter else None},
+            "plants": {plant: self._plant_view(run) for plant, run in sorted(self.run_of.items())}
+            if self.scale_out else None,
             "kafka": {
                 "broker": self.bootstrap_servers,
                 "embedded": self.broker is not None,
@@ -653,19 +845,49 @@ class Service:
                 "records_in_flight": self.publisher.in_flight if self.publisher else 0,
             },
             "simulation": {
-                "sim_time_s": round(self.sim.now, 3),
-                "sim_time_utc": self.sim.calendar_time().isoformat().replace("+00:00", "Z"),
+                "sim_time_s": round(first.sim.now, 3) if first else 0.0,
+                "sim_time_utc": (first.sim.calendar_time() if first else self.config.simulation.start)
+                .isoformat().replace("+00:00", "Z"),
                 "speed": speed,
-                "lag_s": round(self.driver.lag_s, 3),
-                "max_lag_s": round(self.driver.max_lag_s, 3),
-                "paused": self.driver.paused,
-                "held_by": sorted(self.driver.held),
+                "lag_s": round(max((r.driver.lag_s for r in runs), default=0.0), 3),
+                "max_lag_s": round(max((r.driver.max_lag_s for r in runs), default=0.0), 3),
+                "paused": self.paused,
+                "held_by": sorted({reason for r in runs for reason in r.driver.held}),
                 "warm_up_s": self.warm_up_s,
                 "warming_up": self.warming_up,
                 "outbox_depth": len(self.outbox),
                 "outbox_full": self.outbox.full,
             },
-            "lots": {"in_progress": stats.in_progress, "completed": stats.completed, "scrapped": stats.scrapped,
-                     "received": stats.received},
+            "lots": self.lot_counts(),
             "mqtt": {"targets": [p.health() for p in self.mqtt]},
         }
+
+    def _instance_view(self) -> dict[str, Any]:
+        """Who this instance is and (scale_out) which plants it owns, rebalances, take-over times."""
+        ownership = self.ownership
+        view: dict[str, Any] = {"id": self.instance_id, "scale_out": self.scale_out,
+                                "owned_plants": sorted(self.run_of) if ownership is None else ownership.owned}
+        if ownership is not None:
+            last = ownership.last_rebalance
+            view.update({
+                "live_plants": sorted(p for p, r in self.run_of.items() if r.live()),
+                "taking_over": sorted(ownership.taking),
+                "rebalances": ownership.rebalances,
+                "last_rebalance": utc_text(dt.datetime.fromtimestamp(last, dt.UTC)) if last else None,
+                "plants_taken_over": ownership.taken_over,
+                "plants_handed_over": ownership.handed_over,
+                "take_over_s": {p: round(v, 3) for p, v in sorted(ownership.take_over_s.items())},
+                "hand_over_s": {p: round(v, 3) for p, v in sorted(ownership.hand_over_s.items())},
+                "owners": {p: self.owner_of(p) for p in sorted(self.config.locations)},
+            })
+        return view
+
+    def _plant_view(self, run: PlantRun) -> dict[str, Any]:
+        stats = run.sim.stats
+        return {"run_id": run.run_id, "live": run.live(), "sim_time_s": round(run.sim.now, 3),
+                "sim_time_utc": run.sim.calendar_time().isoformat().replace("+00:00", "Z"),
+                "lag_s": round(run.driver.lag_s, 3), "paused": run.driver.paused, "warming_up": run.warming_up,
+                "recovery": run.run_journal.progress() if run.run_journal else None,
+                "snapshots": run.snapshotter.view() if run.snapshotter else None,
+                "lots": {"in_progress": stats.in_progress, "completed": stats.completed, "scrapped": stats.scrapped,
+                         "received": stats.received}}

@@ -1,0 +1,274 @@
+"""Several ``factorysim run`` instances sharing the plants (``kafka.scale_out``), in real processes
+on the real broker: every plant is owned by exactly one instance at a time (as their /health
+says), orders with any key reach their plant's owner, ownership moves when an instance joins,
+stops or is killed, and in the end every order has exactly one final event and every lot a legal
+story; a command sent to an instance that does not own the machine's plant takes effect on the one
+that does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import yaml
+from test_recovery import FINAL, check_histories
+
+from simulator.net import free_port
+
+from harness.service import Reader, orders, produce, service_config
+
+PLANTS = ["Brasile", "Italia", "Vietnam"]
+SETTLE_S = 30.0  # the documented bound on ownership settling after a join, a stop or a kill (session 2 s)
+
+
+def write_config(tmp_path: Path, default_yaml: dict[str, Any], bootstrap: str, unique: str) -> Path:
+    data = service_config(default_yaml, bootstrap, unique).model_dump(mode="json", exclude_none=True)
+    data["simulation"]["speed"] = 3600
+    data["kafka"]["topics"]["plant_inbox"] = f"{unique}.inbox"
+    data["kafka"]["scale_out"] = {"enabled": True, "rebalance_timeout_ms": 20_000, "heartbeat_interval_ms": 500}
+    data["kafka"]["snapshots"] = {"every_s": 1, "every_inputs": 25}
+    path = tmp_path / "service.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+class Instance:
+    def __init__(self, path: Path, log: Path, name: str) -> None:
+        self.port = free_port()
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "simulator", "run", "--config", str(path)],
+                env={**os.environ, "HEALTH_CHECK_PORT": str(self.port), "FACTORYSIM_INSTANCE_ID": name},
+                stdout=out, stderr=subprocess.STDOUT)
+
+    async def health(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
+        if self.process.poll() is not None:
+            return None
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with http.get(f"http://127.0.0.1:{self.port}/health",
+                                timeout=aiohttp.ClientTimeout(total=2)) as response:
+                body: dict[str, Any] = await response.json()
+                return body
+        return None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+
+@contextlib.contextmanager
+def instances() -> Iterator[list[Instance]]:
+    started: list[Instance] = []
+    try:
+        yield started
+    finally:
+        for instance in started:
+            if instance.process.poll() is None:
+                instance.process.kill()
+                instance.process.wait(10)
+
+
+async def owners(http: aiohttp.ClientSession, running: list[Instance]) -> dict[str, list[str]]:
+    """Plant -> the instances whose /health says they own it (live or being taken over)."""
+    owned: dict[str, list[str]] = {plant: [] for plant in PLANTS}
+    for instance in running:
+        health = await instance.health(http)
+        if health is None:
+            continue
+        for plant in health["instance"]["owned_plants"]:
+            owned[plant].append(instance.name)
+    return owned
+
+
+async def settled(http: aiohttp.ClientSession, running: list[Instance], timeout_s: float,
+                  doubles: list[str]) -> dict[str, str]:
+    """Wait until every plant is owned by exactly one of ``running`` and live there; plant -> owner.
+    Any moment at which a plant has two owners is recorded in ``doubles``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ended = [i for i in running if i.process.poll() is not None]
+        if ended:
+            raise AssertionError(f"{ended[0].name} ended ({ended[0].process.poll()})\n{ended[0].output()}")
+        owned = await owners(http, running)
+        doubles += [f"{plant}: {names}" for plant, names in owned.items() if len(names) > 1]
+        if all(len(names) == 1 for names in owned.values()):
+            live = set()
+            for instance in running:
+                health = await instance.health(http)
+                if health is not None:
+                    live |= set(health["instance"].get("live_plants", []))
+            if live >= set(PLANTS):
+                return {plant: names[0] for plant, names in owned.items()}
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {i.name}\n{i.output()}" for i in running)
+            raise AssertionError(f"ownership did not settle in {timeout_s:.0f} s: {owned}\n{logs}")
+        await asyncio.sleep(0.2)
+
+
+def mixed_keys(values: list[bytes]) -> list[bytes | None]:
+    """Keys as senders use them: the lot code, the location, none."""
+    keys: list[bytes | None] = []
+    for i, value in enumerate(values):
+        order = orjson.loads(value)
+        code = order.get("codice_lotto") or order.get("lot_code")
+        keys.append([str(code).encode(), str(order.get("location")).encode(), None][i % 3])
+    return keys
+
+
+async def test_three_instances_share_the_plants_and_every_lot_finishes(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique)
+    topics = yaml.safe_load(path.read_text())["kafka"]["topics"]
+    lots = 60
+    values = orders(lots, unique, seed=3)
+    doubles: list[str] = []
+    with instances() as running:
+        running += [Instance(path, tmp_path / f"i{n}.log", f"i{n}") for n in range(3)]
+        async with aiohttp.ClientSession() as http:
+            owned = await settled(http, running, 90, doubles)
+            assert sorted(set(owned.values())) == ["i0", "i1", "i2"], owned  # one plant each
+            await produce(kafka_bootstrap, topics["orders"], values, mixed_keys(values))
+            async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
+                collected = await reader.read_until(
+                    lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL})
+                    >= lots, 120, f"all {lots} lots finished")
+                await owners(http, running)
+            for instance in running:
+                instance.stop()
+            for instance in running:
+                assert await asyncio.to_thread(instance.process.wait, 60) == 0, instance.output()
+    assert doubles == []
+    check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
+    assert collected.of(topics["dead_letter"]) == []
+    # each plant's lots were simulated where the plant was owned: by exactly one instance
+    locations = {orjson.loads(v)["location"] for v in values}
+    assert locations >= {"Italia", "Brasile", "Vietnam"} or len(locations) == 3
+
+
+async def test_ownership_moves_on_join_stop_and_kill_and_no_lot_is_lost(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique)
+    topics = yaml.safe_load(path.read_text())["kafka"]["topics"]
+    lots = 150
+    batches = [orders(lots, unique, seed=7)[i::4] for i in range(4)]
+    doubles: list[str] = []
+    moves: dict[str, float] = {}
+    with instances() as running:
+        running += [Instance(path, tmp_path / f"i{n}.log", f"i{n}") for n in range(2)]
+        async with aiohttp.ClientSession() as http:
+            await settled(http, running, 90, doubles)
+            await produce(kafka_bootstrap, topics["orders"], batches[0], mixed_keys(batches[0]))
+            # an instance joins
+            running.append(Instance(path, tmp_path / "i2.log", "i2"))
+            started = time.monotonic()
+            await settled(http, running, 90, doubles)
+            await _wait_owning(http, running[-1], 60)
+            moves["join"] = time.monotonic() - started
+            await produce(kafka_bootstrap, topics["orders"], batches[1], mixed_keys(batches[1]))
+            # an instance stops (SIGTERM): its plants are handed over
+            name = await _an_owner(http, running)
+            stopped = next(i for i in running if i.name == name)
+            stopped.stop(signal.SIGTERM)
+            started = time.monotonic()
+            assert await asyncio.to_thread(stopped.process.wait, 60) == 0, stopped.output()
+            running.remove(stopped)
+            await settled(http, running, SETTLE_S, doubles)
+            moves["sigterm"] = time.monotonic() - started
+            assert "handed over" in stopped.output()
+            await produce(kafka_bootstrap, topics["orders"], batches[2], mixed_keys(batches[2]))
+            # an instance is killed (SIGKILL): its plants are recovered by the others
+            name = await _an_owner(http, running)
+            killed = next(i for i in running if i.name == name)
+            killed.stop(signal.SIGKILL)
+            await asyncio.to_thread(killed.process.wait, 10)
+            started = time.monotonic()
+            running.remove(killed)
+            await settled(http, running, SETTLE_S, doubles)
+            moves["sigkill"] = time.monotonic() - started
+            await produce(kafka_bootstrap, topics["orders"], batches[3], mixed_keys(batches[3]))
+            async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
+                collected = await reader.read_until(
+                    lambda c: len({e["lot_code"] for e in c.json(topics["events"]) if e["event_type"] in FINAL})
+                    >= lots, 180, f"all {lots} lots finished")
+            for instance in running:
+                instance.stop()
+            for instance in running:
+                assert await asyncio.to_thread(instance.process.wait, 60) == 0, instance.output()
+    assert doubles == []
+    check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
+    assert collected.of(topics["dead_letter"]) == []
+    print(f"ownership moves: {moves}")  # noqa: T201 - shown with -s
+
+
+async def _an_owner(http: aiohttp.ClientSession, running: list[Instance]) -> str:
+    owned = await owners(http, running)
+    return sorted(names[0] for names in owned.values() if names)[0]
+
+
+async def _wait_owning(http: aiohttp.ClientSession, instance: Instance, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        health = await instance.health(http)
+        if health is not None and health["instance"].get("live_plants"):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{instance.name} owns no plant after joining\n{instance.output()}")
+
+
+async def test_a_command_sent_to_an_instance_that_does_not_own_the_plant_takes_effect_on_the_owner(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique)
+    data = yaml.safe_load(path.read_text())
+    data["http"]["open_controls"] = True
+    data["simulation"]["speed"] = 1
+    path.write_text(yaml.safe_dump(data))
+    machine = "Vietnam-tornio-02"
+    with instances() as running:
+        running += [Instance(path, tmp_path / f"i{n}.log", f"i{n}") for n in range(2)]
+        async with aiohttp.ClientSession() as http:
+            owned = await settled(http, running, 90, [])
+            owner = next(i for i in running if i.name == owned["Vietnam"])
+            other = next(i for i in running if i is not owner)
+            base = f"http://127.0.0.1:{other.port}"
+            async with http.post(f"{base}/machines/{machine}/block", json={"reason": "jam", "duration_s": 600}) as r:
+                answer = await r.json()
+                assert r.status == 200, answer
+                assert answer["routed_to"] == "Vietnam" and answer["owner"] == owner.name, answer
+            # the non-owner says where the machine lives
+            async with http.get(f"{base}/machines/{machine}", allow_redirects=False) as r:
+                assert r.status == 307, await r.text()
+                where = await r.json()
+                assert where["owner"] == owner.name and where["plant"] == "Vietnam"
+            deadline = time.monotonic() + 30
+            while True:
+                async with http.get(f"http://127.0.0.1:{owner.port}/machines/{machine}") as r:
+                    view = await r.json()
+                if view["blocked"] and view["block"]["reason"] == "jam":
+                    break
+                assert time.monotonic() < deadline, view
+                await asyncio.sleep(0.2)
+            for instance in running:
+                instance.stop()
+            for instance in running:
+                assert await asyncio.to_thread(instance.process.wait, 60) == 0, instance.output()
+
+
+@pytest.fixture(autouse=True)
+def _slow_under_load() -> None:
+    """(These tests run three service processes; they are slow, not timing-sensitive.)"""
