@@ -164,6 +164,8 @@ class HttpServiceView(HealthView, Protocol):
     @property
     def scale_out(self) -> bool: ...  # the instances share the plants (kafka.scale_out)
 
+    def instance_view(self) -> dict[str, Any]: ...  # who this instance is, the plants it owns, rebalances
+
     @property
     def lag_s(self) -> float: ...  # how far the paced drivers are behind the wall clock (the most)
 

@@ -44,13 +44,13 @@ def write_config(tmp_path: Path, default_yaml: dict[str, Any], bootstrap: str, u
 
 
 class Instance:
-    def __init__(self, path: Path, log: Path, name: str) -> None:
+    def __init__(self, path: Path, log: Path, name: str, *args: str) -> None:
         self.port = free_port()
         self.name = name
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "simulator", "run", "--config", str(path)],
+                [sys.executable, "-m", "simulator", "run", "--config", str(path), *args],
                 env={**os.environ, "HEALTH_CHECK_PORT": str(self.port), "FACTORYSIM_INSTANCE_ID": name},
                 stdout=out, stderr=subprocess.STDOUT)
 
@@ -143,6 +143,14 @@ async def test_three_instances_share_the_plants_and_every_lot_finishes(
         async with aiohttp.ClientSession() as http:
             owned = await settled(http, running, 90, doubles)
             assert sorted(set(owned.values())) == ["i0", "i1", "i2"], owned  # one plant each
+            for instance in running:  # /metrics says the same
+                async with http.get(f"http://127.0.0.1:{instance.port}/metrics") as response:
+                    text = await response.text()
+                mine = sorted(p for p, name in owned.items() if name == instance.name)
+                shown = sorted(line.split('plant="')[1].split('"')[0] for line in text.splitlines()
+                               if line.startswith("factorysim_plant_owned{"))
+                assert shown == mine, text
+                assert "factorysim_rebalances " in text
             await produce(kafka_bootstrap, topics["orders"], values, mixed_keys(values))
             async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
                 collected = await reader.read_until(
@@ -213,7 +221,7 @@ async def test_ownership_moves_on_join_stop_and_kill_and_no_lot_is_lost(
     assert doubles == []
     check_histories(collected.json(topics["events"]), {f"{unique}-{i}" for i in range(lots)})
     assert collected.of(topics["dead_letter"]) == []
-    print(f"ownership moves: {moves}")  # noqa: T201 - shown with -s
+    print(f"ownership moves: {moves}")
 
 
 async def _an_owner(http: aiohttp.ClientSession, running: list[Instance]) -> str:
@@ -272,3 +280,33 @@ async def test_a_command_sent_to_an_instance_that_does_not_own_the_plant_takes_e
 @pytest.fixture(autouse=True)
 def _slow_under_load() -> None:
     """(These tests run three service processes; they are slow, not timing-sensitive.)"""
+
+
+async def test_a_run_of_every_plant_together_is_not_continued_plant_by_plant(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """Turning kafka.scale_out on over a journal written without it is a clear configuration
+    error (exit code 2); --fresh starts the plants' own runs."""
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique)
+    data = yaml.safe_load(path.read_text())
+    data["kafka"]["scale_out"]["enabled"] = False
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump(data))
+    with instances() as running:
+        running.append(Instance(alone, tmp_path / "alone.log", "alone"))
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 60
+            while (health := await running[0].health(http)) is None or health["state"] != "running":
+                assert time.monotonic() < deadline and running[0].process.poll() is None, running[0].output()
+                await asyncio.sleep(0.2)
+            running[0].stop()
+            assert await asyncio.to_thread(running[0].process.wait, 60) == 0
+            shared = Instance(path, tmp_path / "shared.log", "shared")
+            running.append(shared)
+            assert await asyncio.to_thread(shared.process.wait, 90) == 2, shared.output()
+            assert "kafka.scale_out.enabled" in shared.output() and "--fresh" in shared.output()
+            fresh = Instance(path, tmp_path / "fresh.log", "fresh", "--fresh")
+            running.append(fresh)
+            owned = await settled(http, [fresh], 90, [])
+            assert set(owned.values()) == {"fresh"}
+            fresh.stop()
+            assert await asyncio.to_thread(fresh.process.wait, 60) == 0, fresh.output()

@@ -103,6 +103,19 @@ class LiveCollector(Collector):
             states.add_metric([location, state], count)
         yield plants
         yield plant_time
+        instance = svc.instance_view()
+        if instance.get("scale_out"):
+            yield gauge("factorysim_rebalances", "Rebalances of the plants' group this instance went through",
+                        instance["rebalances"])
+            yield gauge("factorysim_plants_taken_over", "Plants this instance took over since it started",
+                        instance["plants_taken_over"])
+            yield gauge("factorysim_plants_handed_over", "Plants this instance handed over since it started",
+                        instance["plants_handed_over"])
+            take_over = GaugeMetricFamily("factorysim_plant_take_over_seconds",
+                                          "How long the latest take-over of the plant took, to live", labels=["plant"])
+            for plant, seconds in instance["take_over_s"].items():
+                take_over.add_metric([plant], seconds)
+            yield take_over
         yield utilization
         yield queue
         yield states

@@ -49,8 +49,11 @@ class Arrivals:
 class Simulation:
     def __init__(self, config: PlantSettings, sink: Sink, *, seed: int | None = None,
                  sample_limit: int | None = None, timeline: tuple[float, float] | None = None,
-                 _restoring: bool = False) -> None:
+                 arrivals_key: str | None = None, _restoring: bool = False) -> None:
+        """``arrivals_key``: generated orders draw from a stream of their own under this key (the
+        plants of a config cut to some of them each get their own orders, not the same ones)."""
         self.config = config
+        self.arrivals_key = arrivals_key
         self.seed = config.simulation.seed if seed is None else seed
         self.start: dt.datetime = config.simulation.start
         self.env = Calendar()
@@ -170,7 +173,9 @@ class Simulation:
         """The generator of ``config.arrivals`` orders (lot codes ``<code_prefix>-<n>``)."""
         arrivals = self.config.arrivals
         mix = arrivals.location_mix or dict.fromkeys(self.config.locations, 1.0)
-        return OrderGenerator(arrivals, mix_with(mix, self.config.location_of), stream(self.seed, "arrivals"),
+        rng = stream(self.seed, "arrivals") if self.arrivals_key is None else \
+            stream(self.seed, "arrivals", self.arrivals_key)
+        return OrderGenerator(arrivals, mix_with(mix, self.config.location_of), rng,
                               code_prefix=code_prefix)
 
     def replay(self, timed_orders: Iterable[tuple[float, Order]],

@@ -32,10 +32,10 @@ from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.asyncio_waits import wait_for
 from simulator.config.mqtt import MqttTarget
 from simulator.config.schema import Config
-from simulator.errors import CommandRejected
+from simulator.errors import CommandRejected, ConfigError
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
-from simulator.formats.journal import Read
+from simulator.formats.journal import Read, RunStart
 from simulator.formats.registry import build_format
 from simulator.formats.snapshot import Snapshot, SnapshotCorrupt
 from simulator.io_metrics import IoMetrics
@@ -132,7 +132,8 @@ class PlantRun:
         # what the model says during the warm-up (simulation.warm_up) is not published
         self.live_sink: Sink = HideWarmUp(self.outbox, self.warm_up_s) if self.warm_up_s > 0 else self.outbox
         self.sim = restored if restored is not None else \
-            Simulation(config, self.sink(skip_through), sample_limit=SAMPLE_LIMIT)
+            Simulation(config, self.sink(skip_through), sample_limit=SAMPLE_LIMIT,
+                       arrivals_key=None if self.config is self.full_config else self.key)
         self.driver = Driver(self.sim, speed=self.speed, outbox=self.outbox)
         self.format = CoffeeMekFormat(config, seed, run_id=run_id)
         self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
@@ -215,9 +216,15 @@ class PlantRun:
         plants = set(self.plants)
         return [r for r in reads if getattr(r.entry, "plant", None) in plants]
 
-    def _too_old(self, history: RunHistory) -> bool:
-        """A run a fresh start does not continue: one that started before this instance did."""
-        return self.fresh and (self.fresh_before_ms is None or history.started_ms < self.fresh_before_ms)
+    def _check_mode(self, fingerprint: str, run_id: str) -> None:
+        """A run of every plant together (written with ``kafka.scale_out`` off) cannot be continued
+        plant by plant: a clear ConfigError saying how to go on."""
+        full = self.full_config.model_fingerprint
+        if self.config is not self.full_config and fingerprint == full != self.config.model_fingerprint:
+            raise ConfigError([f"kafka.scale_out.enabled: the journal's run {run_id} runs every plant together (it "
+                               f"was written with kafka.scale_out off); with scale_out each plant has a run of its "
+                               f"own: start the instances with `factorysim run --fresh` (the old run stays in the "
+                               f"journal), or turn kafka.scale_out off to continue it"])
 
     async def _find_run(self, options: dict[str, Any]) -> Simulation | None:
         """The run to continue (``self.history``; None: the journal has none) and its model as its
@@ -225,19 +232,32 @@ class PlantRun:
         whole journal applies again).  With a snapshot that marks where the journal stood, only
         the journal after that mark is read; otherwise all of it."""
         kafka = self.config.kafka
+        if self.fresh:  # only runs begun since this instance started (by other fresh instances) count
+            reads = self._mine(await read_journal(options, kafka.topics.journal))
+            assert self.fresh_before_ms is not None
+            newer = {r.entry.run_id for r in reads if isinstance(r.entry, RunStart)
+                     and r.timestamp_ms >= self.fresh_before_ms}
+            reads = [r for r in reads if getattr(r.entry, "run_id", None) in newer]
+            history = run_to_continue(reads, self.config, kafka.topics.journal) if newer else None
+            if history is None:
+                return None
+            self.history = history
+            return await self._restore(options, history, {p: h.output_through for p, h in history.plants.items()})
         if kafka.snapshots.enabled:
             run_id = await newest_run_id(options, kafka.topics.journal, plants=None if self.config is
                                          self.full_config else set(self.plants))
             if run_id is not None:
                 restored = await self._from_marked_snapshot(options, run_id)
                 if restored is not None:
-                    if self.history is not None and self._too_old(self.history):
-                        self.history, self.snapshot = None, None
-                        return None
                     return restored
         reads = self._mine(await read_journal(options, kafka.topics.journal))
+        starts = [r for r in reads if isinstance(r.entry, RunStart)]
+        if starts:
+            newest = max(starts, key=lambda r: (r.timestamp_ms, r.partition, r.offset)).entry
+            assert isinstance(newest, RunStart)
+            self._check_mode(newest.fingerprint, newest.run_id)
         history = run_to_continue(reads, self.config, kafka.topics.journal)
-        if history is None or self._too_old(history):
+        if history is None:
             return None
         self.history = history
         return await self._restore(options, history, {p: h.output_through for p, h in history.plants.items()})
@@ -253,6 +273,7 @@ class PlantRun:
                 mark = snapshot.journal
                 if mark is None:
                     return None
+                self._check_mode(snapshot.fingerprint, run_id)
                 reads = await read_journal_after(options, journal_topic, mark.offsets, mark.partitions)
                 mine = None if reads is None else self._mine(reads)
                 history = None if mine is None else run_after_snapshot(mine, snapshot, self.config, journal_topic)

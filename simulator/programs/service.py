@@ -827,7 +827,7 @@ class Service:
             "kafka_broker": self.bootstrap_servers,
             "failure": failure.view() if failure is not None else None,
             "not_progressing": self.not_progressing,
-            "instance": self._instance_view(),
+            "instance": self.instance_view(),
             "run": {"id": single.run_id if single else None,
                     "recovery": single.run_journal.progress() if single and single.run_journal else None,
                     "snapshots": single.snapshotter.view() if single and single.snapshotter else None},
@@ -862,7 +862,7 @@ class Service:
             "mqtt": {"targets": [p.health() for p in self.mqtt]},
         }
 
-    def _instance_view(self) -> dict[str, Any]:
+    def instance_view(self) -> dict[str, Any]:
         """Who this instance is and (scale_out) which plants it owns, rebalances, take-over times."""
         ownership = self.ownership
         view: dict[str, Any] = {"id": self.instance_id, "scale_out": self.scale_out,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from simulator.errors import FactorySimError
+from simulator.errors import ConfigError, FactorySimError
 from simulator.exit_codes import EXIT_FAILURE
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class Supervisor:
         self.on_failure = on_failure
         self.deadline = ExitDeadline(hard_exit)
         self.failure: Failure | None = None
+        self.config_error: ConfigError | None = None  # the failure was a configuration error (exit code 2)
         self.stopping = False  # set once a stop was asked for: loops may then end
 
     def fail(self, task: str, exc: BaseException) -> None:
@@ -92,6 +93,8 @@ class Supervisor:
             log.warning("%s failed too: %r", task, exc)
             return
         self.failure = Failure(task, f"{type(exc).__name__}: {exc}", dt.datetime.now(dt.UTC), time.monotonic())
+        if isinstance(exc, ConfigError):  # found while running (a plant taken over): still a config error
+            self.config_error = exc
         log.error("%s failed; stopping the service (exit code %d)", task, EXIT_FAILURE, exc_info=exc)
         self.deadline.arm(FAILURE_EXIT_S, EXIT_FAILURE, f"{task} failed")
         if self.on_failure is not None:
@@ -118,6 +121,8 @@ class Supervisor:
             await asyncio.sleep(max(0.0, FAILURE_REPORT_S - (time.monotonic() - self.failure.monotonic)))
 
     def raise_if_failed(self) -> None:
+        if self.config_error is not None:
+            raise self.config_error
         if self.failure is not None:
             raise ServiceFailed(f"{self.failure.task} failed ({self.failure.error}); see the log above")
 

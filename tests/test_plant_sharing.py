@@ -1,0 +1,135 @@
+"""The parts of sharing the plants between instances that need no broker: who gets which plant
+(the assignor's balance), a config cut to one plant (same machines, its share of the orders, its
+own order stream), inbox messages, and the inputs of several plant runs going each to its own."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.adapters.plant_assignor import balance
+from simulator.adapters.plant_inbox import InboxParser, RoutedCommand, command_message, order_message, plant_partitions
+from simulator.config.loader import parse
+from simulator.errors import JournalRefused, OrderRejected
+from simulator.model.inputs import Admit
+from simulator.model.order import Order
+from simulator.model.records import ListSink
+from simulator.model.simulation import Simulation
+from simulator.orders import OrderParser
+from simulator.programs.plant_run import plants_config
+from simulator.runtime.driver import Driver
+from simulator.runtime.gate import InputGate
+from simulator.runtime.plant_inputs import PlantInputs
+
+
+# -- the assignment -------------------------------------------------------------------------------------
+@given(st.integers(1, 24), st.dictionaries(st.sampled_from([f"m{i}" for i in range(8)]),
+                                           st.lists(st.integers(0, 30), max_size=6), min_size=1))
+def test_every_plant_has_one_owner_and_the_shares_differ_by_one_at_most(
+        count: int, previous: dict[str, list[int]]) -> None:
+    partitions = list(range(count))
+    result = balance(partitions, previous)
+    owned = sorted(itertools.chain.from_iterable(result.values()))
+    assert owned == partitions
+    sizes = [len(p) for p in result.values()]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_plants_stay_with_their_owner_when_an_instance_joins_or_leaves() -> None:
+    alone = balance(list(range(12)), {"a": []})
+    assert alone == {"a": list(range(12))}
+    two = balance(list(range(12)), {"a": alone["a"], "b": []})
+    assert set(two["a"]) <= set(alone["a"]) and len(two["a"]) == 6  # a keeps six of its own, b gets six
+    three = balance(list(range(12)), {"a": two["a"], "b": two["b"], "c": []})
+    moved = sum(p not in two[m] for m in ("a", "b") for p in three[m])
+    assert moved == 0 and len(three["c"]) == 4  # only what c takes moves
+    after = balance(list(range(12)), {"a": three["a"], "c": three["c"]})  # b is gone
+    assert set(three["a"]) <= set(after["a"]) and set(three["c"]) <= set(after["c"])
+
+
+# -- a config cut to its plants ------------------------------------------------------------------------
+def test_a_plant_cut_from_the_config_keeps_its_machines_and_gets_its_share_of_the_orders(
+        default_config: Any) -> None:
+    italia = plants_config(default_config, ["Italia"])
+    assert list(italia.locations) == ["Italia"]
+    full_slots = {s.id: s for s in default_config.machine_slots if s.location == "Italia"}
+    assert {s.id: s for s in italia.machine_slots} == full_slots  # same ids, numbers, streams
+    mix = default_config.arrivals.location_mix
+    assert italia.arrivals.rate_per_hour == pytest.approx(default_config.arrivals.rate_per_hour * mix["Italia"]
+                                                          / sum(mix.values()))
+    assert italia.warm_up_s == default_config.warm_up_s
+    assert italia.model_fingerprint != default_config.model_fingerprint
+    assert plants_config(default_config, sorted(default_config.locations)) is default_config
+
+
+def _arrivals(config: Any, key: str | None, count: int = 30) -> list[tuple[float, str, int, str]]:
+    """The first ``count`` generated orders of a simulation: gap, location, quantity, priority."""
+    generator = Simulation(config, ListSink(), arrivals_key=key).order_generator("L")
+    return [(round(generator.gap(), 6), (o := generator.order()).location, o.quantity, o.priority)
+            for _ in range(count)]
+
+
+def test_each_plant_of_a_shared_config_gets_orders_of_its_own_and_the_same_ones_every_time(
+        default_config: Any) -> None:
+    italia, vietnam = plants_config(default_config, ["Italia"]), plants_config(default_config, ["Vietnam"])
+    first = _arrivals(italia, "Italia")
+    assert first == _arrivals(italia, "Italia")  # deterministic per seed and plant
+    other = _arrivals(vietnam, "Vietnam")
+    assert {loc for _, loc, _, _ in first} == {"Italia"} and {loc for _, loc, _, _ in other} == {"Vietnam"}
+    assert [q for _, _, q, _ in first] != [q for _, _, q, _ in other]  # not the same draws under two names
+
+
+# -- inbox messages ----------------------------------------------------------------------------------------
+def test_inbox_messages_carry_an_order_or_a_command_and_anything_else_is_refused(default_config: Any) -> None:
+    parser = InboxParser(OrderParser(default_config.location_of), {})
+    order = Order("L-1", "ACME", 50, "Italia", "alta", "2025-06-25T06:00:00Z")
+    assert parser.parse(order_message(order, "orders/0/7")) == order
+    routed = parser.parse(command_message({"command": "repair", "machine_id": "Italia-tornio-01", "plant": "Italia"}))
+    assert routed == RoutedCommand({"command": "repair", "machine_id": "Italia-tornio-01", "plant": "Italia"},
+                                   "Italia")
+    for raw in (b"[]", b"{}", b"{\"order\": 3}", b"not json"):
+        with pytest.raises(OrderRejected):
+            parser.parse(raw)
+    assert plant_partitions(["Vietnam", "Italia", "Brasile"]) == {"Brasile": 0, "Italia": 1, "Vietnam": 2}
+
+
+# -- inputs of several plant runs ------------------------------------------------------------------------
+async def test_inputs_go_each_to_its_plants_run_and_one_for_a_plant_not_run_here_is_refused(
+        default_config: Any) -> None:
+    gates, drivers = [], []
+    for plant in ("Italia", "Vietnam"):
+        sim = Simulation(plants_config(default_config, [plant]), ListSink())
+        driver = Driver(sim, speed=None)
+        driver.pause()  # inputs apply; no lot moves on
+        drivers.append(driver)
+        gates.append(InputGate(driver))
+    router = PlantInputs({slot.id: slot.location for slot in default_config.machine_slots})
+    for gate in gates:
+        router.add(gate)
+    tasks = [asyncio.ensure_future(d.run()) for d in drivers]
+    try:
+        items = [Admit(Order(f"L-{i}", "", 10, plant, "normale")) for i, plant in
+                 enumerate(["Vietnam", "Italia", "Brasile", "Italia"])]
+        results = await asyncio.wait_for(router.submit(items), 10)
+        assert [getattr(r, "location", None) for r in results[:2]] == ["Vietnam", "Italia"]
+        assert isinstance(results[2], JournalRefused)  # Brasile has no run here
+        assert getattr(results[3], "code", None) == "L-3"
+        assert router.lot_in_progress("L-1") and not router.lot_in_progress("L-2")
+        assert set(gates[0].driver.sim.lots) == {"L-1", "L-3"} and set(gates[1].driver.sim.lots) == {"L-0"}
+        router.remove(["Vietnam"])
+        (refused,) = await asyncio.wait_for(router.submit([Admit(Order("L-9", "", 10, "Vietnam", "normale"))]), 10)
+        assert isinstance(refused, JournalRefused)
+    finally:
+        for driver in drivers:
+            driver.stop()
+        await asyncio.gather(*tasks)
+
+
+@pytest.fixture
+def default_config(default_yaml: dict[str, Any]) -> Any:
+    return parse(default_yaml, environ={})
