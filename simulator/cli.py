@@ -143,6 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(Override("simulation.start", args.start, flag("--start", args.start)))
     cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
     with cfg.errors_located():
+        if args.demo and cfg.kafka.scale_out.enabled:
+            raise ConfigError(["kafka.scale_out.enabled: --demo runs every plant in this one process; turn "
+                               "kafka.scale_out off for the demo"])
         return run_service(cfg, demo=args.demo, fresh=args.fresh, start_now=args.start == "now")
 
 

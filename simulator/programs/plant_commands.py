@@ -46,6 +46,11 @@ class PlantCommands:
                 plants = [plant]
             else:
                 plants = sorted(self.service.config.locations)
+            if source == "mqtt":  # every instance reads the command topic: each applies it to its own plants
+                plants = [plant for plant in plants if plant in self.service.run_of]
+                if not plants:
+                    log.debug("mqtt command %s concerns no plant run here", name)
+                    return {"command": name, "plants": {}}
             results = {plant: await self._to(plant, data, command) for plant in plants}
         except CommandRejected as exc:
             self.rejected(source, name, exc)
