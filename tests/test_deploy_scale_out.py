@@ -78,7 +78,7 @@ def _health_routes() -> dict[str, Any]:
     """GET path -> the handler the service's HTTP server routes it to (HttpServer extends the
     health endpoint, so these routes are the service's)."""
     assert issubclass(HttpServer, HealthServer)
-    server = HealthServer(None, CollectorRegistry(), "127.0.0.1", 0, HTTP_PORT)  # type: ignore[arg-type]
+    server = HealthServer(None, CollectorRegistry(), "127.0.0.1", 0, HTTP_PORT)  # routing needs no view
     return {route.resource.canonical: route.handler.__func__ for route in server.app.router.routes()
             if route.method == "GET" and route.resource is not None}
 
@@ -725,3 +725,30 @@ def test_kustomize_renders_the_manifests_with_the_generated_config() -> None:
     assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
     (file,) = _generated_files()
     assert configmap["data"] == {file: (KUBERNETES / file).read_text(encoding="utf-8")}
+
+
+# --- the README ----------------------------------------------------------------------------------------
+def test_the_readme_commands_use_these_files_and_names() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Running several instances\n", 1)[1].split("\n### ", 1)[0]
+    lines = section.splitlines()
+    # systemd: the files the template reads, written as it reads them
+    template = _directives(TEMPLATE)
+    shared, own = (f.removeprefix("-") for f in _values(template, "Service", "EnvironmentFile"))
+    (written,) = [line for line in lines if f"tee {own.replace('%i', '$i')}" in line]
+    assert "for i in" in written and "HEALTH_CHECK_PORT=" in written
+    assert any(f"tee {shared}" in line and "KAFKA_BOOTSTRAP_SERVERS=" in line for line in lines)
+    assert f"cp {TEMPLATE.relative_to(ROOT)} /etc/systemd/system/" in section
+    assert "enable --now factorysim@1 factorysim@2 factorysim@3" in section
+    # Compose: the file, and the host listener lot-sender uses
+    assert all(f"-f {COMPOSE.relative_to(ROOT)} " in line for line in lines if "docker compose" in line)
+    kafka = _compose()["services"]["kafka"]
+    host_listener = _listeners(_compose_environment(kafka)["KAFKA_ADVERTISED_LISTENERS"])["HOST"]
+    assert f"lot-sender --broker {host_listener[0]}:{host_listener[1]} " in section
+    assert f"{host_listener[1]}:{host_listener[1]}" in kafka["ports"]
+    # Kubernetes: the folder and its namespace
+    namespace = _kustomization()["namespace"]
+    assert f"kubectl create namespace {namespace}" in section
+    assert f"kubectl apply -k {KUBERNETES.relative_to(ROOT)}" in section
+    assert all(f"-n {namespace} " in line for line in lines if line.startswith("kubectl -n"))
+    assert f"kubectl -n {namespace} scale deployment/{_object('Deployment')['metadata']['name']}" in section
