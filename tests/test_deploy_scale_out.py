@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
@@ -62,6 +63,7 @@ TEMPLATE = ROOT / "tools" / "systemd" / "factorysim@.service"
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yaml"
 KUBERNETES = ROOT / "deploy" / "kubernetes-scale-out"
 INSTANCE_ID = "FACTORYSIM_INSTANCE_ID"
+SCALE_OUT = "FACTORYSIM__KAFKA__SCALE_OUT__ENABLED"
 REPLICAS = 3
 SOURCES = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "simulator").rglob("*.py")))
 
@@ -216,7 +218,8 @@ def test_the_template_is_the_single_unit_but_for_what_is_per_instance() -> None:
     assert _one(template, "Type") == "notify" and _seconds(_one(template, "WatchdogSec")) > 0
 
     single_env, template_env = _environment(single), _environment(template)
-    assert template_env.keys() == single_env.keys() | {INSTANCE_ID}
+    assert template_env.keys() == single_env.keys() | {INSTANCE_ID, SCALE_OUT}
+    assert template_env[SCALE_OUT] == "true", "the instances share the plants"
     assert template_env["CONFIG_PATH"] == single_env["CONFIG_PATH"], "one config for every instance"
     assert template_env[INSTANCE_ID] == "%H-%i"
     assert template_env["HOME"] == single_env["HOME"] + "/%i"
@@ -392,11 +395,11 @@ def test_an_instance_started_as_the_template_unit_starts_it_serves_the_probes(
             assert check.returncode == 0, check.stderr
             assert (_on(root, instance.runtime_directory) / f"http-token-{port}").exists(), \
                 "the generated command token is in the instance's own runtime directory"
-            if _read_by_the_service(INSTANCE_ID):
-                metrics = urllib.request.urlopen(base + "/metrics", timeout=3).read().decode()  # noqa: S310
-                health = urllib.request.urlopen(base + "/health", timeout=3).read().decode()  # noqa: S310
-                shown = log.read_text(encoding="utf-8", errors="replace") + metrics + health
-                assert instance.environment[INSTANCE_ID] in shown, "the instance id is in its log or metrics"
+            metrics = urllib.request.urlopen(base + "/metrics", timeout=3).read().decode()  # noqa: S310
+            health = orjson.loads(urllib.request.urlopen(base + "/health", timeout=3).read())  # noqa: S310
+            assert health["instance"]["id"] == instance.environment[INSTANCE_ID]
+            assert health["instance"]["scale_out"] is True
+            assert f'instance="{instance.environment[INSTANCE_ID]}"' in metrics, "the instance id is in its metrics"
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=instance.stop_timeout_s)
@@ -701,8 +704,7 @@ def test_the_instance_id_variable_is_one_the_service_reads() -> None:
     and instance; Kubernetes: the pod's name; Compose: the host name default, see above)."""
     assert _environment(_directives(TEMPLATE))[INSTANCE_ID] == "%H-%i"
     assert INSTANCE_ID in _kubernetes_environment()[1]
-    if not _read_by_the_service(INSTANCE_ID):
-        pytest.skip(f"{INSTANCE_ID} is not read by the service of this checkout yet")
+    assert _read_by_the_service(INSTANCE_ID)
 
 
 def test_kustomize_renders_the_manifests_with_the_generated_config() -> None:

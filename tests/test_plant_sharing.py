@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simulator.adapters.plant_assignor import balance
 from simulator.adapters.plant_inbox import InboxParser, RoutedCommand, command_message, order_message, plant_partitions
 from simulator.config.loader import parse
-from simulator.errors import JournalRefused, OrderRejected
+from simulator.errors import ConfigError, JournalRefused, OrderRejected
 from simulator.model.inputs import Admit
 from simulator.model.order import Order
 from simulator.model.records import ListSink
@@ -133,3 +133,11 @@ async def test_inputs_go_each_to_its_plants_run_and_one_for_a_plant_not_run_here
 @pytest.fixture
 def default_config(default_yaml: dict[str, Any]) -> Any:
     return parse(default_yaml, environ={})
+
+
+def test_sharing_the_plants_needs_a_kafka_cluster_not_the_embedded_broker(default_yaml: dict[str, Any]) -> None:
+    data = {**default_yaml, "kafka": {"bootstrap_servers": "embedded", "scale_out": {"enabled": True}}}
+    with pytest.raises(ConfigError, match=r"kafka\.scale_out\.enabled: .*kafka\.bootstrap_servers"):
+        parse(data, environ={})
+    data["kafka"]["bootstrap_servers"] = "kafka-1:9092"
+    assert parse(data, environ={}).kafka.scale_out.enabled

@@ -104,6 +104,10 @@ class LiveCollector(Collector):
         yield plants
         yield plant_time
         instance = svc.instance_view()
+        info = GaugeMetricFamily("factorysim_instance", "This instance (1): its id, and whether it shares the plants",
+                                 labels=["instance", "scale_out"])
+        info.add_metric([svc.instance_id, "true" if instance.get("scale_out") else "false"], 1.0)
+        yield info
         if instance.get("scale_out"):
             yield gauge("factorysim_rebalances", "Rebalances of the plants' group this instance went through",
                         instance["rebalances"])

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from simulator.config.common import NonNegFloat, Strict
+from simulator.config.common import CrossFieldError, NonNegFloat, Strict
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,200}$")]
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9.:\-]+\]?:\d{1,5}$")
@@ -145,6 +145,14 @@ class Kafka(Strict):
     client_id: Annotated[str, Field(min_length=1)] = "factorysim"
     # how long a start (the service's, the bridge's) waits for an unreachable cluster before it fails
     startup_timeout_s: Annotated[float, Field(ge=0.1, le=86_400)] = 60.0
+
+    @model_validator(mode="after")
+    def _shared_broker(self) -> Kafka:
+        if self.scale_out.enabled and self.bootstrap_servers == "embedded":
+            raise CrossFieldError([("scale_out.enabled", "instances share the plants through one Kafka "
+                                    "cluster; the embedded broker is each instance's own: set "
+                                    "kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS) to the cluster")])
+        return self
 
     @field_validator("bootstrap_servers")
     @classmethod
