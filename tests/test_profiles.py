@@ -23,6 +23,9 @@ from simulator.programs.offline import run_offline
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 NAMES = ("spaceship", "enms", "smart-factory")
+# profiles/global.yaml (314 machines) has its own tests, tests/test_global_profile.py: the runs below
+# would take minutes at its size
+ALL = (*NAMES, "global")
 
 
 def profile(name: str, **overrides: Any) -> Config:
@@ -39,9 +42,9 @@ def run(config: Config, hours: float, arrivals: bool = True) -> tuple[Simulation
 
 
 def test_every_profile_is_in_the_list_and_has_its_own_topics() -> None:
-    assert sorted(p.stem for p in PROFILES.glob("*.yaml")) == sorted(NAMES)
+    assert sorted(p.stem for p in PROFILES.glob("*.yaml")) == sorted(ALL)
     topics: set[str] = set()
-    for name in NAMES:
+    for name in ALL:
         config = profile(name)
         kafka = config.kafka
         assert kafka.bootstrap_servers == "embedded"
@@ -253,7 +256,7 @@ def test_enms_profile_starts_on_a_monday_at_the_first_shift() -> None:
 def test_every_profile_has_kafka_topics_and_a_group_of_its_own() -> None:
     # two configs on one cluster (or one embedded broker's data) must not share a run: the journal
     # of one would be continued, or refused, by the other
-    configs = {"config.yaml": load(PROFILES.parent / "config.yaml", environ={})} | {n: profile(n) for n in NAMES}
+    configs = {"config.yaml": load(PROFILES.parent / "config.yaml", environ={})} | {n: profile(n) for n in ALL}
     seen: dict[str, str] = {}
     for name, config in configs.items():
         topics = config.kafka.topics
