@@ -224,6 +224,21 @@ async def test_ownership_moves_on_join_stop_and_kill_and_no_lot_is_lost(
     print(f"ownership moves: {moves}")
 
 
+async def _until(http: aiohttp.ClientSession, running: list[Instance], condition: Any, what: str,
+                 timeout_s: float = 30) -> None:
+    """Wait until ``condition(plants)`` holds for the plants (name -> /health view) of ``running``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        plants: dict[str, Any] = {}
+        for instance in running:
+            health = await instance.health(http)
+            plants.update((health or {}).get("plants") or {})
+        if condition(plants):
+            return
+        assert time.monotonic() < deadline, f"not {what}: {plants}"
+        await asyncio.sleep(0.2)
+
+
 async def _an_owner(http: aiohttp.ClientSession, running: list[Instance]) -> str:
     owned = await owners(http, running)
     return sorted(names[0] for names in owned.values() if names)[0]
@@ -271,6 +286,20 @@ async def test_a_command_sent_to_an_instance_that_does_not_own_the_plant_takes_e
                     break
                 assert time.monotonic() < deadline, view
                 await asyncio.sleep(0.2)
+            # a pause sent to one instance pauses every plant, and a plant that moves stays paused
+            async with http.post(f"{base}/simulation/pause") as r:
+                assert r.status == 200, await r.text()
+            await _until(http, running, lambda plants: len(plants) == 3 and all(p["paused"] for p in plants.values()),
+                         "every plant paused")
+            other.stop()
+            assert await asyncio.to_thread(other.process.wait, 60) == 0, other.output()
+            running.remove(other)
+            await settled(http, running, SETTLE_S, [])
+            await _until(http, running, lambda plants: len(plants) == 3 and all(p["paused"] for p in plants.values()),
+                         "the plants taken over still paused")
+            async with http.post(f"http://127.0.0.1:{owner.port}/simulation/resume") as r:
+                assert r.status == 200, await r.text()
+            await _until(http, running, lambda plants: not any(p["paused"] for p in plants.values()), "resumed")
             for instance in running:
                 instance.stop()
             for instance in running:

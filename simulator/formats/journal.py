@@ -11,7 +11,8 @@ order on one partition.  Kinds:
   came from (``source``: topic, partition, offset);
 - ``checkpoint``: Kafka has acknowledged every output record of the plant up to ``output_seq``;
 - ``clock``: how simulated time followed the wall clock from then on (``speed`` None: as fast as
-  possible; ``paused``).
+  possible; ``paused``; ``commanded``: that speed and pause are a runtime command's, not the
+  config's, written only when true).
 
 Every entry carries the format version and the run id, so entries of older runs on the same
 topic are told apart.  A malformed entry is a :class:`JournalError`.
@@ -88,6 +89,7 @@ class ClockSet:
     wall: float  # ... at this wall-clock instant (Unix seconds)
     speed: float | None  # simulated seconds per wall second; None: as fast as possible
     paused: bool = False
+    commanded: bool = False  # speed and pause were set by a runtime command (kept when the plant moves)
 
 
 Entry = RunStart | Applied | Checkpoint | ClockSet
@@ -122,6 +124,8 @@ def encode(entry: Entry, topic: str) -> WireMessage:
         body |= {"kind": "checkpoint", "output_seq": entry.output_seq, "at": entry.at}
     else:
         body |= {"kind": "clock", "at": entry.at, "wall": entry.wall, "speed": entry.speed, "paused": entry.paused}
+        if entry.commanded:
+            body["commanded"] = True
     return WireMessage(topic, entry.plant.encode(), HEADERS, orjson.dumps(body))
 
 
@@ -152,7 +156,8 @@ def decode_entry(value: bytes) -> Entry:
         if kind == "clock":
             speed = body.get("speed")
             return ClockSet(plant, run_id, fields.seconds(body, "at"), fields.seconds(body, "wall"),
-                            None if speed is None else _positive(speed, "speed"), bool(body.get("paused", False)))
+                            None if speed is None else _positive(speed, "speed"), bool(body.get("paused", False)),
+                            body.get("commanded") is True)
     except (KeyError, TypeError, ValueError) as exc:
         raise JournalError(f"a {kind!r} entry that cannot be read: {exc!r}") from exc
     raise JournalError(f"unknown entry kind {kind!r}")

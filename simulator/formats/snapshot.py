@@ -57,6 +57,7 @@ class Clock:
     wall: float
     speed: float | None  # None: as fast as possible
     paused: bool = False
+    commanded: bool = False  # speed and pause were set by a runtime command
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ def _mark_json(mark: JournalMark) -> dict[str, Any]:
     return {"partitions": mark.partitions, "offsets": {str(p): o for p, o in sorted(mark.offsets.items())},
             "seed": mark.seed, "start": mark.start.isoformat().replace("+00:00", "Z"),
             "clock": None if clock is None else {"at": clock.at, "wall": clock.wall, "speed": clock.speed,
-                                                 "paused": clock.paused},
+                                                 "paused": clock.paused, "commanded": clock.commanded},
             "sources": {where: offsets for where, offsets in sorted(mark.sources.items())}}
 
 
@@ -145,7 +146,8 @@ def _mark(data: Any) -> JournalMark | None:
     return JournalMark(
         partitions, marks, fields.integer(data, "seed"), fields.instant(data, "start"),
         None if clock is None else Clock(fields.seconds(clock, "at"), fields.seconds(clock, "wall"),
-                                         None if speed is None else _speed(speed), bool(clock.get("paused", False))),
+                                         None if speed is None else _speed(speed), bool(clock.get("paused", False)),
+                                         clock.get("commanded") is True),
         {str(where): [fields.checked_integer(o, f"journal.sources.{where}", minimum=0) for o in _list(listed)]
          for where, listed in sources.items()})
 

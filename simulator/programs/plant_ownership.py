@@ -101,7 +101,7 @@ class PlantOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
     async def take_over(self, plant: str, tp: TopicPartition) -> None:
         service = self.service
         started = time.monotonic()
-        run = service.new_run([plant], fresh_before_ms=service.started_ms)
+        run = service.new_run([plant], fresh_before_ms=service.started_ms, keep_clock=True)
         await run.find(self.options)
         run.start_at_go_live()
         service.start_run(run)

@@ -83,11 +83,14 @@ class PlantRun:
 
     def __init__(self, config: Config, plants: list[str], *, outbox: Outbox, speed: float | None,
                  metrics: IoMetrics, mqtt_targets: Sequence[MqttTarget], fresh: bool, start_now: bool,
-                 fresh_before_ms: int | None = None) -> None:
+                 fresh_before_ms: int | None = None, keep_clock: bool = False) -> None:
         """``config``: the whole config (the run's is cut from it).  ``fresh``: start a new run
         even if the journal holds one to continue (``fresh_before_ms``: only if that run started
         before this instant, in milliseconds since the epoch).  ``start_now``: a new run's
-        simulated time 0 is the instant it goes live."""
+        simulated time 0 is the instant it goes live.  ``keep_clock``: a run continued here whose speed
+        or pause a runtime command set goes on so (its journal's newest clock entry says): a plant
+        taken over from another instance keeps what a command made of it there; otherwise, and at a
+        restart of a service alone, the config's speed applies."""
         self.plants = sorted(plants)
         self.key = ",".join(self.plants)
         self.config = plants_config(config, self.plants)
@@ -99,6 +102,9 @@ class PlantRun:
         self.fresh = fresh
         self.fresh_before_ms = fresh_before_ms
         self.start_now = start_now
+        self.keep_clock = keep_clock
+        self.pause_when_live = False  # (keep_clock) the plant was paused where it ran before
+        self.commanded_clock = False  # (keep_clock) it goes on with a runtime command's speed and pause
         self.warm_up_s = config.warm_up_s
         self.history: RunHistory | None = None  # the run found in the journal, to recover
         self.snapshot: Snapshot | None = None  # the one the recovered run's model was restored from
@@ -202,6 +208,10 @@ class PlantRun:
         if history is None:
             return
         skip_through = {p: h.output_through for p, h in history.plants.items()}
+        clock = history.clock()
+        self.commanded_clock = self.keep_clock and clock is not None and clock.commanded
+        if self.commanded_clock and clock is not None:
+            self.speed, self.pause_when_live = clock.speed, clock.paused
         self.build_model(history.start, history.seed, history.run_id, skip_through, restored)
         log.info("continuing run %s of %s from the journal (%d inputs: %s; started %s)%s", history.run_id,
                  ", ".join(self.plants), history.inputs,
@@ -335,6 +345,7 @@ class PlantRun:
             history=self.history, outbox=self.live_sink, speed=self.speed,
             after_downtime=self.config.simulation.after_downtime,
             delivered_through=lambda: self.delivered_through(delivered()), snapshot=self.snapshot)
+        run_journal.commanded = self.commanded_clock
         self.snapshotter = Snapshotter(self.driver, self.inputs, snapshot_writer, self.run_id,
                                        fingerprint=self.config.model_fingerprint,
                                        model_version=model_snapshot.SNAPSHOT_VERSION, take=model_snapshot.take,
@@ -366,6 +377,9 @@ class PlantRun:
         assert self.run_journal is not None
         if not await _first(self.run_journal.live.wait(), stopped):
             return False
+        if self.pause_when_live:
+            self.pause_when_live = False
+            self.driver.pause()  # (its clock entry says so)
         if self.warming_up:
             return await _first(self.driver.passed(self.warm_up_s), stopped)
         return True

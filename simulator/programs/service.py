@@ -170,10 +170,10 @@ class Service:
         self._stop_deadline = ExitDeadline(hard_exit)
 
     # -- the runs ---------------------------------------------------------------------------------------
-    def new_run(self, plants: list[str], fresh_before_ms: int | None = None) -> PlantRun:
+    def new_run(self, plants: list[str], fresh_before_ms: int | None = None, keep_clock: bool = False) -> PlantRun:
         return PlantRun(self.config, plants, outbox=self.outbox, speed=self.speed, metrics=self.metrics,
                         mqtt_targets=self.config.mqtt.enabled_targets, fresh=self.fresh, start_now=self.start_now,
-                        fresh_before_ms=fresh_before_ms)
+                        fresh_before_ms=fresh_before_ms, keep_clock=keep_clock)
 
     def start_run(self, run: PlantRun) -> None:
         """A plant taken over (scale_out): journal it, start its loops; its inputs go to it."""

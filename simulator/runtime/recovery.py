@@ -145,7 +145,7 @@ def run_after_snapshot(reads: list[Read], snapshot: Snapshot, config: Config, to
     if mark.clock is not None:
         clock = mark.clock
         for name, plant in plants.items():
-            plant.clock = ClockSet(name, run_id, clock.at, clock.wall, clock.speed, clock.paused)
+            plant.clock = ClockSet(name, run_id, clock.at, clock.wall, clock.speed, clock.paused, clock.commanded)
     history = RunHistory(run_id, mark.seed, mark.start, plants, defaultdict(set), read_from=dict(mark.offsets))
     for where, offsets in mark.sources.items():
         source_topic, _, partition = where.rpartition("/")

@@ -80,6 +80,7 @@ class RunJournal:
         self.snapshot = snapshot
         self.checkpointed: dict[str, int] = {}
         self.clock: Clock | None = None  # the newest clock entry appended (a snapshot's mark carries it)
+        self.commanded = False  # the speed and pause are a runtime command's (kept where the plant moves)
         if history is not None:
             self.checkpointed = {p: h.output_through for p, h in history.plants.items()}
             if snapshot is not None:  # the output a snapshot covers was in Kafka before it was written
@@ -91,7 +92,7 @@ class RunJournal:
                 gate.recovered_sources = {where: set(offs) for where, offs in history.sources.items() if offs}
             clock = history.clock()
             if clock is not None:
-                self.clock = Clock(clock.at, clock.wall, clock.speed, clock.paused)
+                self.clock = Clock(clock.at, clock.wall, clock.speed, clock.paused, clock.commanded)
 
     @property
     def recovering(self) -> bool:
@@ -141,7 +142,7 @@ class RunJournal:
                 finally:
                     recovery.cancel()
             self.live.set()
-            self.driver.on_clock = self._clock_entries
+            self.driver.on_clock = self._commanded
             await leases
         finally:
             leases.cancel()
@@ -235,8 +236,14 @@ class RunJournal:
             self.checkpointed.update({e.plant: e.output_seq for e in entries if isinstance(e, Checkpoint)})
             self.journal.append(entries)
 
+    def _commanded(self) -> None:
+        """A runtime command paused, resumed or set the speed."""
+        self.commanded = True
+        self._clock_entries()
+
     def _clock_entries(self, at: float | None = None) -> None:
         now, wall, driver = self.sim.now if at is None else max(at, self.sim.now), time.time(), self.driver
-        self.clock = Clock(now, wall, driver.speed, driver.paused)
-        self.journal.append([ClockSet(p, self.run_id, now, wall, driver.speed, driver.paused) for p in self.plants])
+        self.clock = Clock(now, wall, driver.speed, driver.paused, self.commanded)
+        self.journal.append([ClockSet(p, self.run_id, now, wall, driver.speed, driver.paused, self.commanded)
+                             for p in self.plants])
 

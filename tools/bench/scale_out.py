@@ -10,7 +10,9 @@ embedded one in its own process (memory storage), shared by the instances.
    /metrics) are measured over ``--window`` seconds once every plant is live.  This is the baseline.
 2. A second instance joins; once each owns half the plants and every plant is live again, the two
    instances' records/s together are measured over the same window.  Ratio: 2 / 1.
-3. The second instance gets SIGTERM: the time from the signal until the first has every plant
+3. Every plant is set to speed 60 (``PUT /simulation/speed`` on the first instance: it applies it
+   to its plants and routes it to the others'), as plants run in service; then the second instance
+   gets SIGTERM: the time from the signal until the first has every plant
    live (hand-over with the last snapshots, take-over from them).
 4. A second instance joins again, then gets SIGKILL: the time from the kill until the first has
    every plant live (the group notices after the session timeout; the plants are recovered from
@@ -45,6 +47,7 @@ from simulator.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_TIMEOUT_MS = 6_000  # the default of kafka.consumer.session_timeout_ms
+PACED = 60.0  # the speed the ownership moves are measured at
 TIMEZONES = ["Europe/Rome", "America/Sao_Paulo", "Asia/Ho_Chi_Minh", "America/Mexico_City", "America/New_York",
              "America/Los_Angeles", "Europe/Berlin", "Europe/Warsaw", "Asia/Kolkata", "Asia/Shanghai", "Asia/Tokyo",
              "Africa/Johannesburg"]
@@ -70,7 +73,7 @@ def plant_config(bootstrap: str, plants: int, machines: int, tag: str) -> dict[s
         "scale_out": {"enabled": True},
         "snapshots": {"every_s": 5},
     }
-    data["http"] = {"host": "127.0.0.1", "port": 0}
+    data["http"] = {"host": "127.0.0.1", "port": 0, "open_controls": True}
     data["logging"] = {"stats_interval_s": 0}
     return data
 
@@ -157,6 +160,11 @@ async def measure_async(port: int, plants: int, machines: int, window_s: float) 
                 await asyncio.sleep(window_s / 2)
                 two = await rate(http, [first, second], window_s)
                 split = {k: len(v) for k, v in (await live_plants(http, [first, second])).items()}
+                # ownership moves are measured in paced mode (speed 60), as plants run in service: at
+                # speed max a hand-over first waits for the outbox's backlog to be in Kafka
+                async with http.put(f"http://127.0.0.1:{first.port}/simulation/speed", json={"speed": PACED}) as r:
+                    assert r.status == 200, await r.text()
+                await asyncio.sleep(5)
                 signalled = time.monotonic()
                 second.end(signal.SIGTERM)
                 await settle(http, [first], plants)
