@@ -1,12 +1,19 @@
-"""The service (``factorysim run``): wiring of broker, Kafka clients, driver, HTTP and systemd.
+"""The service (``factorysim run``): wiring of broker, Kafka clients, runs of plants, HTTP and systemd.
+
+A service alone runs one run of every plant (:class:`~simulator.programs.plant_run.PlantRun`).
+With ``kafka.scale_out`` the instances of a config share the plants: each runs a run per plant it
+owns, taken over and handed over as the group rebalances
+(:mod:`simulator.programs.plant_ownership`), orders and commands routed to the owner through the
+plant inbox (:mod:`simulator.adapters.plant_inbox`, :mod:`simulator.programs.plant_commands`).
 
 Components are async context managers composed with an ``AsyncExitStack``; the loops run in
 one ``TaskGroup`` with named tasks, so a dying loop fails the app instead of hanging it.
 Shutdown (first SIGTERM/SIGINT; a second one exits at once):
 
 1. stop flag, readiness turns 503, systemd STOPPING=1;
-2. stop order intake (no new messages are read);
-3. take a last snapshot after the last inputs, stop the driver right there, close the outbox and let
+2. stop order intake (no new messages are read); with ``scale_out``, hand every plant over (its
+   last snapshot written, its inbox offsets committed);
+3. take a last snapshot after the last inputs, stop the drivers right there, close the outbox and let
    the publisher deliver all of it;
 4. write the journal's last checkpoints and the last snapshot (the next start replays nothing), and
    commit every order offset that is done;
@@ -94,8 +101,6 @@ log = logging.getLogger(__name__)
 
 STALL_S = 5.0  # the driver turns at least every 0.25 s; this long without a turn is a stall
 STOP_GRACE_S = 10.0  # a stop asked for ends the process at the latest this long after the shutdown budget
-SAMPLE_LIMIT = 20_000  # lead-time samples the statistics keep
-SNAPSHOT_CLOCK_SKEW_MS = 60_000  # a run's snapshots are not older than its start entry, give or take this
 
 class Service:
     def __init__(self, config: Config, *, outbox_capacity: int = 20_000,
