@@ -25,6 +25,7 @@ from simulator.programs.plant_run import plants_config
 from simulator.runtime.driver import Driver
 from simulator.runtime.gate import InputGate
 from simulator.runtime.plant_inputs import PlantInputs
+from simulator.runtime.run_journal import RunJournal
 
 
 # -- the assignment -------------------------------------------------------------------------------------
@@ -141,3 +142,52 @@ def test_sharing_the_plants_needs_a_kafka_cluster_not_the_embedded_broker(defaul
         parse(data, environ={})
     data["kafka"]["bootstrap_servers"] = "kafka-1:9092"
     assert parse(data, environ={}).kafka.scale_out.enabled
+
+
+class _AcknowledgingJournal:
+    """Entries kept in memory, each acknowledged at once (the Kafka journal's contract)."""
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+
+    def append(self, entries: Any) -> asyncio.Future[None]:
+        self.entries.extend(entries)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_a_plant_whose_group_session_is_not_confirmed_stops_at_its_time_lease(default_config: Any) -> None:
+    """An instance the plants' group may have given up on renews no lease: simulated time holds
+    at the lease in force (what it publishes stays within what the journal allows), and goes on
+    once the session is confirmed again."""
+    sim = Simulation(plants_config(default_config, ["Italia"]), ListSink())
+    driver = Driver(sim, speed=None)
+    gate = InputGate(driver)
+    confirmed = True
+    journal = RunJournal(_AcknowledgingJournal(), sim, driver, gate, "run", fingerprint="f", history=None,
+                         outbox=ListSink(), speed=None, after_downtime="catch_up", delivered_through=dict,
+                         may_renew=lambda: confirmed)
+    journal.begin()
+    sim.start_arrivals(code_prefix="L")  # something to simulate
+    tasks = [asyncio.ensure_future(driver.run()), asyncio.ensure_future(journal.run())]
+    try:
+        await _until_true(lambda: sim.now > 600, "the plant runs")
+        confirmed = False
+        await _until_true(lambda: "journal lease" in driver.held, "simulated time held at the lease")
+        held_at, lease = sim.now, driver.lease
+        await asyncio.sleep(2.5)  # two of the lease loop's turns: nothing may move meanwhile
+        assert sim.now == held_at <= lease == driver.lease
+        confirmed = True
+        await _until_true(lambda: sim.now > lease, "the plant runs again")
+    finally:
+        driver.stop()
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _until_true(condition: Any, what: str, timeout_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"not: {what}"
+        await asyncio.sleep(0.05)

@@ -333,9 +333,11 @@ class PlantRun:
     # -- journal and snapshots, once Kafka is up ---------------------------------------------------------
     def attach(self, journal: JournalWriter, journal_ends: JournalEnds, snapshot_writer: SnapshotWriter | None,
                delivered: Callable[[], dict[str, int]],
-               committed_orders: Callable[[], dict[tuple[str, int], int]]) -> None:
+               committed_orders: Callable[[], dict[tuple[str, int], int]],
+               may_renew: Callable[[], bool] | None = None) -> None:
         """Journal the run (a new one gets its start entries here) and snapshot it.  ``delivered``:
-        the publisher's output in Kafka per plant; ``committed_orders``: the order offsets committed."""
+        the publisher's output in Kafka per plant; ``committed_orders``: the order offsets committed;
+        ``may_renew``: whether its time lease may be renewed now (see :class:`RunJournal`)."""
         kafka = self.config.kafka
         self.inputs.journal, self.inputs.run_id = journal, self.run_id
         self.inputs.track_journaled = kafka.snapshots.enabled  # a snapshot's mark lists them
@@ -344,7 +346,8 @@ class PlantRun:
             journal, self.sim, self.driver, self.inputs, self.run_id, fingerprint=self.config.model_fingerprint,
             history=self.history, outbox=self.live_sink, speed=self.speed,
             after_downtime=self.config.simulation.after_downtime,
-            delivered_through=lambda: self.delivered_through(delivered()), snapshot=self.snapshot)
+            delivered_through=lambda: self.delivered_through(delivered()), snapshot=self.snapshot,
+            may_renew=may_renew)
         run_journal.commanded = self.commanded_clock
         self.snapshotter = Snapshotter(self.driver, self.inputs, snapshot_writer, self.run_id,
                                        fingerprint=self.config.model_fingerprint,

@@ -474,9 +474,18 @@ class Service:
         assert self.publisher is not None
         publisher = self.publisher
         run.attach(self.journal, self.journal_ends, self.snapshot_writer, lambda: publisher.delivered_through,
-                   self._committed_orders)
+                   self._committed_orders, self._group_confirmed if self.scale_out else None)
         if run.history is not None and run.run_journal is not None:
             publisher.delivered_through.update(run.run_journal.checkpointed)
+
+    def _group_confirmed(self) -> bool:
+        """(scale_out) The plants' group still knows this instance: its coordinator is known (the
+        consumer forgets it when no heartbeat succeeded for the session timeout, when the group may
+        have given the plants to others).  A plant's time lease is renewed only then, so an instance
+        cut off from the group stops its plants within a lease of the group's verdict."""
+        consumer = self.plants_consumer
+        coordinator = getattr(consumer, "_coordinator", None)  # aiokafka's group coordinator
+        return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
 
     def _delivered_through(self) -> dict[str, int]:
         """Per plant, the record number up to which the output is done: in Kafka, or hidden as part

@@ -61,8 +61,10 @@ class RunJournal:
     def __init__(self, journal: Any, sim: Simulation, driver: Driver, gate: InputGate, run_id: str, *,
                  fingerprint: str, history: RunHistory | None, outbox: Sink, speed: float | None,
                  after_downtime: str, delivered_through: Callable[[], dict[str, int]],
-                 snapshot: Snapshot | None = None) -> None:
-        """``snapshot``: the one the model was restored from (recovery replays the inputs after it)."""
+                 snapshot: Snapshot | None = None, may_renew: Callable[[], bool] | None = None) -> None:
+        """``snapshot``: the one the model was restored from (recovery replays the inputs after it).
+        ``may_renew``: whether the lease may be renewed now (False: this process may no longer own
+        the plants, simulated time holds at the lease in force)."""
         self.journal = journal
         self.sim = sim
         self.driver = driver
@@ -74,6 +76,7 @@ class RunJournal:
         self.speed = speed
         self.after_downtime = after_downtime
         self.delivered_through = delivered_through
+        self.may_renew = may_renew
         self.plants = sorted(sim.config.locations)
         self.live = asyncio.Event()
         self.applied = 0  # inputs applied again so far (recovery progress)
@@ -164,6 +167,7 @@ class RunJournal:
         frontier = max(sim.now, history.published_until() if history is not None else 0.0)
         driver.set_lease(frontier, frontier)
         span = MIN_LEASE_S
+        refused = False  # the lease was last not renewed (may_renew)
         last_wall, last_sim = time.monotonic(), sim.now
         while True:
             await wait_event(driver.lease_wanted, CHECKPOINT_INTERVAL_S)
@@ -177,6 +181,16 @@ class RunJournal:
             # grows twice as long each time, so no pace can outrun the renewals for long
             span = max(MIN_LEASE_S, max(driver.speed or 0.0, rate) * LEASE_WALL_S, 2 * span if held else 0.0)
             lease = min(max(frontier, (next_event if held else sim.now) + span), sim.calendar_end_s)
+            if self.may_renew is not None and not self.may_renew():
+                if not refused:
+                    log.warning("run %s: the lease is not renewed while this instance may no longer own %s (its "
+                                "group session is not confirmed); simulated time holds", self.run_id,
+                                ", ".join(plants))
+                refused = True
+                lease = frontier
+            elif refused:
+                refused = False
+                log.info("run %s: the group session is confirmed again; the lease is renewed", self.run_id)
             through = self.delivered_through()
             seqs = {p: max(through.get(p, 0), self.checkpointed.get(p, 0)) for p in plants}
             if lease <= frontier and all(seqs[p] == self.checkpointed.get(p, 0) for p in plants):
