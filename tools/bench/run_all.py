@@ -123,10 +123,25 @@ def snapshot_rows() -> list[Row]:
             for r in snapshot_size.measure()]
 
 
+def scale_out_rows() -> list[Row]:
+    import scale_out
+
+    r = scale_out.measure()
+    where = f"{r['plants']} plants, {r['machines']:,} machines sampling at 1 Hz"
+    return [(f"scale-out: telemetry records/s of two instances sharing the plants, {where}, speed max",
+             f"{r['two_records_s']:,.0f}", f"one instance {r['one_records_s']:,.0f}", f"{r['ratio']:.2f}", "≥ 1.5",
+             _met(r["ratio"] >= 1.5)),
+            (f"scale-out: ownership moved after a SIGTERM (every plant live again), {where}, speed 1",
+             f"{r['move_after_sigterm_s']:.1f} s", "—", "—", "≤ 10 s", _met(r["move_after_sigterm_s"] <= 10)),
+            (f"scale-out: ownership moved after a SIGKILL, session timeout {r['session_timeout_s']:.0f} s",
+             f"{r['move_after_sigkill_s']:.1f} s", "—", "—", f"≤ {r['session_timeout_s'] + 10:.0f} s",
+             _met(r["move_after_sigkill_s"] <= r["session_timeout_s"] + 10))]
+
+
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "engine": engine_rows, "telemetry": telemetry_rows, "mqtt": mqtt_rows, "intake": intake_rows,
     "lot_sender": lot_sender_rows, "paced": paced_rows, "memory": memory_rows, "recovery": recovery_rows,
-    "snapshot": snapshot_rows,
+    "snapshot": snapshot_rows, "scale_out": scale_out_rows,
 }
 
 
