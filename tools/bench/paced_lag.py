@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import gc
 import math
@@ -31,6 +32,7 @@ import statistics
 import time
 from array import array
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,7 @@ class TimedSink:
         self.lags = array("d")
         self.due = array("d")  # due wall time - the driver's anchor
         self.sim_times = array("d")
+        self.samples = array("b")  # 1 where the record is a machine sample
 
     def emit(self, record: Record) -> None:
         driver = self.driver
@@ -118,6 +121,7 @@ class TimedSink:
         self.lags.append(now - due)
         self.due.append(due - driver._anchor_wall)
         self.sim_times.append(record.sim_time)
+        self.samples.append(record.kind == "sample")
         self.outbox.emit(record)
 
 
@@ -133,15 +137,20 @@ def build_plant(cfg: Config, warm_cfg: Config, sink: Sink) -> Simulation:
     return sim
 
 
-def replay_records(cfg: Config, warm_cfg: Config, count: int) -> list[Record]:
-    """The first ``count`` records of the paced run, regenerated as fast as possible: without
-    injections the model's event sequence does not depend on when the driver steps it."""
+def replay_records(cfg: Config, warm_cfg: Config, count: int) -> tuple[list[Record], float]:
+    """The first ``count`` records of the paced run, regenerated as fast as possible (without
+    injections the model's event sequence does not depend on when the driver steps it), and the
+    CPU seconds the model took to make them (the warm-up left out): the model's own cost."""
     sink = ListSink()
     sim = build_plant(cfg, warm_cfg, NullSink())
     sim.recorder.sink = sink
-    while len(sink.records) < count:
-        sim.env.step()
-    return sink.records[:count]
+    gc.collect()
+    with fewer_young_collections():  # the collector of the paced run
+        cpu = time.process_time()
+        while len(sink.records) < count:
+            sim.env.step()
+        cpu = time.process_time() - cpu
+    return sink.records[:count], cpu
 
 
 class Kafka:
@@ -172,7 +181,8 @@ class Kafka:
 
 
 async def run_factorysim(kafka: Kafka | None, cfg: Config, warm_cfg: Config, duration_s: float,
-                         encode_only: bool) -> dict[str, Any]:
+                         encode_only: bool, during: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    """The paced run; ``during`` is entered around the driver's run only (a profiler, say)."""
     outbox = Outbox(OUTBOX_CAPACITY)
     sink = TimedSink(outbox)
     sim = build_plant(cfg, warm_cfg, sink)
@@ -183,16 +193,19 @@ async def run_factorysim(kafka: Kafka | None, cfg: Config, warm_cfg: Config, dur
     consumer, producer = await _consumer(kafka, cfg, outbox, "factorysim", encode_only)
     gc.collect()
     try:
-        with fewer_young_collections():  # the collector as a running service has it
+        with fewer_young_collections(), during or contextlib.nullcontext():  # the collector as a service has it
+            wall, cpu = time.monotonic(), time.process_time()
             await driver.run(wall_timeout_s=duration_s)
+            wall, cpu = time.monotonic() - wall, time.process_time() - cpu
         outbox.close()
         sent = await consumer
     finally:
         if producer is not None:
             await producer.stop()
-    return {"lags": sink.lags, "due": sink.due, "sim_times": sink.sim_times, "sent": sent, "busy": busy,
-            "queued": queued, "machines": len(sim.plant.machines), "stalled": driver.stalled_on_outbox,
-            "driver_max_lag_s": driver.max_lag_s}
+    return {"lags": sink.lags, "due": sink.due, "sim_times": sink.sim_times, "samples": sink.samples,
+            "sent": sent, "busy": busy, "queued": queued, "machines": len(sim.plant.machines),
+            "stalled": driver.stalled_on_outbox, "driver_max_lag_s": driver.max_lag_s, "driver_lag_s": driver.lag_s,
+            "wall_s": wall, "cpu_s": cpu}
 
 
 async def run_baseline(kafka: Kafka | None, cfg: Config, warm_cfg: Config, paced: dict[str, Any],
@@ -200,7 +213,7 @@ async def run_baseline(kafka: Kafka | None, cfg: Config, warm_cfg: Config, paced
     """Replays the paced run's records on its schedule with plain timers: sleep to each absolute
     deadline, then emit."""
     due = paced["due"]
-    records = replay_records(cfg, warm_cfg, len(due))
+    records, model_cpu_s = replay_records(cfg, warm_cfg, len(due))
     mismatched = sum(r.sim_time != t for r, t in zip(records, paced["sim_times"], strict=True))
     outbox = Outbox(OUTBOX_CAPACITY)
     consumer, producer = await _consumer(kafka, cfg, outbox, "baseline", encode_only)
@@ -210,6 +223,7 @@ async def run_baseline(kafka: Kafka | None, cfg: Config, warm_cfg: Config, paced
     try:
         start = loop.time() + 0.05
         i = 0
+        wall, cpu = time.monotonic(), time.process_time()
         with fewer_young_collections():  # the same collector as the paced run
             while i < len(due):
                 deadline = start + due[i]
@@ -219,12 +233,14 @@ async def run_baseline(kafka: Kafka | None, cfg: Config, warm_cfg: Config, paced
                     lateness.append(late)
                     outbox.emit(records[i])
                     i += 1
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
         outbox.close()
         sent = await consumer
     finally:
         if producer is not None:
             await producer.stop()
-    return {"lags": lateness, "sent": sent, "mismatched": mismatched}
+    return {"lags": lateness, "sent": sent, "mismatched": mismatched, "wall_s": wall, "cpu_s": cpu,
+            "model_cpu_s": model_cpu_s}
 
 
 async def _consumer(kafka: Kafka | None, cfg: Config, outbox: Outbox, instance: str,

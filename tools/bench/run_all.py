@@ -87,6 +87,23 @@ def paced_rows() -> list[Row]:
              f"{r['ratio_p99']:.2f} (p99)", "p99 ≤ 50 ms", _met(r["lag_p99_ms"] <= 50.0))]
 
 
+def plant_size_rows() -> list[Row]:
+    import plant_size
+
+    rows: list[Row] = []
+    for r in plant_size.measure():
+        at_goal = r["machines"] == plant_size.GOAL_MACHINES
+        rows.append((f"paced mode by plant size: {r['machines']:,.0f} machines sampling at 1 Hz, speed 1, to Kafka: "
+                     f"emission lag p50 / p99, samples/s emitted of {r['expected_s']:,.0f}, CPU share of the process "
+                     f"({r['cpu_us_per_record']:,.0f} µs per record)",
+                     f"{r['lag_p50_ms']:,.1f} / {r['lag_p99_ms']:,.1f} ms; {r['samples_s']:,.0f}/s; "
+                     f"{r['cpu_share']:.0%}",
+                     f"event-loop timers p99 {r['baseline_p99_ms']:,.1f} ms; CPU {r['baseline_cpu_share']:.0%}",
+                     f"{r['ratio_p99']:.2f} (p99)", "p99 ≤ 50 ms" if at_goal else "(scaling)",
+                     _met(r["lag_p99_ms"] <= plant_size.LAG_GOAL_MS) if at_goal else "—"))
+    return rows
+
+
 def memory_rows() -> list[Row]:
     import memory
 
@@ -140,8 +157,8 @@ def scale_out_rows() -> list[Row]:
 
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "engine": engine_rows, "telemetry": telemetry_rows, "mqtt": mqtt_rows, "intake": intake_rows,
-    "lot_sender": lot_sender_rows, "paced": paced_rows, "memory": memory_rows, "recovery": recovery_rows,
-    "snapshot": snapshot_rows, "scale_out": scale_out_rows,
+    "lot_sender": lot_sender_rows, "paced": paced_rows, "plant_size": plant_size_rows, "memory": memory_rows,
+    "recovery": recovery_rows, "snapshot": snapshot_rows, "scale_out": scale_out_rows,
 }
 
 
