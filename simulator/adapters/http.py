@@ -198,7 +198,8 @@ class HttpServer(HealthServer):
         body = {"error": "elsewhere", "machine_id": machine_id, "plant": plant, "owner": owner,
                 "owner_url": url, "detail": f"plant {plant} is run by instance {owner}" if owner else
                 f"plant {plant} is being taken over by another instance; ask again in a few seconds"}
-        if url is None:
+        if url is None or owner == svc.instance_id:  # (this instance is taking it over: no redirect to itself)
+            body["detail"] = f"plant {plant} is being taken over; ask again in a few seconds"
             return json_response(body, 503, headers={"Retry-After": "2"})
         return json_response(body, 307, headers={"Location": f"{url}{request.rel_url}"})
 

@@ -103,6 +103,15 @@ class InboxRouter:
         return done
 
     async def _route(self, items: list[Input], sources: list[str | None], done: asyncio.Future[list[Result]]) -> None:
+        try:
+            results = await self._routed(items, sources)
+        except Exception as exc:  # not expected (sends are tried again): the orders are read again after a restart
+            log.exception("routing %d orders failed", len(items))
+            results = [JournalRefused(f"not routed: {exc!r}") for _ in items]
+        if not done.done():
+            done.set_result(results)
+
+    async def _routed(self, items: list[Input], sources: list[str | None]) -> list[Result]:
         results: list[Result] = []
         sends: list[asyncio.Future[Any] | None] = []
         for item, source in zip(items, sources, strict=True):
@@ -117,12 +126,16 @@ class InboxRouter:
                 continue
             results.append(await self._acknowledged(send, item, sources[len(results)]))
         self.routed += sum(1 for r in results if not isinstance(r, Exception))
-        if not done.done():
-            done.set_result(results)
+        return results
 
     async def _send(self, value: bytes, plant: str) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await self.producer.send(self.topic, value, key=plant.encode(),
-                                                              partition=self.partitions[plant])
+        """The send's acknowledgement (a failed future when the producer refused to take it)."""
+        try:
+            future: asyncio.Future[Any] = await self.producer.send(self.topic, value, key=plant.encode(),
+                                                                  partition=self.partitions[plant])
+        except KafkaError as exc:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
         return future
 
     async def _acknowledged(self, send: asyncio.Future[Any], item: Admit, source: str | None) -> Result:
