@@ -76,6 +76,13 @@ class RecordSource(Protocol):
         """Wait for records and take up to ``max_items``; an empty list means closed and drained."""
         ...
 
+    def take(self, max_items: int) -> list[Record]:
+        """Up to ``max_items`` records that are waiting, without waiting for any."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
 
 class CommandSink(Protocol):
     """Where the entrances send runtime commands (:class:`simulator.runtime.commands.CommandProcessor`)."""

@@ -1,20 +1,21 @@
 """Drains the outbox to Kafka: encode, send in two phases, confirm, resend after outages.
 
-Every record becomes one or more wire messages.  The publisher fills one open batch per topic
+Every record becomes one or more wire messages. The publisher fills one open batch per topic
 partition with them (aiokafka's batch API; the partition is the one aiokafka's default partitioner
 gives the key, so a key always lands on the same partition) and hands a batch to the producer,
-complete, when it is full (``max_batch_size``) or when the records taken from the outbox are
-through (phase one); the delivery futures of the batches are settled in order (phase two), at most
-``max_in_flight`` messages at a time.  This costs a fraction of one ``producer.send`` per message.
-Messages that do not come from the outbox (dead letters, journal entries) are sent one by one; their
-sender may take a refusal upon itself (``submit(..., on_refused=...)``, e.g. to send a dead letter
-again, smaller, when the broker finds it too large).
+complete, when it is full (``max_batch_size``) or when the records taken from the outbox are through
+(phase one; a round of fewer than ``ROUND_MIN_RECORDS`` records waits ``ROUND_LINGER_S`` for more
+first, as a paced plant emits a few at a time); the delivery futures of the batches are settled in
+order (phase two), at most ``max_in_flight`` messages at a time. This costs a fraction of one
+``producer.send`` per message. Messages that do not come from the outbox (dead letters, journal
+entries) are sent one by one; their sender may take a refusal upon itself (``submit(...,
+on_refused=...)``, e.g. to send a dead letter again, smaller, when the broker finds it too large).
 
-A retriable failure (broker unreachable, timeouts, leader changes) puts the failed messages back
-in their original order and holds everything new until they are through, so nothing is lost
-and per-key order is kept; meanwhile the outbox fills and the simulation pauses.  A
-non-retriable failure (e.g. a message too large, no authorisation) is counted, logged once per
-topic and reported unhealthy (unless the message's ``on_refused`` handles it).
+A retriable failure (broker unreachable, timeouts, leader changes) puts the failed messages back in
+their original order and holds everything new until they are through, so nothing is lost and per-key
+order is kept; meanwhile the outbox fills and the simulation pauses. A non-retriable failure (e.g. a
+message too large, no authorisation) is counted, logged once per topic and reported unhealthy
+(unless the message's ``on_refused`` handles it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from simulator.io_metrics import IoMetrics
 from simulator.model.records import Record
 
 log = logging.getLogger(__name__)
+
+ROUND_MIN_RECORDS = 200  # a round of fewer records from the outbox ...
+ROUND_LINGER_S = 0.005  # ... waits this long for more
 Delivered = Callable[[], None] | None
 # what to run when Kafka refuses a message for good (not retriable): True = handled by the sender,
 # False = a fatal refusal like any other
@@ -96,6 +100,11 @@ class KafkaPublisher:
         confirmer = asyncio.get_running_loop().create_task(self._confirm_loop(), name="kafka-confirm")
         try:
             while records := await self.outbox.get_batch(self.records_per_round):
+                if len(records) < ROUND_MIN_RECORDS and not self.outbox.closed:
+                    # a paced plant emits a few records at a time: wait a moment for more, so that
+                    # batches are not a handful of records each (their cost is per batch, mostly)
+                    await asyncio.sleep(ROUND_LINGER_S)
+                    records += self.outbox.take(self.records_per_round - len(records))
                 await self._publish(records)
                 await asyncio.sleep(0)  # let the producer's sender take the batches
             await self.flush()

@@ -47,6 +47,7 @@ from simulator.runtime.outbox import Outbox
 
 T = TypeVar("T")
 _EPSILON_S = 1e-6  # wall seconds: an event this close to due is due
+PACED_TICK_S = 0.001  # wall seconds: the shortest wait of the paced loop for the next event
 
 
 class StopReason(StrEnum):
@@ -325,7 +326,10 @@ class Driver:
             # nothing is due yet: the clock follows the wall clock meanwhile (an idle plant's time moves)
             self._advance_to(min(self._target(now_wall), limit, barrier))
             wake_at = self._due_wall(min(next_t, limit))
-            await self._sleep(min(self.max_wait_s, wake_at - now_wall, deadline - now_wall))
+            # not for less than a tick: a big paced plant has an event due every few microseconds,
+            # and one turn of the loop per event would cost more than the events (they come at most
+            # a tick late, together)
+            await self._sleep(min(self.max_wait_s, max(wake_at - now_wall, PACED_TICK_S), deadline - now_wall))
 
     # -- internals --------------------------------------------------------------------------------
     def _step_slice(self, horizon: float, count: float, until: Callable[[], bool] | None) -> int:

@@ -90,6 +90,14 @@ class Outbox:
             self.wake()
         return batch
 
+    def take(self, max_items: int) -> list[Record]:
+        """Up to ``max_items`` records that are waiting, without waiting for any."""
+        batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
+        if len(self._items) <= self.low_water and not self._room.is_set():
+            self._room.set()
+            self.wake()
+        return batch
+
     def close(self) -> None:
         """No more records will come; waiting publishers drain and then get an empty batch."""
         self.closed = True
