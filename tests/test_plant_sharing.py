@@ -8,11 +8,13 @@ import asyncio
 import itertools
 from typing import Any
 
+import orjson
 import pytest
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.adapters.plant_assignor import balance
+from simulator.adapters.plant_assignor import PlantAssignor, balance
 from simulator.adapters.plant_inbox import InboxParser, RoutedCommand, command_message, order_message, plant_partitions
 from simulator.config.loader import parse
 from simulator.errors import ConfigError, JournalRefused, OrderRejected
@@ -87,13 +89,13 @@ def test_each_plant_of_a_shared_config_gets_orders_of_its_own_and_the_same_ones_
 
 # -- inbox messages ----------------------------------------------------------------------------------------
 def test_inbox_messages_carry_an_order_or_a_command_and_anything_else_is_refused(default_config: Any) -> None:
-    parser = InboxParser(OrderParser(default_config.location_of), {})
+    parser = InboxParser(OrderParser(default_config.location_of))
     order = Order("L-1", "ACME", 50, "Italia", "alta", "2025-06-25T06:00:00Z")
     assert parser.parse(order_message(order, "orders/0/7")) == order
-    routed = parser.parse(command_message({"command": "repair", "machine_id": "Italia-tornio-01", "plant": "Italia"}))
-    assert routed == RoutedCommand({"command": "repair", "machine_id": "Italia-tornio-01", "plant": "Italia"},
-                                   "Italia")
-    for raw in (b"[]", b"{}", b"{\"order\": 3}", b"not json"):
+    routed = parser.parse(command_message({"command": "repair", "machine_id": "Italia-tornio-01"}))
+    assert routed == RoutedCommand({"command": "repair", "machine_id": "Italia-tornio-01"})
+    for raw in (b"[]", b"{}", b"{\"order\": 3}", b"not json", b"{\"command\": {}}" + b" " * parser.max_bytes,
+                "{\"order\": {\"lot_code\": \"\u202e\u0007\", \"quantity\": 1, \"location\": \"Italia\"}}".encode()):
         with pytest.raises(OrderRejected):
             parser.parse(raw)
     assert plant_partitions(["Vietnam", "Italia", "Brasile"]) == {"Brasile": 0, "Italia": 1, "Vietnam": 2}
@@ -191,3 +193,18 @@ async def _until_true(condition: Any, what: str, timeout_s: float = 20) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, f"not: {what}"
         await asyncio.sleep(0.05)
+
+
+def test_an_assignment_names_owners_only_with_addresses_that_can_be_a_location_header() -> None:
+    """What another member put in the group travels to every instance: an owner's URL that is not
+    a plain http(s) URL (a line break, a number) is dropped, a malformed map is ignored."""
+    assignor = PlantAssignor("me", "http://me:8080")
+    owners = {"0": {"instance": "a", "url": "http://a:8080"}, "1": {"instance": "b", "url": "http://b\r\nX-Evil: 1"},
+              "2": {"instance": "c", "url": 7}}
+    assignor.on_assignment(ConsumerProtocolMemberAssignment(0, [("inbox", [0])], orjson.dumps(owners)))
+    assert assignor.owned == [0]
+    assert {p: (o.instance, o.url) for p, o in assignor.owners.items()} == {
+        0: ("a", "http://a:8080"), 1: ("b", None), 2: ("c", None)}
+    for garbage in (b"[1, 2]", b"\xff", b'{"0": 5}'):
+        assignor.on_assignment(ConsumerProtocolMemberAssignment(0, [("inbox", [1])], garbage))
+        assert assignor.owners == {} and assignor.owned == [1]

@@ -23,11 +23,13 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 from test_recovery import FINAL, check_histories
 
+from simulator.adapters.plant_inbox import plant_partitions
 from simulator.net import free_port
 
-from harness.service import Reader, orders, produce, service_config
+from harness.service import Reader, finished, orders, produce, service_config
 
 PLANTS = ["Brasile", "Italia", "Vietnam"]
 SETTLE_S = 30.0  # the documented bound on ownership settling after a join, a stop or a kill (session 2 s)
@@ -344,3 +346,39 @@ async def test_a_run_of_every_plant_together_is_not_continued_plant_by_plant(
             assert set(owned.values()) == {"fresh"}
             fresh.stop()
             assert await asyncio.to_thread(fresh.process.wait, 60) == 0, fresh.output()
+
+
+async def test_what_cannot_be_admitted_on_a_plants_inbox_is_dead_lettered_and_the_plant_goes_on(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """The inbox is a topic like any other: a message written to it by hand that is not JSON, is
+    too large, or carries an order of another plant is dead-lettered with its reason (it could
+    never be admitted there, and must not hold the partition's commits), a command for a machine
+    of another plant is refused, and the orders after them are admitted."""
+    path = write_config(tmp_path, default_yaml, kafka_bootstrap, unique)
+    topics = yaml.safe_load(path.read_text())["kafka"]["topics"]
+    italia = plant_partitions(PLANTS)["Italia"]
+    order = {"lot_code": f"{unique}-ok", "quantity": 5, "location": "Italia", "priority": "alta"}
+    wrong = {**order, "lot_code": f"{unique}-wrong", "location": "Vietnam"}
+    with instances() as running:
+        running.append(Instance(path, tmp_path / "i0.log", "i0"))
+        async with aiohttp.ClientSession() as http:
+            await settled(http, running, 90, [])
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+            await producer.start()
+            try:
+                for value in (b"\xff not json \x00", b"{\"command\": {}}" + b" " * 300_000,
+                              orjson.dumps({"order": wrong}),
+                              orjson.dumps({"command": {"command": "repair", "machine_id": "Vietnam-tornio-01"}}),
+                              orjson.dumps({"order": order})):
+                    await (await producer.send(topics["plant_inbox"], value, key=b"Italia", partition=italia))
+            finally:
+                await producer.stop()
+            async with Reader(kafka_bootstrap, [topics["events"], topics["dead_letter"]]) as reader:
+                collected = await reader.read_until(
+                    lambda c: f"{unique}-ok" in finished(c.json(topics["events"])) and len(c.of(topics["dead_letter"]))
+                    >= 3, 60, "the good order finished and three dead letters")
+            await stop_all(running)
+    reasons = sorted(dict(m.headers)["dlq.reason"].decode() for m in collected.of(topics["dead_letter"]))
+    assert reasons == ["not_json", "oversized", "wrong_plant"]
+    assert f"{unique}-wrong" not in {e["lot_code"] for e in collected.json(topics["events"])}
+    assert "routed command repair rejected: unknown_machine" in running[0].output()

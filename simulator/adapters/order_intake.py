@@ -89,7 +89,10 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                  max_in_flight: int, dedup_window_s: float,
                  journaled: Mapping[tuple[str, int], Set[int]] | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 partition_plants: Mapping[int, str] | None = None) -> None:
+        """``partition_plants`` (the plant inbox): each partition's plant; an order there for
+        another plant is dead-lettered as ``wrong_plant`` (it could never be admitted here)."""
         self.consumer = consumer
         self.publisher = publisher
         self.inputs = inputs
@@ -111,7 +114,9 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = False
         self._paused = False
         self.dead_lettered = 0
-        self.on_command: Callable[[RoutedCommand], Awaitable[Any]] | None = None  # routed commands (scale_out)
+        self.partition_plants = partition_plants
+        # routed commands (the plant inbox): (command, the plant of its partition)
+        self.on_command: Callable[[RoutedCommand, str], Awaitable[Any]] | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._held: set[TopicPartition] = set()  # not read until released (a plant not ready for orders yet)
         inputs.on_lot_finished(self._lot_finished)
@@ -268,6 +273,12 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
                     self._dead_letter(tp, message, OrderRejected(PARSER_FAILED, repr(exc)))
                     continue
                 code = order.lot_code
+                plants = self.partition_plants
+                if plants is not None and plants.get(tp.partition) != order.location:
+                    self._dead_letter(tp, message, OrderRejected(
+                        "wrong_plant", f"an order for {order.location} on the inbox partition of "
+                                       f"{plants.get(tp.partition, 'no plant')}"))
+                    continue
                 if code in awaiting or code in finished or in_progress(code):
                     duplicate = self._duplicate_of(code)
                     if duplicate:
@@ -289,9 +300,10 @@ class OrderIntake(ConsumerRebalanceListener):  # type: ignore[misc]
         task.add_done_callback(self._commands.discard)
 
     async def _command(self, tp: TopicPartition, offset: int, command: RoutedCommand) -> None:
+        plant = (self.partition_plants or {}).get(tp.partition)
         try:
-            if self.on_command is not None:
-                await self.on_command(command)
+            if self.on_command is not None and plant is not None:
+                await self.on_command(command, plant)
         except Exception:
             log.exception("the routed command at %s[%d]@%d failed", tp.topic, tp.partition, offset)
         part = self._partitions.get(tp)

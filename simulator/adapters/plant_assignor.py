@@ -12,6 +12,7 @@ instances where each partition's state is.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
 log = logging.getLogger(__name__)
+
+_URL = re.compile(r"https?://[\x21-\x7e]{1,500}")  # printable ASCII, no spaces or line breaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ class PlantAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         self.generations += 1
         try:
             owners = orjson.loads(assignment.user_data or b"{}")
-            self.owners = {int(p): Owner(str(o["instance"]), o.get("url")) for p, o in owners.items()}
+            self.owners = {int(p): Owner(str(o["instance"])[:200], _url(o.get("url"))) for p, o in owners.items()}
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
             log.warning("the plant assignment does not say who owns the other plants")
             self.owners = {}
@@ -76,6 +79,13 @@ class PlantAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         user_data = orjson.dumps({str(p): o for p, o in sorted(owners.items())})
         return {member: ConsumerProtocolMemberAssignment(self.version, sorted(plan[member].items()), user_data)
                 for member in members}
+
+
+def _url(value: object) -> str | None:
+    """An HTTP base URL as a member gave it, if it is one (it goes into a Location header)."""
+    if isinstance(value, str) and _URL.fullmatch(value):
+        return value
+    return None
 
 
 def _about(meta: ConsumerProtocolMemberMetadata) -> dict[str, Any]:

@@ -48,7 +48,6 @@ class RoutedCommand:
     """A command routed to its plant's owner (the body as the entrance had it)."""
 
     body: dict[str, Any]
-    plant: str
 
 
 def order_message(order: Order, source: str | None) -> bytes:
@@ -61,13 +60,15 @@ def command_message(body: Mapping[str, Any]) -> bytes:
 
 class InboxParser:
     """Reads inbox messages: an order (validated again: the inbox is a topic like any other) or a
-    routed command."""
+    routed command; anything else, or larger than an order may be (with its envelope), is refused."""
 
-    def __init__(self, parser: OrderParser, partition_plants: Mapping[int, str]) -> None:
+    def __init__(self, parser: OrderParser) -> None:
         self.parser = parser
-        self.partition_plants = partition_plants
+        self.max_bytes = 2 * parser.max_bytes + 1024  # an order as the model has it, its source and the envelope
 
     def parse(self, raw: bytes) -> Order | RoutedCommand:
+        if len(raw) > self.max_bytes:
+            raise OrderRejected("oversized", f"{len(raw)} bytes, the limit is {self.max_bytes}")
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -75,8 +76,7 @@ class InboxParser:
         if isinstance(data, dict) and isinstance(data.get("order"), dict):
             return self.parser.from_mapping(data["order"])
         if isinstance(data, dict) and isinstance(data.get("command"), dict):
-            body = data["command"]
-            return RoutedCommand(body, str(body.get("plant", "")))
+            return RoutedCommand(data["command"])
         raise OrderRejected("not_object", "an inbox message is {\"order\": {...}} or {\"command\": {...}}")
 
 
@@ -158,7 +158,7 @@ class InboxRouter:
 
     async def send_command(self, body: Mapping[str, Any], plant: str) -> None:
         """Route a command to ``plant``'s owner; returns once Kafka has it (raises KafkaError)."""
-        await (await self._send(command_message({**body, "plant": plant}), plant))
+        await (await self._send(command_message(body), plant))
 
     def stop(self) -> None:
         self._stopping = True

@@ -73,7 +73,8 @@ class ScaleOut(Strict):
     # snapshots and commits) is left out of the group
     rebalance_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 30_000
     heartbeat_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 1_000
-    advertised_url: str | None = None  # this instance's HTTP base URL as others reach it (default: http://host:port)
+    # this instance's HTTP base URL as others reach it (default: http://<host name>:<http.port>)
+    advertised_url: Annotated[str, Field(pattern=r"^https?://[\x21-\x7e]+$", max_length=500)] | None = None
 
 
 class Security(Strict):

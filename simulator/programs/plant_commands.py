@@ -77,16 +77,15 @@ class PlantCommands:
         log.info("command %s routed to plant %s (owner %s)", data.get("command"), plant, owner or "unknown")
         return {"command": data.get("command"), "routed_to": plant, "owner": owner}
 
-    async def routed(self, command: RoutedCommand) -> None:
-        """A command another instance routed to a plant owned here (from the inbox)."""
-        body = {k: v for k, v in command.body.items() if k != "plant"}
-        run = self.service.run_of.get(command.plant)
+    async def routed(self, command: RoutedCommand, plant: str) -> None:
+        """A command another instance routed to ``plant``, owned here (from its inbox partition)."""
+        run = self.service.run_of.get(plant)
         if run is None:
-            log.warning("routed command %s for plant %s dropped: the plant is not run here", body.get("command"),
-                        command.plant)
+            log.warning("routed command %s for plant %s dropped: the plant is not run here",
+                        str(command.body.get("command"))[:100], plant)
             return
         with contextlib.suppress(CommandRejected):  # logged and counted by the plant's command processor
-            await run.execute(body, "routed")
+            await run.commands.execute(command.body, source="routed")
 
     def rejected(self, source: str, name: str, exc: CommandRejected) -> None:
         self._count(source, name, "rejected")

@@ -32,7 +32,7 @@ from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.asyncio_waits import wait_for
 from simulator.config.mqtt import MqttTarget
 from simulator.config.schema import Config
-from simulator.errors import CommandRejected, ConfigError
+from simulator.errors import ConfigError
 from simulator.formats import Format
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.journal import Read, RunStart
@@ -49,7 +49,7 @@ from simulator.runtime.outbox import Outbox
 from simulator.runtime.recovery import RunHistory, check_snapshot, run_after_snapshot, run_to_continue
 from simulator.runtime.run_journal import RunJournal, SkipDelivered
 from simulator.runtime.snapshotter import JournalState, Snapshotter
-from simulator.runtime.supervision import ServiceFailed
+from simulator.runtime.supervision import ServiceFailed, unless_stopped
 from simulator.runtime.warm_up import HideWarmUp
 
 log = logging.getLogger(__name__)
@@ -378,13 +378,13 @@ class PlantRun:
         """Wait until the run takes inputs from outside: recovered and past its warm-up (the
         warm-up's lots are the model's own); False when ``stopped`` came first."""
         assert self.run_journal is not None
-        if not await _first(self.run_journal.live.wait(), stopped):
+        if not await unless_stopped(self.run_journal.live.wait(), stopped):
             return False
         if self.pause_when_live:
             self.pause_when_live = False
             self.driver.pause()  # (its clock entry says so)
         if self.warming_up:
-            return await _first(self.driver.passed(self.warm_up_s), stopped)
+            return await unless_stopped(self.driver.passed(self.warm_up_s), stopped)
         return True
 
     async def export_snapshot(self, timeout_s: float = 10.0) -> bytes | None:
@@ -418,24 +418,3 @@ class PlantRun:
             log.exception("the last snapshot of run %s could not be taken; the next start replays the journal "
                           "after the newest snapshot", self.run_id)
         return None
-
-    async def execute(self, payload: Any, source: str) -> dict[str, Any]:
-        """A command for this run (raises CommandRejected)."""
-        if self.stopped:
-            raise CommandRejected("unavailable", "the plant is being handed over to another instance; send the "
-                                                 "command again")
-        return await self.commands.execute(payload, source=source)
-
-
-async def _first(awaitable: Any, stopped: asyncio.Event) -> bool:
-    """True when ``awaitable`` is done before ``stopped`` is set."""
-    done = asyncio.ensure_future(awaitable)
-    stop = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait([done, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-        if not done.done():
-            done.cancel()
-    return done.done() and not done.cancelled() and not stopped.is_set()
-

@@ -54,7 +54,7 @@ from simulator.adapters.kafka_options import client_options, consumer_options, o
 from simulator.adapters.kafka_publisher import KafkaPublisher
 from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.order_intake import OrderIntake
-from simulator.adapters.plant_assignor import PlantAssignor
+from simulator.adapters.plant_assignor import Owner, PlantAssignor
 from simulator.adapters.plant_inbox import InboxParser, InboxRouter, plant_partitions
 from simulator.adapters.snapshots import SnapshotWriter
 from simulator.adapters.systemd import SystemdNotifier
@@ -78,7 +78,6 @@ from simulator.programs.stats_log import Growth, StatsLog, dropped_note
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
 from simulator.runtime.faults import FaultDrill, fail_in_step
-from simulator.runtime.gate import InputGate
 from simulator.runtime.gc_tuning import fewer_young_collections
 from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.outbox import Outbox
@@ -87,7 +86,6 @@ from simulator.runtime.recovery import RunHistory
 from simulator.runtime.run_formats import RunFormats
 from simulator.runtime.run_journal import RunJournal
 from simulator.runtime.signals import install_stop_signals
-from simulator.runtime.snapshotter import Snapshotter
 from simulator.runtime.supervision import (
     FAILURE_SHUTDOWN_S,
     ExitDeadline,
@@ -147,6 +145,8 @@ class Service:
         self.runs: list[PlantRun] = []
         self.run_of: dict[str, PlantRun] = {}  # plant -> the run it is in
         self.machine_plants = {slot.id: slot.location for slot in config.machine_slots}
+        self.partitions = plant_partitions(list(config.locations))  # (scale_out) plant -> its inbox partition
+        self.assignor: PlantAssignor | None = None  # (scale_out) who owns which plant
         self.inputs_router = PlantInputs(self.machine_plants)  # (scale_out) the owned plants' input gates
         self.ownership: PlantOwnership | None = None  # (scale_out) the plants this instance owns
         self.inbox: OrderIntake | None = None  # (scale_out) orders and commands routed to the plants owned here
@@ -210,21 +210,19 @@ class Service:
                 self.publisher.delivered_through.pop(plant, None)
         self.inputs_router.remove(run.plants)
 
+    def _owner(self, plant: str) -> Owner | None:
+        """(scale_out) ``plant``'s owner as the latest assignment of the plants' group says."""
+        return None if self.assignor is None else self.assignor.owners.get(self.partitions.get(plant, -1))
+
     def owner_of(self, plant: str) -> str | None:
-        """(scale_out) The instance id of ``plant``'s owner as the latest assignment says, or None."""
+        """(scale_out) The instance id of ``plant``'s owner (this one, while it runs it), or None."""
         if plant in self.run_of:
             return self.instance_id
-        assignor = getattr(self, "assignor", None)
-        if assignor is None:
-            return None
-        owner = assignor.owners.get(plant_partitions(list(self.config.locations)).get(plant, -1))
+        owner = self._owner(plant)
         return None if owner is None else owner.instance
 
     def owner_url_of(self, plant: str) -> str | None:
-        assignor = getattr(self, "assignor", None)
-        if assignor is None:
-            return None
-        owner = assignor.owners.get(plant_partitions(list(self.config.locations)).get(plant, -1))
+        owner = self._owner(plant)
         return None if owner is None else owner.url
 
     def machines_here(self) -> dict[str, Machine]:
@@ -283,16 +281,8 @@ class Service:
         return self.plant_commands if self.scale_out else self.sole_run.commands
 
     @property
-    def inputs(self) -> InputGate:
-        return self.sole_run.inputs
-
-    @property
     def run_journal(self) -> RunJournal | None:
         return self.sole_run.run_journal
-
-    @property
-    def snapshotter(self) -> Snapshotter | None:
-        return self.sole_run.snapshotter
 
     @property
     def history(self) -> RunHistory | None:
@@ -305,10 +295,6 @@ class Service:
     @property
     def run_id(self) -> str:
         return self.sole_run.run_id
-
-    @property
-    def format(self) -> CoffeeMekFormat:
-        return self.sole_run.format
 
     def _live(self) -> bool:
         """Every run is live: recovered (if it was one to continue) and past its warm-up."""
@@ -375,7 +361,7 @@ class Service:
     async def _start_kafka(self, stack: AsyncExitStack) -> None:
         kafka = self.config.kafka
         options = client_options(kafka, self.bootstrap_servers, self.environ)
-        partitions = plant_partitions(list(self.config.locations))
+        partitions = self.partitions
         await ensure_topics(options, self._topics(), kafka.topic_creation, timeout_s=kafka.startup_timeout_s,
                             on_retry=self._startup_retry, partitions={kafka.topics.plant_inbox: len(partitions)})
         self.startup_problem = None
@@ -417,9 +403,10 @@ class Service:
                                       orders_topic=kafka.topics.orders, **intake_options)
             await self._start_plants_consumer(stack, options, partitions, parser, intake_options)
         else:
+            run = self.sole_run
             self.intake = OrderIntake(
-                self.consumer, self.publisher, self.inputs, parser, self.metrics, orders_topic=kafka.topics.orders,
-                journaled=self.history.sources if self.history is not None else None, **intake_options)
+                self.consumer, self.publisher, run.inputs, parser, self.metrics, orders_topic=kafka.topics.orders,
+                journaled=run.history.sources if run.history is not None else None, **intake_options)
         # subscribed once started: the group join (a new group's first rebalance waits for members
         # for a few seconds) goes on in the background while the run is recovered, not before it
         self.consumer.subscribe([kafka.topics.orders], listener=self.intake)
@@ -445,9 +432,9 @@ class Service:
             raise ConfigError([f"kafka.topics.plant_inbox: {topic} has {have} partitions; kafka.scale_out needs one "
                                f"per plant ({len(partitions)}): create it with {len(partitions)} partitions, or name "
                                f"a new topic"])
-        self.inbox = OrderIntake(consumer, self.publisher, self.inputs_router,
-                                 InboxParser(parser, {i: p for p, i in partitions.items()}), self.metrics,
-                                 orders_topic=topic, **intake_options)
+        self.inbox = OrderIntake(consumer, self.publisher, self.inputs_router, InboxParser(parser), self.metrics,
+                                 orders_topic=topic, partition_plants={i: p for p, i in partitions.items()},
+                                 **intake_options)
         self.inbox.on_command = self.plant_commands.routed
         self.ownership = PlantOwnership(self, self.inbox, partitions, options, scale_out.rebalance_timeout_ms / 1000)
         consumer.subscribe([topic], listener=self.ownership)

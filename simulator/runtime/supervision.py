@@ -127,7 +127,7 @@ class Supervisor:
             raise ServiceFailed(f"{self.failure.task} failed ({self.failure.error}); see the log above")
 
 
-async def unless_stopped(start: Awaitable[None], stop: asyncio.Event) -> bool:
+async def unless_stopped(start: Awaitable[object], stop: asyncio.Event) -> bool:
     """Run the start-up ``start`` unless ``stop`` is set first (signals work during start-up too):
     True when it finished and no stop was asked for; its error, if it failed, is raised."""
     starting = asyncio.ensure_future(start)
