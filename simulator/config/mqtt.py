@@ -8,6 +8,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field, model_validator
 
 from simulator.config.common import PositiveFloat, Probability, Strict
+from simulator.config.delivery import DeliveryFaults, OverflowPolicy, Spool
 
 # the wire formats an MQTT target can speak (simulator/formats/registry.py builds them)
 FormatName = Literal["coffeemek", "spaceship", "enms", "uns"]
@@ -101,7 +102,7 @@ class MqttAuth(Strict):
 
 class MqttQueue(Strict):
     capacity: Annotated[int, Field(ge=1, le=10_000_000)] = 50_000
-    overflow: Literal["block", "drop-oldest", "drop-newest"] = "block"
+    overflow: OverflowPolicy = "block"
 
 
 class MqttReconnect(Strict):
@@ -131,6 +132,9 @@ class MqttTarget(Strict):
     max_in_flight: Annotated[int, Field(ge=1, le=65_535)] = 1000  # unacknowledged QoS 1/2 messages
     availability_topic: TopicTemplateText | None = "factorysim/{client_id}/availability"
     command_topic: TopicTemplateText | None = None  # JSON commands (block, repair, anomaly, pause, …)
+    spool: Spool | None = None  # the outgoing queue on disk instead of in memory (``queue`` then does not apply)
+    faults: DeliveryFaults = DeliveryFaults()
+    uplink: bool = True  # false: a network_outage without a target leaves this one alone (a broker on the edge)
 
     @model_validator(mode="after")
     def _sat_needs_v5(self) -> MqttTarget:

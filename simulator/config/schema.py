@@ -1,5 +1,6 @@
 """The root of the configuration: the plant (:mod:`simulator.config.plant`), the connections
-(:mod:`simulator.config.kafka`, :mod:`simulator.config.mqtt`, :mod:`simulator.config.http`), the
+(:mod:`simulator.config.kafka`, :mod:`simulator.config.mqtt`, :mod:`simulator.config.http_sinks`,
+:mod:`simulator.config.http`), the
 statistics log (:mod:`simulator.config.logs`) and a profile's own environment variables
 (:mod:`simulator.config.environment`).
 
@@ -15,13 +16,14 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from simulator.config.environment import EnvironmentAliases
 from simulator.config.http import Http
+from simulator.config.http_sinks import HttpSink
 from simulator.config.kafka import Kafka
 from simulator.config.logs import Logging
-from simulator.config.mqtt import FormatOptions, Mqtt
+from simulator.config.mqtt import FormatOptions, Mqtt, MqttTarget
 from simulator.config.origins import Origins
 from simulator.config.plant import PlantSettings
 from simulator.errors import ConfigError
@@ -36,10 +38,31 @@ class Config(PlantSettings):
     formats: FormatOptions = FormatOptions()  # options of the MQTT formats
     kafka: Kafka = Kafka()
     mqtt: Mqtt = Mqtt()
+    http_sinks: tuple[HttpSink, ...] = ()  # POST the records to HTTP APIs
     http: Http = Http()
     logging: Logging = Logging()
     # the profile's own variables -> config keys (applied by the loader)
     environment: EnvironmentAliases = Field(default_factory=dict)
+
+    @property
+    def delivery_targets(self) -> tuple[MqttTarget | HttpSink, ...]:
+        """The enabled MQTT targets and HTTP sinks: where records go besides Kafka."""
+        return (*self.mqtt.enabled_targets, *(s for s in self.http_sinks if s.enabled))
+
+    @model_validator(mode="after")
+    def _delivery_names(self) -> Config:
+        """Commands name targets and sinks alike; two spools in one file would take each other's messages."""
+        names = [t.name for t in self.mqtt.targets] + [s.name for s in self.http_sinks]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"{dup!r} names two of mqtt.targets and http_sinks; each needs its own name")
+        targets: tuple[MqttTarget | HttpSink, ...] = (*self.mqtt.targets, *self.http_sinks)
+        paths = [t.spool.path for t in targets if t.spool is not None]
+        shared = next((p for p in paths if paths.count(p) > 1 and "{name}" not in p), None)
+        if shared is not None:
+            raise ValueError(f"spool.path {shared!r} is given to two targets; put {{name}} in it or give each "
+                             "its own file")
+        return self
 
     def remember_origins(self, origins: Origins) -> None:
         """Where each value came from (the loader's); kept beside the fields, not one of them: two
@@ -74,7 +97,8 @@ class Config(PlantSettings):
         the connections (kafka, mqtt, http), logging, the variables' names (environment: their values
         are in the keys they set) and the run's own settings (seed, start, speed).  A journal written
         under one fingerprint cannot be replayed under another."""
-        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True, "logging": True,
+        data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True, "http_sinks": True,
+                                                     "logging": True,
                                                      "environment": True,
                                                      "simulation": {"seed", "start", "speed", "after_downtime"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
