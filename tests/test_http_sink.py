@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import ssl
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from simulator.errors import ConfigError
 from simulator.formats import WireMessage
 from simulator.net import free_port
 
-from harness.http_receiver import OK, HttpReceiver, ReceivedRequest, Reply
+from harness.http_receiver import OK, HttpReceiver, ReceivedRequest, Reply, server_tls
 from harness.pki import Pki
 
 SECRET = "moka-7f3a9c1e5b2d"
@@ -87,15 +86,6 @@ class Gate:
 
 def payloads(messages: list[WireMessage]) -> list[Any]:
     return [orjson.loads(m.value) for m in messages]
-
-
-def server_context(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    if require_client_cert:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(pki.ca_cert)
-    return context
 
 
 # -- bodies and headers ------------------------------------------------------------------------------
@@ -433,7 +423,7 @@ async def test_wait_idle_waits_for_a_running_send() -> None:
 
 # -- TLS ---------------------------------------------------------------------------------------------------
 async def test_tls_verified_against_the_ca_file(test_pki: Pki) -> None:
-    async with HttpReceiver(ssl_context=server_context(test_pki)) as receiver:
+    async with HttpReceiver(ssl_context=server_tls(test_pki)) as receiver:
         transport = HttpTransport(make_sink(receiver.url, tls={"ca_file": str(test_pki.ca_cert)}))
         await transport.send(Calls().deliveries([message(0)]))
         await transport.close()
@@ -443,7 +433,7 @@ async def test_tls_verified_against_the_ca_file(test_pki: Pki) -> None:
 async def test_tls_without_the_ca_fails_with_a_clear_error(test_pki: Pki) -> None:
     gate = Gate()
     calls = Calls()
-    async with HttpReceiver(ssl_context=server_context(test_pki)) as receiver:
+    async with HttpReceiver(ssl_context=server_tls(test_pki)) as receiver:
         transport = HttpTransport(make_sink(receiver.url), hold=gate)
         sending = asyncio.create_task(transport.send(calls.deliveries([message(0)])))
         await gate.wait_calls(2)
@@ -456,7 +446,7 @@ async def test_tls_without_the_ca_fails_with_a_clear_error(test_pki: Pki) -> Non
 
 
 async def test_tls_verify_false(test_pki: Pki) -> None:
-    async with HttpReceiver(ssl_context=server_context(test_pki)) as receiver:
+    async with HttpReceiver(ssl_context=server_tls(test_pki)) as receiver:
         transport = HttpTransport(make_sink(receiver.url, tls={"verify": False}))
         await transport.send(Calls().deliveries([message(0)]))
         await transport.close()
@@ -465,7 +455,7 @@ async def test_tls_verify_false(test_pki: Pki) -> None:
 
 async def test_mutual_tls(test_pki: Pki) -> None:
     gate = Gate()
-    async with HttpReceiver(ssl_context=server_context(test_pki, require_client_cert=True)) as receiver:
+    async with HttpReceiver(ssl_context=server_tls(test_pki, require_client_cert=True)) as receiver:
         with_cert = HttpTransport(make_sink(receiver.url, tls={
             "ca_file": str(test_pki.ca_cert), "cert_file": str(test_pki.client_cert),
             "key_file": str(test_pki.client_key)}))

@@ -8,7 +8,8 @@ headers, body, when it arrived and when it was answered) and answers each one by
 
 A :class:`Reply` is a status with headers and body, or a misbehaviour: ``hang_s`` (answer late, e.g.
 after the client's timeout), ``until`` (answer once an event is set), ``drop`` (close the connection
-without answering).  Waits are on conditions with deadlines (:meth:`HttpReceiver.wait_for`)."""
+without answering).  Waits are on conditions with deadlines (:meth:`HttpReceiver.wait_for`).
+``server_tls(pki)`` makes the server side of HTTPS with the test PKI (see harness.pki)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from harness.pki import Pki
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,17 @@ class ReceivedRequest:
 
 
 Plan = Callable[[ReceivedRequest], Reply]
+
+
+def server_tls(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    """The receiver's TLS: the test server certificate (localhost, 127.0.0.1); optionally it requires a
+    client certificate signed by the test CA (mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    if require_client_cert:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(pki.ca_cert)
+    return context
 
 
 class HttpReceiver:
