@@ -103,6 +103,9 @@ async def test_order_is_kept_and_nothing_is_handed_over_before_it_is_written(tmp
         "3.5", "4", "4.5", "5", "5.5", "6", "6.5", "7", "7.5", "8", "8.5", "9", "9.5", "11", "11.5", "12",
         "12.5", f"{100:096d}", f"{101:096d}"]
     assert len(spool) == 0
+    assert spool._conn is not None
+    assert spool._conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert spool._conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL: survives a crash of the process
     health = spool.health()
     assert health["queue_depth"] == 0 and health["queue_capacity"] is None and health["overflow"] == "block"
     assert health["spool"]["messages"] == 24  # in flight: still on disk
@@ -117,7 +120,10 @@ async def test_order_is_kept_and_nothing_is_handed_over_before_it_is_written(tmp
 
 async def test_a_restart_delivers_again_exactly_what_was_not_done_in_order(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite3"
-    spool = opened(path)
+    spool = SpoolQueue(path, max_bytes=1 << 20, policy="block", encode=halves, fsync=True)
+    spool.open()
+    assert spool._conn is not None
+    assert spool._conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: survives a power loss
     handed = Counter()
     for n in range(100):
         spool.put([message(n)], handed)

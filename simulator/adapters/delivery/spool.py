@@ -1,26 +1,22 @@
 """A delivery target's outgoing queue on disk: :class:`SpoolQueue`, the durable
-:class:`simulator.adapters.delivery.queue.DeliveryQueue`, in an SQLite file (one row per message).
+:class:`~simulator.adapters.delivery.queue.DeliveryQueue`, one SQLite row per message.
 
-What it promises:
-
-- *handed over* means *written*: a put item's ``on_done`` runs only once its messages are in a
-  committed transaction (``fsync`` false: they survive a crash or SIGKILL of the process; true:
-  a power loss too).  A failed write (a full disk) keeps them in memory and is retried every second.
+- handed over = written: an item's ``on_done`` runs once its messages are committed (``fsync`` false:
+  safe from a crash or SIGKILL of the process; true: from a power loss too).  A failed write (a full
+  disk) keeps them in memory and is retried every second.
 - order: messages are taken in the order they were put, across restarts too.
-- at least once: a message's row is deleted when its ``Taken.done()`` is called.  One taken but not
-  done when the process ends is taken again by the next process (the receiver may get it twice).
-- one process per file: the file is locked while open (SQLite's lock, which the operating system
-  releases when the process dies), so a second opener fails at once.
-- marks: the last position put of each origin is written with the messages, in the same
-  transaction, so a source replayed after a restart (the bridge rereading Kafka) is not spooled twice.
+- at least once: a row is deleted at its ``Taken.done()``; a message taken but not done when the
+  process ends is taken again by the next one (the receiver may get it twice).
+- one process per file: SQLite's exclusive lock, taken at open and released by the operating
+  system when the process dies; a second opener fails at once.
+- marks: the last position put per origin is written in the same transaction as the messages, so
+  a source replayed after a restart (the bridge rereading Kafka) is not spooled twice.
 
-Cheap inside the event loop: ``put`` only buffers; one flush per loop turn writes the new rows, the
-deletes of delivered ones and the marks in one transaction.  The newest rows stay in a bounded
-memory cache for ``take``: the file is read back only after a restart, or for a backlog that
-outgrew the cache (a long outage).
-
-Sizes (``max_bytes``, health's ``bytes``) count message bytes, topic characters + key + value, of
-the messages in the file (in flight included) and of those waiting to be written.
+Cheap in the event loop: ``put`` buffers; one flush per loop turn writes the new rows, deletes the
+delivered ones and keeps the marks, in one transaction.  The newest rows stay in a bounded memory
+cache for ``take``: the file is read back only after a restart or for a backlog that outgrew it.
+Sizes count message bytes (topic characters + key + value) in the file, in flight included, and
+waiting to be written.
 """
 
 from __future__ import annotations
@@ -50,7 +46,7 @@ SCHEMA_VERSION = 1
 SCHEMA = ("CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, key BLOB NOT NULL,"
           " value BLOB NOT NULL, retain INTEGER NOT NULL)",
           "CREATE TABLE marks (origin TEXT PRIMARY KEY, position INTEGER NOT NULL, updated REAL NOT NULL)")
-INSERT = "INSERT INTO messages (id, topic, key, value, retain) VALUES (?, ?, ?, ?, ?)"
+ROWS_PER_INSERT = 64  # rows per INSERT statement: a statement run per row costs more than its row
 DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
 SELECT = "SELECT id, topic, key, value, retain FROM messages WHERE id >= ? ORDER BY id LIMIT ?"
 UPSERT_MARK = ("INSERT INTO marks (origin, position, updated) VALUES (?, ?, ?) ON CONFLICT (origin)"
@@ -77,6 +73,22 @@ def _open_error(path: Path, exc: sqlite3.Error) -> SpoolError:
         return SpoolError(f"{path} is not a spool (not an SQLite database, or a damaged one): move it away or "
                           "choose another spool.path")
     return SpoolError(f"spool {path} cannot be opened for writing ({exc})")
+
+
+def _insert(conn: sqlite3.Connection, rows: deque[Row]) -> None:
+    params: list[object] = []
+    for row_id, message, _ in rows:  # retain as an int: a bool goes through sqlite3's slow adaptation
+        params += (row_id, message.topic, message.key, message.value, 1 if message.retain else 0)
+    step = ROWS_PER_INSERT * 5
+    for start in range(0, len(params), step):
+        chunk = params[start:start + step]
+        conn.execute(_insert_sql(len(chunk) // 5), chunk)
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    placeholders = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO messages (id, topic, key, value, retain) VALUES {placeholders}"  # noqa: S608 - no values
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:
@@ -107,7 +119,7 @@ class SpoolQueue:
         self.on_room: Callable[[], None] | None = None
         self.dropped = {"oldest": 0, "newest": 0}  # messages
         self.bytes = 0
-        self.skipped_marked = self.recovered = self.write_errors = self.lost_after_close = 0
+        self.skipped_marked = self.recovered = self.write_errors = self.not_kept = 0
         self.last_error: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -144,14 +156,14 @@ class SpoolQueue:
                 from exc
         if not os.access(path.parent, os.W_OK | os.X_OK):
             raise SpoolError(f"spool {path}: the directory {path.parent} is not writable")
+        conn = None
         try:
-            conn = sqlite3.connect(path, timeout=0, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise _open_error(path, exc) from exc
-        try:
+            # any one thread at a time (open() may run in a worker thread, the rest in the event loop)
+            conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
             self._load(conn)
         except (sqlite3.Error, SpoolError) as exc:
-            conn.close()
+            if conn is not None:
+                conn.close()
             if isinstance(exc, SpoolError):
                 raise
             raise _open_error(path, exc) from exc
@@ -171,7 +183,8 @@ class SpoolQueue:
         if version > SCHEMA_VERSION:
             raise SpoolError(f"spool {path} was written by a newer factorysim (schema version {version}, this one "
                              f"reads {SCHEMA_VERSION}): upgrade, or move the file away")
-        conn.execute("PRAGMA journal_mode = WAL")
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise SpoolError(f"spool {path}: SQLite cannot keep a write-ahead log there (choose another spool.path)")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.fsync else 'NORMAL'}")
         # a checkpoint (the log copied into the file, with fsyncs) every 16 MiB of log rather than 4: a
         # queue rewrites the same few pages, so a longer log costs no more to copy, and far fewer fsyncs
@@ -198,12 +211,11 @@ class SpoolQueue:
 
     # -- the producer side -------------------------------------------------------------------------
     def put(self, item: Record | list[WireMessage], on_done: Done = None, mark: Mark | None = None) -> None:
-        if self._conn is None:
-            if not self._closed:
-                raise RuntimeError("open() the spool before putting")
-            self.lost_after_close += 1
-            if self.lost_after_close == 1:
-                log.warning("target %s: spool %s is closed: items put now are not kept", self.name, self.path)
+        if self._conn is None:  # not open, or closed: not kept (and not handed over)
+            if not self.not_kept:
+                log.warning("target %s: spool %s is %s: items put now are not kept", self.name, self.path,
+                            "closed" if self._closed else "not open")
+            self.not_kept += 1
             return
         if mark is not None and not self._new_mark(mark):
             self.skipped_marked += 1
@@ -316,8 +328,8 @@ class SpoolQueue:
             return
         try:
             conn.execute("BEGIN")
-            if pending:  # retain as an int: a bool parameter goes through sqlite3's slow adaptation
-                conn.executemany(INSERT, [(i, m.topic, m.key, m.value, 1 if m.retain else 0) for i, m, _ in pending])
+            if pending:
+                _insert(conn, pending)
             if deletes:
                 conn.executemany(DELETE, _runs(deletes))
             if self._mark_deletes:
