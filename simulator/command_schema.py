@@ -10,7 +10,13 @@ A command is a JSON object::
     {"command": "pause"}    {"command": "resume"}    {"command": "speed", "speed": 3600}  ("max" too)
     {"cmd": "bearing_fault", "value": true}     (the plant-wide switch; also "energy_spike";
                                                  optional machine_id, severity, duration_s)
-    {"cmd": "network_outage", "value": true}    (known, refused: ``unsupported``, see NOT_AVAILABLE)
+    {"cmd": "network_outage", "value": true, "target": "cloud", "duration_s": 30}
+                                                (a target's link down: records wait, then backfill;
+                                                 optional target (default: every uplink target) and
+                                                 duration_s in wall seconds)
+    {"command": "delivery_faults", "target": "cloud", "duplicate": 0.01, "delay": {"fraction": 0.05}}
+                                                (a target's delivery faults, replaced as a whole;
+                                                 the fields of DeliveryFaults; none: all off)
 
 ``cmd`` is accepted for ``command``, ``anomaly_type`` for ``type`` and ``duration_seconds`` for
 ``duration_s``.  Optional fields: ``reason`` (default "manual"), ``duration_s`` (default: until
@@ -23,9 +29,9 @@ seconds; ``severity`` more than 0 and at most 5; ``speed`` "max" or 0.001..1,000
 and the like are refused, not passed on to logs and telemetry).
 
 :func:`parse_command` validates a command (raw bytes or an already decoded mapping) into a
-:class:`Command`; :class:`simulator.runtime.commands.CommandProcessor` applies it.  A malformed command
-raises :class:`CommandRejected` (``reason`` code, ``detail``); a well-formed one of
-:data:`NOT_AVAILABLE` too, with the reason ``unsupported``.
+:class:`Command`; :class:`simulator.runtime.commands.CommandProcessor` applies it (the commands of
+:data:`DELIVERY_COMMANDS`: :class:`simulator.programs.delivery_commands.ServiceCommands`).  A
+malformed command raises :class:`CommandRejected` (``reason`` code, ``detail``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
+from simulator.config.delivery import DeliveryFaults
 from simulator.config.plant import parse_speed
 from simulator.errors import CommandRejected
 from simulator.limits import MAX_DURATION_S, MAX_SEVERITY, MAX_TEXT_CHARS, control_characters
@@ -56,14 +64,12 @@ FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "resume": (frozenset(), frozenset()),
     "speed": (frozenset({"speed"}), frozenset()),
     **{name: (frozenset({"value"}), frozenset({"machine_id", "severity", "duration_s"})) for name in PLANT_WIDE},
-    "network_outage": (frozenset({"value"}), frozenset()),
+    "network_outage": (frozenset({"value"}), frozenset({"target", "duration_s"})),
+    "delivery_faults": (frozenset(), frozenset({"target", *DeliveryFaults.model_fields})),
 }
-# Commands the schema knows but the service cannot carry out yet: a well-formed one is refused with the
-# reason code ``unsupported`` and this text, not as an unknown command.
-NOT_AVAILABLE = {
-    "network_outage": "network_outage needs the durable spool of an MQTT target (store and forward while the "
-                      "network is down, then backfill); it is not available yet",
-}
+# Commands about the delivery to the MQTT targets and HTTP sinks, not about the model: applied by the
+# service's targets (simulator.programs.delivery_commands), never journaled
+DELIVERY_COMMANDS = frozenset({"network_outage", "delivery_faults"})
 COMMANDS = tuple(FIELDS)
 ALIASES = {"cmd": "command", "anomaly_type": "type", "duration_seconds": "duration_s"}
 
@@ -80,6 +86,8 @@ class Command:
     severity: float = 1.0
     speed: float | None = None  # "speed": simulated seconds per wall second; None = as fast as possible
     value: bool = True  # the plant-wide switch: on or off
+    target: str | None = None  # network_outage, delivery_faults: the MQTT target or HTTP sink (None: all)
+    faults: DeliveryFaults | None = None  # delivery_faults
 
 
 def decode_command(payload: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> dict[str, Any]:
@@ -142,9 +150,6 @@ def parse_command(payload: bytes | bytearray | memoryview | str | Mapping[str, A
     if duration_s is not None and not 0 < duration_s <= MAX_DURATION_S:
         raise CommandRejected("invalid_duration", f"'duration_s' must be more than 0 and at most {MAX_DURATION_S:.0f} "
                                                   f"simulated seconds (ten years; got {duration_s!r})")
-    if name in NOT_AVAILABLE:
-        _flag(fields, "value")
-        raise CommandRejected("unsupported", NOT_AVAILABLE[name])
     return Command(
         name=name,
         machine_id=_text(fields, "machine_id"),
@@ -154,7 +159,18 @@ def parse_command(payload: bytes | bytearray | memoryview | str | Mapping[str, A
         severity=1.0 if severity is None else severity,
         speed=_speed(fields),
         value=_flag(fields, "value"),
+        target=_text(fields, "target"),
+        faults=_faults(fields) if name == "delivery_faults" else None,
     )
+
+
+def _faults(fields: Mapping[str, Any]) -> DeliveryFaults:
+    """The delivery faults a ``delivery_faults`` command sets (validated as the config's ``faults``)."""
+    try:
+        return DeliveryFaults.model_validate({k: v for k, v in fields.items() if k != "target" and v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'faults'}: {e['msg']}" for e in exc.errors()[:5])
+        raise CommandRejected("invalid_field", problems) from exc
 
 
 def _text(fields: Mapping[str, Any], key: str) -> str | None:
@@ -204,5 +220,5 @@ def _speed(fields: Mapping[str, Any]) -> float | None:
 def _flag(fields: Mapping[str, Any], key: str) -> bool:
     value = fields.get(key, True)
     if not isinstance(value, bool):
-        raise CommandRejected("invalid_field", f"{key!r} must be true or false (got {value!r})")
+        raise CommandRejected("invalid_field", f"{key!r} must be true or false (got {_shown(value)})")
     return value

@@ -140,7 +140,11 @@ async def test_malformed_and_inapplicable_commands_get_400_with_a_reason(
             ("PUT", "/simulation/speed", {"speed": -1}, None, 400, "invalid_field"),
             ("PUT", "/simulation/speed", {"speed": "fast"}, None, 400, "invalid_field"),
             ("PUT", "/simulation/speed", None, None, 400, "missing_field"),
-            ("POST", "/plant/network_outage", {"value": True}, None, 400, "unsupported"),
+            ("POST", "/plant/network_outage", {"value": True}, None, 400, "no_targets"),
+            ("POST", "/plant/network_outage", {"value": "yes"}, None, 400, "invalid_field"),
+            ("POST", "/delivery/faults", {"drop": 2}, None, 400, "invalid_field"),
+            ("POST", "/delivery/faults", {"delay": {"fraction": 0.1, "min_s": 9, "max_s": 1}}, None, 400,
+             "invalid_field"),
             ("POST", "/plant/bearing_fault", None, None, 400, "missing_field"),
             ("POST", "/machines/Atlantis-lathe-01/block", None, None, 404, "unknown_machine"),
             ("DELETE", "/machines/Atlantis-lathe-01/anomaly", None, None, 404, "unknown_machine"),
@@ -160,7 +164,7 @@ async def test_malformed_and_inapplicable_commands_get_400_with_a_reason(
         assert rejected == len(cases) + 1
 
 
-async def test_plant_wide_switches_over_http_and_network_outage_refused_and_counted(
+async def test_plant_wide_switches_over_http_and_network_outage_without_targets_refused_and_counted(
         default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
     config = service_config(default_yaml, kafka_bootstrap, unique, **{"simulation.speed": 60})
     async with running_service(config) as service, \
@@ -183,8 +187,8 @@ async def test_plant_wide_switches_over_http_and_network_outage_refused_and_coun
         assert {m.anomaly for mid, m in machines.items() if mid != MACHINE} == {None}
 
         status, answer = await call(http, "POST", f"{base}/plant/network_outage", {"value": True})
-        assert (status, answer["error"]) == (400, "unsupported")
-        assert "durable spool of an MQTT target" in answer["detail"]
+        assert (status, answer["error"]) == (400, "no_targets")
+        assert "MQTT targets and HTTP sinks" in answer["detail"]
         async with http.get(f"{base}/metrics") as response:
             text = await response.text()
         counted = {(s.labels["command"], s.labels["outcome"]): s.value

@@ -69,8 +69,19 @@ HONOURED: dict[str, dict[str, tuple[str, Callable[[Config], object], object]]] =
         "TENANT_ID": ("contoso", lambda c: c.formats.uns.tenant, "contoso"),
         "PLANT_ID": ("plant-07", lambda c: c.formats.uns.plant, "plant-07"),
         "TELEMETRY_INTERVAL_MS": ("500", lambda c: c.telemetry.sample_interval_s, 0.5),
+        "CLOUD_API_URL": ("http://cloud.example:8000",
+                          lambda c: [(s.name, s.enabled, s.endpoint) for s in c.http_sinks],
+                          [("cloud", True, "http://cloud.example:8000/ingest")]),
     },
 }
+
+
+def test_the_reference_plants_api_push_is_off_until_enable_api_and_an_empty_cloud_url_is_an_error() -> None:
+    assert [s.enabled for s in load(ROOT / "config.yaml", environ={}).http_sinks] == [False]
+    (sink,) = load(ROOT / "config.yaml", environ={"ENABLE_API": "true"}).http_sinks
+    assert sink.enabled and sink.auth.value_env == "MOKAMETRICS_API_KEY" and sink.auth.method == "api-key"
+    assert problems_of("smart-factory", {"CLOUD_API_URL": ""}) == [
+        "CLOUD_API_URL='' (http_sinks[0].url): must be a string (got None)"]
 
 
 @pytest.mark.parametrize("name", sorted(HONOURED))
@@ -219,8 +230,8 @@ def test_an_alias_may_not_redefine_a_global_variable_and_needs_a_known_conversio
     with pytest.raises(ConfigError) as caught:
         load(path, environ={})
     assert caught.value.problems == [
-        f"{path} line {line + 2}: environment.INTERVAL.convert: must be one of: 'milliseconds', 'hour', 'not' or "
-        "'lowercase' (got 'minutes')",
+        f"{path} line {line + 2}: environment.INTERVAL.convert: must be one of: 'milliseconds', 'hour', 'not', "
+        "'lowercase' or 'present' (got 'minutes')",
         f"{path} line {line + 3}: environment.lower-case: must match the pattern ^[A-Za-z_][A-Za-z0-9_]*$ "
         "(got 'lower-case')",
         f"{path} line {line + 4}: environment.NONE: must not be empty",

@@ -49,7 +49,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from simulator.adapters import openapi
 from simulator.adapters.http import HttpServer
-from simulator.command_schema import ALIASES, COMMANDS, FIELDS, NOT_AVAILABLE, PLANT_WIDE, Command, parse_command
+from simulator.command_schema import ALIASES, COMMANDS, FIELDS, PLANT_WIDE, Command, parse_command
 from simulator.config.schema import Config
 from simulator.errors import CommandRejected
 from simulator.io_metrics import IoMetrics
@@ -301,20 +301,28 @@ def test_parse_command_of_any_json_value_rejects_or_accepts_within_bounds(payloa
     check_parse(to_json(payload))
 
 
-@pytest.mark.parametrize("payload", [{"cmd": "network_outage", "value": True}, {"command": "network_outage",
-                                                                                "value": False},
-                                     b'{"cmd": "network_outage", "value": true}'])
-def test_network_outage_is_a_known_command_refused_as_unsupported(payload: Any) -> None:
-    with pytest.raises(CommandRejected) as refused:
-        parse_command(payload)
-    assert refused.value.reason == "unsupported"
-    assert refused.value.detail.startswith("network_outage needs the durable spool of an MQTT target")
+def test_the_delivery_commands_parse_into_their_target_duration_and_faults() -> None:
+    outage = parse_command(b'{"cmd": "network_outage", "value": true, "target": "cloud", "duration_s": 30}')
+    assert (outage.name, outage.value, outage.target, outage.duration_s) == ("network_outage", True, "cloud", 30.0)
+    assert parse_command({"command": "network_outage", "value": False}).target is None
+    faults = parse_command({"command": "delivery_faults", "drop": 0.1, "delay": {"fraction": 0.2, "max_s": 3},
+                            "duplicate": None})
+    assert faults.faults is not None and faults.target is None
+    assert (faults.faults.drop, faults.faults.delay.fraction, faults.faults.duplicate) == (0.1, 0.2, 0.0)
+    nothing = parse_command({"command": "delivery_faults", "target": "dirty"}).faults
+    assert nothing is not None and not nothing.active
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
     ({"cmd": "network_outage"}, "missing_field"), ({"cmd": "network_outage", "value": "on"}, "invalid_field"),
     ({"cmd": "network_outage", "value": True, "machine_id": MACHINE}, "unknown_field"),
     ({"cmd": "network_outages", "value": True}, "unknown_command"),
+    ({"cmd": "network_outage", "value": True, "duration_s": 0}, "invalid_duration"),
+    ({"cmd": "network_outage", "value": True, "target": "\x1b[2J"}, "invalid_field"),
+    ({"command": "delivery_faults", "drop": -0.5}, "invalid_field"),
+    ({"command": "delivery_faults", "reorder": {"fraction": 0.1, "window": 0}}, "invalid_field"),
+    ({"command": "delivery_faults", "outages": [{"duration_s": 10, "every_s": 5}]}, "invalid_field"),
+    ({"command": "delivery_faults", "dup": 0.5}, "unknown_field"),
 ])
 def test_a_malformed_network_outage_is_refused_for_what_is_wrong(payload: dict[str, Any], reason: str) -> None:
     with pytest.raises(CommandRejected) as refused:
@@ -386,13 +394,13 @@ def test_the_document_is_valid_openapi_3_1_and_covers_every_route_and_command(
     documented = {(method, path) for path, item in document["paths"].items() for method in item
                   if method != "parameters"}
     assert served == documented
-    # every command has an operation; one the service cannot carry out yet answers only refusals
+    # every command has an operation
     assert {c for _, _, c, _ in openapi.COMMAND_ROUTES} == set(COMMANDS)  # (some under an alias path too)
     for method, path, command, _ in openapi.COMMAND_ROUTES:
         operation = document["paths"][path][method]
         assert operation["security"] == [{openapi.SECURITY_SCHEME: []}]
         assert {"400", "401", "503"} <= set(operation["responses"])
-        assert ("200" in operation["responses"]) == (command not in NOT_AVAILABLE)
+        assert "200" in operation["responses"]
         required, optional = FIELDS[command]
         assert ("404" in operation["responses"]) == ("machine_id" in required | optional)
         properties = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]

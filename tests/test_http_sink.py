@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from simulator import package_version
-from simulator.adapters.delivery.http_sink import HttpTransport, SinkState, request_bodies, retry_after_s
+from simulator.adapters.delivery.http_sink import HttpTransport, SinkState
+from simulator.adapters.delivery.http_wire import request_bodies, retry_after_s
 from simulator.adapters.delivery.transport import Delivery
 from simulator.config.http_sinks import HttpSink
 from simulator.errors import ConfigError

@@ -323,7 +323,7 @@ def test_bridge_refuses_the_embedded_broker_and_a_config_without_targets(unique:
         Bridge(embedded)
     no_targets = load(PROFILE, environ={}, overrides={"kafka.bootstrap_servers": "127.0.0.1:9092",
                                                       "mqtt.targets": []})
-    with pytest.raises(ConfigError, match=r"mqtt\.targets: the bridge needs at least one MQTT target"):
+    with pytest.raises(ConfigError, match=r"mqtt\.targets: the bridge needs at least one enabled MQTT target"):
         Bridge(no_targets)
     target = {"name": "edge", "host": "127.0.0.1", "enabled": False}
     disabled = load(PROFILE, environ={}, overrides={"kafka.bootstrap_servers": "127.0.0.1:9092",

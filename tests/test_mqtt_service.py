@@ -26,7 +26,7 @@ from simulator.config.loader import load
 from simulator.config.schema import Config
 from simulator.programs.service import Service
 
-from harness.collector import MqttCollector, ReceivedMessage
+from harness.collector import MqttCollector, ReceivedMessage, publish
 from harness.dependencies import require_executable
 from harness.mosquitto import Mosquitto
 from harness.service import Collected, Reader, control_headers, running_service, wait_for
@@ -299,7 +299,8 @@ async def test_smart_factory_profile_is_the_seed_plant_with_six_typed_metrics_ev
                 series[t].get("good_count", 0) > 0 for series in s.samples.values()
                 for t in itertools.islice(reversed(series), 3)), 90,
                 "150 samples (5 minutes) of all nine machines, and a first lot through a stage")
-            # the seed's third command: known, refused with its reason, counted; the plant goes on
+            # the seed's third command: without CLOUD_API_URL there is no cloud link to cut (the edge broker has
+            # uplink: false), so it is refused with its reason and counted; the plant goes on
             await asyncio.to_thread(broker.wait_for_log, f"{service.mqtt[0].session.client_id} 1 {command_topic}")
             await asyncio.to_thread(publish, broker, command_topic, b'{"cmd": "network_outage", "value": true}')
             await wait_for(lambda: mqtt_commands(service) == {("network_outage", "rejected"): 1}, 10,
@@ -404,25 +405,6 @@ async def test_smart_factory_bearing_fault_over_mqtt_shows_on_every_machine_unti
 
 
 # --- commands over MQTT ---------------------------------------------------------------------------------------
-def publish(broker: Mosquitto, topic: str, *payloads: bytes) -> None:
-    """Publish with QoS 1 from a separate paho client and wait for each PUBACK (blocking)."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"commander-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv311)
-    client.connect(broker.host, broker.port, 30)
-    client.loop_start()
-    try:
-        for payload in payloads:
-            info = client.publish(topic, payload, qos=1)
-            info.wait_for_publish(10)
-            assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 def mqtt_commands(service: Service) -> dict[tuple[str, str], float]:
     """factorysim_commands_total of source mqtt by (command, outcome), from the service's registry."""
     return {(s.labels["command"], s.labels["outcome"]): s.value

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import TypeAdapter
 
 from simulator import package_version
 from simulator.adapters.enms_routes import ID_FIELDS, MAX_IDS
-from simulator.command_schema import ALIASES, FIELDS, MAX_COMMAND_BYTES, NOT_AVAILABLE
+from simulator.command_schema import ALIASES, FIELDS, MAX_COMMAND_BYTES
+from simulator.config.delivery import DeliveryFaults
 from simulator.interfaces import HealthStatus, ServiceState
 from simulator.limits import CONTROL_CHARACTER, MAX_DURATION_S, MAX_SEVERITY, MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED
 from simulator.model.control import PLANT_WIDE_ANOMALIES
@@ -81,7 +84,12 @@ COMMAND_ROUTES += (
     ("post", "/plant/energy_spike", "energy_spike",
      "Switch an energy spike on (`value` true) or off on every machine (or `machine_id`'s): 2.5-4 times the power"),
     ("post", "/plant/network_outage", "network_outage",
-     "Not available yet (needs the durable spool of an MQTT target): always refused, reason code `unsupported`"),
+     "Cut (`value` true) or restore the network link of the MQTT targets and HTTP sinks (or `target`'s): "
+     "nothing is sent, records wait (with a spool, on disk) and go out in order when it ends or after "
+     "`duration_s` wall seconds"),
+    ("post", "/delivery/faults", "delivery_faults",
+     "Set the delivery faults of every MQTT target and HTTP sink (or `target`'s), replacing the ones in force: "
+     "duplicates, drops, late and reordered messages, scheduled outages; no fields: all off"),
 )
 
 # text fields refuse the control characters of simulator.limits.CONTROL_RANGES
@@ -91,6 +99,26 @@ NO_CONTROL_CHARACTERS = "^[^" + CONTROL_CHARACTER.pattern.removeprefix("[").remo
 def _text(description: str) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": NO_CONTROL_CHARACTERS,
             "description": f"{description}; 1..{MAX_TEXT_CHARS} characters, no control characters"}
+
+
+def _inline(annotation: Any, description: str | None) -> dict[str, Any]:
+    """The JSON schema of a delivery faults field, as the config validates it (no references)."""
+    schema = TypeAdapter(annotation).json_schema(ref_template="#/$defs/{model}")
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                return resolve(definitions[ref.rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items() if k != "title"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+    resolved: dict[str, Any] = resolve(schema)
+    if description:
+        resolved["description"] = description
+    return resolved
 
 
 def _nullable(ref: str) -> dict[str, Any]:
@@ -120,7 +148,11 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
              "examples": list(PLANT_WIDE_ANOMALIES)},
     "severity": {"$ref": "#/components/schemas/Severity"},
     "speed": {"$ref": "#/components/schemas/Speed"},
-    "value": {"type": "boolean", "description": "The plant-wide switch: on or off"},
+    "value": {"type": "boolean", "description": "The plant-wide switch (network_outage: the outage) on or off"},
+    "target": _text("An MQTT target's or HTTP sink's name (default: all; network_outage: those with uplink true)"),
+    **{name: _inline(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation,
+                     field.description)
+       for name, field in DeliveryFaults.model_fields.items()},
 }
 
 
@@ -271,6 +303,12 @@ def _results() -> dict[str, dict[str, Any]]:
                           "machines": {"type": "array", "items": {"type": "string"},
                                        "description": "the machines switched (sorted ids)"}})
            for name in PLANT_WIDE_ANOMALIES},
+        "network_outage": _object({"value": {"type": "boolean"},
+                                   "targets": {"type": "array", "items": {"type": "string"},
+                                               "description": "the targets whose link is now down (or up)"},
+                                   "duration_s": {"type": ["number", "null"]}}),
+        "delivery_faults": _object({"targets": {"type": "object", "additionalProperties": {"type": "string"},
+                                                "description": "target -> the faults now in force"}}),
     }
 
 
@@ -391,17 +429,15 @@ def _control_operation(operation_id: str, summary: str) -> dict[str, Any]:
     }
 
 
-def _command_operation(command: str, summary: str, path: str, result: dict[str, Any] | None) -> dict[str, Any]:
-    """``result``: the 200 body's schema; None for a command that is always refused (NOT_AVAILABLE)."""
+def _command_operation(command: str, summary: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result``: the 200 body's schema."""
     body = request_body_schema(command, path)
     required = bool(FIELDS[command][0] - {PATH_MACHINE})  # else no body at all is the same as {}
-    responses: dict[str, Any] = {}
-    if result is not None:
-        responses["200"] = _json(_object({"command": {"const": command}, **result["properties"]},
-                                         ["command", *result["required"]]), "Applied")
-        responses["400"] = _error("Malformed, out of bounds or not applicable now (the reason code says which)")
-    else:
-        responses["400"] = _error(f"Always (reason code unsupported): {NOT_AVAILABLE[command]}; or malformed")
+    responses: dict[str, Any] = {
+        "200": _json(_object({"command": {"const": command}, **result["properties"]},
+                             ["command", *result["required"]]), "Applied"),
+        "400": _error("Malformed, out of bounds or not applicable now (the reason code says which)"),
+    }
     responses["401"] = _unauthorized()
     if PATH_MACHINE in FIELDS[command][0] | FIELDS[command][1]:  # in the path, or in the body
         responses["404"] = _error("No such machine (reason code unknown_machine)")
@@ -427,7 +463,7 @@ def document(machine_ids: Iterable[str] = ()) -> dict[str, Any]:
         paths.setdefault(path, {})[method] = _view_operation(operation_id, summary)
     results = _results()
     for method, path, command, summary in COMMAND_ROUTES:
-        paths.setdefault(path, {})[method] = _command_operation(command, summary, path, results.get(command))
+        paths.setdefault(path, {})[method] = _command_operation(command, summary, path, results[command])
     for method, path, operation_id, summary in CONTROL_ROUTES:
         paths.setdefault(path, {})[method] = _control_operation(operation_id, summary)
     for path, item in paths.items():

@@ -60,8 +60,8 @@ class ScheduledOutage(Strict):
     and again every ``every_s`` when it is given."""
 
     after_s: Annotated[float, Field(ge=0, le=MAX_OUTAGE_S * 52, allow_inf_nan=False)] = 0.0
-    duration_s: Annotated[float, Field(gt=0, le=MAX_OUTAGE_S, allow_inf_nan=False)]
-    every_s: Annotated[float, Field(gt=0, le=MAX_OUTAGE_S * 52, allow_inf_nan=False)] | None = None
+    duration_s: Annotated[float, Field(ge=0.1, le=MAX_OUTAGE_S, allow_inf_nan=False)]
+    every_s: Annotated[float, Field(ge=1, le=MAX_OUTAGE_S * 52, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> ScheduledOutage:

@@ -30,7 +30,7 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _TRUE = {"true", "yes", "on", "1", "y", "t"}
 _FALSE = {"false", "no", "off", "0", "n", "f"}
 
-Conversion = Literal["milliseconds", "hour", "not", "lowercase"]
+Conversion = Literal["milliseconds", "hour", "not", "lowercase", "present"]
 
 
 def _milliseconds(raw: str) -> float:
@@ -66,12 +66,17 @@ def _lowercase(raw: str) -> str:
     return raw.strip().lower()
 
 
+def _present(raw: str) -> bool:
+    return bool(raw.strip())
+
+
 # convert: name -> what it does with the variable's text (a ValueError says what is allowed)
 CONVERSIONS: Mapping[str, Callable[[str], Any]] = {
     "milliseconds": _milliseconds,  # a number of milliseconds -> seconds (TELEMETRY_INTERVAL_MS=2000 -> 2.0)
     "hour": _hour,  # a whole hour -> "HH:00" (SHIFT_1_START=6 -> "06:00"); 24 is midnight; HH:MM as it is
     "not": _not,  # a boolean, negated (switch one target on and another off with one variable)
     "lowercase": _lowercase,  # K8S-SAT -> k8s-sat
+    "present": _present,  # any text -> true, empty -> false (a URL given switches its sink on)
 }
 
 

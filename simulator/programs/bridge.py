@@ -43,6 +43,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
+from simulator.adapters.delivery.http_target import HttpSinkTarget
+from simulator.adapters.delivery.metrics import DeliveryMetrics, delivery_view
+from simulator.adapters.delivery.target import DeliveryTarget
 from simulator.adapters.health_server import HealthServer
 from simulator.adapters.kafka_admin import StartupProblem, start_client, wait_for_cluster
 from simulator.adapters.kafka_options import client_options, consumer_options
@@ -50,6 +53,8 @@ from simulator.adapters.listening import PortSetting
 from simulator.adapters.mqtt import MqttPublisher, MqttTargetMetrics
 from simulator.adapters.offsets import ConsumerOffsets, PartitionOffsets
 from simulator.asyncio_waits import wait_for
+from simulator.config.http_sinks import HttpSink
+from simulator.config.mqtt import MqttTarget
 from simulator.config.schema import Config
 from simulator.errors import ConfigError
 from simulator.formats import Format, WireMessage
@@ -58,7 +63,7 @@ from simulator.formats.coffeemek_decode import decode_message
 from simulator.formats.registry import build_format
 from simulator.interfaces import RUNNING, STARTING, STOPPED, STOPPING, HealthStatus, ServiceState
 from simulator.model.records import Record
-from simulator.programs.stats_log import Growth, StatsLog, dropped_note
+from simulator.programs.stats_log import Growth, StatsLog, dropped_note, outage_note
 from simulator.runtime.faults import FaultDrill
 from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.signals import install_stop_signals
@@ -84,9 +89,9 @@ def message_location(value: bytes) -> str | None:
 class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, config: Config, *, environ: Mapping[str, str] | None = None,
                  http_port: int | None = None, hard_exit: bool = False, fault: FaultDrill | None = None) -> None:
-        if not config.mqtt.enabled_targets:
-            raise ConfigError(["mqtt.targets: the bridge needs at least one enabled MQTT target"
-                               if config.mqtt.targets else "mqtt.targets: the bridge needs at least one MQTT target"])
+        if not config.delivery_targets:
+            raise ConfigError(["mqtt.targets: the bridge needs at least one enabled MQTT target (or HTTP sink, "
+                               "http_sinks)"])
         if config.kafka.bootstrap_servers == "embedded":
             raise ConfigError(["kafka.bootstrap_servers: the bridge reads an existing cluster; give host:port "
                                "(or set KAFKA_BOOTSTRAP_SERVERS), not 'embedded'"])
@@ -100,12 +105,15 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             config.kafka.topics.events: "lot_event",
         }
         self.topics = sorted(self._kind_of)
-        self.publishers = [
-            MqttPublisher(t, build_format(t.format, config, config.simulation.seed, run_id=self.instance,
-                                          topic_template=t.topic_template),
-                          instance=self.instance, environ=environ)
-            for t in config.mqtt.enabled_targets
-        ]
+        seed = config.simulation.seed
+
+        def fmt(t: MqttTarget | HttpSink) -> Format:
+            return build_format(t.format, config, seed, run_id=self.instance, topic_template=t.topic_template)
+        self.mqtt = [MqttPublisher(t, fmt(t), instance=self.instance, environ=environ, seed=seed, program="bridge")
+                     for t in config.mqtt.enabled_targets]
+        self.http_sinks = [HttpSinkTarget(s, fmt(s), environ=environ, seed=seed, program="bridge")
+                           for s in config.http_sinks if s.enabled]
+        self.publishers: list[DeliveryTarget] = [*self.mqtt, *self.http_sinks]
         # coffeemek targets get the Kafka message as it is (only the topic changes): no decoding and
         # re-encoding, and the event ids stay those of the service
         self._pass_through = [p.fmt if isinstance(p.fmt, CoffeeMekFormat) else None for p in self.publishers]
@@ -114,7 +122,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         # latest few: messages of two runs may come interleaved
         self._run_formats: OrderedDict[dt.datetime, list[Format | None]] = OrderedDict()
         self.registry = CollectorRegistry()
-        self.registry.register(MqttTargetMetrics(self.publishers))
+        self.registry.register(MqttTargetMetrics(self.mqtt))
+        self.registry.register(DeliveryMetrics(self.publishers))
         self.consumed = Counter("factorysim_bridge_messages_consumed", "Kafka messages read", registry=self.registry)
         self.undecodable = Counter("factorysim_bridge_messages_undecodable",
                                    "Kafka messages that are not coffeemek records (skipped)", registry=self.registry)
@@ -145,10 +154,13 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         kafka = self.config.kafka
         self.server = server = HealthServer(self, self.registry, self.config.http.host, self.http_port,
                                             BRIDGE_HTTP_PORT, name="bridge health endpoint")
-        await server.start()
-        self.http_port = server.port
         consumer: AIOKafkaConsumer | None = None
+        with self.config.errors_located():
+            for target in self.publishers:  # a spool that cannot be used is a configuration error
+                target.open()
         try:
+            await server.start()
+            self.http_port = server.port
             options = client_options(kafka, kafka.bootstrap_servers, self.environ)
             consumer = AIOKafkaConsumer(
                 **options, **consumer_options(kafka.consumer, self.config.mqtt.bridge.group_id),
@@ -168,6 +180,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                 with contextlib.suppress(Exception):
                     await wait_for(consumer.stop(), 5)
             await server.stop()
+            for target in self.publishers:
+                await target.queue.aclose()
             self.state = STOPPED
         self.supervisor.raise_if_failed()
 
@@ -184,15 +198,16 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _run_loops(self, server: HealthServer) -> None:
         watch, fault = self.supervisor.watch, self.fault
         async with asyncio.TaskGroup() as group:
-            def target(p: MqttPublisher) -> asyncio.Task[None]:
+            def target(p: DeliveryTarget) -> asyncio.Task[None]:
                 body = fault.failing(p.run()) if fault is not None and fault.loop == "mqtt" else p.run()
-                return group.create_task(watch(f"mqtt-{p.name}", body), name=f"mqtt-{p.name}")
+                return group.create_task(watch(f"{p.kind}-{p.name}", body), name=f"{p.kind}-{p.name}")
 
             tasks = [target(p) for p in self.publishers]
             self.state = RUNNING
             self.ready_event.set()
             log.info("MQTT bridge: %d topics from %s -> %s", len(self.topics), self.config.kafka.bootstrap_servers,
-                     ", ".join(f"{p.name} ({p.target.host}:{p.target.port}, {p.fmt.name})" for p in self.publishers))
+                     ", ".join([*(f"{p.name} ({p.target.host}:{p.target.port}, {p.fmt.name})" for p in self.mqtt),
+                                *(f"{h.name} ({h.sink.endpoint}, {h.fmt.name})" for h in self.http_sinks)]))
             reader = group.create_task(watch("bridge-reader", self._read()), name="bridge-reader")
             committer = group.create_task(watch("bridge-commits", self._commit_loop()), name="bridge-commits")
             http = group.create_task(watch("bridge-http", server.serve()), name="bridge-http")
@@ -262,11 +277,12 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
             one_done = last_done
 
         kind = self._kind_of[topic]
+        mark = (f"{topic}:{tp.partition}", offset)  # a spool skips what it was handed before a restart
         formats = self._formats_of(run_start) if record is not None else self._pass_through
         for publisher, pass_through, fmt in zip(self.publishers, self._pass_through, formats, strict=True):
             if pass_through is not None:
                 message = WireMessage(pass_through.mqtt_topic(topic, location), b"", (), value)
-                publisher.offer_encoded(kind, [message], one_done)
+                publisher.offer_encoded(kind, [message], one_done, mark)
                 continue
             assert record is not None
             assert fmt is not None
@@ -277,7 +293,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.exception("bridge: target %s cannot encode %s[%s]@%d in format %s; skipped", publisher.name,
                               topic, tp.partition, offset, fmt.name)
                 messages = []
-            publisher.offer_encoded(kind, messages, one_done)
+            publisher.offer_encoded(kind, messages, one_done, mark)
 
     def _formats_of(self, start: dt.datetime) -> list[Format | None]:
         """Per target, the format that re-encodes a record of the run whose simulated time 0 is
@@ -291,8 +307,8 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         config = self.config
         run_config = config.model_copy(update={"simulation": config.simulation.model_copy(update={"start": start})})
         formats = [None if pass_through is not None else
-                   build_format(p.target.format, run_config, config.simulation.seed, run_id=self.instance,
-                                topic_template=p.target.topic_template)
+                   build_format(p.config.format, run_config, config.simulation.seed, run_id=self.instance,
+                                topic_template=p.config.topic_template)
                    for p, pass_through in zip(self.publishers, self._pass_through, strict=True)]
         self._run_formats[start] = formats
         while len(self._run_formats) > RUN_FORMATS_KEPT:
@@ -332,7 +348,9 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                  f"{growth.rate('committed', committed)}, pending {offsets.pending if offsets is not None else 0}"
                  + ("" if self.kafka_connected else ", not connected"))
         mqtt = [f"MQTT {p.name} published {growth.rate(f'mqtt {p.name}', p.messages_published)}"
-                + dropped_note(p) + ("" if p.connected else f", {p.session.state}") for p in self.publishers]
+                + dropped_note(p) + ("" if p.connected else f", {p.session.state}") + outage_note(p) for p in self.mqtt]
+        mqtt += [f"HTTP {h.name} sent {growth.rate(f'http {h.name}', h.http.records_sent)}" + dropped_note(h)
+                 + ("" if h.connected else f", {h.http.state}") + outage_note(h) for h in self.http_sinks]
         return "; ".join([kafka, *mqtt])
 
     # -- health ----------------------------------------------------------------------------------------
@@ -363,7 +381,9 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
                       "last_error_at": utc_text(problem.at) if problem else None,
                       "group_id": self.config.mqtt.bridge.group_id, "topics": self.topics,
                       "pending_offsets": self._offsets.pending if self._offsets is not None else 0},
-            "mqtt": {"targets": [p.health() for p in self.publishers]},
+            "mqtt": {"targets": [p.health() for p in self.mqtt]},
+            "http_sinks": {"targets": [h.health() for h in self.http_sinks]},
+            "delivery": delivery_view(self.publishers),
         }
 
 

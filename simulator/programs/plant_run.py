@@ -30,6 +30,7 @@ from simulator.adapters.journal import JournalWriter
 from simulator.adapters.journal_reader import JournalEnds, newest_run_id, read_journal, read_journal_after
 from simulator.adapters.snapshots import SnapshotWriter, snapshots_of
 from simulator.asyncio_waits import wait_for
+from simulator.config.http_sinks import HttpSink
 from simulator.config.mqtt import MqttTarget
 from simulator.config.schema import Config
 from simulator.errors import ConfigError
@@ -82,7 +83,7 @@ class PlantRun:
     """The run of ``plants`` (see the module docstring)."""
 
     def __init__(self, config: Config, plants: list[str], *, outbox: Outbox, speed: float | None,
-                 metrics: IoMetrics, mqtt_targets: Sequence[MqttTarget], fresh: bool, start_now: bool,
+                 metrics: IoMetrics, delivery_targets: Sequence[MqttTarget | HttpSink], fresh: bool, start_now: bool,
                  fresh_before_ms: int | None = None, keep_clock: bool = False) -> None:
         """``config``: the whole config (the run's is cut from it).  ``fresh``: start a new run
         even if the journal holds one to continue (``fresh_before_ms``: only if that run started
@@ -98,7 +99,7 @@ class PlantRun:
         self.outbox = outbox
         self.speed = speed
         self.metrics = metrics
-        self.mqtt_targets = mqtt_targets
+        self.delivery_targets = delivery_targets
         self.fresh = fresh
         self.fresh_before_ms = fresh_before_ms
         self.start_now = start_now
@@ -111,7 +112,7 @@ class PlantRun:
         self.run_journal: RunJournal | None = None
         self.snapshot_writer: SnapshotWriter | None = None
         self.snapshotter: Snapshotter | None = None
-        self.mqtt_formats: dict[str, Format] = {}  # target name -> its format for this run
+        self.delivery_formats: dict[str, Format] = {}  # MQTT target or HTTP sink -> its format for this run
         self.tasks: list[asyncio.Task[Any]] = []  # the run's loops, while it runs
         self.stopped = False
         self.build_model(config.simulation.start, config.simulation.seed, uuid.uuid4().hex[:16])
@@ -144,8 +145,9 @@ class PlantRun:
         self.format = CoffeeMekFormat(config, seed, run_id=run_id)
         self.inputs = InputGate(self.driver)  # the one way into the model (journaled once Kafka is up)
         self.commands = CommandProcessor(self.driver, self.metrics, inputs=self.inputs, refusal=self.refusal)
-        self.mqtt_formats = {t.name: build_format(t.format, config, seed, run_id=run_id,
-                                                  topic_template=t.topic_template) for t in self.mqtt_targets}
+        self.delivery_formats = {t.name: build_format(t.format, config, seed, run_id=run_id,
+                                                      topic_template=t.topic_template)
+                                 for t in self.delivery_targets}
 
     def start_at_go_live(self) -> None:
         """``run --start now`` for a new run: simulated time 0 is this instant (less the warm-up)."""

@@ -45,6 +45,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from simulator.adapters.delivery.http_target import HttpSinkTarget
+from simulator.adapters.delivery.metrics import DeliveryMetrics, delivery_view
+from simulator.adapters.delivery.target import DeliveryTarget
 from simulator.adapters.embedded_broker import EmbeddedBroker
 from simulator.adapters.http import HttpServer
 from simulator.adapters.journal import JournalWriter
@@ -71,10 +74,11 @@ from simulator.model.machine import Machine
 from simulator.model.records import Record
 from simulator.model.simulation import Simulation
 from simulator.orders import OrderParser
+from simulator.programs.delivery_commands import ServiceCommands
 from simulator.programs.plant_commands import PlantCommands
 from simulator.programs.plant_ownership import PlantOwnership
 from simulator.programs.plant_run import PlantRun
-from simulator.programs.stats_log import Growth, StatsLog, dropped_note
+from simulator.programs.stats_log import Growth, StatsLog, dropped_note, outage_note
 from simulator.runtime.commands import CommandProcessor
 from simulator.runtime.driver import Driver
 from simulator.runtime.faults import FaultDrill, fail_in_step
@@ -128,19 +132,25 @@ class Service:
         self.full_format = CoffeeMekFormat(config, config.simulation.seed)  # topics, and records of no run
         self.formats = RunFormats(self.full_format)
         self.event_starts: dict[str, Callable[[float], int]] = {}  # plant -> sim time -> its run's epoch ms
-        self.mqtt: list[MqttPublisher] = []
-        targets = config.mqtt.enabled_targets
-        self.mqtt_formats = {t.name: RunFormats(build_format(t.format, config, config.simulation.seed,
-                                                             topic_template=t.topic_template)) for t in targets}
-        self.mqtt = [MqttPublisher(target, self.mqtt_formats[target.name], instance=self.instance, environ=environ,
-                                   on_command=self._mqtt_command)
-                     for target in targets]
-        for publisher in self.mqtt:
-            self.outbox.add_tap(publisher)
-        self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
         scale_out = config.kafka.scale_out
-        self.scale_out = scale_out.enabled
         self.instance_id = scale_out.instance_id or socket.gethostname()
+        seed = config.simulation.seed
+        self.delivery_formats = {
+            t.name: RunFormats(build_format(t.format, config, seed, topic_template=t.topic_template))
+            for t in config.delivery_targets}
+        self.mqtt = [MqttPublisher(target, self.delivery_formats[target.name], instance=self.instance, environ=environ,
+                                   on_command=self._mqtt_command, seed=seed, instance_id=self.instance_id)
+                     for target in config.mqtt.enabled_targets]
+        self.http_sinks = [HttpSinkTarget(sink, self.delivery_formats[sink.name], environ=environ, seed=seed,
+                                          instance_id=self.instance_id)
+                           for sink in config.http_sinks if sink.enabled]
+        self.targets: list[DeliveryTarget] = [*self.mqtt, *self.http_sinks]  # where records go besides Kafka
+        for target in self.targets:
+            self.outbox.add_tap(target)
+            target.run_of = self._run_id_of
+        self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
+        self.metrics.registry.register(DeliveryMetrics(self.targets))
+        self.scale_out = scale_out.enabled
         self.started_ms = int(time.time() * 1000)
         self.runs: list[PlantRun] = []
         self.run_of: dict[str, PlantRun] = {}  # plant -> the run it is in
@@ -153,6 +163,7 @@ class Service:
         self.router: InboxRouter | None = None  # (scale_out) orders and commands to their plants' owners
         self.plants_consumer: AIOKafkaConsumer | None = None
         self.plant_commands = PlantCommands(self)
+        self.service_commands = ServiceCommands(self.model_commands, self.targets, self.metrics)
         if not self.scale_out:
             self._add_run(self.new_run(list(config.locations)))
         self.state = STARTING
@@ -177,7 +188,7 @@ class Service:
     # -- the runs ---------------------------------------------------------------------------------------
     def new_run(self, plants: list[str], fresh_before_ms: int | None = None, keep_clock: bool = False) -> PlantRun:
         return PlantRun(self.config, plants, outbox=self.outbox, speed=self.speed, metrics=self.metrics,
-                        mqtt_targets=self.config.mqtt.enabled_targets, fresh=self.fresh, start_now=self.start_now,
+                        delivery_targets=self.config.delivery_targets, fresh=self.fresh, start_now=self.start_now,
                         fresh_before_ms=fresh_before_ms, keep_clock=keep_clock)
 
     def start_run(self, run: PlantRun) -> None:
@@ -255,8 +266,8 @@ class Service:
     def _use_formats(self, run: PlantRun) -> None:
         """The publishers encode the run's records with its formats (after every model rebuild)."""
         self.formats.use(run.plants, run.format)
-        for name, fmt in run.mqtt_formats.items():
-            self.mqtt_formats[name].use(run.plants, fmt)
+        for name, fmt in run.delivery_formats.items():
+            self.delivery_formats[name].use(run.plants, fmt)
         instant_ms = epoch_ms(run.sim.start)
         for plant in run.plants:
             self.event_starts[plant] = instant_ms
@@ -277,7 +288,11 @@ class Service:
         return self.sole_run.driver
 
     @property
-    def commands(self) -> CommandProcessor | PlantCommands:
+    def commands(self) -> ServiceCommands:
+        """Every entrance's commands: the model's to the plants, the delivery commands to the targets."""
+        return self.service_commands
+
+    def model_commands(self) -> CommandProcessor | PlantCommands:
         return self.plant_commands if self.scale_out else self.sole_run.commands
 
     @property
@@ -324,6 +339,10 @@ class Service:
         try:
             async with AsyncExitStack() as stack:
                 stack.enter_context(fewer_young_collections())
+                with self.config.errors_located():
+                    for target in self.targets:  # a spool that cannot be used is a configuration error
+                        target.open()
+                        stack.push_async_callback(target.queue.aclose)
                 self.http = http = HttpServer(self, self.config.http.host, self.config.http.port)
                 await http.start()
                 stack.push_async_callback(http.stop)
@@ -518,7 +537,7 @@ class Service:
             intake = loop("order-intake", "intake", self._intake_once_live())
             for run in self.runs:
                 self._run_loops_of(run, loop)
-            mqtt = [loop(f"mqtt-{p.name}", "mqtt", p.run()) for p in self.mqtt]
+            mqtt = [loop(f"{t.kind}-{t.name}", "mqtt", t.run()) for t in self.targets]
             assert self.journal is not None
             others = [loop("journal", "", self.journal.run()),
                       loop("http", "http", self.http.serve()),
@@ -645,18 +664,25 @@ class Service:
                                 "journal after the newest snapshot")
 
     async def _stop_mqtt(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Let the targets publish what they queued (within a budget), then disconnect."""
-        for publisher in self.mqtt:
-            publisher.finish()
+        """Let the MQTT targets and HTTP sinks deliver what they queued (within a budget; a spool keeps
+        what is left for the next start), then disconnect."""
+        for target in self.targets:
+            target.finish()
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=max(1.0, self.shutdown_timeout_s * 0.25))
         for task in late:
             task.cancel()
         if late:
-            left = sum(len(p) + p.session.in_flight for p in self.mqtt)
-            log.error("shutdown: %d MQTT records not delivered in time", left)
+            left = sum(len(t) + t.in_flight for t in self.targets if t.spool_file is None)
+            if left:
+                log.error("shutdown: %d MQTT/HTTP records not delivered in time", left)
             await asyncio.wait(late, timeout=3)
+
+    def _run_id_of(self, plant: str) -> str | None:
+        """The id of the run ``plant`` is in (a spool's marks: what it was handed before a restart)."""
+        run = self.run_of.get(plant)
+        return run.run_id if run is not None else None
 
     async def _mqtt_command(self, payload: bytes) -> None:
         """A command from an MQTT command topic; a rejected one is already logged and counted."""
@@ -748,7 +774,10 @@ class Service:
         sent = self.publisher.sent if self.publisher is not None else 0
         kafka = f"Kafka sent {growth.rate('kafka', sent)}" + ("" if self.kafka_connected else ", not connected")
         mqtt = [f"MQTT {p.name} {growth.rate(f'mqtt {p.name}', p.messages_published)}"
-                + dropped_note(p) + ("" if p.connected else f", {p.session.state}") for p in self.mqtt]
+                + dropped_note(p) + ("" if p.connected else f", {p.session.state}") + outage_note(p)
+                for p in self.mqtt]
+        mqtt += [f"HTTP {h.name} {growth.rate(f'http {h.name}', h.http.records_sent)}" + dropped_note(h)
+                 + ("" if h.connected else f", {h.http.state}") + outage_note(h) for h in self.http_sinks]
         parts = ["stats: " + lots, kafka, *mqtt]
         if self.ownership is not None:
             parts.append(f"plants owned {len(self.run_of)} ({', '.join(sorted(self.run_of)) or 'none'})")
@@ -807,7 +836,7 @@ class Service:
     @property
     def status(self) -> HealthStatus:
         """See :class:`~simulator.interfaces.HealthStatus`."""
-        return health_status(up=self.healthy, targets=self.mqtt, recovering=self.recovering)
+        return health_status(up=self.healthy, targets=self.targets, recovering=self.recovering)
 
     def health(self) -> dict[str, Any]:
         failure = self.supervisor.failure
@@ -861,6 +890,8 @@ class Service:
             },
             "lots": self.lot_counts(),
             "mqtt": {"targets": [p.health() for p in self.mqtt]},
+            "http_sinks": {"targets": [h.health() for h in self.http_sinks]},
+            "delivery": delivery_view(self.targets),
         }
 
     def instance_view(self) -> dict[str, Any]:

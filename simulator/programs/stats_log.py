@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simulator.adapters.mqtt import MqttPublisher
+    from simulator.adapters.delivery.target import DeliveryTarget
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,13 @@ class StatsLog:
             log.info("%s", text)
 
 
-def dropped_note(publisher: MqttPublisher) -> str:
-    """``, dropped 12`` when an MQTT target's overflow policy has dropped records, else nothing."""
-    count = sum(publisher.dropped.values())
+def dropped_note(target: DeliveryTarget) -> str:
+    """``, dropped 12`` when a target's overflow policy has dropped records, else nothing."""
+    count = sum(target.dropped.values())
     return f", dropped {count}" if count else ""
+
+
+def outage_note(target: DeliveryTarget) -> str:
+    """``, NETWORK OUTAGE (command), 1200 waiting`` during an outage; ``, FAULTS ON`` with delivery faults."""
+    note = f", NETWORK OUTAGE ({target.outage.reason}), {len(target)} waiting" if target.outage.active else ""
+    return note + (", DELIVERY FAULTS ON" if target.faults_on else "")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from simulator.asyncio_waits import wait_for
-from simulator.command_schema import PLANT_WIDE, Command, command_name, decode_command, parse_command
+from simulator.command_schema import DELIVERY_COMMANDS, PLANT_WIDE, Command, command_name, decode_command, parse_command
 from simulator.errors import CommandRejected, JournalRefused
 from simulator.io_metrics import IoMetrics
 from simulator.model import inputs
@@ -62,6 +62,9 @@ class CommandProcessor:
         """Apply a validated command."""
         driver = self.driver
         name, machine_id = command.name, command.machine_id
+        if name in DELIVERY_COMMANDS:  # the service's targets take these (ServiceCommands), never the model
+            raise CommandRejected("unsupported", f"{name} acts on the delivery to MQTT targets and HTTP sinks, "
+                                                 "not on the plant; send it to the service's own command entrances")
         why = self.refusal(name not in ("pause", "resume", "speed")) if self.refusal is not None else None
         if why is not None:
             raise CommandRejected("unavailable", why)

@@ -17,7 +17,7 @@ from simulator.config.loader import CONFIG_PATH_VARIABLES, ENV_OVERRIDES, GENERI
 
 ROOT = Path(__file__).resolve().parents[2]
 # what the profiles' environment blocks declare (a developer's shell may set TENANT_ID, say)
-PROFILE_VARIABLES = frozenset(var for path in sorted((ROOT / "profiles").glob("*.yaml"))
+PROFILE_VARIABLES = frozenset(var for path in [ROOT / "config.yaml", *sorted((ROOT / "profiles").glob("*.yaml"))]
                               for var in (yaml.safe_load(path.read_text(encoding="utf-8")).get("environment") or {}))
 
 

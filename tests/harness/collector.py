@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 import threading
@@ -57,7 +58,11 @@ class MqttCollector:
     def __init__(self, host: str, port: int, topics: str | Iterable[str] = "#", *, qos: int = 1,
                  protocol: str = "5", tls: ssl.SSLContext | None = None, username: str | None = None,
                  password: str | None = None, client_id: str | None = None, keepalive_s: int = 30,
-                 connect_timeout_s: float = 10.0, reconnect_max_delay_s: float = 0.5) -> None:
+                 connect_timeout_s: float = 10.0, reconnect_max_delay_s: float = 0.5,
+                 persistent: bool = False) -> None:
+        """``persistent``: a session the broker keeps while the collector is away (MQTT 5: clean start
+        off, session expiry one hour; 3.1.1: clean session off) — with a broker that persists it, what
+        is published while the broker restarts reaches the collector too."""
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -83,9 +88,18 @@ class MqttCollector:
         self._lock = threading.Lock()
         self._running = False
         v5 = protocol == "5"
+        self.persistent = persistent
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-                                   clean_session=None if v5 else True)
+                                   clean_session=None if v5 else not persistent)
+        self._connect_options: dict[str, Any] = {}
+        if persistent and v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+            self._connect_options = {"clean_start": False, "properties": properties}
         # paho annotates the delays as int; it only does arithmetic with them, fractions work
         self._client.reconnect_delay_set(min_delay=0.05, max_delay=reconnect_max_delay_s)  # type: ignore[arg-type]
         self._tls = tls
@@ -178,7 +192,8 @@ class MqttCollector:
         if self._tls is not None:
             await asyncio.to_thread(self._check_tls)
         # the first connect in a worker thread: socket errors surface here as themselves
-        await asyncio.to_thread(self._client.connect, self.host, self.port, self.keepalive_s)
+        await asyncio.to_thread(functools.partial(self._client.connect, self.host, self.port, self.keepalive_s,
+                                                  **self._connect_options))
         self._client.loop_start()
         self._running = True
         try:
@@ -265,3 +280,22 @@ class MqttCollector:
         """Wait until the subscriptions were acknowledged ``rounds`` times in total (1 after start,
         2 after the first reconnect, ...)."""
         await self._wait(lambda: self.subscribe_rounds >= rounds, timeout_s, f"subscription round {rounds}")
+
+
+def publish(broker: Any, topic: str, *payloads: bytes) -> None:
+    """Publish with QoS 1 from a separate paho client and wait for each PUBACK (blocking)."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"commander-{uuid.uuid4().hex[:8]}",
+                         protocol=paho.MQTTv311)
+    client.connect(broker.host, broker.port, 30)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            info = client.publish(topic, payload, qos=1)
+            info.wait_for_publish(10)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()

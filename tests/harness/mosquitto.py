@@ -95,7 +95,8 @@ def mqtt_answers(host: str, port: int, timeout_s: float = 1.0) -> bool:
 
 
 class Mosquitto:
-    """A private Mosquitto broker process on a free loopback port, persistence off.
+    """A private Mosquitto broker process on a free loopback port, persistence off (``persistent=True``:
+    on, in its directory, so that clients' sessions and their queued messages outlive a restart).
 
     ``users`` (name -> password) writes a password file and turns anonymous access off (unless
     ``allow_anonymous=True``). ``tls`` (a ``Pki``) adds a TLS listener on ``tls_port`` with the PKI's
@@ -116,7 +117,7 @@ class Mosquitto:
                  tls: Pki | None = None, require_certificate: bool = False,
                  extra_config: Sequence[str] = (), binary: str | None = None, host: str = LOOPBACK,
                  port: int | None = None, tls_port: int | None = None, directory: Path | str | None = None,
-                 start_timeout_s: float = 10.0) -> None:
+                 start_timeout_s: float = 10.0, persistent: bool = False) -> None:
         if require_certificate and tls is None:
             raise ValueError("require_certificate needs tls (a Pki)")
         self.users = dict(users or {})
@@ -124,6 +125,7 @@ class Mosquitto:
         self.tls = tls
         self.require_certificate = require_certificate
         self.extra_config = list(extra_config)
+        self.persistent = persistent
         self.host = host
         self.port = port or free_port(host)
         self.tls_port: int | None = (tls_port or free_port(host)) if tls is not None else None
@@ -203,7 +205,9 @@ class Mosquitto:
     # common ----------------------------------------------------------------------------------------------
     def _write_files(self) -> None:
         bind, port, tls_port = self._listen_ports()
-        lines = ["# written by tests/harness/mosquitto.py", *self._user_line(), "persistence false",
+        persistence = (["persistence true", f"persistence_location {self._broker_path('')}/"] if self.persistent
+                       else ["persistence false"])
+        lines = ["# written by tests/harness/mosquitto.py", *self._user_line(), *persistence,
                  f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
                  f"log_dest file {self._broker_log_path()}", "log_timestamp_format %H:%M:%S",
                  "connection_messages true",
