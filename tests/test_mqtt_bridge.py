@@ -404,3 +404,93 @@ async def test_bridge_command_runs_until_sigterm_and_exits_0(kafka_bootstrap: st
     assert f"MQTT bridge: {len(stream.topics)} topics from {kafka_bootstrap} -> edge".encode() in output
     assert f"MQTT target edge: connected to 127.0.0.1:{broker.port}".encode() in output
     assert await committed_offsets(config, sorted(stream.offsets, key=str)) == stream.end_offsets()
+
+
+async def test_a_spooled_bridge_commits_what_is_on_disk_and_its_next_start_sends_it_once(
+        kafka_bootstrap: str, unique: str, broker: Mosquitto, tmp_path: Path) -> None:
+    """The broker is down: the bridge reads everything, spools it and commits it, and stops; the next
+    start (the broker back) sends the spool without reading Kafka again — every record once, in order."""
+    await broker.astop()
+    config = bridge_config(kafka_bootstrap, unique, broker.port,
+                           spool={"path": str(tmp_path / "spool-{name}.sqlite3")})
+    stream = Stream(config)
+    await stream.produce(offline_records(SIM_HOURS))
+    total = len(stream.by_id)
+    partitions = sorted(stream.offsets, key=lambda tp: (tp.topic, tp.partition))
+    async with running_bridge(config) as first:
+        await until_async(lambda: _equal(committed_offsets(config, partitions), stream.end_offsets()), 60,
+                          "every message committed once it was spooled")
+        (target,) = first.health()["mqtt"]["targets"]
+        assert target["connected"] is False and target["spool"]["messages"] == total
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 5  # a spool waits for no broker at a stop
+    await broker.astart()
+    async with MqttCollector(broker.host, broker.port, f"{unique}/#") as collector:
+        ids = Ids(collector)
+        async with running_bridge(config) as second:
+            (target,) = second.health()["mqtt"]["targets"]
+            assert target["spool"]["recovered"] == total
+            await ids.wait_for(set(stream.by_id), 30, f"all {total} records on MQTT")
+            await wait_for(lambda: second.health()["mqtt"]["targets"][0]["spool"]["messages"] == 0, 10,
+                           "the spool emptied")
+            assert second.messages_consumed == 0  # nothing read from Kafka again
+    received = [id_of(m) for m in collector.messages]
+    assert len(received) == total  # once each
+    per_machine: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for message in collector.messages:
+        body = message.json()
+        if "id_macchina" in body:
+            per_machine[(message.topic, body["id_macchina"])].append(id_of(message))
+    for key, order in per_machine.items():
+        assert order == sorted(order), key
+
+
+async def test_delivery_faults_hit_the_configured_fractions_and_the_same_seed_hits_the_same_messages(
+        kafka_bootstrap: str, unique: str, broker: Mosquitto) -> None:
+    """Two targets of one bridge, one clean, one dropping 10 % and duplicating 10 %: what the faulty one
+    delivers is the clean stream less the dropped, plus the copies, in binomial bounds; read again with
+    the same seed the same messages are hit, with another seed other ones."""
+    stream: Stream | None = None
+
+    async def run(group: str, seed: int) -> tuple[list[str], list[str]]:
+        nonlocal stream
+        clean = {"name": "clean", "host": "127.0.0.1", "port": broker.port, "qos": 1, "format": "coffeemek",
+                 "topic_template": f"{unique}/clean/{{topic}}", "reconnect": FAST_RECONNECT}
+        # the same topics every time (a fault depends on the topic and the bytes): one run at a time
+        config = bridge_config(kafka_bootstrap, unique, broker.port, topic_template=f"{unique}/dirty/{{topic}}",
+                               name="dirty", faults={"seed": seed, "drop": 0.1, "duplicate": 0.1})
+        config = config.model_copy(update={
+            "mqtt": config.mqtt.model_copy(update={
+                "targets": (*config.mqtt.targets, type(config.mqtt.targets[0]).model_validate(clean)),
+                "bridge": config.mqtt.bridge.model_copy(update={"group_id": f"{unique}-{group}"})})})
+        if stream is None:
+            stream = Stream(config)
+            await stream.produce(offline_records(SIM_HOURS))
+        async with MqttCollector(broker.host, broker.port, f"{unique}/#") as collector:
+            ids = Ids(collector)
+            async with running_bridge(config) as bridge:
+                await ids.wait_for(set(stream.by_id), 30, "every record on the clean target")
+                dirty = bridge.publishers[0]
+                await wait_for(lambda: len(dirty) == 0 and dirty.in_flight == 0 and dirty.faults.held == 0, 10,
+                               "the faulty target done")
+                expected = dirty.faults.messages - dirty.faults.dropped + dirty.faults.duplicated
+                await collector.wait_for(lambda m: sum(x.topic.startswith(f"{unique}/dirty/") for x in m)
+                                         >= expected, 10, "the faulty target's messages")
+        on = [id_of(m) for m in collector.messages if m.topic.startswith(f"{unique}/dirty/")]
+        clean_ids = [id_of(m) for m in collector.messages if m.topic.startswith(f"{unique}/clean/")]
+        return on, clean_ids
+
+    first, clean = await run("a", seed=5)
+    assert stream is not None
+    n = len(set(clean))
+    assert n == len(stream.by_id) == len(clean)  # the clean target: every record once
+    dropped = set(clean) - set(first)
+    copies = len(first) - len(set(first))
+    for observed, fraction in ((len(dropped), 0.1), (copies, 0.1 * (n - len(dropped)) / n)):
+        bound = 4.5 * (n * fraction * (1 - fraction)) ** 0.5
+        assert abs(observed - n * fraction) <= bound, (observed, n * fraction, bound)
+    again, _ = await run("b", seed=5)
+    assert set(clean) - set(again) == dropped
+    assert sorted(again) == sorted(first)  # the same copies too
+    other, _ = await run("c", seed=6)
+    assert set(clean) - set(other) != dropped

@@ -192,6 +192,13 @@ def _components() -> dict[str, Any]:
                                "outbox_depth": COUNT, "outbox_full": {"type": "boolean"}}),
         "lots": _object({"in_progress": COUNT, "completed": COUNT, "scrapped": COUNT, "received": COUNT}),
         "mqtt": _object({"targets": {"type": "array", "items": {"type": "object"}}}),
+        "http_sinks": _object({"targets": {"type": "array", "items": {"type": "object"}}}),
+        "delivery": _object({
+            "network_outage": {"type": "object", "additionalProperties": {"enum": ["command", "schedule"]},
+                               "description": "target -> why its link is down"},
+            "faults": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "target -> the delivery faults on (what it receives is altered on purpose)"},
+            "warnings": {"type": "array", "items": {"type": "string"}}}),
     }, description="Health of the service (503: unhealthy)")
     return {
         "securitySchemes": {SECURITY_SCHEME: {

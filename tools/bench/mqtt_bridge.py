@@ -59,15 +59,16 @@ async def run_bridge(servers: str, mqtt: Broker, count: int) -> float:
         gc.unfreeze()
 
 
-async def bridge_rate(cfg: Any, servers: str, mqtt: Broker, count: int) -> float:
-    """The bridge over the filled topics of ``cfg``: messages per second acknowledged by Mosquitto."""
+async def bridge_rate(cfg: Any, servers: str, mqtt: Broker, count: int, **target: Any) -> float:
+    """The bridge over the filled topics of ``cfg``: messages per second acknowledged by Mosquitto
+    (``target``: more options of its MQTT target, e.g. a spool)."""
     tag = cfg.kafka.topics.orders.split(".")[0]
     data = copy.deepcopy(cfg.model_dump(mode="json", exclude_none=True))
     data["kafka"]["bootstrap_servers"] = servers
     data["kafka"]["consumer"] = {"group_id": f"{tag}-group", "session_timeout_ms": 6000}
     data["mqtt"] = {"targets": [{"name": "bench", "host": mqtt.host, "port": mqtt.port, "qos": 1,
                                  "format": "coffeemek", "max_in_flight": WINDOW, "availability_topic": None,
-                                 "queue": {"capacity": 20_000, "overflow": "block"}}],
+                                 "queue": {"capacity": 20_000, "overflow": "block"}, **target}],
                     "bridge": {"group_id": f"{tag}-bridge", "http_port": 0}}
     bridge = Bridge(parse(data, environ={}))
     task = asyncio.create_task(bridge.run())

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # messages handed to the transport between two yields to the event loop: sending a long queue without
 # a pause would hold up every other task (the bridge's next Kafka fetch, the acknowledgements)
 YIELD_EVERY = 64
+STRANDED_CHECK_S = 0.25  # how often a stopping target with a spool checks whether it can still send
 RunOf = Callable[[str], str | None]  # a plant -> the id of the run it is in (the spool's marks)
 
 
@@ -194,18 +195,32 @@ class DeliveryTarget:
         """Send until :meth:`finish` was called and everything queued is delivered (or, during an
         outage, until finish: what is left stays in the spool, or is lost with a memory queue)."""
         self.outage.start()  # the outage schedule counts from here
-        transport = asyncio.get_running_loop().create_task(self.transport.run(), name=f"{self.kind}-{self.name}")
+        loop = asyncio.get_running_loop()
+        transport = loop.create_task(self.transport.run(), name=f"{self.kind}-{self.name}")
         try:
-            await self._send_loop()
-            if not self.outage.active:
-                await self.transport.send(self.faults.release_all())
-                await self.transport.wait_idle()
+            sending = loop.create_task(self._drain(), name=f"{self.kind}-{self.name}-send")
+            while not sending.done():
+                await asyncio.wait({sending}, timeout=STRANDED_CHECK_S)
+                if self._finishing.is_set() and self.spool_file is not None and not self.transport.connected:
+                    sending.cancel()  # nothing can go out now; the spool keeps it for the next start
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sending
+                    log.warning("%s %s: stopped while not connected; %d message(s) kept in the spool", self.kind,
+                                self.name, self.queue.health()["spool"]["messages"])
+            if not sending.cancelled():
+                sending.result()
         finally:
             await self.transport.close()
             transport.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await transport
             await self.queue.aclose()
+
+    async def _drain(self) -> None:
+        await self._send_loop()
+        if not self.outage.active:
+            await self.transport.send(self.faults.release_all())
+            await self.transport.wait_idle()
 
     async def _send_loop(self) -> None:
         sent = 0
