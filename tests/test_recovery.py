@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +27,10 @@ from simulator.model.lot import ALLOWED, LotState
 from simulator.net import free_port
 
 from harness.service import Reader, orders, produce, service_config
+from harness.service import service_process as service
 
 START_TIMEOUT_S = 60.0
 FINAL = {"lot.completed", "lot.scrapped"}
-
-
-@contextlib.contextmanager
-def service(path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "simulator", "run", "--config", str(path), *args],
-                                   env={**os.environ}, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 async def live(port: int, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:

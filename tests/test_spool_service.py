@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +24,10 @@ from harness.collector import MqttCollector
 from harness.delivered import Delivered, published_ids
 from harness.mosquitto import Mosquitto
 from harness.service import Reader, orders, produce, service_config
+from harness.service import service_process as service
 
 START_TIMEOUT_S = 60.0
 FINAL = {"lot.completed", "lot.scrapped"}
-
-
-@contextlib.contextmanager
-def service(path: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "simulator", "run", "--config", str(path)],
-                                   env={**os.environ}, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 async def health_of(port: int) -> dict[str, Any] | None:

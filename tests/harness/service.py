@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import os
 import random
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -234,3 +236,18 @@ def embedded_broker_process(*extra_args: str, cwd: str | None = None) -> Iterato
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextlib.contextmanager
+def service_process(path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``factorysim run --config PATH ARGS`` in a subprocess, its output appended to ``log``; killed at the
+    end if it still runs."""
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "simulator", "run", "--config", str(path), *args],
+                                   env={**os.environ}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

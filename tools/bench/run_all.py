@@ -155,10 +155,25 @@ def scale_out_rows() -> list[Row]:
              _met(r["move_after_sigkill_s"] <= r["session_timeout_s"] + 10))]
 
 
+def delivery_rows() -> list[Row]:
+    import delivery
+
+    r = delivery.measure()
+    return [("edge delivery: MQTT QoS 1 msg/s acknowledged through the bridge, target with the durable spool",
+             f"{r['spool']:,.0f}", f"memory queue {r['off']:,.0f}", f"{r['ratio_spool']:.2f}", "≥ 0.7",
+             _met(r["ratio_spool"] >= 0.7)),
+            ("edge delivery: the same, spool with `fsync: true`", f"{r['spool_fsync']:,.0f}",
+             f"memory queue {r['off']:,.0f}", f"{r['ratio_fsync']:.2f}", "(comparison)", "—"),
+            (f"edge delivery: HTTP sink records/s answered, bridge → JSON arrays of {delivery.BATCH} → local "
+             f"aiohttp server (bare aiohttp POSTing the same bodies: {r['raw_http']:,.0f} records/s)",
+             f"{r['http']:,.0f}", f"bridge → MQTT QoS 1 {r['off']:,.0f}", f"{r['ratio_http']:.2f}",
+             "(comparison)", "—")]
+
+
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "engine": engine_rows, "telemetry": telemetry_rows, "mqtt": mqtt_rows, "intake": intake_rows,
     "lot_sender": lot_sender_rows, "paced": paced_rows, "plant_size": plant_size_rows, "memory": memory_rows,
-    "recovery": recovery_rows, "snapshot": snapshot_rows, "scale_out": scale_out_rows,
+    "recovery": recovery_rows, "snapshot": snapshot_rows, "scale_out": scale_out_rows, "delivery": delivery_rows,
 }
 
 
