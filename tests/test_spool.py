@@ -82,7 +82,7 @@ def query(path: Path, sql: str) -> tuple[Any, ...]:
 
 
 def rows_in(path: Path) -> int:
-    return int(query(path, "SELECT count(*) FROM messages")[0])
+    return int(query(path, "SELECT count(*) FROM batches")[0])
 
 
 async def test_order_is_kept_and_nothing_is_handed_over_before_it_is_written(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ async def test_order_is_kept_and_nothing_is_handed_over_before_it_is_written(tmp
     assert rows_in(path) == 0
 
 
-async def test_a_restart_delivers_again_exactly_what_was_not_done_in_order(tmp_path: Path) -> None:
+async def test_a_restart_delivers_again_what_was_not_done_from_the_first_not_done_on(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite3"
     spool = SpoolQueue(path, max_bytes=1 << 20, policy="block", encode=halves, fsync=True)
     spool.open()
@@ -128,24 +128,34 @@ async def test_a_restart_delivers_again_exactly_what_was_not_done_in_order(tmp_p
     for n in range(100):
         spool.put([message(n)], handed)
     taken = await spool.take(60, timeout_s=5)
-    for t in taken[40:50] + taken[:30]:
+    for t in taken[40:50] + taken[:30]:  # out of order: 40-49 are done above the first not done (30)
         t.done()
     spool.put([message(100)], handed)  # put and closed in the same turn: aclose writes it
     await spool.aclose()
     assert handed.count == 101
 
     again = opened(path)
-    assert again.health()["spool"]["recovered"] == 61 == len(again)
-    expected = [*range(30, 40), *range(50, 101)]
-    assert numbers(await take_all(again, batch=7)) == expected
-    await again.aclose()  # nothing done: all of it again next time
+    assert again.health()["spool"]["recovered"] == 71 == len(again)  # 40-49 again: at least once
+    redelivered = await take_all(again, batch=7)
+    assert numbers(redelivered) == list(range(30, 101))
+    for t in redelivered[20:40] + redelivered[:20]:  # 50-69, then 30-49: through 69 all done
+        t.done()
+    await again.aclose()  # the rest not done: again next time
+
     third = opened(path)
     redelivered = await take_all(third)
-    assert numbers(redelivered) == expected
+    assert numbers(redelivered) == list(range(70, 101))
+    assert third.health()["spool"]["recovered"] == 31 == third.health()["spool"]["messages"]
     for t in redelivered:
         t.done()
     await third.aclose()
     assert rows_in(path) == 0
+    fourth = opened(path)
+    assert fourth.health()["spool"]["recovered"] == 0 and await fourth.take(10, timeout_s=0.05) == []
+    fourth.put([message(101)])  # numbering goes on after the last done
+    assert numbers(await take_all(fourth)) == [101]
+    await fourth.aclose()
+    assert opened(path).health()["spool"]["recovered"] == 1
 
 
 def fill_and_kill(path: Path, deliver: bool) -> list[str]:
@@ -245,7 +255,7 @@ async def test_drop_newest_drops_what_does_not_fit(tmp_path: Path, caplog: pytes
     await spool.aclose()
 
 
-async def test_drop_oldest_deletes_the_oldest_not_taken(tmp_path: Path) -> None:
+async def test_drop_oldest_drops_the_oldest_not_taken(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite3"
     spool = opened(path, max_bytes=1000, policy="drop-oldest")
     handed = Counter()
@@ -258,12 +268,16 @@ async def test_drop_oldest_deletes_the_oldest_not_taken(tmp_path: Path) -> None:
         spool.put([message(n)], handed)
     assert spool.dropped == {"oldest": 8, "newest": 0}
     assert numbers(await spool.take(3, timeout_s=5)) == [10, 11, 12]
+    for t in in_flight:  # through 9 all done or dropped
+        t.done()
+    assert spool.health()["spool"]["messages"] == 8 and spool.health()["spool"]["bytes"] == 800
     await spool.aclose()
 
-    again = opened(path, max_bytes=1000, policy="drop-oldest")  # the drops were deleted from the file
-    assert again.health()["spool"]["recovered"] == 10
-    again.put([message(18)])  # the oldest read back from the file goes: 5
-    assert numbers(await take_all(again)) == [6, *range(10, 19)]
+    again = opened(path, max_bytes=1000, policy="drop-oldest")  # 10-12 were in flight: they go again
+    assert again.health()["spool"]["recovered"] == 8 and again.health()["spool"]["bytes"] == 800
+    for n in range(18, 21):  # the oldest, read back from the file, goes: 10
+        again.put([message(n)])
+    assert numbers(await take_all(again)) == list(range(11, 21))
     assert again.dropped["oldest"] == 1
     await again.aclose()
 
@@ -365,7 +379,7 @@ async def test_closing_while_writes_fail_hands_over_nothing_that_was_not_written
     await spool.take(1, timeout_s=5)
     assert spool._conn is not None
     spool._conn.execute(f"PRAGMA max_page_count = {spool._conn.execute('PRAGMA page_count').fetchone()[0]}")
-    for n in range(1, 100):
+    for n in range(1, 300):  # more than the free room in the file's pages
         spool.put([message(n)], handed)
     await wait_for(lambda: spool.write_errors >= 1, 5, "a failed write")
     await spool.aclose()
@@ -429,3 +443,88 @@ async def test_after_aclose_puts_are_not_kept_and_take_ends(tmp_path: Path, capl
         spool.put([message(1)], handed)
     assert handed.count == 0 and "is closed" in caplog.text
     assert await spool.take(10) == []
+
+
+def commits_of(spool: SpoolQueue) -> list[str]:
+    """From now on, every transaction ``spool`` commits (the statements its connection runs)."""
+    commits: list[str] = []
+    assert spool._conn is not None
+    spool._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    return commits
+
+
+def acked_through(spool: SpoolQueue) -> int:
+    assert spool._conn is not None  # the file is locked: ask through the spool's own connection
+    return int(spool._conn.execute("SELECT value FROM state WHERE key = 'acked_through'").fetchone()[0])
+
+
+async def test_a_stream_of_acknowledgements_is_written_now_and_then_not_one_by_one(tmp_path: Path) -> None:
+    spool = opened(tmp_path / "t.sqlite3", max_bytes=1 << 30)
+    for n in range(3000):
+        spool.put([message(n)])
+    taken = await spool.take(3000, timeout_s=5)
+    commits = commits_of(spool)
+    for start in range(0, 2990, 10):  # ten per loop turn
+        for t in taken[start:start + 10]:
+            t.done()
+        await asyncio.sleep(0)
+    assert 2 <= len(commits) <= 4  # every 1,000 (and maybe one after 0.2 s), not 2,990
+    assert acked_through(spool) >= 2000
+    assert spool.health()["spool"]["messages"] == 10
+    taken[-1].done()  # out of order: acked_through cannot move, nothing to write
+    await wait_for(lambda: acked_through(spool) == 2990, 5, "the acknowledgements written after a while")
+    for t in taken[2990:]:
+        t.done()
+    await wait_for(lambda: acked_through(spool) == 3000, 5, "the last acknowledgements written")
+    assert spool.health()["spool"]["messages"] == 0 and spool.health()["spool"]["batches"] == 0
+    assert len(commits) <= 6
+    await spool.aclose()
+
+
+async def test_a_row_goes_once_all_of_its_messages_are_done(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite3"
+    spool = opened(path)
+    handed = Counter()
+    for row in range(3):  # three writes: three rows of ten
+        for n in range(row * 10, row * 10 + 10):
+            spool.put([message(n)], handed)
+        await wait_for(lambda row=row: handed.count == row * 10 + 10, 5, "the write")
+    assert spool.health()["spool"]["batches"] == 3 and rows_in_spool(spool) == 3
+    taken = await spool.take(30, timeout_s=5)
+    for t in taken[1:20]:  # all of the first two rows but their first message
+        t.done()
+    spool.put([message(30)], handed)  # a write (with the acknowledgements so far)
+    await wait_for(lambda: handed.count == 31, 5, "the write")
+    assert spool.health()["spool"]["batches"] == 4 and rows_in_spool(spool) == 4
+    taken[0].done()  # now all of the first two rows are done; the third is done to its fifth
+    for t in taken[20:25]:
+        t.done()
+    await wait_for(lambda: rows_in_spool(spool) == 2, 5, "the two rows deleted")
+    assert spool.health()["spool"]["batches"] == 2 and acked_through(spool) == 25
+    assert spool.health()["spool"]["messages"] == 6 and spool.health()["spool"]["bytes"] == 600
+    await spool.aclose()
+
+    again = opened(path)  # the rest of the third row and the fourth
+    assert again.health()["spool"]["recovered"] == 6 and again.health()["spool"]["bytes"] == 600
+    assert numbers(await take_all(again)) == list(range(25, 31))
+    await again.aclose()
+
+
+def rows_in_spool(spool: SpoolQueue) -> int:
+    assert spool._conn is not None
+    return int(spool._conn.execute("SELECT count(*) FROM batches").fetchone()[0])
+
+
+async def test_sizes_count_topics_in_utf8_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite3"
+    spool = opened(path)
+    spool.put([WireMessage("Schleifmaschine/größe", b"k\x00", (), b"\xff" * 10, retain=True)])
+    assert spool.health()["spool"]["bytes"] == 23 + 2 + 10
+    await spool.aclose()
+    again = opened(path)
+    assert again.health()["spool"]["bytes"] == 35
+    [taken] = await take_all(again)
+    assert taken.messages == [WireMessage("Schleifmaschine/größe", b"k\x00", (), b"\xff" * 10, retain=True)]
+    taken.done()
+    assert again.health()["spool"]["bytes"] == 0
+    await again.aclose()

@@ -4,7 +4,8 @@
 It opens the spool at PATH, prints ``open``, then puts messages 0, 1, 2, … (the value is the
 number), a few per event-loop turn, and prints ``handed N`` when message N is handed over (its
 ``on_done``: committed to the file).  With ``--deliver`` a second task takes the messages and calls
-``done`` for each, printing ``delivered N`` first, so the spool deletes rows while it is filled.
+``done`` for each, printing ``delivered N`` first, so the spool deletes rows while it is filled; each
+taken batch is done in reverse order (acknowledgements out of order).
 Every line is flushed at once: a line the parent reads happened before the kill.
 """
 
@@ -33,7 +34,7 @@ def report(line: str) -> None:
 
 async def deliver(spool: SpoolQueue) -> None:
     while True:
-        for taken in await spool.take(100):
+        for taken in reversed(await spool.take(100)):
             report(f"delivered {int(taken.messages[0].value)}")
             taken.done()
 

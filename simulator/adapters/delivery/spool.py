@@ -1,22 +1,26 @@
 """A delivery target's outgoing queue on disk: :class:`SpoolQueue`, the durable
-:class:`~simulator.adapters.delivery.queue.DeliveryQueue`, one SQLite row per message.
+:class:`~simulator.adapters.delivery.queue.DeliveryQueue`, in an SQLite file, one row per write.
 
 - handed over = written: an item's ``on_done`` runs once its messages are committed (``fsync`` false:
   safe from a crash or SIGKILL of the process; true: from a power loss too).  A failed write (a full
   disk) keeps them in memory and is retried every second.
 - order: messages are taken in the order they were put, across restarts too.
-- at least once: a row is deleted at its ``Taken.done()``; a message taken but not done when the
-  process ends is taken again by the next one (the receiver may get it twice).
+- at least once: every written message has a sequence number; the file keeps ``acked_through``, the
+  highest one up to which every message is done (or dropped), and a row goes once all of its
+  messages are at or below it.  A message not done when the process ends is taken again by the next
+  one (the receiver may get it twice); so is one done out of order above ``acked_through`` (at most
+  what was in flight, and the ones ``drop-oldest`` dropped after it).
 - one process per file: SQLite's exclusive lock, taken at open and released by the operating
   system when the process dies; a second opener fails at once.
 - marks: the last position put per origin is written in the same transaction as the messages, so
   a source replayed after a restart (the bridge rereading Kafka) is not spooled twice.
 
-Cheap in the event loop: ``put`` buffers; one flush per loop turn writes the new rows, deletes the
-delivered ones and keeps the marks, in one transaction.  The newest rows stay in a bounded memory
-cache for ``take``: the file is read back only after a restart or for a backlog that outgrew it.
-Sizes count message bytes (topic characters + key + value) in the file, in flight included, and
-waiting to be written.
+Cheap in the event loop: ``put`` buffers; one flush per loop turn writes everything put in the turn
+as one row (the messages packed one after the other), moves ``acked_through``, deletes the rows
+behind it and keeps the marks, in one transaction.  Acknowledgements alone are written every
+1,000 or 0.2 s, not one by one.  The newest messages stay in a bounded memory cache for ``take``:
+the file is read back only after a restart or for a backlog that outgrew it.  Sizes count message
+bytes (topic in UTF-8 + key + value) not done yet: in the file, in flight, waiting to be written.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import functools
 import logging
 import os
 import sqlite3
+import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +48,28 @@ log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x46535350  # "FSSP" in the file's header: this SQLite file is a factorysim spool
 SCHEMA_VERSION = 1
-SCHEMA = ("CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, key BLOB NOT NULL,"
-          " value BLOB NOT NULL, retain INTEGER NOT NULL)",
-          "CREATE TABLE marks (origin TEXT PRIMARY KEY, position INTEGER NOT NULL, updated REAL NOT NULL)")
-ROWS_PER_INSERT = 64  # rows per INSERT statement: a statement run per row costs more than its row
-DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
-SELECT = "SELECT id, topic, key, value, retain FROM messages WHERE id >= ? ORDER BY id LIMIT ?"
+TABLES = {"batches", "marks", "state"}
+SCHEMA = ("CREATE TABLE batches (id INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, count INTEGER NOT NULL,"
+          " data BLOB NOT NULL)",
+          "CREATE TABLE marks (origin TEXT PRIMARY KEY, position INTEGER NOT NULL, updated REAL NOT NULL)",
+          "CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+          "INSERT INTO state (key, value) VALUES ('acked_through', 0)")
+INSERT = "INSERT INTO batches (id, first_seq, count, data) VALUES (?, ?, ?, ?)"
+SELECT = "SELECT first_seq, data FROM batches WHERE id >= ? ORDER BY id"
 UPSERT_MARK = ("INSERT INTO marks (origin, position, updated) VALUES (?, ?, ?) ON CONFLICT (origin)"
                " DO UPDATE SET position = excluded.position, updated = excluded.updated")
+HEADER = struct.Struct("<HII?")  # per message in a row: topic, key and value lengths, retain; then the bytes
+PAGE_SIZE = 16384  # of a new file: 64 KiB writes big rows a little faster, but small writes much slower
+ROW_BYTES = 16 << 20  # a write larger than this (a backlog after failed writes) is split into rows
 MAX_ORIGINS = 10_000  # marks kept; the least recently updated origin is forgotten first
-CACHE_BYTES = 8 << 20  # message bytes of the newest rows kept in memory for taking
-READ_BATCH = 512  # rows read back from the file at a time
+CACHE_BYTES = 8 << 20  # message bytes of the newest messages kept in memory for taking
+READ_MESSAGES = 512  # read back from the file at least this many at a time (whole rows)
+ACKS_PER_WRITE = 1000  # acknowledgements alone are written once this many wait ...
+ACK_WRITE_S = 0.2  # ... or after this long
 RETRY_S = 1.0  # after a failed write
 ROOM_FRACTION = 0.9  # ``block``: room again below this share of max_bytes
 POLICIES = ("block", "drop-oldest", "drop-newest")
-Row = tuple[int, WireMessage, int]  # id, message, message bytes
+Entry = tuple[WireMessage, int]  # a message and its bytes
 
 
 class SpoolError(FactorySimError):
@@ -75,34 +87,41 @@ def _open_error(path: Path, exc: sqlite3.Error) -> SpoolError:
     return SpoolError(f"spool {path} cannot be opened for writing ({exc})")
 
 
-def _insert(conn: sqlite3.Connection, rows: deque[Row]) -> None:
-    params: list[object] = []
-    for row_id, message, _ in rows:  # retain as an int: a bool goes through sqlite3's slow adaptation
-        params += (row_id, message.topic, message.key, message.value, 1 if message.retain else 0)
-    step = ROWS_PER_INSERT * 5
-    for start in range(0, len(params), step):
-        chunk = params[start:start + step]
-        conn.execute(_insert_sql(len(chunk) // 5), chunk)
+def _pack(entries: Iterable[Entry]) -> list[tuple[int, bytes]]:
+    """``entries`` as rows' (count, data), each row at most about ROW_BYTES."""
+    rows: list[tuple[int, bytes]] = []
+    parts: list[bytes] = []
+    count = size = 0
+    pack = HEADER.pack
+    for message, n in entries:
+        topic = message.topic.encode()
+        parts += (pack(len(topic), len(message.key), len(message.value), message.retain), topic, message.key,
+                  message.value)
+        count += 1
+        size += n
+        if size >= ROW_BYTES:
+            rows.append((count, b"".join(parts)))
+            parts, count, size = [], 0, 0
+    if count:
+        rows.append((count, b"".join(parts)))
+    return rows
 
 
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    placeholders = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO messages (id, topic, key, value, retain) VALUES {placeholders}"  # noqa: S608 - no values
-
-
-def _runs(ids: list[int]) -> list[tuple[int, int]]:
-    """``ids`` as runs of consecutive ids, (first, last): a range delete each (acks come mostly in order)."""
-    ids.sort()
-    runs = []
-    first = last = ids[0]
-    for row_id in ids:
-        if row_id > last + 1:
-            runs.append((first, last))
-            first = row_id
-        last = row_id
-    runs.append((first, last))
-    return runs
+def _unpack(data: bytes, skip: int, limit: int) -> list[Entry]:
+    """Up to ``limit`` messages of a row's ``data``, after its first ``skip``."""
+    out: list[Entry] = []
+    pos, end, unpack, head = 0, len(data), HEADER.unpack_from, HEADER.size
+    while pos < end and len(out) < limit:
+        topic_n, key_n, value_n, retain = unpack(data, pos)
+        pos += head
+        if skip:
+            skip -= 1
+        else:
+            key_at, value_at = pos + topic_n, pos + topic_n + key_n
+            out.append((WireMessage(data[pos:key_at].decode(), data[key_at:value_at], (),
+                                    data[value_at:value_at + value_n], retain), topic_n + key_n + value_n))
+        pos += topic_n + key_n + value_n
+    return out
 
 
 class SpoolQueue:
@@ -123,23 +142,28 @@ class SpoolQueue:
         self.last_error: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        # for the next flush: rows to write (with their items' on_done), ids to delete, marks
-        self._pending: deque[Row] = deque()
+        # for the next flush: messages to write (with their items' on_done), marks
+        self._pending: deque[Entry] = deque()
         self._pending_bytes = 0
         self._dones: list[Callable[[], None]] = []
-        self._deletes: list[int] = []
         self._mark_writes: dict[str, int] = {}
         self._mark_deletes: set[str] = set()
         self._marks: dict[str, int] = {}  # origin -> last position put, least recently updated first
-        self._next_id = 1
-        # written rows not taken, oldest first: ``_front`` (read back), ``_on_disk_only`` rows from id
-        # ``_disk_from`` on (in the file only), ``_cache`` (the newest, in memory too)
-        self._waiting = self._on_disk_only = self._disk_from = self._cache_bytes = 0
-        self._front: deque[Row] = deque()
-        self._cache: deque[Row] = deque()
-        self._in_flight: dict[int, int] = {}  # taken, not done: id -> message bytes
-        self._stored = 0  # rows in the file, in flight included
+        # written messages have the sequence numbers up to ``_next_seq`` (excluded); those from
+        # ``_next_take`` on wait to be taken, oldest first: ``_front`` (read back), ``_on_disk_only``
+        # from ``_disk_from`` on (in the file only), ``_cache`` (the newest, in memory too)
+        self._next_seq = self._next_take = 1
+        self._on_disk_only = self._disk_from = self._cache_bytes = 0
+        self._front: deque[Entry] = deque()
+        self._cache: deque[Entry] = deque()
+        self._in_flight: dict[int, int] = {}  # taken, not done: seq -> message bytes
+        self._acked_through = self._written_through = 0  # in memory, in the file
+        self._acked_above: set[int] = set()  # done above ``_acked_through``
+        self._acks_waiting = 0
+        self._not_done = 0  # messages not done (or dropped): written or waiting to be
+        self._rows: deque[tuple[int, int]] = deque()  # the file's rows in order: (id, last seq)
         self._flush_handle: asyncio.Handle | None = None
+        self._ack_handle: asyncio.TimerHandle | None = None
         self._failing = False
         self._has_items = asyncio.Event()
         self._room = asyncio.Event()
@@ -177,18 +201,20 @@ class SpoolQueue:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         new = app_id == 0 and not tables
-        if not new and (app_id != APPLICATION_ID or not {"messages", "marks"} <= tables):
+        if not new and (app_id != APPLICATION_ID or TABLES - tables):
             raise SpoolError(f"{path} is not a spool (another SQLite database, or a damaged spool): move it away "
                              "or choose another spool.path")
         if version > SCHEMA_VERSION:
             raise SpoolError(f"spool {path} was written by a newer factorysim (schema version {version}, this one "
                              f"reads {SCHEMA_VERSION}): upgrade, or move the file away")
+        if new:  # a row is mostly overflow pages: larger pages cost fewer page writes and reads per byte
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
             raise SpoolError(f"spool {path}: SQLite cannot keep a write-ahead log there (choose another spool.path)")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.fsync else 'NORMAL'}")
-        # a checkpoint (the log copied into the file, with fsyncs) every 16 MiB of log rather than 4: a
-        # queue rewrites the same few pages, so a longer log costs no more to copy, and far fewer fsyncs
-        conn.execute("PRAGMA wal_autocheckpoint = 4096")
+        # a checkpoint (the log copied into the file, with fsyncs) every 16 MiB of log: a queue rewrites
+        # the same few pages, so a longer log costs no more to copy, and far fewer fsyncs
+        conn.execute(f"PRAGMA wal_autocheckpoint = {(16 << 20) // PAGE_SIZE}")
         conn.execute("PRAGMA journal_size_limit = 33554432")
         conn.execute("PRAGMA secure_delete = OFF")  # deleted rows need not be overwritten with zeros
         conn.execute("BEGIN IMMEDIATE")
@@ -197,17 +223,36 @@ class SpoolQueue:
                 conn.execute(sql)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write: now the file is this process's
-        count, total, first, last = conn.execute(
-            "SELECT count(*), total(length(topic) + length(key) + length(value)), min(id), max(id)"
-            " FROM messages").fetchone()
+        acked = conn.execute("SELECT value FROM state WHERE key = 'acked_through'").fetchone()
+        rows = conn.execute("SELECT id, first_seq, count, length(data) FROM batches ORDER BY id").fetchall()
+        acked_through = acked[0] if acked else 0
+        done_part = None  # the first row, when some of its messages were done
+        if rows and rows[0][1] <= acked_through:
+            done_part = conn.execute("SELECT data FROM batches WHERE id = ?", (rows[0][0],)).fetchone()[0]
         self._marks = dict(conn.execute("SELECT origin, position FROM marks ORDER BY updated").fetchall())
         conn.execute("COMMIT")
-        self.recovered = self._stored = self._waiting = self._on_disk_only = count
-        self.bytes = int(total)
-        self._disk_from, self._next_id = first or 0, (last or 0) + 1
-        if count:
+        if acked is None:
+            raise SpoolError(f"{path} is not a spool (a damaged spool: it has no acked_through): move it away "
+                             "or choose another spool.path")
+        self._acked_through = self._written_through = acked_through
+        next_seq, total = acked_through + 1, 0
+        for index, (row_id, first_seq, count, length) in enumerate(rows):
+            if first_seq > next_seq or (index and first_seq != next_seq):
+                raise SpoolError(f"spool {path} is damaged (messages {next_seq} to {first_seq - 1} are missing): "
+                                 "move it away or choose another spool.path")
+            self._rows.append((row_id, first_seq + count - 1))
+            next_seq = first_seq + count
+            total += length - HEADER.size * count
+        if done_part is not None:
+            total -= sum(n for _, n in _unpack(done_part, 0, acked_through - rows[0][1] + 1))
+        next_seq = max(next_seq, acked_through + 1)
+        self._next_seq = next_seq
+        self._next_take = self._disk_from = acked_through + 1
+        self.recovered = self._not_done = self._on_disk_only = next_seq - acked_through - 1
+        self.bytes = total
+        if self.recovered:
             log.info("target %s: spool %s holds %d message(s) (%d bytes) from before; they go first",
-                     self.name, path, count, self.bytes)
+                     self.name, path, self.recovered, self.bytes)
 
     # -- the producer side -------------------------------------------------------------------------
     def put(self, item: Record | list[WireMessage], on_done: Done = None, mark: Mark | None = None) -> None:
@@ -229,25 +274,24 @@ class SpoolQueue:
             if mark is not None:
                 self._schedule()
             return
-        row_id = self._next_id
-        rows = []
+        entries = []
         total = 0
         for message in messages:
-            size = len(message.topic) + len(message.key) + len(message.value)
-            rows.append((row_id, message, size))
-            row_id += 1
+            topic = message.topic
+            size = (len(topic) if topic.isascii() else len(topic.encode())) + len(message.key) + len(message.value)
+            entries.append((message, size))
             total += size
         if self.policy != "block" and self.bytes + total > self.max_bytes:
             if self.policy == "drop-newest":
-                self._count_drop("newest", len(rows))
+                self._count_drop("newest", len(entries))
                 if on_done is not None:
                     on_done()
                 self._schedule()  # the mark
                 return
             self._drop_oldest(self.bytes + total - self.max_bytes)
-        self._next_id = row_id
-        self._pending.extend(rows)
+        self._pending.extend(entries)
         self._pending_bytes += total
+        self._not_done += len(entries)
         self.bytes += total
         if on_done is not None:
             self._dones.append(on_done)
@@ -277,14 +321,17 @@ class SpoolQueue:
         """Drop the oldest messages not taken until ``excess`` bytes are freed (or none is left)."""
         freed = count = 0
         while freed < excess:
-            if rows := self._oldest(1):
-                self._deletes.append(rows[0][0])
+            if self._next_take < self._next_seq:  # written: counts as done
+                seq = self._next_take
+                size = self._oldest(1)[0][1]
+                self._done(seq)
             elif self._pending:
-                rows = [self._pending.popleft()]
-                self._pending_bytes -= rows[0][2]
+                size = self._pending.popleft()[1]
+                self._pending_bytes -= size
+                self._not_done -= 1
             else:
                 break
-            freed += rows[0][2]
+            freed += size
             count += 1
         self.bytes -= freed
         if count:
@@ -319,19 +366,37 @@ class SpoolQueue:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
+    def _flush_acks(self) -> None:
+        self._ack_handle = None
+        if self._flush_handle is None:  # else a write (or its retry) is due anyway
+            self._flush()
+
     def _flush(self) -> None:
-        """Write the new rows, delete the delivered ones and keep the marks: one transaction; then
-        hand the written items over."""
+        """Write the new messages as a row, move ``acked_through`` and delete the rows behind it, keep
+        the marks: one transaction; then hand the written items over."""
         self._flush_handle = None
-        conn, pending, deletes = self._conn, self._pending, self._deletes
-        if conn is None or not (pending or deletes or self._mark_writes or self._mark_deletes or self._dones):
+        if self._ack_handle is not None:
+            self._ack_handle.cancel()
+            self._ack_handle = None
+        conn, pending, acked = self._conn, self._pending, self._acked_through
+        if conn is None or not (pending or self._dones or self._mark_writes or self._mark_deletes
+                                or acked > self._written_through):
             return
+        rows, gone = self._rows, 0
+        if acked > self._written_through:
+            while gone < len(rows) and rows[gone][1] <= acked:
+                gone += 1
+        row_id, seq, new = (rows[-1][0] if rows else 0) + 1, self._next_seq, []
         try:
             conn.execute("BEGIN")
-            if pending:
-                _insert(conn, pending)
-            if deletes:
-                conn.executemany(DELETE, _runs(deletes))
+            for count, data in _pack(pending):
+                conn.execute(INSERT, (row_id, seq, count, data))
+                new.append((row_id, seq + count - 1))
+                row_id, seq = row_id + 1, seq + count
+            if acked > self._written_through:
+                conn.execute("UPDATE state SET value = ? WHERE key = 'acked_through'", (acked,))
+                if gone:
+                    conn.execute("DELETE FROM batches WHERE id <= ?", (rows[gone - 1][0],))
             if self._mark_deletes:
                 conn.executemany("DELETE FROM marks WHERE origin = ?", [(o,) for o in self._mark_deletes])
             if self._mark_writes:
@@ -345,20 +410,22 @@ class SpoolQueue:
             self._write_failed(exc)
             return
         dones = self._dones
-        self._pending, self._deletes, self._dones, self._mark_writes, self._mark_deletes = deque(), [], [], {}, set()
-        self._stored += len(pending) - len(deletes)
+        self._pending, self._dones, self._mark_writes, self._mark_deletes = deque(), [], {}, set()
+        self._written_through, self._acks_waiting = acked, 0
+        for _ in range(gone):
+            rows.popleft()
+        rows.extend(new)
         if pending:
-            self._waiting += len(pending)
+            self._next_seq = seq
             cache = self._cache
             cache.extend(pending)
             self._cache_bytes += self._pending_bytes
             self._pending_bytes = 0
             while self._cache_bytes > self.cache_limit:  # the oldest go on waiting in the file only
-                row = cache.popleft()
                 if not self._on_disk_only:
-                    self._disk_from = row[0]
+                    self._disk_from = seq - len(cache)
                 self._on_disk_only += 1
-                self._cache_bytes -= row[2]
+                self._cache_bytes -= cache.popleft()[1]
             self._has_items.set()
         if self._failing:
             self._failing = False
@@ -380,10 +447,10 @@ class SpoolQueue:
 
     # -- the sending side --------------------------------------------------------------------------
     async def take(self, limit: int, timeout_s: float | None = None) -> list[Taken]:
-        if not self._waiting:
+        if self._next_take == self._next_seq:
             loop = asyncio.get_running_loop()
             deadline = None if timeout_s is None else loop.time() + timeout_s
-            while not self._waiting:
+            while self._next_take == self._next_seq:
                 if self._conn is None or (self._closed and not self._pending):
                     return []
                 self._has_items.clear()
@@ -391,16 +458,17 @@ class SpoolQueue:
                     await wait_for(self._has_items.wait(), None if deadline is None else deadline - loop.time())
                 except TimeoutError:
                     return []
-        in_flight, ack, taken = self._in_flight, self._ack, []
-        for row_id, message, size in self._oldest(limit):
-            in_flight[row_id] = size
-            taken.append(Taken([message], functools.partial(ack, row_id)))
+        in_flight, ack, taken, seq = self._in_flight, self._ack, [], self._next_take
+        for message, size in self._oldest(limit):
+            in_flight[seq] = size
+            taken.append(Taken([message], functools.partial(ack, seq)))
+            seq += 1
         return taken
 
-    def _oldest(self, n: int) -> list[Row]:
-        """Remove and return the ``n`` oldest written rows not taken (fewer when fewer wait)."""
-        n = min(n, self._waiting)
-        out: list[Row] = []
+    def _oldest(self, n: int) -> list[Entry]:
+        """Remove and return the ``n`` oldest written messages not taken (fewer when fewer wait)."""
+        n = min(n, self._next_seq - self._next_take)
+        out: list[Entry] = []
         front, cache = self._front, self._cache
         while len(out) < n:
             if front:
@@ -408,34 +476,60 @@ class SpoolQueue:
             elif self._on_disk_only:
                 self._read_front(n - len(out))
             else:
-                rows = [cache.popleft() for _ in range(n - len(out))]
-                self._cache_bytes -= sum(row[2] for row in rows)
-                out += rows
-        self._waiting -= len(out)
+                entries = [cache.popleft() for _ in range(n - len(out))]
+                self._cache_bytes -= sum(entry[1] for entry in entries)
+                out += entries
+        self._next_take += len(out)
         return out
 
     def _read_front(self, n: int) -> None:
+        """Read back at least ``n`` of the messages in the file only (whole rows, when not at the cache)."""
         assert self._conn is not None
-        limit = min(max(n, READ_BATCH), self._on_disk_only)
-        rows = self._conn.execute(SELECT, (self._disk_from, limit)).fetchall()
-        if len(rows) < limit:
-            raise SpoolError(f"spool {self.path} lost {limit - len(rows)} message(s) while open (was it changed by "
+        want, seq = min(max(n, READ_MESSAGES), self._on_disk_only), self._disk_from
+        row_id = next((row_id for row_id, last in self._rows if last >= seq), None)
+        got: list[Entry] = []
+        if row_id is not None:
+            cursor = self._conn.execute(SELECT, (row_id,))
+            for first_seq, data in cursor:
+                if first_seq > seq + len(got):
+                    break
+                got += _unpack(data, seq + len(got) - first_seq, self._on_disk_only - len(got))
+                if len(got) >= want:
+                    break
+            cursor.close()
+        if len(got) < want:
+            raise SpoolError(f"spool {self.path} lost {want - len(got)} message(s) while open (was it changed by "
                              "another program?)")
-        self._front.extend((i, WireMessage(topic, key, (), value, bool(retain)), len(topic) + len(key) + len(value))
-                           for i, topic, key, value, retain in rows)
-        self._on_disk_only -= len(rows)
-        self._disk_from = rows[-1][0] + 1
+        self._front.extend(got)
+        self._on_disk_only -= len(got)
+        self._disk_from = seq + len(got)
 
-    def _ack(self, row_id: int) -> None:
-        size = self._in_flight.pop(row_id, None)
+    def _ack(self, seq: int) -> None:
+        size = self._in_flight.pop(seq, None)
         if size is None:  # done twice, or after aclose
             return
-        self._deletes.append(row_id)
         self.bytes -= size
+        self._done(seq)
+        self._acks_waiting += 1
         if self._flush_handle is None:
-            self._schedule()
+            if self._acks_waiting >= ACKS_PER_WRITE:
+                self._schedule()
+            elif self._ack_handle is None:
+                self._ack_handle = asyncio.get_running_loop().call_later(ACK_WRITE_S, self._flush_acks)
         if not self._room.is_set():
             self._update_room()
+
+    def _done(self, seq: int) -> None:
+        """Message ``seq`` is done (or dropped): move ``acked_through`` over it if it can."""
+        self._not_done -= 1
+        if seq != self._acked_through + 1:
+            self._acked_above.add(seq)
+            return
+        above = self._acked_above
+        while seq + 1 in above:
+            seq += 1
+            above.remove(seq)
+        self._acked_through = seq
 
     # -- the end -----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -444,17 +538,17 @@ class SpoolQueue:
 
     @property
     def drained(self) -> bool:
-        return self._closed and not self._waiting and not self._pending
+        return self._closed and self._next_take == self._next_seq and not self._pending
 
     def __len__(self) -> int:
-        return self._waiting + len(self._pending)
+        return self._next_seq - self._next_take + len(self._pending)
 
     def health(self) -> dict[str, Any]:
         return {"queue_depth": len(self), "queue_capacity": None, "overflow": self.policy,
                 "dropped_oldest": self.dropped["oldest"], "dropped_newest": self.dropped["newest"],
                 "spool": {"path": str(self.path), "bytes": self.bytes, "max_bytes": self.max_bytes,
-                          "messages": self._stored, "policy": self.policy, "fsync": self.fsync,
-                          "skipped_marked": self.skipped_marked, "recovered": self.recovered,
+                          "messages": self._not_done, "batches": len(self._rows), "policy": self.policy,
+                          "fsync": self.fsync, "skipped_marked": self.skipped_marked, "recovered": self.recovered,
                           "write_errors": self.write_errors, "last_error": self.last_error,
                           "writing_fails": self._failing}}
 
