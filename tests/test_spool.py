@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from simulator.adapters.delivery.queue import Taken
-from simulator.adapters.delivery.spool import SpoolError, SpoolQueue
+from simulator.adapters.delivery.spool import SpoolQueue
+from simulator.adapters.delivery.spool_file import SpoolError
 from simulator.formats import WireMessage
 from simulator.model.records import LotEvent, Record
 

@@ -31,36 +31,35 @@ import functools
 import logging
 import os
 import sqlite3
-import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from simulator.adapters.delivery.queue import Done, Encode, Mark, Taken
+from simulator.adapters.delivery.spool_file import (
+    APPLICATION_ID,
+    HEADER,
+    INSERT,
+    PAGE_SIZE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SELECT,
+    TABLES,
+    UPSERT_MARK,
+    Entry,
+    SpoolError,
+    open_error,
+    pack,
+    unpack,
+)
 from simulator.asyncio_waits import wait_for
-from simulator.errors import FactorySimError
 from simulator.formats import WireMessage
 from simulator.model.records import Record
 
 log = logging.getLogger(__name__)
 
-APPLICATION_ID = 0x46535350  # "FSSP" in the file's header: this SQLite file is a factorysim spool
-SCHEMA_VERSION = 1
-TABLES = {"batches", "marks", "state"}
-SCHEMA = ("CREATE TABLE batches (id INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, count INTEGER NOT NULL,"
-          " data BLOB NOT NULL)",
-          "CREATE TABLE marks (origin TEXT PRIMARY KEY, position INTEGER NOT NULL, updated REAL NOT NULL)",
-          "CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-          "INSERT INTO state (key, value) VALUES ('acked_through', 0)")
-INSERT = "INSERT INTO batches (id, first_seq, count, data) VALUES (?, ?, ?, ?)"
-SELECT = "SELECT first_seq, data FROM batches WHERE id >= ? ORDER BY id"
-UPSERT_MARK = ("INSERT INTO marks (origin, position, updated) VALUES (?, ?, ?) ON CONFLICT (origin)"
-               " DO UPDATE SET position = excluded.position, updated = excluded.updated")
-HEADER = struct.Struct("<HII?")  # per message in a row: topic, key and value lengths, retain; then the bytes
-PAGE_SIZE = 16384  # of a new file: 64 KiB writes big rows a little faster, but small writes much slower
-ROW_BYTES = 16 << 20  # a write larger than this (a backlog after failed writes) is split into rows
 MAX_ORIGINS = 10_000  # marks kept; the least recently updated origin is forgotten first
 CACHE_BYTES = 8 << 20  # message bytes of the newest messages kept in memory for taking
 READ_MESSAGES = 512  # read back from the file at least this many at a time (whole rows)
@@ -69,61 +68,6 @@ ACK_WRITE_S = 0.2  # ... or after this long
 RETRY_S = 1.0  # after a failed write
 ROOM_FRACTION = 0.9  # ``block``: room again below this share of max_bytes
 POLICIES = ("block", "drop-oldest", "drop-newest")
-Entry = tuple[WireMessage, int]  # a message and its bytes
-
-
-class SpoolError(FactorySimError):
-    """The spool file cannot be used; the message names the file and says why, in one sentence."""
-
-
-def _open_error(path: Path, exc: sqlite3.Error) -> SpoolError:
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return SpoolError(f"spool {path} is in use by another process (a spool belongs to one process: give "
-                          "each its own spool.path)")
-    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-        return SpoolError(f"{path} is not a spool (not an SQLite database, or a damaged one): move it away or "
-                          "choose another spool.path")
-    return SpoolError(f"spool {path} cannot be opened for writing ({exc})")
-
-
-def _pack(entries: Iterable[Entry]) -> list[tuple[int, bytes]]:
-    """``entries`` as rows' (count, data), each row at most about ROW_BYTES."""
-    rows: list[tuple[int, bytes]] = []
-    parts: list[bytes] = []
-    count = size = 0
-    pack = HEADER.pack
-    for message, n in entries:
-        topic = message.topic.encode()
-        parts += (pack(len(topic), len(message.key), len(message.value), message.retain), topic, message.key,
-                  message.value)
-        count += 1
-        size += n
-        if size >= ROW_BYTES:
-            rows.append((count, b"".join(parts)))
-            parts, count, size = [], 0, 0
-    if count:
-        rows.append((count, b"".join(parts)))
-    return rows
-
-
-def _unpack(data: bytes, skip: int, limit: int) -> list[Entry]:
-    """Up to ``limit`` messages of a row's ``data``, after its first ``skip``."""
-    out: list[Entry] = []
-    pos, end, unpack, head = 0, len(data), HEADER.unpack_from, HEADER.size
-    while pos < end and len(out) < limit:
-        topic_n, key_n, value_n, retain = unpack(data, pos)
-        pos += head
-        if skip:
-            skip -= 1
-        else:
-            key_at, value_at = pos + topic_n, pos + topic_n + key_n
-            out.append((WireMessage(data[pos:key_at].decode(), data[key_at:value_at], (),
-                                    data[value_at:value_at + value_n], retain), topic_n + key_n + value_n))
-        pos += topic_n + key_n + value_n
-    return out
-
-
 class SpoolQueue:
     """The outgoing queue in the SQLite file ``path``; :meth:`open` it before use (see the module)."""
 
@@ -190,7 +134,7 @@ class SpoolQueue:
                 conn.close()
             if isinstance(exc, SpoolError):
                 raise
-            raise _open_error(path, exc) from exc
+            raise open_error(path, exc) from exc
         self._conn = conn
 
     def _load(self, conn: sqlite3.Connection) -> None:
@@ -244,7 +188,7 @@ class SpoolQueue:
             next_seq = first_seq + count
             total += length - HEADER.size * count
         if done_part is not None:
-            total -= sum(n for _, n in _unpack(done_part, 0, acked_through - rows[0][1] + 1))
+            total -= sum(n for _, n in unpack(done_part, 0, acked_through - rows[0][1] + 1))
         next_seq = max(next_seq, acked_through + 1)
         self._next_seq = next_seq
         self._next_take = self._disk_from = acked_through + 1
@@ -389,7 +333,7 @@ class SpoolQueue:
         row_id, seq, new = (rows[-1][0] if rows else 0) + 1, self._next_seq, []
         try:
             conn.execute("BEGIN")
-            for count, data in _pack(pending):
+            for count, data in pack(pending):
                 conn.execute(INSERT, (row_id, seq, count, data))
                 new.append((row_id, seq + count - 1))
                 row_id, seq = row_id + 1, seq + count
@@ -493,7 +437,7 @@ class SpoolQueue:
             for first_seq, data in cursor:
                 if first_seq > seq + len(got):
                     break
-                got += _unpack(data, seq + len(got) - first_seq, self._on_disk_only - len(got))
+                got += unpack(data, seq + len(got) - first_seq, self._on_disk_only - len(got))
                 if len(got) >= want:
                     break
             cursor.close()

@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 from simulator.adapters.delivery.faults import FaultStage
 from simulator.adapters.delivery.outage import OutageSwitch
 from simulator.adapters.delivery.queue import DeliveryQueue, Done, Mark, MemoryQueue, Taken
-from simulator.adapters.delivery.spool import SpoolError, SpoolQueue
+from simulator.adapters.delivery.spool import SpoolQueue
+from simulator.adapters.delivery.spool_file import SpoolError
 from simulator.adapters.delivery.transport import Delivery, Transport
 from simulator.config.delivery import DeliveryFaults, Spool
 from simulator.config.http_sinks import HttpSink
