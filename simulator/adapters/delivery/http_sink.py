@@ -182,13 +182,6 @@ class HttpTransport:
                 "last_success": self.last_success, "last_latency_s": self.last_latency_s,
                 "last_rejection": self.last_rejection}
 
-    @property
-    def counters(self) -> dict[str, float]:
-        """The counters by metric-friendly name (``requests_total``, ``responses_5xx_total``, ...) and the
-        ``connected`` gauge (1 or 0), for a Prometheus exposition."""
-        return {**{f"{name}_total": getattr(self, name) for name in COUNTERS}, "connected": float(self.connected),
-                **{f"responses_{klass}_total": n for klass, n in self.responses.items()}}
-
     # -- one batch -----------------------------------------------------------------------------------
     async def _deliver(self, body: bytes, count: int) -> None:
         """Until the batch is delivered (2xx) or given up; raises _Closed on close()."""
