@@ -237,8 +237,8 @@ class DeliveryTarget:
                 if self.queue.drained:
                     return
                 continue
-            if self.linger_s > 0 and len(batch) < self.batch_limit and not self._finishing.is_set():
-                batch += await self.queue.take(self.batch_limit - len(batch), self.linger_s)
+            if self.linger_s > 0:
+                batch += await self._more(self.batch_limit - len(batch))
             if not await self._link_up():  # the outage began while the loop waited for records
                 return
             deliveries = [d for taken in batch for d in self._deliveries(taken)]
@@ -248,6 +248,21 @@ class DeliveryTarget:
             if sent >= YIELD_EVERY:
                 sent = 0
                 await asyncio.sleep(0)  # let the other tasks run: Kafka fetches, acknowledgements
+
+    async def _more(self, room: int) -> list[Taken]:
+        """Up to ``room`` more items within ``linger_s`` (an HTTP sink's batch fills up before it goes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_s
+        more: list[Taken] = []
+        while len(more) < room and not self._finishing.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            taken = await self.queue.take(room - len(more), left)
+            if not taken:
+                break
+            more += taken
+        return more
 
     async def _link_up(self) -> bool:
         """Wait out an outage; False when the target is asked to finish during one."""
