@@ -16,7 +16,7 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 
 from harness.delivered import Delivered, event_id, published_ids
 from harness.http_receiver import HttpReceiver, ReceivedRequest, Reply
-from harness.service import Reader, orders, produce, running_service, service_config, wait_for
+from harness.service import Reader, control_headers, orders, produce, running_service, service_config, wait_for
 
 API_KEY = "k-3f9a-secret-value"
 FINAL = {"lot.completed", "lot.scrapped"}
@@ -88,3 +88,50 @@ async def test_records_reach_a_flaky_api_in_order_and_only_a_4xx_batch_is_given_
 def _items(request: ReceivedRequest) -> list[bytes]:
     """The request's records as JSON texts."""
     return [orjson.dumps(item) for item in request.items()]
+
+
+async def test_delivery_commands_over_http_set_faults_and_cut_the_link_and_health_says_so(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str) -> None:
+    async with HttpReceiver() as api:
+        config = service_config(default_yaml, kafka_bootstrap, unique, **{"http_sinks": [
+            {"name": "cloud", "url": api.url, "path": "/ingest"}]})
+        async with running_service(config) as service, \
+                aiohttp.ClientSession(headers=control_headers(service)) as http:
+            base = f"http://127.0.0.1:{service.http_port}"
+
+            async def call(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+                async with http.post(base + path, json=body) as response:
+                    return response.status, await response.json()
+
+            async def health() -> dict[str, Any]:
+                async with http.get(f"{base}/health") as response:
+                    body: dict[str, Any] = await response.json()
+                    return body
+
+            status, answer = await call("/delivery/faults", {"target": "cloud", "drop": 0.5,
+                                                             "delay": {"fraction": 0.1, "max_s": 2}})
+            assert (status, answer) == (200, {"command": "delivery_faults",
+                                              "targets": {"cloud": "drop 0.5, delay 0.1 by 1-2 s"}})
+            view = await health()
+            assert view["delivery"]["faults"] == {"cloud": "drop 0.5, delay 0.1 by 1-2 s"}
+            assert any("DELIVERY FAULTS ON cloud" in w for w in view["delivery"]["warnings"])
+            assert view["http_sinks"]["targets"][0]["faults"]["drop"] == 0.5
+            status, answer = await call("/plant/network_outage", {"value": True, "target": "cloud"})
+            assert (status, answer["targets"]) == (200, ["cloud"])
+            view = await health()
+            assert view["delivery"]["network_outage"] == {"cloud": "command"}
+            assert view["http_sinks"]["targets"][0]["outage"]["active"] is True
+            status, answer = await call("/plant/network_outage", {"value": True, "target": "nowhere"})
+            assert (status, answer["error"]) == (400, "unknown_target")
+            assert "cloud" in answer["detail"]
+            assert (await call("/plant/network_outage", {"value": False}))[0] == 200
+            assert (await call("/delivery/faults", {}))[0] == 200  # all off
+            view = await health()
+            assert view["delivery"] == {"network_outage": {}, "faults": {}, "warnings": []}
+            async with http.get(f"{base}/metrics") as response:
+                metrics = await response.text()
+    counted = {(s.labels["command"], s.labels["outcome"]): s.value
+               for family in text_string_to_metric_families(metrics) for s in family.samples
+               if s.name == "factorysim_commands_total"}
+    assert counted == {("delivery_faults", "accepted"): 2, ("network_outage", "accepted"): 2,
+                       ("network_outage", "rejected"): 1}
