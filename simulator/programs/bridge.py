@@ -1,4 +1,5 @@
-"""The standalone MQTT bridge (``factorysim bridge``): Kafka telemetry and lot events -> MQTT targets.
+"""The standalone MQTT bridge (``factorysim bridge``): Kafka telemetry and lot events -> MQTT targets
+(and HTTP sinks: every kind of delivery target, :mod:`simulator.adapters.delivery.target`).
 
 It consumes the coffeemek telemetry and event topics in its own consumer group, decodes each
 message back into a record and encodes it for every MQTT target in the target's format, with the
@@ -7,10 +8,10 @@ A ``coffeemek`` target gets the Kafka message as it is, on its MQTT topic: no de
 re-encoding, and the event ids are those the service gave.
 
 A Kafka offset is committed only when every target is done with the message:
-acknowledged by the broker (QoS 1/2), written (QoS 0), not carried by that target, or dropped by
-an explicit overflow policy.  Stopped mid-stream and started again, it therefore resends what was
-not acknowledged and loses nothing.  A target with the ``block`` policy stops the reading while
-its queue is full.
+acknowledged by the broker (QoS 1/2), written (QoS 0), answered by an HTTP sink's API, written to a
+target's spool, not carried by that target, or dropped by an explicit overflow policy.  Stopped
+mid-stream and started again, it therefore resends what was not acknowledged and loses nothing.  A
+target with the ``block`` policy stops the reading while its queue (or spool) is full.
 
 Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics,
 served and judged as the service's are (:mod:`simulator.adapters.health_server`,
