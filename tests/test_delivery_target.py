@@ -8,7 +8,9 @@ import asyncio
 import time
 
 import orjson
+import pytest
 
+from simulator.adapters.delivery import target as target_module
 from simulator.adapters.delivery.http_target import HttpSinkTarget
 from simulator.config.http_sinks import HttpSink
 from simulator.config.loader import load
@@ -61,3 +63,30 @@ async def test_a_batch_fills_up_for_linger_ms_and_an_outage_holds_then_sends_all
         finally:
             running.cancel()
     assert [item["n"] for item in api.delivered_items()] == list(range(70))
+
+
+async def test_messages_held_back_by_faults_are_bounded_and_all_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delays hold messages in memory: at most MAX_HELD at once; the rest wait in the queue (its bound
+    and policy apply), and every one arrives."""
+    monkeypatch.setattr(target_module, "MAX_HELD", 10)
+    async with HttpReceiver() as api:
+        target = sink(api, batch={"max_records": 5, "linger_ms": 0},
+                      faults={"delay": {"fraction": 1.0, "min_s": 0.2, "max_s": 0.2}})
+        running = asyncio.create_task(target.run())
+        most = 0
+
+        def watch(_: HttpReceiver) -> bool:
+            nonlocal most
+            most = max(most, target.faults.held)
+            return len(api.delivered_items()) == 40
+        try:
+            for i in range(40):
+                target.offer_encoded("sample", message(i))
+            await api.wait_for(watch, 10)
+            target.finish()
+            await asyncio.wait_for(running, 10)
+        finally:
+            running.cancel()
+    assert most <= 10 + 5  # the limit, and at most one batch taken before it was reached
+    assert sorted(item["n"] for item in api.delivered_items()) == list(range(40))
+    assert target.faults.delayed == 40

@@ -11,6 +11,7 @@ The HTTP sinks themselves are :mod:`simulator.config.http_sinks`.
 
 from __future__ import annotations
 
+import string
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -21,6 +22,7 @@ OverflowPolicy = Literal["block", "drop-oldest", "drop-newest"]
 MAX_DELAY_S = 3600.0  # a message held back longer is no longer "late", it is lost to the test
 MAX_FAULT_WINDOW = 10_000
 MAX_OUTAGE_S = 7 * 86_400.0
+SPOOL_PLACEHOLDERS = ("name", "program", "hostname", "instance_id", "state_dir")
 
 
 class Spool(Strict):
@@ -32,6 +34,22 @@ class Spool(Strict):
     max_bytes: Annotated[int, Field(ge=65_536, le=1 << 40)] = 1 << 30  # message bytes kept at most
     policy: OverflowPolicy = "block"  # when max_bytes is reached
     fsync: bool = False  # true: every write reaches the disk before it counts (survives power loss; slower)
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Spool:
+        try:
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(self.path)
+                      if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"path {self.path!r}: {exc} (write a brace as {{{{ or }}}})") from exc
+        if any(spec or conversion for _, spec, conversion in fields):
+            raise ValueError("path placeholders take no format spec or conversion (write {name}, not {name:…})")
+        names = {name for name, _, _ in fields}
+        unknown = sorted(names - set(SPOOL_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(f"path has the unknown placeholder {{{unknown[0]}}}; allowed: "
+                             f"{', '.join('{' + p + '}' for p in SPOOL_PLACEHOLDERS)}")
+        return self
 
 
 class DelayFault(Strict):
@@ -75,7 +93,7 @@ class DeliveryFaults(Strict):
     the target's name and the message (its topic and bytes), never on timing: the same seed gives
     the same faults."""
 
-    seed: int | None = None  # default: simulation.seed
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None  # default: simulation.seed
     duplicate: Probability = 0.0  # fraction of messages delivered twice
     drop: Probability = 0.0  # fraction of messages never delivered
     delay: DelayFault = DelayFault()

@@ -68,7 +68,8 @@ from simulator.programs.stats_log import Growth, StatsLog, dropped_note, outage_
 from simulator.runtime.faults import FaultDrill
 from simulator.runtime.health import health_status, kafka_reasons
 from simulator.runtime.signals import install_stop_signals
-from simulator.runtime.supervision import Supervisor, unless_stopped, utc_text
+from simulator.runtime.supervision import Supervisor, unless_stopped
+from simulator.utc import utc_text
 
 log = logging.getLogger(__name__)
 # per partition and fetch: a round trip to the broker brings thousands of records, so the reading

@@ -96,8 +96,8 @@ from simulator.runtime.supervision import (
     Failure,
     Supervisor,
     unless_stopped,
-    utc_text,
 )
+from simulator.utc import utc_text
 
 log = logging.getLogger(__name__)
 

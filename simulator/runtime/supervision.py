@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from simulator.errors import ConfigError, FactorySimError
 from simulator.exit_codes import EXIT_FAILURE
+from simulator.utc import utc_text
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,6 @@ class Failure:
         return {"task": self.task, "error": self.error, "at": utc_text(self.at)}
 
 
-def utc_text(instant: dt.datetime) -> str:
-    """An instant as ISO-8601 UTC with a Z, to the millisecond."""
-    return instant.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ExitDeadline:

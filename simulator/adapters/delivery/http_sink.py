@@ -24,7 +24,6 @@ import re
 import ssl
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -38,6 +37,7 @@ from simulator.adapters.kafka_options import read_secret
 from simulator.asyncio_waits import wait_event
 from simulator.config.http_sinks import HttpSink
 from simulator.errors import ConfigError
+from simulator.utc import now_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,10 +81,6 @@ class _Answer(NamedTuple):
     retry_after: str | None
     location: str | None
     body: bytes
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class HttpTransport:
@@ -271,7 +267,7 @@ class HttpTransport:
             log.info("HTTP sink %s: %s takes requests again after %d failed attempt(s)", self.sink.name,
                      self.endpoint, failures)
         self.records_sent += count
-        self.last_success = _now_iso()
+        self.last_success = now_text()
         self.last_error = None
 
     def _reject(self, answer: _Answer, count: int) -> None:
@@ -282,7 +278,7 @@ class HttpTransport:
                       f"that takes the records")
         else:
             reason = self._excerpt(answer.body) or "(no body)"
-        self.last_rejection = {"at": _now_iso(), "status": answer.status, "records": count, "reason": reason}
+        self.last_rejection = {"at": now_text(), "status": answer.status, "records": count, "reason": reason}
         log.warning("HTTP sink %s: %s answered %d %s; %d record(s) given up, not retried%s: %s", self.sink.name,
                     self.endpoint, answer.status, answer.reason, count, self._hint(answer.status), reason)
 

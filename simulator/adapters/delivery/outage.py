@@ -19,13 +19,13 @@ told as wall times for people.  An outage counts once however many causes it has
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from simulator.config.delivery import ScheduledOutage
+from simulator.utc import wall_text
 
 _LOOKAHEAD = 1000  # boundaries looked through for the next change (overlapping periodic outages)
 
@@ -47,11 +47,6 @@ def _window(outage: ScheduledOutage, origin: float, t: float) -> tuple[float, fl
     if t >= start + outage.duration_s:
         start = base + (k + 1) * every
     return start, start + outage.duration_s
-
-
-def _wall_text(instant: float) -> str:
-    """A wall time as ISO-8601 UTC with a Z, to the millisecond (as /health tells times)."""
-    return dt.datetime.fromtimestamp(instant, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class OutageSwitch:
@@ -164,8 +159,8 @@ class OutageSwitch:
     def health(self) -> dict[str, Any]:
         since, until = self.since, self.until
         return {"active": self.active, "reason": self.reason,
-                "since": None if since is None else _wall_text(since),
-                "until": None if until is None else _wall_text(until),
+                "since": None if since is None else wall_text(since),
+                "until": None if until is None else wall_text(until),
                 "outages": self.outages, "outage_seconds": round(self.outage_seconds, 3),
                 "schedule": [outage.model_dump() for outage in self.schedule]}
 

@@ -34,6 +34,7 @@ from simulator.adapters.delivery.queue import DeliveryQueue, Done, Mark, MemoryQ
 from simulator.adapters.delivery.spool import SpoolQueue
 from simulator.adapters.delivery.spool_file import SpoolError
 from simulator.adapters.delivery.transport import Delivery, Transport
+from simulator.asyncio_waits import wait_for
 from simulator.config.delivery import DeliveryFaults, Spool
 from simulator.config.http_sinks import HttpSink
 from simulator.config.mqtt import MqttTarget
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 # messages handed to the transport between two yields to the event loop: sending a long queue without
 # a pause would hold up every other task (the bridge's next Kafka fetch, the acknowledgements)
 YIELD_EVERY = 64
+MAX_HELD = 100_000  # messages delivery faults may hold back at once (delays of up to an hour at full rate)
 STRANDED_CHECK_S = 0.25  # how often a stopping target with a spool checks whether it can still send
 RunOf = Callable[[str], str | None]  # a plant -> the id of the run it is in (the spool's marks)
 
@@ -232,6 +234,12 @@ class DeliveryTarget:
             due = self.faults.due(now)
             if due:
                 await self.transport.send(due)
+            if self.faults.held >= MAX_HELD and not self._finishing.is_set():
+                # delayed messages wait in memory: take no more until some are released, so the queue's
+                # own policy (and its bound) applies to what comes meanwhile
+                with contextlib.suppress(TimeoutError):
+                    await wait_for(self._finishing.wait(), self._wait_s(time.monotonic()))
+                continue
             batch = await self.queue.take(self.batch_limit, self._wait_s(now))
             if not batch:
                 if self.queue.drained:
