@@ -5,6 +5,7 @@ MokaMetrics API push, the Virtual Smart Factory's cloud ``/ingest``); see
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -87,6 +88,13 @@ class HttpSink(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> HttpSink:
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 - reading it checks it (0..65535)
+        except ValueError as exc:
+            raise ValueError(f"url {self.url!r} is not a valid URL ({exc})") from exc
+        if not parts.hostname:
+            raise ValueError(f"url {self.url!r} names no host")
         if self.retry.max_s < self.retry.initial_s:
             raise ValueError("retry.max_s must be >= retry.initial_s")
         reserved = {h.lower() for h in self.headers} & {"content-type", "content-length", "authorization",
