@@ -30,6 +30,14 @@ from simulator.programs.offline import DEFAULT_TIMELINE_S, OfflineResult, run_of
 from simulator.progress import ProgressBar, human_duration
 from simulator.reporting.summary import build_report
 from simulator.runtime.driver import StopReason
+from simulator.studies.flags import StudyFlags, study_flags
+from simulator.studies.precision import run_to_precision
+from simulator.studies.progress import ReplicationsBar
+from simulator.studies.replications import check_kpi, run_replications, summarize
+from simulator.studies.replications_text import replications_text, warm_up_text
+from simulator.studies.runs import Runner, WarmUp
+from simulator.studies.warm_up import PILOT_RUNS, WarmUpDecision
+from simulator.studies.warm_up import decide as decide_warm_up
 
 log = logging.getLogger("factorysim")
 
@@ -74,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--arrivals", choices=("poisson", "fixed"), help="inter-arrival process")
     gen.add_argument("--locations", help="location mix, e.g. Italia=0.5,Brasile=0.3,Vietnam=0.2")
     gen.add_argument("--priorities", help="priority mix, e.g. alta=0.1,normale=0.8,bassa=0.1")
+    study = sim.add_argument_group("capacity study (README \"Capacity studies\")")
+    study.add_argument("--replications", type=int, metavar="N",
+                       help="run N independent replications (seeds derived from the run seed) and report every "
+                            "KPI with its 95%% confidence interval")
+    study.add_argument("--jobs", type=int, metavar="N", help="worker processes for the replications (default: one "
+                                                             "per core)")
+    study.add_argument("--precision", metavar="X%",
+                       help="add replications until the 95%% interval of --precision-kpi is within X%% of its mean")
+    study.add_argument("--precision-kpi", metavar="PATH",
+                       help="the KPI of --precision, a dotted path of the JSON report (default lead_time_s.mean)")
+    study.add_argument("--max-replications", type=int, metavar="N",
+                       help="the cap of --precision (default 100)")
+    study.add_argument("--warm-up", metavar="DURATION|auto|0",
+                       help="statistics count from this simulated time on (e.g. 2d); auto: found by MSER-5 on the "
+                            "WIP of a pilot (needs --until); 0: none (default)")
     out = sim.add_argument_group("output")
     out.add_argument("--telemetry-out", type=Path, help="write every wire message (topic, key, value) as JSONL")
     out.add_argument("--report-json", type=Path, help="write the JSON report here")
@@ -83,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")
     sim.set_defaults(handler=cmd_simulate)
+
+    study = commands.add_parser("study", help="a capacity study: scenarios of a base config run with replications "
+                                              "and compared, and an optional what-if search (README \"Studies\")")
+    study.add_argument("file", type=Path, help="the study file (YAML)")
+    study_out = study.add_argument_group("output (the comparison and the search's answer are printed either way)")
+    study_out.add_argument("--out", type=Path, metavar="DIR",
+                           help="write DIR/study.json and DIR/study.html (DIR is created when missing)")
+    study_out.add_argument("--report-json", type=Path, help="write the study JSON here")
+    study_out.add_argument("--report-html", type=Path, help="write the study's HTML comparison here")
+    study.add_argument("--jobs", type=int, help="worker processes (default: the study file's jobs, else one per core)")
+    study.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar on stderr (default: when stderr is a terminal)")
+    study.set_defaults(handler=cmd_study)
 
     run = commands.add_parser("run", help="the service: orders from Kafka, telemetry and lot events to Kafka")
     run.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
@@ -171,6 +207,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.orders is not None and not args.orders.is_file():
         raise UsageError(f"--orders: no such file: {args.orders}")
     window = _window(args.gantt_window)
+    study = study_flags(args, until_s)
     check_outputs({"--telemetry-out": args.telemetry_out, "--report-json": args.report_json,
                    "--report-html": args.report_html},
                   inputs={"--orders": args.orders, "--from-snapshot": args.from_snapshot})
@@ -184,11 +221,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise UsageError("--lots and this snapshot exclude each other: its plant generates orders itself "
                              "(arrivals.in_service); use --until")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if study.replicated:
+        return _simulate_replications(args, cfg, study, show_progress)
+    warm_up = _single_run_warm_up(args, cfg, study)
     bar = ProgressBar(lots=args.lots, until_s=until_s) if show_progress else None
     try:
         result = asyncio.run(run_offline(
             cfg, seed=args.seed, lots=args.lots, until_s=until_s, orders=args.orders,
             telemetry_out=args.telemetry_out, timeline=window, progress=bar, snapshot=document, warm=warm,
+            **({"warm_up_s": warm_up.warm_up.warm_up_s} if warm_up.warm_up.warm_up_s else {}),
         ))
     except SnapshotError as exc:
         raise ConfigError([f"--from-snapshot: {args.from_snapshot} cannot start this config: {exc}"]) from exc
@@ -208,6 +249,97 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         write_output("--report-html", args.report_html, render_html(result.sim, report).encode())
     print(_summary_text(report, result))
+    if study.warm_up != WarmUp("none"):
+        print(warm_up_text(warm_up.as_dict()))
+    return EXIT_OK
+
+
+def _single_run_warm_up(args: argparse.Namespace, cfg: Any, study: StudyFlags) -> WarmUpDecision:
+    """The warm-up of a single run (an automatic one runs a pilot of one run first)."""
+    if study.warm_up == "auto" and (args.orders is not None or args.from_snapshot is not None):
+        raise UsageError("--warm-up auto runs a pilot with generated arrivals from an empty plant; with --orders "
+                         "or --from-snapshot give the warm-up as a duration")
+    if study.warm_up != "auto" or study.length is None:
+        return WarmUpDecision(study.warm_up if study.warm_up != "auto" else WarmUp("none"))
+    with Runner(1) as runner:
+        decision = decide_warm_up(cfg, seed=cfg.simulation.seed, length=study.length, requested="auto",
+                                  replications=1, runner=runner)
+    for warning in decision.warnings:
+        log.warning("--warm-up auto: %s", warning)
+    return decision
+
+
+def _simulate_replications(args: argparse.Namespace, cfg: Any, study: StudyFlags, show_progress: bool) -> int:
+    """`simulate --replications N` / `--precision X%`: the replicated report (JSON, HTML, text)."""
+    if study.precision is not None:
+        try:
+            check_kpi(cfg, study.precision.kpi)
+        except ValueError as exc:
+            raise UsageError(f"--precision-kpi: {exc}") from exc
+    assert study.length is not None  # (replications have --lots or --until: checked with the flags)
+    pilots = min(study.start, PILOT_RUNS) if study.warm_up == "auto" else 0
+    bar = ReplicationsBar(pilots=pilots) if show_progress else None
+    charts = args.report_html is not None
+    precision = None
+    try:
+        if bar is not None:
+            bar(0, pilots + study.start)
+        if study.precision is None:
+            replicated = run_replications(cfg, seed=cfg.simulation.seed, count=study.start, length=study.length,
+                                          warm_up=study.warm_up, jobs=args.jobs, charts=charts, progress=bar)
+        else:
+            replicated, precision = run_to_precision(cfg, seed=cfg.simulation.seed, start=study.start,
+                                                     target=study.precision, length=study.length,
+                                                     warm_up=study.warm_up, jobs=args.jobs, charts=charts,
+                                                     progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = summarize(replicated, precision=precision)
+    if args.report_json is not None:
+        write_output("--report-json", args.report_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    if args.report_html is not None:
+        from simulator.reporting.replications_html import render_replications_html
+
+        write_output("--report-html", args.report_html, render_replications_html(summary).encode())
+    print(replications_text(summary))
+    return EXIT_OK
+
+
+# --- study ---------------------------------------------------------------------------------------
+def cmd_study(args: argparse.Namespace) -> int:
+    from simulator.studies.scenarios import run_study
+    from simulator.studies.study_file import load_study
+    from simulator.studies.study_text import StudyProgress, study_summary
+
+    if args.out is not None and (args.report_json is not None or args.report_html is not None):
+        raise UsageError("--out DIR and --report-json/--report-html exclude each other")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    study = load_study(args.file)
+    outputs = {"--report-json": args.report_json, "--report-html": args.report_html}
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out: {args.out} is not a directory")
+        args.out.mkdir(parents=True, exist_ok=True)
+        outputs = {"--out (study.json)": args.out / "study.json", "--out (study.html)": args.out / "study.html"}
+    check_outputs(outputs, inputs={"FILE": args.file})
+    (json_flag, json_path), (html_flag, html_path) = outputs.items()
+    render_study_html = None
+    if html_path is not None:  # before the run: a missing renderer must not waste it
+        from simulator.reporting.study_html import render_study_html
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = StudyProgress() if show_progress else None
+    try:
+        result = run_study(study, jobs=args.jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if json_path is not None:
+        write_output(json_flag, json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    if html_path is not None and render_study_html is not None:
+        write_output(html_flag, html_path, render_study_html(result).encode())
+    print(study_summary(result))
     return EXIT_OK
 
 
