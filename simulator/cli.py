@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -101,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--telemetry-out", type=Path, help="write every wire message (topic, key, value) as JSONL")
     out.add_argument("--report-json", type=Path, help="write the JSON report here")
     out.add_argument("--report-html", type=Path, help="write the self-contained HTML report here")
-    out.add_argument("--gantt-window", default="0h,72h",
-                     help="simulated time window of the HTML Gantt chart, START,END (default 0h,72h)")
+    out.add_argument("--gantt-window", default=None,
+                     help="simulated time window of the HTML Gantt chart, START,END such as 0h,72h "
+                          "(default: the whole run)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")
     sim.set_defaults(handler=cmd_simulate)
@@ -246,8 +248,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_output("--report-json", args.report_json, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if args.report_html is not None:
         from simulator.reporting.html_report import render_html
+        from simulator.reporting.run_charts import run_charts
 
-        write_output("--report-html", args.report_html, render_html(result.sim, report).encode())
+        write_output("--report-html", args.report_html, render_html(report, run_charts(result.sim)).encode())
     print(_summary_text(report, result))
     if study.warm_up != WarmUp("none"):
         print(warm_up_text(warm_up.as_dict()))
@@ -416,7 +419,9 @@ def _duration(flag: str, text: str) -> float:
     return value
 
 
-def _window(text: str) -> tuple[float, float]:
+def _window(text: str | None) -> tuple[float, float]:
+    if text is None:
+        return 0.0, math.inf
     parts = text.split(",")
     if len(parts) != 2:
         raise UsageError(f"--gantt-window: expected START,END such as 0h,72h, got {text!r}")

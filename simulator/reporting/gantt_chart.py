@@ -65,7 +65,8 @@ def gantt_html(chart_id: str, gantt: dict[str, Any], order: Sequence[str], title
     out.append("</svg>")
     data = {"start": start, "end": end, "cell": cell, "first": first, "left": LABEL_W, "width": PLOT_W,
             "top": TOP, "row": ROW_H, "rows": encoded}
-    payload = json.dumps(data, ensure_ascii=True, separators=(",", ":")).replace("</", "<\\/")
+    payload = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")  # inert in HTML
     return (f'<div class="gantt" data-chart="{escape(chart_id)}">' + "\n".join(out)
             + f'<div class="tip" hidden></div><script type="application/json">{payload}</script></div>')
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 from simulator.progress import count_of
 from simulator.reporting.timeaxis import TimeAxis
@@ -196,9 +197,9 @@ class Line:
     colour: str = SERIES_COLOUR
 
 
-def _runs(items: Sequence[tuple[float, ...]]) -> list[list[tuple[float, ...]]]:
+def _runs(items: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
     """Consecutive items without a None, as separate runs (a None is a gap in the line)."""
-    runs: list[list[tuple[float, ...]]] = [[]]
+    runs: list[list[tuple[Any, ...]]] = [[]]
     for item in items:
         if any(v is None for v in item[1:]):
             if runs[-1]:

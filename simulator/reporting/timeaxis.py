@@ -55,7 +55,7 @@ def _step(span: float, unit: float, steps: tuple[int, ...], max_ticks: int) -> f
     return next((s * unit for s in steps if span / (s * unit) <= max_ticks), steps[-1] * unit)
 
 
-def time_axis(start: float, end: float, *, start_utc: str | None = None, max_ticks: int = 8) -> TimeAxis:
+def time_axis(start: float, end: float, *, start_utc: str | None = None, max_ticks: int = 6) -> TimeAxis:
     """An axis over ``start``..``end`` simulated seconds: days beyond two days, hours beyond two hours,
     minutes (or seconds) below."""
     end = end if end > start else start + 1.0
