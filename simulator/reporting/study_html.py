@@ -55,7 +55,8 @@ def _slug(text: str) -> str:
 def scenarios_section(study: Mapping[str, Any]) -> str:
     kpis: list[str] = list(study.get("kpis") or [])
     scenarios = study.get("scenarios") or []
-    stats = {path: [interval_stat((s["result"].get("kpis") or {}).get(path)) for s in scenarios] for path in kpis}
+    stats = {path: [interval_stat((s["result"].get("kpis") or {}).get(path), nonnegative=True) for s in scenarios]
+             for path in kpis}
     formats = {path: _unit(path, [x for x in stats[path] if x is not None])[1] for path in kpis}
     rows = []
     for i, scenario in enumerate(scenarios):
@@ -138,7 +139,7 @@ def search_section(study: Mapping[str, Any]) -> str:
         kpis = step.get("kpis") or {}
         cells = []
         for path in paths:
-            stat = interval_stat(kpis.get(path))
+            stat = interval_stat(kpis.get(path), nonnegative=True)
             cells.append(_with_ci(stat, _unit(path, [stat] if stat else [])[1]))
         meets = "yes" if step.get("meets") else "no"
         cls = "answer" if answer_machines is not None and machines == answer_machines and step.get("meets") else ""
