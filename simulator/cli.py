@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -101,11 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--telemetry-out", type=Path, help="write every wire message (topic, key, value) as JSONL")
     out.add_argument("--report-json", type=Path, help="write the JSON report here")
     out.add_argument("--report-html", type=Path, help="write the self-contained HTML report here")
-    out.add_argument("--gantt-window", default="0h,72h",
-                     help="simulated time window of the HTML Gantt chart, START,END (default 0h,72h)")
+    out.add_argument("--gantt-window", default=None,
+                     help="simulated time window of the HTML Gantt chart, START,END such as 0h,72h "
+                          "(default: the whole run)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")
     sim.set_defaults(handler=cmd_simulate)
+
+    study = commands.add_parser("study", help="a capacity study: scenarios of a base config run with replications "
+                                              "and compared, and an optional what-if search (README \"Studies\")")
+    study.add_argument("file", type=Path, help="the study file (YAML)")
+    study_out = study.add_argument_group("output (the comparison and the search's answer are printed either way)")
+    study_out.add_argument("--out", type=Path, metavar="DIR",
+                           help="write DIR/study.json and DIR/study.html (DIR is created when missing)")
+    study_out.add_argument("--report-json", type=Path, help="write the study JSON here")
+    study_out.add_argument("--report-html", type=Path, help="write the study's HTML comparison here")
+    study.add_argument("--jobs", type=int, help="worker processes (default: the study file's jobs, else one per core)")
+    study.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar on stderr (default: when stderr is a terminal)")
+    study.set_defaults(handler=cmd_study)
 
     run = commands.add_parser("run", help="the service: orders from Kafka, telemetry and lot events to Kafka")
     run.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
@@ -233,8 +248,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_output("--report-json", args.report_json, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if args.report_html is not None:
         from simulator.reporting.html_report import render_html
+        from simulator.reporting.run_charts import run_charts
 
-        write_output("--report-html", args.report_html, render_html(result.sim, report).encode())
+        write_output("--report-html", args.report_html, render_html(report, run_charts(result.sim)).encode())
     print(_summary_text(report, result))
     if study.warm_up != WarmUp("none"):
         print(warm_up_text(warm_up.as_dict()))
@@ -290,6 +306,43 @@ def _simulate_replications(args: argparse.Namespace, cfg: Any, study: StudyFlags
 
         write_output("--report-html", args.report_html, render_replications_html(summary).encode())
     print(replications_text(summary))
+    return EXIT_OK
+
+
+# --- study ---------------------------------------------------------------------------------------
+def cmd_study(args: argparse.Namespace) -> int:
+    from simulator.studies.scenarios import run_study
+    from simulator.studies.study_file import load_study
+    from simulator.studies.study_text import StudyProgress, study_summary
+
+    if args.out is not None and (args.report_json is not None or args.report_html is not None):
+        raise UsageError("--out DIR and --report-json/--report-html exclude each other")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    study = load_study(args.file)
+    outputs = {"--report-json": args.report_json, "--report-html": args.report_html}
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out: {args.out} is not a directory")
+        args.out.mkdir(parents=True, exist_ok=True)
+        outputs = {"--out (study.json)": args.out / "study.json", "--out (study.html)": args.out / "study.html"}
+    check_outputs(outputs, inputs={"FILE": args.file})
+    (json_flag, json_path), (html_flag, html_path) = outputs.items()
+    render_study_html = None
+    if html_path is not None:  # before the run: a missing renderer must not waste it
+        from simulator.reporting.study_html import render_study_html
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = StudyProgress() if show_progress else None
+    try:
+        result = run_study(study, jobs=args.jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if json_path is not None:
+        write_output(json_flag, json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    if html_path is not None and render_study_html is not None:
+        write_output(html_flag, html_path, render_study_html(result).encode())
+    print(study_summary(result))
     return EXIT_OK
 
 
@@ -366,7 +419,9 @@ def _duration(flag: str, text: str) -> float:
     return value
 
 
-def _window(text: str) -> tuple[float, float]:
+def _window(text: str | None) -> tuple[float, float]:
+    if text is None:
+        return 0.0, math.inf
     parts = text.split(",")
     if len(parts) != 2:
         raise UsageError(f"--gantt-window: expected START,END such as 0h,72h, got {text!r}")
