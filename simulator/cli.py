@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="write DIR/study.json and DIR/study.html (DIR is created when missing)")
     study_out.add_argument("--report-json", type=Path, help="write the study JSON here")
     study_out.add_argument("--report-html", type=Path, help="write the study's HTML comparison here")
-    studies.add_argument("--jobs", type=int, help="worker processes (default: the study file's jobs, else one per core)")
+    studies.add_argument("--jobs", type=int,
+                         help="worker processes (default: the study file's jobs, else one per core)")
     studies.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                          help="progress bar on stderr (default: when stderr is a terminal)")
     studies.set_defaults(handler=cmd_study)
