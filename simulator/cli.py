@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -82,27 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--arrivals", choices=("poisson", "fixed"), help="inter-arrival process")
     gen.add_argument("--locations", help="location mix, e.g. Italia=0.5,Brasile=0.3,Vietnam=0.2")
     gen.add_argument("--priorities", help="priority mix, e.g. alta=0.1,normale=0.8,bassa=0.1")
-    study = sim.add_argument_group("capacity study (README \"Capacity studies\")")
-    study.add_argument("--replications", type=int, metavar="N",
+    capacity = sim.add_argument_group("capacity study (README \"Capacity studies\")")
+    capacity.add_argument("--replications", type=int, metavar="N",
                        help="run N independent replications (seeds derived from the run seed) and report every "
                             "KPI with its 95%% confidence interval")
-    study.add_argument("--jobs", type=int, metavar="N", help="worker processes for the replications (default: one "
+    capacity.add_argument("--jobs", type=int, metavar="N", help="worker processes for the replications (default: one "
                                                              "per core)")
-    study.add_argument("--precision", metavar="X%",
+    capacity.add_argument("--precision", metavar="X%",
                        help="add replications until the 95%% interval of --precision-kpi is within X%% of its mean")
-    study.add_argument("--precision-kpi", metavar="PATH",
+    capacity.add_argument("--precision-kpi", metavar="PATH",
                        help="the KPI of --precision, a dotted path of the JSON report (default lead_time_s.mean)")
-    study.add_argument("--max-replications", type=int, metavar="N",
+    capacity.add_argument("--max-replications", type=int, metavar="N",
                        help="the cap of --precision (default 100)")
-    study.add_argument("--warm-up", metavar="DURATION|auto|0",
+    capacity.add_argument("--warm-up", metavar="DURATION|auto|0",
                        help="statistics count from this simulated time on (e.g. 2d); auto: found by MSER-5 on the "
                             "WIP of a pilot (needs --until); 0: none (default)")
     out = sim.add_argument_group("output")
     out.add_argument("--telemetry-out", type=Path, help="write every wire message (topic, key, value) as JSONL")
     out.add_argument("--report-json", type=Path, help="write the JSON report here")
     out.add_argument("--report-html", type=Path, help="write the self-contained HTML report here")
-    out.add_argument("--gantt-window", default="0h,72h",
-                     help="simulated time window of the HTML Gantt chart, START,END (default 0h,72h)")
+    out.add_argument("--gantt-window", default=None,
+                     help="simulated time window of the HTML Gantt chart, START,END such as 0h,72h "
+                          "(default: the whole run)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")
     sim.set_defaults(handler=cmd_simulate)
@@ -248,8 +250,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_output("--report-json", args.report_json, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if args.report_html is not None:
         from simulator.reporting.html_report import render_html
+        from simulator.reporting.run_charts import run_charts
 
-        write_output("--report-html", args.report_html, render_html(result.sim, report).encode())
+        write_output("--report-html", args.report_html, render_html(report, run_charts(result.sim)).encode())
     print(_summary_text(report, result))
     if study.warm_up != WarmUp("none"):
         print(warm_up_text(warm_up.as_dict()))
@@ -282,6 +285,8 @@ def _simulate_replications(args: argparse.Namespace, cfg: Any, study: StudyFlags
     pilots = min(study.start, PILOT_RUNS) if study.warm_up == "auto" else 0
     bar = ReplicationsBar(pilots=pilots) if show_progress else None
     charts = args.report_html is not None
+    if charts:  # before the runs: a renderer that cannot load must not waste them
+        from simulator.reporting.replications_html import render_replications_html
     precision = None
     try:
         if bar is not None:
@@ -300,9 +305,7 @@ def _simulate_replications(args: argparse.Namespace, cfg: Any, study: StudyFlags
     summary = summarize(replicated, precision=precision)
     if args.report_json is not None:
         write_output("--report-json", args.report_json, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
-    if args.report_html is not None:
-        from simulator.reporting.replications_html import render_replications_html
-
+    if charts:
         write_output("--report-html", args.report_html, render_replications_html(summary).encode())
     print(replications_text(summary))
     return EXIT_OK
@@ -420,7 +423,9 @@ def _duration(flag: str, text: str) -> float:
     return value
 
 
-def _window(text: str) -> tuple[float, float]:
+def _window(text: str | None) -> tuple[float, float]:
+    if text is None:
+        return 0.0, math.inf
     parts = text.split(",")
     if len(parts) != 2:
         raise UsageError(f"--gantt-window: expected START,END such as 0h,72h, got {text!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
 from machines.base import MachineState, MachineType
@@ -16,18 +18,48 @@ if TYPE_CHECKING:
 
 
 class Timeline:
-    """Machine state intervals inside a window of simulated time (for Gantt charts)."""
+    """Machine state intervals inside a window of simulated time (for Gantt charts).
 
-    __slots__ = ("end", "intervals", "start")
+    Kept compactly, as a run of 100,000 lots books millions of intervals: per machine, the start and end
+    of each interval in two ``array('d')`` and its state as one byte; an interval continuing the
+    previous one in the same state (the next lot on a busy machine) extends it.  The lot of an interval
+    is not kept (the charts aggregate the intervals into cells of time)."""
+
+    __slots__ = ("end", "rows", "start")
 
     def __init__(self, start: float, end: float) -> None:
         self.start = start
         self.end = end
-        self.intervals: list[tuple[str, float, float, str, str | None]] = []
+        self.rows: dict[str, tuple[array[float], array[float], bytearray]] = {}
 
     def add(self, machine_id: str, start: float, end: float, state: str, lot: str | None) -> None:
         if end > start and end > self.start and start < self.end:
-            self.intervals.append((machine_id, max(start, self.start), min(end, self.end), state, lot))
+            start, end = max(start, self.start), min(end, self.end)
+            row = self.rows.get(machine_id)
+            if row is None:
+                row = self.rows[machine_id] = (array("d"), array("d"), bytearray())
+            starts, ends, states = row
+            code = _STATE_CODES[state]
+            if states and states[-1] == code and ends[-1] == start:
+                ends[-1] = end
+            else:
+                starts.append(start)
+                ends.append(end)
+                states.append(code)
+
+    def intervals_of(self, machine_id: str) -> Iterator[tuple[float, float, str]]:
+        """The machine's intervals in the window, in time order: (start, end, state)."""
+        row = self.rows.get(machine_id)
+        if row is not None:
+            for start, end, code in zip(*row, strict=True):
+                yield start, end, _STATE_NAMES[code]
+
+    def __len__(self) -> int:
+        return sum(len(states) for _, _, states in self.rows.values())
+
+
+_STATE_NAMES: Final = tuple(state.value for state in MachineState)
+_STATE_CODES: Final = {name: i for i, name in enumerate(_STATE_NAMES)}
 
 __all__ = ["Machine", "MachineState", "Timeline"]
 

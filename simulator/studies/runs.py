@@ -12,6 +12,7 @@ depend on it.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import signal
@@ -93,12 +94,12 @@ class Outcome:
 
 def run_task(task: Task) -> Outcome:
     """Run ``task`` to the end (in whichever process) and build its report."""
-    from simulator.programs.offline import DEFAULT_TIMELINE_S, run_offline
+    from simulator.programs.offline import run_offline
     from simulator.reporting.summary import build_report
 
     result = asyncio.run(run_offline(
         task.config, seed=task.seed, lots=task.length.lots, until_s=task.length.until_s,
-        timeline=DEFAULT_TIMELINE_S if task.charts else None,
+        timeline=(0.0, math.inf) if task.charts else None,  # the Gantt of the charts covers the whole run
         **({"warm_up_s": task.warm_up_s} if task.warm_up_s else {}),
     ))
     report = build_report(result.sim)
