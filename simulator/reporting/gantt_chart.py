@@ -117,13 +117,14 @@ function pct(v){return v>0&&v<5?"<1 %":Math.round(v/10)+" %";}
 document.querySelectorAll(".gantt").forEach(function(wrap){
 var chart=wrap.querySelector("svg"),tip=wrap.querySelector(".tip"),
 data=JSON.parse(wrap.querySelector("script[type='application/json']").textContent);
+data.rows.forEach(function(r){r.list=r.cells.split(" ");});
 chart.addEventListener("mousemove",function(e){
 var p=new DOMPoint(e.clientX,e.clientY).matrixTransform(chart.getScreenCTM().inverse()),
 row=data.rows[Math.floor((p.y-data.top)/data.row)],u=(p.x-data.left)/data.width;
 if(!row||u<0||u>1){tip.hidden=true;return;}
-var t=data.start+u*(data.end-data.start),i=Math.min(Math.floor(t/data.cell)-data.first,row.cells.split(" ").length-1),
+var t=data.start+u*(data.end-data.start),i=Math.max(0,Math.min(Math.floor(t/data.cell)-data.first,row.list.length-1)),
 lo=Math.max(data.start,(data.first+i)*data.cell),hi=Math.min(data.end,(data.first+i+1)*data.cell),
-parts=[],re=/([a-z])(\\d+)/g,c=row.cells.split(" ")[i],g;
+parts=[],re=/([a-z])(\\d+)/g,c=row.list[i],g;
 while((g=re.exec(c))!==null){parts.push([+g[2],names[g[1]]]);}
 parts.sort(function(a,b){return b[0]-a[0];});
 tip.textContent=row.id+" \\u00b7 "+span(lo,hi)+" \\u00b7 "+(parts.length?parts.map(function(q){
