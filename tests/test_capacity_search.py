@@ -135,3 +135,63 @@ def test_a_failed_target_on_a_pool_that_is_not_searched_ends_the_search(tmp_path
     assert search["answer"] is None
     assert "A.lathe is not among the searched pools (A.milling)" in search["message"]
     assert len(search["steps"]) <= 2
+
+
+def _jackson_tandem(rate_per_s: float, means: dict[str, float]) -> Any:
+    """An evaluate callback: two M/M/c stations in tandem, whose mean lead time is exact (a Jackson
+    network: each station is an M/M/c queue, Erlang C)."""
+
+    def erlang_c_wait(servers: int, mean_s: float) -> float:
+        load = rate_per_s * mean_s
+        if load >= servers:
+            return 1e9
+        head = sum(load**k / math.factorial(k) for k in range(servers))
+        tail = load**servers / (math.factorial(servers) * (1 - load / servers))
+        return tail / (head + tail) / (servers / mean_s - rate_per_s)
+
+    def evaluate(machines: dict[str, int]) -> dict[str, Any]:
+        kpis: dict[str, Any] = {}
+        lead = 0.0
+        for pool, count in machines.items():
+            mean = means[pool]
+            lead += erlang_c_wait(count, mean) + mean
+            for name, value in (("utilization", min(1.0, rate_per_s * mean / count)),
+                                ("offered_load", rate_per_s * mean), ("load", rate_per_s * mean / count)):
+                kpis[f"pools.{pool}.{name}"] = {"mean": value, "ci95": [value, value]}
+        kpis["lead_time_s.mean"] = {"mean": lead, "ci95": [lead * 0.98, lead * 1.02]}
+        return {"kpis": kpis, "overload": [], "steady": True}
+
+    return evaluate
+
+
+@pytest.mark.parametrize(("rate_per_h", "lead_target_s"), [(30, 900), (30, 400), (50, 600), (80, 500), (80, 330)])
+def test_the_search_answer_is_feasible_and_locally_minimal_on_a_queueing_network(
+        rate_per_h: float, lead_target_s: float) -> None:
+    """Against the exact mean lead time of a tandem of M/M/c queues, the answer meets the targets,
+    no single machine can be taken away, and it is the cheapest plant meeting them (the region is a
+    lattice here, so the local minimum is the global one)."""
+    from simulator.studies.search import CapacitySearch, parse_target
+
+    means = {"A.lathe": 200.0, "A.milling": 90.0}
+    evaluate = _jackson_tandem(rate_per_h / 3600, means)
+    targets = [parse_target(f"lead_time_s.mean <= {lead_target_s}s"), parse_target("max_utilization <= 85%")]
+    result = CapacitySearch({"A.lathe": (1, 12), "A.milling": (1, 12)}, targets, "confident", evaluate).run()
+
+    def meets(lathes: int, mills: int) -> bool:
+        kpis = evaluate({"A.lathe": lathes, "A.milling": mills})["kpis"]
+        return (kpis["lead_time_s.mean"]["ci95"][1] <= lead_target_s
+                and max(kpis[f"pools.{p}.utilization"]["ci95"][1] for p in means) <= 0.85)
+
+    feasible = [(a, b) for a in range(1, 13) for b in range(1, 13) if meets(a, b)]
+    if not feasible:
+        assert result["answer"] is None
+        assert result["message"].startswith("no answer within the bounds")
+        return
+    answer = result["answer"]["machines"]
+    lathes, mills = answer["A.lathe"], answer["A.milling"]
+    assert meets(lathes, mills)
+    assert lathes == 1 or not meets(lathes - 1, mills)
+    assert mills == 1 or not meets(lathes, mills - 1)
+    assert lathes + mills == min(a + b for a, b in feasible)
+    assert len(result["steps"]) == result["evaluations"] + sum(s["evaluated_at_step"] is not None
+                                                              for s in result["steps"])
