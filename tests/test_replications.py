@@ -326,3 +326,21 @@ def test_ctrl_c_stops_the_workers_with_exit_130_and_no_tracebacks(plant_file: Pa
     assert err.strip().endswith("factorysim: interrupted")
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     _wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=10)
+
+
+def test_the_progress_bar_counts_pilot_runs_then_replications() -> None:
+    import io
+
+    from simulator.studies.progress import ReplicationsBar
+
+    stream = io.StringIO()
+    bar = ReplicationsBar(pilots=2, stream=stream)
+    for done in range(6):
+        bar(done, 6)
+    bar.close()
+    lines = stream.getvalue().split("\r")
+    assert "warm-up pilot 0/2" in lines[1] and "estimating" in lines[1]
+    assert "warm-up pilot 2/2" in lines[3]
+    assert "1/4 replications" in lines[4] and "elapsed" in lines[4] and "left" in lines[4]
+    assert lines[-1].rstrip().endswith("left") and "3/4 replications" in lines[-1]
+    assert stream.getvalue().endswith("\n")
