@@ -85,19 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--priorities", help="priority mix, e.g. alta=0.1,normale=0.8,bassa=0.1")
     capacity = sim.add_argument_group("capacity study (README \"Capacity studies\")")
     capacity.add_argument("--replications", type=int, metavar="N",
-                       help="run N independent replications (seeds derived from the run seed) and report every "
-                            "KPI with its 95%% confidence interval")
+                          help="run N independent replications (seeds derived from the run seed) and report every "
+                               "KPI with its 95%% confidence interval")
     capacity.add_argument("--jobs", type=int, metavar="N", help="worker processes for the replications (default: one "
-                                                             "per core)")
+                                                                "per core)")
     capacity.add_argument("--precision", metavar="X%",
-                       help="add replications until the 95%% interval of --precision-kpi is within X%% of its mean")
+                          help="add replications until the 95%% interval of --precision-kpi is within X%% of its mean")
     capacity.add_argument("--precision-kpi", metavar="PATH",
-                       help="the KPI of --precision, a dotted path of the JSON report (default lead_time_s.mean)")
+                          help="the KPI of --precision, a dotted path of the JSON report (default lead_time_s.mean)")
     capacity.add_argument("--max-replications", type=int, metavar="N",
-                       help="the cap of --precision (default 100)")
+                          help="the cap of --precision (default 100)")
     capacity.add_argument("--warm-up", metavar="DURATION|auto|0",
-                       help="statistics count from this simulated time on (e.g. 2d); auto: found by MSER-5 on the "
-                            "WIP of a pilot (needs --until); 0: none (default)")
+                          help="statistics count from this simulated time on (e.g. 2d); auto: found by MSER-5 on the "
+                               "WIP of a pilot (needs --until); 0: none (default)")
     out = sim.add_argument_group("output")
     out.add_argument("--telemetry-out", type=Path, help="write every wire message (topic, key, value) as JSONL")
     out.add_argument("--report-json", type=Path, help="write the JSON report here")
@@ -241,6 +241,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     report = build_report(result.sim)
+    if isinstance(report.get("assumptions"), dict):
+        report["assumptions"]["length"] = {"lots": args.lots, "until_s": until_s}
     if args.orders is not None:
         report["orders_rejected"] = {"count": len(result.rejected), "by_reason": result.rejected_by_reason}
         for rejected in result.rejected[:20]:
