@@ -128,7 +128,8 @@ def render_html(sim: Simulation, report: dict[str, Any]) -> str:
         '<p class="note">Share of scheduled time each pool spent running (green) and blocked (red).</p>',
         _utilization_chart(report),
         "<h2>Work in progress</h2>",
-        svg.step_chart("chart-wip", [(float(t), float(w)) for t, w in sim.stats.wip], sim.now,
+        svg.step_chart("chart-wip", [(i * report["series"]["bucket_s"], w)
+                                     for i, w in enumerate(report["series"]["wip"])], sim.now,
                        "Lots in progress over simulated time", "lots in progress"),
         "<h2>Lead time</h2>",
         svg.histogram("chart-lead-time", sim.stats.lead_time.values, "Lead time of completed lots",
