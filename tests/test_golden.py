@@ -14,7 +14,7 @@ from simulator.programs.offline import run_offline
 from simulator.reporting.summary import build_report
 
 GOLDEN_TELEMETRY_SHA256 = "eeb356c154678e07f69e153cec80035661718b76c1605643fdb500ef878fb6fa"
-GOLDEN_REPORT_SHA256 = "ac82f4ee669a8768c162f05e81e1dcc4eaebcaf7e9def036f0eeba0824b3ac79"
+GOLDEN_REPORT_SHA256 = "ee2215021108055d047fae4401fef7104717113df1e38e8612d15b5230f8e87c"
 
 
 def test_golden_run(default_config: Config, tmp_path: Path) -> None:

@@ -132,17 +132,12 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         "lead_time_s": _summary(stats.lead_time),
         "lead_time_by_location_s": {k: _summary(v) for k, v in stats.lead_time_by_location.items()},
         "lead_time_by_priority_s": {k: _summary(v) for k, v in stats.lead_time_by_priority.items()},
-        "wip": {"mean": _r(_time_average(stats.wip, now), 3), "max": max(w for _, w in stats.wip)},
+        "wip": {"mean": _r(stats.wip.mean(now), 3), "max": int(stats.wip.maximum(now))},
         "stages": stages,
         "machines": {m.id: machine_kpis(m, now) for m in plant.machines.values()},
         "bottleneck": bottleneck,
+        "series": {**stats.series.as_dict(now, [(loc, stage.machine_type) for loc in sim.config.locations
+                                                for stage in plant.stages]),
+                   "warm_up_s": stats.observed_from},
     }
 
-
-def _time_average(series: list[tuple[float, int]], now: float) -> float:
-    if now <= 0 or not series:
-        return 0.0
-    area = 0.0
-    for (t0, w), (t1, _) in zip(series, [*series[1:], (now, 0)], strict=True):
-        area += w * (t1 - t0)
-    return area / now
