@@ -299,22 +299,22 @@ def test_machines_are_listed_in_one_order_in_the_json_the_table_and_the_gantt() 
     config = plant(
         stages=[{"name": "mill", "machine_type": "milling",
                  "processing_time": {"distribution": "exponential", "mean": 300}},
-                {"name": "check", "machine_type": "testing",
+                {"name": "check", "machine_type": "inspection",
                  "processing_time": {"distribution": "exponential", "mean": 200}}],
-        locations={"Zeta": {"timezone": "Europe/Rome", "machines": {"testing": 1, "milling": 2}},
-                   "Alpha": {"timezone": "Europe/Rome", "machines": {"testing": 2, "milling": 1}}},
+        locations={"Zeta": {"timezone": "Europe/Rome", "machines": {"inspection": 1, "milling": 2}},
+                   "Alpha": {"timezone": "Europe/Rome", "machines": {"inspection": 2, "milling": 1}}},
         arrivals={"rate_per_hour": 6.0, "location_mix": {"Zeta": 0.5, "Alpha": 0.5}})
     result = _run(config, lots=60)
     page, report, charts = _page(result)
-    expected = ["Zeta-milling-01", "Zeta-milling-02", "Zeta-testing-01",
-                "Alpha-milling-01", "Alpha-testing-01", "Alpha-testing-02"]
+    expected = ["Zeta-milling-01", "Zeta-milling-02", "Zeta-inspection-01",
+                "Alpha-milling-01", "Alpha-inspection-01", "Alpha-inspection-02"]
     assert list(report["machines"]) == expected
     assert [m["id"] for m in charts["gantt"]["machines"]] == expected
     parsed = outline(page)
     assert [row[0] for row in parsed.tables["table-machines"] if row] == expected
     assert re.findall(r'class="gantt-label">([^<]*)<', page) == expected
     pools = [(row[0], row[1]) for row in parsed.tables["table-pools"] if row]
-    assert pools == [("Zeta", "milling"), ("Zeta", "testing"), ("Alpha", "milling"), ("Alpha", "testing")]
+    assert pools == [("Zeta", "milling"), ("Zeta", "inspection"), ("Alpha", "milling"), ("Alpha", "inspection")]
 
 
 def test_oee_is_explained_next_to_the_machine_table(default_config: Config) -> None:
