@@ -14,7 +14,7 @@ from simulator.programs.offline import run_offline
 from simulator.reporting.summary import build_report
 
 GOLDEN_TELEMETRY_SHA256 = "eeb356c154678e07f69e153cec80035661718b76c1605643fdb500ef878fb6fa"
-GOLDEN_REPORT_SHA256 = "ee2215021108055d047fae4401fef7104717113df1e38e8612d15b5230f8e87c"
+GOLDEN_REPORT_SHA256 = "862c023ab37be554efcf888de8f25544dd6bb7a24e8dfd3c792f77272bd9f2ba"
 
 
 def test_golden_run(default_config: Config, tmp_path: Path) -> None:
