@@ -218,6 +218,23 @@ def test_thirty_days_read_in_days_with_whole_number_wip_ticks(default_config: Co
     assert all(label.startswith("day ") for label in axis_labels(chart(page, "chart-gantt")))
 
 
+def test_the_warm_up_is_shaded_on_the_wip_chart_and_marked_on_the_gantt(default_config: Config) -> None:
+    result = asyncio.run(run_offline(default_config, seed=5, until_s=6 * 86400.0, timeline=WHOLE_RUN,
+                                     warm_up_s=2 * 86400.0))
+    page, report, _ = _page(result)
+    assert report["series"]["warm_up_s"] == 2 * 86400.0
+    shade = re.search(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" fill="#eceff1" '
+                      r'class="warm-up">', chart(page, "chart-wip"))
+    assert shade is not None
+    frame = re.search(r'<path d="M([\d.]+),[\d.]+V[\d.]+H([\d.]+)" class="frame"/>', chart(page, "chart-wip"))
+    assert frame is not None
+    left, right = float(frame.group(1)), float(frame.group(2))
+    assert float(shade.group(1)) == left
+    assert float(shade.group(2)) == pytest.approx((right - left) / 3, abs=0.1)
+    assert "warm-up (not counted)" in chart(page, "chart-wip")
+    assert ">warm-up ends</text>" in chart(page, "chart-gantt")
+
+
 def test_a_short_run_reads_in_hours(default_config: Config) -> None:
     page, _, _ = _page(_run(default_config, lots=30))
     labels = axis_labels(chart(page, "chart-wip"))
