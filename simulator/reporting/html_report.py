@@ -79,10 +79,10 @@ def meta_line(view: View, *extra: str) -> str:
     facts = []
     if view.start_utc:
         facts.append(f"start {escape(view.start_utc)}")
-    facts.append(f"{escape(svg.duration(view.duration_s))} simulated")
+    facts.append(f"{escape(svg.span(view.duration_s))} simulated")
     if view.seed is not None:
         facts.append(f"seed {escape(str(view.seed))}")
-    facts.append(f"warm-up {escape(svg.duration(view.warm_up_s)) if view.warm_up_s > 0 else 'none'}")
+    facts.append(f"warm-up {escape(svg.span(view.warm_up_s)) if view.warm_up_s > 0 else 'none'}")
     if view.fingerprint:
         facts.append(f"config <code>{escape(view.fingerprint[:12])}</code>")
     facts.extend(extra)

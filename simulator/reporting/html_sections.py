@@ -255,7 +255,7 @@ def wip_section(view: View) -> str:
             f"period the exact time-weighted mean is {cell(v('wip', 'mean'), fmt_num(2))} lots and the maximum "
             f"{cell(v('wip', 'max'), fmt_num(0))}.")
     if view.warm_up_s > 0:
-        text += f" The shaded warm-up ({escape(svg.duration(view.warm_up_s))}) is shown but not counted."
+        text += f" The shaded warm-up ({escape(svg.span(view.warm_up_s))}) is shown but not counted."
     return section("wip", "Work in progress", chart, note(text))
 
 
@@ -367,14 +367,14 @@ def gantt_section(view: View) -> str:
                        note("No machine timeline was recorded for this run.", element_id="chart-gantt"))
     order = [mid for mid, _, _ in view.machines]
     title = "Machine states over time" + (" (replication 1)" if view.replicated else "")
-    window = f"{svg.duration(float(gantt['end_s']) - float(gantt['start_s']))}"
+    window = svg.span(float(gantt["end_s"]) - float(gantt["start_s"]))
     return section(
         "gantt", "Machine timeline",
         note(f"Every machine over {escape(window)} of simulated time, in cells of "
              f"{escape(svg.duration(float(gantt['cell_s'])))}: each cell is stacked by the share of its time in "
              "each state (running at the bottom). Point at a cell for its exact times (day 1 00:00 is the "
              "start of the run) and shares."),
-        gantt_html("chart-gantt", gantt, order, title),
+        gantt_html("chart-gantt", gantt, order, title, warm_up_s=view.warm_up_s),
     )
 
 
@@ -422,7 +422,7 @@ def _length(length: Any) -> str:
     if length.get("lots") is not None:
         parts.append(f"{int(length['lots']):,} lots")
     if length.get("until_s") is not None:
-        parts.append(f"until {svg.duration(float(length['until_s']))}")
+        parts.append(f"until {svg.span(float(length['until_s']))}")
     return escape(" or ".join(parts) or "—")
 
 
@@ -440,7 +440,7 @@ def assumptions_section(view: View) -> str:
         (["seed", escape(str(a.get("seed", view.seed)))], ""),
         (["config fingerprint", f"<code>{escape(str(a.get('config_fingerprint') or view.fingerprint or '—'))}</code>"],
          ""),
-        (["warm-up", escape(svg.duration(float(a.get("warm_up_s") or view.warm_up_s))
+        (["warm-up", escape(svg.span(float(a.get("warm_up_s") or view.warm_up_s))
                             if (a.get("warm_up_s") or view.warm_up_s) else "none")], ""),
         (["run length", _length(a.get("length"))], ""),
         (["arrival process", escape(str(arrivals.get("process", "—")))], ""),

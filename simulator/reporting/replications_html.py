@@ -58,13 +58,13 @@ def _warm_up_text(warm_up: Mapping[str, Any]) -> str:
     if method == "none":
         text = "none: statistics count from time 0, the empty plant included"
     elif method == "fixed":
-        text = f"fixed: statistics count from {svg.duration(value)} of simulated time"
+        text = f"fixed: statistics count from {svg.span(value)} of simulated time"
     else:
         pilot = warm_up.get("pilot") or {}
-        cuts = ", ".join(svg.duration(float(t)) for t in pilot.get("truncation_s") or [])
+        cuts = ", ".join(svg.span(float(t)) for t in pilot.get("truncation_s") or [])
         text = (f"automatic (MSER-5 on the {pilot.get('series', 'wip')} series of a pilot of "
                 f"{pilot.get('replications', '?')} runs; truncation points {cuts or 'none'}): statistics count "
-                f"from {svg.duration(value)}, the largest truncation point")
+                f"from {svg.span(value)}, the largest truncation point")
         if pilot.get("rule"):
             text += f" — {pilot['rule']}"
     if warm_up.get("decided"):

@@ -189,7 +189,7 @@ def render_study_html(study: Mapping[str, Any]) -> str:
     precision = study.get("precision")
     replications = (f"precision {escape(str(precision))}" if precision
                     else f"{escape(str(study.get('replications')))} replications per scenario")
-    warm = (escape(svg.duration(float(warm_up.get("warm_up_s") or 0.0))) + f" ({escape(str(warm_up.get('method')))})"
+    warm = (escape(svg.span(float(warm_up.get("warm_up_s") or 0.0))) + f" ({escape(str(warm_up.get('method')))})"
             if warm_up.get("warm_up_s") else "none")
     meta = " · ".join([
         f"study file <code>{escape(str(study.get('file')))}</code>",

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.model.machine import Machine, MachineState
+from simulator.model.machine import Machine
 from simulator.model.simulation import Simulation
-from simulator.model.statistics import SampleSet
+from simulator.model.statistics import MachineBaseline, SampleSet
+from simulator.reporting.machine_time import machine_time
 
 SCHEMA_VERSION = 1
 
@@ -34,41 +35,40 @@ def _summary(samples: SampleSet) -> dict[str, float]:
     return {k: _r(v, 3) for k, v in samples.summary().items()}
 
 
-def machine_kpis(machine: Machine, now: float) -> dict[str, Any]:
-    running = machine.time_in(MachineState.RUNNING, now)
-    blocked = machine.time_in(MachineState.BLOCKED, now)
-    maintenance = machine.time_in(MachineState.MAINTENANCE, now)
-    off_shift = machine.time_in(MachineState.OFF_SHIFT, now)
-    scheduled = now - off_shift
-    planned = scheduled - maintenance
-    availability = _ratio(running, planned)
-    performance = min(1.0, _ratio(machine.ideal_time_s, running))
-    quality = _ratio(machine.good_cycles, machine.cycles) if machine.cycles else 0.0
+def machine_kpis(machine: Machine, now: float, baseline: MachineBaseline | None = None) -> dict[str, Any]:
+    """The machine's KPIs from ``baseline`` (its state at the warm-up; None: from 0) to ``now``."""
+    t = machine_time(machine, now, baseline)
+    availability = _ratio(t.running, t.planned)
+    performance = min(1.0, _ratio(t.ideal, t.running))
+    quality = _ratio(t.good_cycles, t.cycles) if t.cycles else 0.0
     return {
         "location": machine.location,
         "type": machine.machine_type,
         "state": machine.state,
-        "utilization": _r(_ratio(running, scheduled)),
+        "utilization": _r(_ratio(t.running, t.scheduled)),
         "availability": _r(availability),
         "performance": _r(performance),
         "quality": _r(quality),
         "oee": _r(availability * performance * quality),
-        "cycles": machine.cycles,
-        "good_cycles": machine.good_cycles,
-        "running_s": _r(running, 1),
-        "idle_s": _r(machine.time_in(MachineState.IDLE, now), 1),
-        "blocked_s": _r(blocked, 1),
-        "maintenance_s": _r(maintenance, 1),
-        "off_shift_s": _r(off_shift, 1),
-        "maintenances": len(machine.maintenance_log),
+        "cycles": t.cycles,
+        "good_cycles": t.good_cycles,
+        "running_s": _r(t.running, 1),
+        "idle_s": _r(t.idle, 1),
+        "blocked_s": _r(t.blocked, 1),
+        "maintenance_s": _r(t.maintenance, 1),
+        "off_shift_s": _r(t.off_shift, 1),
+        "maintenances": t.maintenances,
     }
 
 
-def pool_utilization(machines: list[Machine], now: float) -> tuple[float, float]:
-    """(running share, running+blocked share) of the pool's scheduled time."""
-    scheduled = sum(now - m.time_in(MachineState.OFF_SHIFT, now) for m in machines)
-    running = sum(m.time_in(MachineState.RUNNING, now) for m in machines)
-    busy = running + sum(m.time_in(MachineState.BLOCKED, now) for m in machines)
+def pool_utilization(machines: list[Machine], now: float,
+                     baselines: dict[str, MachineBaseline] | None = None) -> tuple[float, float]:
+    """(running share, running+blocked share) of the pool's scheduled time (from the warm-up when
+    ``baselines`` has the machines' states then)."""
+    times = [machine_time(m, now, (baselines or {}).get(m.id)) for m in machines]
+    scheduled = sum(t.scheduled for t in times)
+    running = sum(t.running for t in times)
+    busy = running + sum(t.blocked for t in times)
     return _ratio(running, scheduled), _ratio(busy, scheduled)
 
 
@@ -76,6 +76,9 @@ def build_report(sim: Simulation) -> dict[str, Any]:
     now = sim.now
     stats = sim.stats
     plant = sim.plant
+    base = stats.machine_baseline
+    observed = max(0.0, now - stats.observed_from)
+    counts = stats.observed()
     stages: dict[str, Any] = {}
     candidates: list[tuple[float, float, str, str]] = []
     for plan in plant.stages:
@@ -83,7 +86,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         by_location: dict[str, Any] = {}
         for loc in sim.config.locations:
             pool = plant.pool(loc, plan.machine_type)
-            running_share, busy_share = pool_utilization(pool.machines, now)
+            running_share, busy_share = pool_utilization(pool.machines, now, base)
             waits, processing = st.by_location[loc]
             by_location[loc] = {
                 "machines": len(pool.machines),
@@ -96,7 +99,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             }
             candidates.append((busy_share, waits.mean, plan.name, loc))
         all_machines = [m for loc in sim.config.locations for m in plant.pool(loc, plan.machine_type).machines]
-        running_share, busy_share = pool_utilization(all_machines, now)
+        running_share, busy_share = pool_utilization(all_machines, now, base)
         stages[plan.name] = {
             "machine_type": plan.machine_type,
             "cycles": st.process.count,
@@ -107,7 +110,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             "by_location": by_location,
         }
     bottleneck: dict[str, Any] | None = None
-    if candidates and now > 0:
+    if candidates and observed > 0:
         busy, wait, stage, loc = max(candidates)
         stage_name = max(stages, key=lambda s: (stages[s]["busy"], stages[s]["wait_s"]["mean"]))
         bottleneck = {
@@ -120,29 +123,26 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         "seed": sim.seed,
         "start_utc": sim.start.isoformat().replace("+00:00", "Z"),
         "sim_duration_s": _r(now, 3),
+        "warm_up_s": _r(stats.observed_from, 3),
+        "observed_s": _r(observed, 3),
         "lots": {
-            "received": stats.received,
-            "completed": stats.completed,
-            "scrapped": stats.scrapped,
+            "received": counts.received,
+            "completed": counts.completed,
+            "scrapped": counts.scrapped,
             "in_progress": stats.in_progress,
-            "reworks": stats.reworks,
-            "by_location": stats.by_location,
+            "reworks": counts.reworks,
+            "by_location": counts.by_location,
         },
-        "throughput_per_hour": _r(_ratio(stats.completed, now / 3600.0)),
+        "throughput_per_hour": _r(_ratio(counts.completed, observed / 3600.0)),
         "lead_time_s": _summary(stats.lead_time),
         "lead_time_by_location_s": {k: _summary(v) for k, v in stats.lead_time_by_location.items()},
         "lead_time_by_priority_s": {k: _summary(v) for k, v in stats.lead_time_by_priority.items()},
-        "wip": {"mean": _r(_time_average(stats.wip, now), 3), "max": max(w for _, w in stats.wip)},
+        "wip": {"mean": _r(stats.wip.mean(now), 3), "max": int(stats.wip.maximum(now)), "final": stats.in_progress},
         "stages": stages,
-        "machines": {m.id: machine_kpis(m, now) for m in plant.machines.values()},
+        "machines": {m.id: machine_kpis(m, now, base.get(m.id)) for m in plant.machines.values()},
         "bottleneck": bottleneck,
+        "series": {**stats.series.as_dict(now, [(loc, stage.machine_type) for loc in sim.config.locations
+                                                for stage in plant.stages]),
+                   "warm_up_s": stats.observed_from},
     }
 
-
-def _time_average(series: list[tuple[float, int]], now: float) -> float:
-    if now <= 0 or not series:
-        return 0.0
-    area = 0.0
-    for (t0, w), (t1, _) in zip(series, [*series[1:], (now, 0)], strict=True):
-        area += w * (t1 - t0)
-    return area / now
