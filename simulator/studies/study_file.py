@@ -38,7 +38,6 @@ from simulator.studies.search import MAX_UTILIZATION, Target, parse_target
 
 DEFAULT_KPIS = ("throughput_per_hour", "lead_time_s.mean", "lead_time_s.p95", "wip.mean")
 DEFAULT_REPLICATIONS = 10
-_NOT_KPIS = ("series", "assumptions", "seed", "schema_version")
 
 
 class InvalidStudy(ConfigError):
@@ -348,24 +347,9 @@ def _kpi_problem(where: _Where, at: tuple[str | int, ...], key: str, path: str, 
 
 def report_paths(config: Config) -> list[str]:
     """Every KPI path of a run report of ``config`` (the numeric leaves replications summarise)."""
-    from simulator.model.records import NullSink
-    from simulator.model.simulation import Simulation
-    from simulator.reporting.summary import build_report
+    from simulator.studies.replications import kpi_names
 
-    report = build_report(Simulation(config, NullSink()))
-    found: list[str] = []
-
-    def walk(node: Any, at: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if not at and key in _NOT_KPIS:
-                    continue
-                walk(value, f"{at}.{key}" if at else str(key))
-        elif isinstance(node, int | float) and not isinstance(node, bool):
-            found.append(at)
-
-    walk(report, "")
-    return found
+    return kpi_names(config)
 
 
 # --- overrides ------------------------------------------------------------------------------------
