@@ -13,8 +13,8 @@ from simulator.config.schema import Config
 from simulator.programs.offline import run_offline
 from simulator.reporting.summary import build_report
 
-GOLDEN_TELEMETRY_SHA256 = "eeb356c154678e07f69e153cec80035661718b76c1605643fdb500ef878fb6fa"
-GOLDEN_REPORT_SHA256 = "ac82f4ee669a8768c162f05e81e1dcc4eaebcaf7e9def036f0eeba0824b3ac79"
+GOLDEN_TELEMETRY_SHA256 = "d7a3f6d887155dc34dc4157077b3c6f4ae0d20e0049cb6fec587d89854da1a83"
+GOLDEN_REPORT_SHA256 = "7c0c092f63ec6786434c6fc7f290f5197575f89bd7b40c7cb7923a67db2eaa21"
 
 
 def test_golden_run(default_config: Config, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Annotated, Literal, get_args
 
@@ -100,11 +100,22 @@ class Triangular(Strict):
 
 
 class Normal(Strict):
-    """Normal, truncated at 0 (negative draws are redrawn)."""
+    """Normal, truncated at 0 (negative draws are redrawn): ``mean`` and ``std`` are the untruncated
+    normal's; :attr:`actual_mean` is the mean of the times drawn."""
 
     distribution: Literal["normal"]
     mean: NonNegFloat
     std: NonNegFloat
+
+    @property
+    def actual_mean(self) -> float:
+        """The mean of the normal truncated at 0: mean + std × φ(a) / (1 − Φ(a)), a = −mean / std."""
+        if self.std == 0:
+            return self.mean
+        a = -self.mean / self.std
+        density = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+        above = 0.5 * math.erfc(a / math.sqrt(2))  # 1 − Φ(a)
+        return self.mean + self.std * density / above
 
     @property
     def minimum(self) -> float:
@@ -137,7 +148,26 @@ Distribution = Annotated[
     Field(discriminator="distribution"),
 ]
 DISTRIBUTIONS = ("constant", "uniform", "triangular", "normal", "lognormal", "exponential")
-BOUNDED = (Constant, Uniform, Triangular)
+
+
+def mean_of(d: Constant | Uniform | Triangular | Normal | Lognormal | Exponential) -> float:
+    """The mean of the times ``d`` draws (a normal's truncated at 0)."""
+    return d.actual_mean if isinstance(d, Normal) else d.mean
+
+
+def ideal_cycle_time(stage: Stage) -> Callable[[int], float]:
+    """The ideal cycle time of a lot of so many pieces at ``stage`` (see
+    :meth:`PlantSettings.ideal_cycle_time_of`), with its constants worked out once."""
+    if stage.ideal_cycle_time_s is not None:
+        configured = stage.ideal_cycle_time_s
+        return lambda quantity: configured
+    if stage.processing_time is not None:
+        per_lot = mean_of(stage.processing_time)
+        return lambda quantity: per_lot
+    assert stage.per_unit_time is not None
+    setup = mean_of(stage.setup_time) if stage.setup_time is not None else 0.0
+    per_unit = mean_of(stage.per_unit_time)
+    return lambda quantity: setup + per_unit * quantity
 
 
 # --- disruptions ---------------------------------------------------------------------------
@@ -604,16 +634,17 @@ class PlantSettings(Strict):
         return min(math.ceil(auto / 60.0) * 60.0, MAX_WARM_UP_S)
 
     def ideal_cycle_time_of(self, stage: Stage, quantity: int) -> float:
-        """The ideal cycle time of a lot at a stage: configured, or the distribution's minimum
-        (bounded distributions), or its mean (unbounded ones)."""
-        if stage.ideal_cycle_time_s is not None:
-            return stage.ideal_cycle_time_s
+        """The ideal cycle time of a lot of ``quantity`` pieces at a stage (OEE performance): the
+        configured ``ideal_cycle_time_s``, else the mean processing time (:func:`mean_of`; setup +
+        per unit × quantity).  With the mean, a machine working at its planned pace has a
+        performance of 1 on average; the minimum of a spread distribution would put it near 50 %."""
+        return ideal_cycle_time(stage)(quantity)
 
-        def floor(d: Constant | Uniform | Triangular | Normal | Lognormal | Exponential) -> float:
-            return d.minimum if isinstance(d, BOUNDED) else d.mean
-
+    @staticmethod
+    def mean_process_time_of(stage: Stage, quantity: float) -> float:
+        """The mean processing time of a lot of ``quantity`` pieces at ``stage``."""
         if stage.processing_time is not None:
-            return floor(stage.processing_time)
-        setup = floor(stage.setup_time) if stage.setup_time is not None else 0.0
+            return mean_of(stage.processing_time)
         assert stage.per_unit_time is not None
-        return setup + floor(stage.per_unit_time) * quantity
+        setup = mean_of(stage.setup_time) if stage.setup_time is not None else 0.0
+        return setup + mean_of(stage.per_unit_time) * quantity

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from itertools import accumulate
 
 import machines as machine_registry
-from simulator.config.plant import Anomalies, Failures, Maintenance, PlantSettings, Quality
+from simulator.config.plant import Anomalies, Failures, Maintenance, PlantSettings, Quality, ideal_cycle_time
 from simulator.model.distributions import Sampler, processing_sampler, sampler
 from simulator.model.events import Calendar
 from simulator.model.machine import Machine
@@ -100,7 +99,7 @@ class Plant:
             name=stage.name,
             machine_type=stage.machine_type,
             process_time=processing_sampler(stage),
-            ideal_time=partial(config.ideal_cycle_time_of, stage),
+            ideal_time=ideal_cycle_time(stage),
             block_probability=dis.block_probability,
             block_reasons=tuple(r.reason for r in dis.block_reasons),
             block_cum_weights=tuple(accumulate(r.weight for r in dis.block_reasons)),

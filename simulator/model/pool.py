@@ -3,6 +3,9 @@
 The pool decides where a machine goes when it becomes free: planned maintenance when due,
 off shift when the shift's capacity is lower than the machines working, else to the
 highest-priority waiting lot, else idle.
+
+It also keeps its queue's statistics (:class:`~simulator.model.time_series.QueueSeries`): the lots
+that entered it, its length over time and the waits of the lots that left it to start service.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from simulator.model.machine import Machine, MachineState
+from simulator.model.time_series import Grid
 
 if TYPE_CHECKING:
     from simulator.model.events import Calendar
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
 class MachinePool:
     __slots__ = (
         "env", "idle", "limit", "location", "machine_type", "machines", "next_order", "off_shift",
-        "start_lot", "start_maintenance", "waiting", "working",
+        "start_lot", "start_maintenance", "stats", "waiting", "working",
     )
 
     def __init__(self, env: Calendar, location: str, machine_type: str, machines: list[Machine]) -> None:
@@ -38,17 +42,25 @@ class MachinePool:
         self.working = len(machines)  # machines not off shift
         self.start_maintenance: Callable[[Machine], None] | None = None
         self.start_lot: Callable[[Lot, Machine], None] | None = None  # a waiting lot got ``machine``
+        self.stats = Grid().queue_series("queue")  # (a simulation gives it the one of its statistics)
 
     # -- lots ---------------------------------------------------------------------------------
     def acquire(self, lot: Lot) -> Machine | None:
         """The machine assigned to ``lot`` now, or None: the lot waits, and ``start_lot`` is called
         when a machine is assigned to it."""
+        now = self.env.now
+        stats = self.stats
+        if now >= stats.grid.edge:  # (the queue's statistics: see QueueSeries)
+            stats.grid.close(now)
+        stats.entered += 1
         if self.idle and not self.waiting:
             machine = self.idle.popleft()
-            machine.assign(lot, self.env.now)
+            machine.assign(lot, now)
             return machine
-        heapq.heappush(self.waiting, (lot.rank, self.next_order, lot))
+        waiting = self.waiting
+        heapq.heappush(waiting, (lot.rank, self.next_order, lot))
         self.next_order += 1
+        stats.set(now, len(waiting))
         return None
 
     def release(self, machine: Machine) -> None:
@@ -61,7 +73,11 @@ class MachinePool:
             self._send_off_shift(machine)
         elif self.waiting:
             _, _, lot = heapq.heappop(self.waiting)
-            machine.assign(lot, self.env.now)
+            now = self.env.now
+            machine.assign(lot, now)
+            stats = self.stats
+            stats.set(now, len(self.waiting))
+            stats.wait_sum += now - lot.queued_at
             assert self.start_lot is not None
             self.start_lot(lot, machine)
         else:

@@ -49,9 +49,10 @@ class Arrivals:
 class Simulation:
     def __init__(self, config: PlantSettings, sink: Sink, *, seed: int | None = None,
                  sample_limit: int | None = None, timeline: tuple[float, float] | None = None,
-                 arrivals_key: str | None = None, _restoring: bool = False) -> None:
+                 arrivals_key: str | None = None, warm_up_s: float = 0.0, _restoring: bool = False) -> None:
         """``arrivals_key``: generated orders draw from a stream of their own under this key (the
-        plants of a config cut to some of them each get their own orders, not the same ones)."""
+        plants of a config cut to some of them each get their own orders, not the same ones).
+        ``warm_up_s``: the statistics count from this simulated time (see :meth:`warm_up_at`)."""
         self.config = config
         self.arrivals_key = arrivals_key
         self.seed = config.simulation.seed if seed is None else seed
@@ -62,6 +63,7 @@ class Simulation:
         self.stats = Statistics(
             [s.name for s in config.route], list(config.locations),
             sample_limit=sample_limit, rng=stream(self.seed, "statistics"),
+            pools=self.plant.pools,
         )
         self.recorder = Recorder(self.env, sink, config.telemetry,
                                  {name: loc.ambient_c for name, loc in config.locations.items()},
@@ -79,7 +81,8 @@ class Simulation:
             name: CalendarClock(config.shift_calendars[loc.shift_calendar], loc.timezone, self.start)
             for name, loc in config.locations.items() if loc.shift_calendar is not None
         }
-        for pool in self.plant.pools.values():
+        for key, pool in self.plant.pools.items():
+            pool.stats = self.stats.pools[key]
             pool.start_maintenance = self._start_maintenance
             pool.start_lot = self._start_lot
         for machine in self.plant.machines.values():
@@ -90,6 +93,8 @@ class Simulation:
             self._start_utilities()  # first: out of their pools before a maintenance clock looks for idle machines
             self._start_machines()
             self._start_shifts()
+            if warm_up_s > 0:
+                self.warm_up_at(warm_up_s)
 
     # -- wiring ---------------------------------------------------------------------------------
     def _start_machines(self) -> None:
@@ -230,6 +235,15 @@ class Simulation:
         if sim_time > env.now and sim_time != math.inf and env.peek() > sim_time:
             env.now = sim_time
 
+    def warm_up_at(self, at: float) -> None:
+        """The statistics count from simulated time ``at`` (after now): then they start again, and
+        the counters and machine KPIs are read from a baseline taken then (see
+        :mod:`simulator.model.statistics`).  Records are not affected."""
+        if at <= self.env.now:
+            raise ValueError(f"the warm-up must end after now ({self.env.now:g} s), got {at:g} s")
+        self.stats.warm_up_s = at
+        self.env.at(at, warm_up_over, self)
+
     # -- observation ----------------------------------------------------------------------------
     def on_lot_finished(self, listener: Callable[[Lot], None]) -> None:
         self._finish_listeners.append(listener)
@@ -272,3 +286,9 @@ def arrival(sim: Simulation) -> None:
         return
     arrivals.pending = arrivals.generator.order()
     sim.env.after(gap, arrival, sim)
+
+
+@handler("statistics.warm_up")
+def warm_up_over(sim: Simulation) -> None:
+    """The warm-up is over: the statistics count from now."""
+    sim.stats.restart(sim.env.now, sim.plant.machines.values())

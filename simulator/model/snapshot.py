@@ -4,9 +4,10 @@
 (every entry with its instant, number, handler name and arguments), every machine (state, time
 accounting, counters, maintenance and failure state, its stoppage, its random streams), the pools
 (idle machines, queues in order), every lot in progress (stage, work to do and done, the block it
-will meet, its random stream), the statistics, generated arrivals, and each plant's record number —
-as plain JSON-able data.  :func:`restore` builds a simulation from the config and puts that state
-back, so it continues **byte-identically** to a run that was never interrupted.
+will meet, its random stream), the statistics (with their series and warm-up), generated arrivals,
+and each plant's record number — as plain JSON-able data.  :func:`restore` builds a simulation from
+the config and puts that state back, so it continues **byte-identically** to a run that was never
+interrupted.
 
 The document is versioned (:data:`SNAPSHOT_VERSION`); a document of another version, or one that
 does not fit the config (other plants, machines or route), is a :class:`SnapshotError` saying what
@@ -33,7 +34,8 @@ from simulator.model.production import Stoppage
 from simulator.model.records import Sink
 from simulator.model.shifts import machines_allowed
 from simulator.model.simulation import Arrivals, Simulation
-from simulator.model.statistics import SampleSet, Statistics
+from simulator.model.statistics import Counts, MachineBaseline, SampleSet, Statistics
+from simulator.model.time_series import Grid, StepSeries
 from simulator.model.utilities import start_utility
 
 SNAPSHOT_VERSION = 1
@@ -178,6 +180,7 @@ def _samples(s: SampleSet) -> dict[str, Any]:
 
 
 def _statistics(st: Statistics) -> dict[str, Any]:
+    base = st.base
     return {
         "received": st.received, "completed": st.completed, "scrapped": st.scrapped, "reworks": st.reworks,
         "by_location": st.by_location,
@@ -187,10 +190,25 @@ def _statistics(st: Statistics) -> dict[str, Any]:
         "stages": {name: {"wait": _samples(s.wait), "process": _samples(s.process),
                           "by_location": {loc: [_samples(w), _samples(p)] for loc, (w, p) in s.by_location.items()}}
                    for name, s in st.stages.items()},
-        "wip": [list(point) for point in st.wip], "wip_stride": st._wip_stride,
-        "wip_skipped": st._wip_skipped, "last_event_time": st.last_event_time,
+        "series": {"width": st.grid.width, "columns": st.grid.layout, "rows": st.grid.rows},
+        "wip_series": _step_series(st.wip),
+        "pools": [[loc, mtype, {**_step_series(q), "entered": q.entered, "origin_entered": q.origin_entered,
+                                "wait_sum": q.wait_sum}] for (loc, mtype), q in st.pools.items()],
+        "warm_up": {"warm_up_s": st.warm_up_s, "observed_from": st.observed_from,
+                    "base": {"received": base.received, "completed": base.completed, "scrapped": base.scrapped,
+                             "reworks": base.reworks, "by_location": base.by_location},
+                    "machines": {mid: {"at": b.at, "times": b.times, "cycles": b.cycles, "good_cycles": b.good_cycles,
+                                       "good_pieces": b.good_pieces, "bad_pieces": b.bad_pieces, "ideal_s": b.ideal_s,
+                                       "maintenances": b.maintenances}
+                                 for mid, b in st.machine_baseline.items()}},
+        "last_event_time": st.last_event_time,
         "rng": _rng(st.lead_time.rng) if st.lead_time.rng is not None else None,
     }
+
+
+def _step_series(s: StepSeries) -> dict[str, Any]:
+    return {"level": s.level, "since": s.since, "cum": s.cum, "origin": s.origin, "origin_cum": s.origin_cum,
+            "max": s.max}
 
 
 def _arrivals(a: Arrivals | None) -> dict[str, Any] | None:
@@ -251,7 +269,7 @@ def _restore(config: PlantSettings, sink: Sink, doc: dict[str, Any], sample_limi
         lot.entry = _entry_of(by_seq, data["entry"])
     for data in doc["pools"]:
         _set_pool(sim.plant.pool(data["location"], data["machine_type"]), data, machines, lots)
-    _set_statistics(sim.stats, doc["statistics"])
+    _set_statistics(sim, doc["statistics"])
     sim.arrivals = _new_arrivals(sim, doc["arrivals"])
     sim.env.load(entries, int(doc["calendar"]["seq"]))
     for mid in added:
@@ -412,7 +430,8 @@ def _set_samples(s: SampleSet, d: dict[str, Any]) -> None:
     s.values = [_float(v) for v in d["values"]]
 
 
-def _set_statistics(st: Statistics, d: dict[str, Any]) -> None:
+def _set_statistics(sim: Simulation, d: dict[str, Any]) -> None:
+    st = sim.stats
     st.received, st.completed, st.scrapped, st.reworks = (int(d[k]) for k in ("received", "completed", "scrapped",
                                                                               "reworks"))
     st.by_location = {loc: {k: int(v) for k, v in counts.items()} for loc, counts in d["by_location"].items()}
@@ -428,12 +447,63 @@ def _set_statistics(st: Statistics, d: dict[str, Any]) -> None:
         for loc, (wait, process) in data["by_location"].items():
             _set_samples(stage.by_location[loc][0], wait)
             _set_samples(stage.by_location[loc][1], process)
-    st.wip = [(_float(t), int(n)) for t, n in d["wip"]]
-    st._wip_stride = int(d["wip_stride"])
-    st._wip_skipped = int(d["wip_skipped"])
+    if "wip_series" in d:
+        _set_grid(st.grid, d["series"])
+        _set_step_series(st.wip, d["wip_series"])
+        for loc, mtype, pool in d["pools"]:
+            queue = st.pools[(loc, mtype)]
+            _set_step_series(queue, pool)
+            queue.entered, queue.origin_entered = int(pool["entered"]), int(pool["origin_entered"])
+            queue.wait_sum = _float(pool["wait_sum"])
+        _set_warm_up(st, d["warm_up"])
+    else:
+        _set_old_statistics(sim, d)
     st.last_event_time = _float(d["last_event_time"])
     if d["rng"] is not None and st.lead_time.rng is not None:
         _set_rng(st.lead_time.rng, d["rng"])
+
+
+def _set_grid(grid: Grid, d: dict[str, Any]) -> None:
+    """The totals at the edges passed, by column name (a series a warm start adds had none: zeros)."""
+    where = {name: i for i, name in enumerate(d["columns"])}
+    picks = [where.get(name) for name in grid.layout]
+    rows = []
+    for raw in d["rows"]:
+        if len(raw) != len(where):
+            raise SnapshotError("a row of the statistics' series does not have its columns")
+        rows.append([0.0 if i is None else _float(raw[i]) for i in picks])
+    grid.restore(_float(d["width"]), rows)
+
+
+def _set_old_statistics(sim: Simulation, d: dict[str, Any]) -> None:
+    """A document of before the exact running statistics: the work in progress as its (possibly thinned)
+    points say, as reports then computed it; the pools' queues count from the document's instant."""
+    st, now = sim.stats, sim.env.now
+    for t, n in d["wip"]:
+        st.wip.set(_float(t), int(n))
+    st.wip.set(now, st.in_progress)
+    for key, queue in st.pools.items():
+        queue.set(now, sim.plant.pools[key].queue_length)
+        queue.entered = sim.plant.pools[key].queue_length  # (none started as far as the series know)
+        queue.restart(now)
+
+
+def _set_warm_up(st: Statistics, d: dict[str, Any]) -> None:
+    st.warm_up_s = _float(d["warm_up_s"])
+    st.observed_from = _float(d["observed_from"])
+    b = d["base"]
+    st.base = Counts(int(b["received"]), int(b["completed"]), int(b["scrapped"]), int(b["reworks"]),
+                     {loc: {k: int(v) for k, v in counts.items()} for loc, counts in b["by_location"].items()})
+    st.machine_baseline = {
+        mid: MachineBaseline(_float(m["at"]), {k: _float(v) for k, v in m["times"].items()}, int(m["cycles"]),
+                             int(m["good_cycles"]), int(m["good_pieces"]), int(m["bad_pieces"]), _float(m["ideal_s"]),
+                             int(m["maintenances"]))
+        for mid, m in d["machines"].items()}
+
+
+def _set_step_series(s: StepSeries, d: dict[str, Any]) -> None:
+    for key in ("level", "since", "cum", "origin", "origin_cum", "max"):
+        setattr(s, key, _float(d[key]))
 
 
 def _new_arrivals(sim: Simulation, d: dict[str, Any] | None) -> Arrivals | None:

@@ -7,6 +7,7 @@ and the lots in progress in it are waited for like the new ones."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,17 +84,24 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
                       timeline: tuple[float, float] | None = DEFAULT_TIMELINE_S,
                       progress: Callable[[Simulation], None] | None = None,
                       wall_timeout_s: float | None = None,
-                      snapshot: dict[str, Any] | None = None, warm: bool = False) -> OfflineResult:
+                      snapshot: dict[str, Any] | None = None, warm: bool = False,
+                      warm_up_s: float = 0.0) -> OfflineResult:
     """Run until ``lots`` generated lots (or every replayed order) are finished, or until
     ``until_s`` simulated seconds, whichever comes first.  ``snapshot``: a model document to start
     from (``config`` is the one it was taken under, with its seed and start; ``warm``: a changed one,
-    see :func:`simulator.model.snapshot.restore`)."""
+    see :func:`simulator.model.snapshot.restore`).  ``warm_up_s``: the statistics count from this
+    simulated time on (from the snapshot's instant, like the other durations); the lots, and so
+    ``lots``, count from the start."""
     if lots is None and until_s is None and orders is None:
         raise ValueError("give lots, until_s or orders")
+    if not 0.0 <= warm_up_s < math.inf:
+        raise ValueError(f"warm_up_s must be a finite number of seconds >= 0, got {warm_up_s}")
+    if until_s is not None and warm_up_s >= until_s:
+        raise ValueError(f"the warm-up ({warm_up_s:g} s) must end before the run does ({until_s:g} s)")
     outbox = Outbox(capacity=20_000) if telemetry_out is not None else None
     sink: Sink = outbox if outbox is not None else NullSink()
     if snapshot is None:
-        sim = Simulation(config, sink, seed=seed, timeline=timeline)
+        sim = Simulation(config, sink, seed=seed, timeline=timeline, warm_up_s=warm_up_s)
         origin, waiting = 0.0, 0
     else:
         from simulator.model import snapshot as model_snapshot
@@ -103,6 +111,8 @@ async def run_offline(config: Config, *, seed: int | None = None, lots: int | No
                                      (origin + timeline[0], origin + timeline[1]), warm=warm)
         stats = sim.stats
         waiting = stats.completed + stats.scrapped + stats.in_progress  # the lots in progress finish too
+        if warm_up_s > 0:
+            sim.warm_up_at(origin + warm_up_s)
     if until_s is not None:
         until_s += origin
     rejected: list[RejectedLine] = []

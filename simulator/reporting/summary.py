@@ -1,25 +1,35 @@
 """The run report: a stable, documented JSON structure built from a finished (or paused) run.
 
-Schema version 1 (README "Report schema").  Times are seconds of simulated time; ratios are
-0..1.  Machine KPIs:
+Schema version 2 (README "Report schema").  Times are seconds of simulated time; ratios are 0..1.
+Statistics cover the observed period, from the warm-up (``warm_up_s``, 0 without one) to the end;
+the bucketed ``series`` cover the whole run.  Machine KPIs:
 
 - ``utilization`` = running time / scheduled time (observed time minus off-shift time);
 - ``availability`` = running time / planned production time (scheduled minus planned
   maintenance); blocked (breakdown) and idle (starved) time are availability losses;
-- ``performance`` = sum of ideal cycle times / running time (capped at 1);
+- ``performance`` = sum of ideal cycle times / running time (capped at 1), the ideal cycle time
+  being the stage's ``ideal_cycle_time_s`` or else its mean processing time: a machine working at
+  the planned pace scores 1 on average (a constant time exactly 1);
 - ``quality`` = good cycles / cycles (a test that sends a lot to rework or scrap is not good);
 - ``oee`` = availability × performance × quality.
+
+``steady`` is false when a pool is overloaded (``overload``, :mod:`simulator.reporting.overload`):
+then means of lead time and WIP grow with the run's length.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from simulator.model.machine import Machine, MachineState
+from simulator.model.machine import Machine
 from simulator.model.simulation import Simulation
-from simulator.model.statistics import SampleSet
+from simulator.model.statistics import MachineBaseline, SampleSet
+from simulator.reporting.assumptions import assumptions, config_fingerprint
+from simulator.reporting.machine_time import machine_time
+from simulator.reporting.overload import overload
+from simulator.reporting.pools import PoolFigures, ordered_machines, ordered_pools, pool_figures, pools_report
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _ratio(num: float, den: float) -> float:
@@ -34,56 +44,53 @@ def _summary(samples: SampleSet) -> dict[str, float]:
     return {k: _r(v, 3) for k, v in samples.summary().items()}
 
 
-def machine_kpis(machine: Machine, now: float) -> dict[str, Any]:
-    running = machine.time_in(MachineState.RUNNING, now)
-    blocked = machine.time_in(MachineState.BLOCKED, now)
-    maintenance = machine.time_in(MachineState.MAINTENANCE, now)
-    off_shift = machine.time_in(MachineState.OFF_SHIFT, now)
-    scheduled = now - off_shift
-    planned = scheduled - maintenance
-    availability = _ratio(running, planned)
-    performance = min(1.0, _ratio(machine.ideal_time_s, running))
-    quality = _ratio(machine.good_cycles, machine.cycles) if machine.cycles else 0.0
+def machine_kpis(machine: Machine, now: float, baseline: MachineBaseline | None = None) -> dict[str, Any]:
+    """The machine's KPIs from ``baseline`` (its state at the warm-up; None: from 0) to ``now``."""
+    t = machine_time(machine, now, baseline)
+    availability = _ratio(t.running, t.planned)
+    performance = min(1.0, _ratio(t.ideal, t.running))
+    quality = _ratio(t.good_cycles, t.cycles) if t.cycles else 0.0
     return {
         "location": machine.location,
         "type": machine.machine_type,
         "state": machine.state,
-        "utilization": _r(_ratio(running, scheduled)),
+        "utilization": _r(_ratio(t.running, t.scheduled)),
         "availability": _r(availability),
         "performance": _r(performance),
         "quality": _r(quality),
         "oee": _r(availability * performance * quality),
-        "cycles": machine.cycles,
-        "good_cycles": machine.good_cycles,
-        "running_s": _r(running, 1),
-        "idle_s": _r(machine.time_in(MachineState.IDLE, now), 1),
-        "blocked_s": _r(blocked, 1),
-        "maintenance_s": _r(maintenance, 1),
-        "off_shift_s": _r(off_shift, 1),
-        "maintenances": len(machine.maintenance_log),
+        "cycles": t.cycles,
+        "good_cycles": t.good_cycles,
+        "running_s": _r(t.running, 1),
+        "idle_s": _r(t.idle, 1),
+        "blocked_s": _r(t.blocked, 1),
+        "maintenance_s": _r(t.maintenance, 1),
+        "off_shift_s": _r(t.off_shift, 1),
+        "maintenances": t.maintenances,
     }
 
 
-def pool_utilization(machines: list[Machine], now: float) -> tuple[float, float]:
-    """(running share, running+blocked share) of the pool's scheduled time."""
-    scheduled = sum(now - m.time_in(MachineState.OFF_SHIFT, now) for m in machines)
-    running = sum(m.time_in(MachineState.RUNNING, now) for m in machines)
-    busy = running + sum(m.time_in(MachineState.BLOCKED, now) for m in machines)
+def pool_utilization(machines: list[Machine], now: float,
+                     baselines: dict[str, MachineBaseline] | None = None) -> tuple[float, float]:
+    """(running share, running+blocked share) of the machines' scheduled time (from the warm-up when
+    ``baselines`` has their states then)."""
+    times = [machine_time(m, now, (baselines or {}).get(m.id)) for m in machines]
+    scheduled = sum(t.scheduled for t in times)
+    running = sum(t.running for t in times)
+    busy = running + sum(t.blocked for t in times)
     return _ratio(running, scheduled), _ratio(busy, scheduled)
 
 
-def build_report(sim: Simulation) -> dict[str, Any]:
-    now = sim.now
-    stats = sim.stats
-    plant = sim.plant
+def _stages(sim: Simulation, figures: dict[tuple[str, str], PoolFigures]) -> dict[str, Any]:
+    now, stats, plant = sim.now, sim.stats, sim.plant
+    base = stats.machine_baseline
     stages: dict[str, Any] = {}
-    candidates: list[tuple[float, float, str, str]] = []
     for plan in plant.stages:
         st = stats.stages[plan.name]
         by_location: dict[str, Any] = {}
         for loc in sim.config.locations:
             pool = plant.pool(loc, plan.machine_type)
-            running_share, busy_share = pool_utilization(pool.machines, now)
+            running_share, busy_share = pool_utilization(pool.machines, now, base)
             waits, processing = st.by_location[loc]
             by_location[loc] = {
                 "machines": len(pool.machines),
@@ -93,10 +100,10 @@ def build_report(sim: Simulation) -> dict[str, Any]:
                 "utilization": _r(running_share),
                 "busy": _r(busy_share),
                 "queue_length": pool.queue_length,
+                "queue_length_mean": _r(figures[(loc, plan.machine_type)].queue_mean, 3),
             }
-            candidates.append((busy_share, waits.mean, plan.name, loc))
         all_machines = [m for loc in sim.config.locations for m in plant.pool(loc, plan.machine_type).machines]
-        running_share, busy_share = pool_utilization(all_machines, now)
+        running_share, busy_share = pool_utilization(all_machines, now, base)
         stages[plan.name] = {
             "machine_type": plan.machine_type,
             "cycles": st.process.count,
@@ -106,43 +113,64 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             "busy": _r(busy_share),
             "by_location": by_location,
         }
-    bottleneck: dict[str, Any] | None = None
-    if candidates and now > 0:
-        busy, wait, stage, loc = max(candidates)
-        stage_name = max(stages, key=lambda s: (stages[s]["busy"], stages[s]["wait_s"]["mean"]))
-        bottleneck = {
-            "stage": stage_name,
-            "stage_busy": stages[stage_name]["busy"],
-            "pool": {"stage": stage, "location": loc, "busy": _r(busy), "mean_wait_s": _r(wait, 3)},
-        }
+    return stages
+
+
+def _bottleneck(stages: dict[str, Any], figures: list[PoolFigures], observed: float) -> dict[str, Any] | None:
+    """The busiest pool (ties: the longer mean wait), with its share of all the waiting, and the stage
+    whose pools are busiest overall."""
+    if not figures or observed <= 0:
+        return None
+    pool = max(figures, key=lambda f: (f.busy, f.wait_mean))
+    waited = sum(f.queue_area for f in figures)
+    stage = max(stages, key=lambda s: (stages[s]["busy"], stages[s]["wait_s"]["mean"]))
+    return {
+        "stage": stage,
+        "stage_busy": stages[stage]["busy"],
+        "pool": {"stage": pool.stages[0], "location": pool.location, "machine_type": pool.machine_type,
+                 "busy": _r(pool.busy), "utilization": _r(pool.utilization), "mean_wait_s": _r(pool.wait_mean, 3),
+                 "queue_share": _r(_ratio(pool.queue_area, waited))},
+    }
+
+
+def build_report(sim: Simulation) -> dict[str, Any]:
+    now = sim.now
+    stats = sim.stats
+    base = stats.machine_baseline
+    warm_up = stats.observed_from
+    observed = max(0.0, now - warm_up)
+    counts = stats.observed()
+    figures = pool_figures(sim)
+    stages = _stages(sim, {(f.location, f.machine_type): f for f in figures})
+    series = {**stats.series.as_dict(now, ordered_pools(sim)), "warm_up_s": _r(warm_up, 3)}
+    overloaded = overload(figures, series, warm_up)
     return {
         "schema_version": SCHEMA_VERSION,
         "seed": sim.seed,
         "start_utc": sim.start.isoformat().replace("+00:00", "Z"),
         "sim_duration_s": _r(now, 3),
+        "config_fingerprint": config_fingerprint(sim.config),
+        "warm_up_s": _r(warm_up, 3),
+        "observed_s": _r(observed, 3),
         "lots": {
-            "received": stats.received,
-            "completed": stats.completed,
-            "scrapped": stats.scrapped,
+            "received": counts.received,
+            "completed": counts.completed,
+            "scrapped": counts.scrapped,
             "in_progress": stats.in_progress,
-            "reworks": stats.reworks,
-            "by_location": stats.by_location,
+            "reworks": counts.reworks,
+            "by_location": counts.by_location,
         },
-        "throughput_per_hour": _r(_ratio(stats.completed, now / 3600.0)),
+        "throughput_per_hour": _r(_ratio(counts.completed, observed / 3600.0)),
         "lead_time_s": _summary(stats.lead_time),
         "lead_time_by_location_s": {k: _summary(v) for k, v in stats.lead_time_by_location.items()},
         "lead_time_by_priority_s": {k: _summary(v) for k, v in stats.lead_time_by_priority.items()},
-        "wip": {"mean": _r(_time_average(stats.wip, now), 3), "max": max(w for _, w in stats.wip)},
+        "wip": {"mean": _r(stats.wip.mean(now), 3), "max": int(stats.wip.maximum(now)), "final": stats.in_progress},
         "stages": stages,
-        "machines": {m.id: machine_kpis(m, now) for m in plant.machines.values()},
-        "bottleneck": bottleneck,
+        "pools": pools_report(figures),
+        "machines": {m.id: machine_kpis(m, now, base.get(m.id)) for m in ordered_machines(sim)},
+        "bottleneck": _bottleneck(stages, figures, observed),
+        "overload": overloaded,
+        "steady": not overloaded,
+        "assumptions": assumptions(sim),
+        "series": series,
     }
-
-
-def _time_average(series: list[tuple[float, int]], now: float) -> float:
-    if now <= 0 or not series:
-        return 0.0
-    area = 0.0
-    for (t0, w), (t1, _) in zip(series, [*series[1:], (now, 0)], strict=True):
-        area += w * (t1 - t0)
-    return area / now
