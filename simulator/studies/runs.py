@@ -100,7 +100,7 @@ def run_task(task: Task) -> Outcome:
     result = asyncio.run(run_offline(
         task.config, seed=task.seed, lots=task.length.lots, until_s=task.length.until_s,
         timeline=(0.0, math.inf) if task.charts else None,  # the Gantt of the charts covers the whole run
-        **({"warm_up_s": task.warm_up_s} if task.warm_up_s else {}),
+        warm_up_s=task.warm_up_s,
     ))
     report = build_report(result.sim)
     if isinstance(report.get("assumptions"), dict):
