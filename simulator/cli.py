@@ -27,10 +27,10 @@ from simulator.errors import ConfigError, UsageError
 from simulator.exit_codes import EXIT_OK, run_command
 from simulator.model.snapshot import SnapshotError
 from simulator.output_paths import check_outputs, write_output
-from simulator.programs.offline import DEFAULT_TIMELINE_S, OfflineResult, run_offline
-from simulator.progress import ProgressBar, human_duration
+from simulator.programs.offline import DEFAULT_TIMELINE_S, run_offline
+from simulator.progress import ProgressBar
 from simulator.reporting.summary import build_report
-from simulator.runtime.driver import StopReason
+from simulator.reporting.summary_text import summary_text
 from simulator.studies.flags import StudyFlags, study_flags
 from simulator.studies.precision import run_to_precision
 from simulator.studies.progress import ReplicationsBar
@@ -255,7 +255,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from simulator.reporting.run_charts import run_charts
 
         write_output("--report-html", args.report_html, render_html(report, run_charts(result.sim)).encode())
-    print(_summary_text(report, result))
+    print(summary_text(report, result))
     if study.warm_up != WarmUp("none"):
         print(warm_up_text(warm_up.as_dict()))
     return EXIT_OK
@@ -467,40 +467,6 @@ def _arrival_overrides(args: argparse.Namespace) -> list[Override]:
     if args.seed is not None:
         overrides.append(Override("simulation.seed", args.seed, flag("--seed", args.seed)))
     return overrides
-
-
-_STOP_WORDS = {
-    StopReason.CONDITION: "every lot finished",
-    StopReason.UNTIL_SIM: "reached --until",
-    StopReason.EXHAUSTED: "nothing left to simulate",
-    StopReason.WALL_TIMEOUT: "wall-clock limit",
-    StopReason.MAX_EVENTS: "event limit",
-    StopReason.STOPPED: "stopped",
-    StopReason.CALENDAR_END: "reached the end of the calendar (9999-01-01)",
-}
-
-
-def _summary_text(report: dict[str, Any], result: OfflineResult) -> str:
-    lots = report["lots"]
-    lead = report["lead_time_s"]
-    lines = [
-        f"simulated {human_duration(report['sim_duration_s'])} (seed {report['seed']}, "
-        f"{_STOP_WORDS.get(result.stop, str(result.stop))})",
-        f"lots: {lots['received']} received, {lots['completed']} completed, {lots['scrapped']} scrapped, "
-        f"{lots['in_progress']} in progress ({lots['reworks']} reworks)",
-        f"throughput: {report['throughput_per_hour']:.3f} lots/h   lead time: mean "
-        f"{human_duration(lead['mean'])}, p50 {human_duration(lead['p50'])}, p95 {human_duration(lead['p95'])}, "
-        f"max {human_duration(lead['max'])}",
-    ]
-    if report["bottleneck"]:
-        pool = report["bottleneck"]["pool"]
-        lines.append(f"bottleneck: stage {report['bottleneck']['stage']} (busiest pool: {pool['stage']} at "
-                     f"{pool['location']}, {pool['busy']:.0%} busy, mean wait {human_duration(pool['mean_wait_s'])})")
-    if result.messages_written:
-        lines.append(f"telemetry: {result.messages_written} messages written")
-    if result.rejected:
-        lines.append(f"orders rejected: {len(result.rejected)} {result.rejected_by_reason}")
-    return "\n".join(lines)
 
 
 __all__ = ["DEFAULT_TIMELINE_S", "main"]
