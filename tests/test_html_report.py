@@ -419,8 +419,12 @@ def test_the_replicated_report_shows_every_section_with_intervals(default_config
         assert parsed.ids.get(chart_id) == "svg", chart_id
     for table_id in (*RUN_TABLES, "table-replications", "table-headline"):
         assert parsed.ids.get(table_id) == "table", table_id
-    cards = re.search(r'<div class="cards" id="kpi-cards">(.*?)</div>\s*<section', page, re.S)
-    assert cards is not None and cards.group(1).count('class="ci"') >= 6
+    cards = dict((label, value) for value, label in re.findall(
+        r'<div class="card"><div class="v">(.*?)</div><div class="k">([^<]*)</div></div>', page))
+    for label in ("throughput (lots/h)", "lead time mean", "lead time p95", "mean WIP (lots)"):
+        value = r"[\d.,]+( (h|min|s))?"
+        assert re.fullmatch(rf'{value}<span class="ci">{value} – {value}</span>', cards[label]), label
+    assert cards["lots received"] == "150"  # every replication received 150: no interval to show
     dots = chart(page, "chart-replications")
     assert len(re.findall(r'<circle [^>]*class="dot"><title>replication \d+:', dots)) == 3 * 4 + 3 * (
         summary["bottleneck"] is not None)

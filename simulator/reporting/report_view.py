@@ -21,10 +21,6 @@ class Stat:
     high: float | None = None
     values: tuple[float, ...] = ()
 
-    @property
-    def has_ci(self) -> bool:
-        return self.low is not None and self.high is not None
-
 
 @dataclass(frozen=True, slots=True)
 class Bottleneck:
@@ -243,8 +239,10 @@ def replications_view(replicated: Mapping[str, Any]) -> View:
 
 
 def _band(data: Mapping[str, Any] | None) -> Band:
+    """A series over replications; its band cut at 0 (no series of a run goes below it)."""
     data = data or {}
-    return Band(data.get("mean") or [], data.get("low") or [], data.get("high") or [])
+    low = [None if v is None else max(0.0, float(v)) for v in data.get("low") or []]
+    return Band(data.get("mean") or [], low, data.get("high") or [])
 
 
 def _replicated_series(replicated: Mapping[str, Any], duration: float | None) -> Series | None:

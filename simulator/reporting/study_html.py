@@ -37,7 +37,7 @@ def _with_ci(stat: Stat | None, fmt: sections.Formatter) -> str:
     if stat is None:
         return "—"
     main = escape(fmt(stat.mean))
-    if stat.low is not None and stat.high is not None:
+    if stat.low is not None and stat.high is not None and stat.high > stat.low:  # (equal values: no interval to show)
         return f'{main}<span class="ci">{escape(fmt(stat.low))} – {escape(fmt(stat.high))}</span>'
     return main
 
