@@ -124,6 +124,11 @@ def summarize(replicated: Replicated, *, precision: dict[str, Any] | None = None
         raise ValueError("no replications to summarize")
     first = reports[0]
     overload = aggregate.aggregate_overload(reports)
+    warm_up = {**replicated.warm_up, "warnings": list(replicated.warm_up.get("warnings", []))}
+    short = sum(1 for r in reports if r.get("warm_up_s", 0.0) < warm_up["warm_up_s"])
+    if short:  # (a run of a lot count can end first)
+        warm_up["warnings"].append(f"{short} of {len(reports)} replications ended before the warm-up: their "
+                                   "statistics cover the whole run")
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "replications",
@@ -133,7 +138,7 @@ def summarize(replicated: Replicated, *, precision: dict[str, Any] | None = None
         "jobs": replicated.jobs,
         "confidence": CONFIDENCE,
         "length": replicated.length.as_dict(),
-        "warm_up": replicated.warm_up,
+        "warm_up": warm_up,
         "precision": precision,
         "kpis": aggregate.aggregate_kpis(reports),
         "overload": overload,
