@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="progress bar on stderr (default: when stderr is a terminal)")
     sim.set_defaults(handler=cmd_simulate)
 
-    study = commands.add_parser("study", help="a capacity study: scenarios of a base config run with replications "
-                                              "and compared, and an optional what-if search (README \"Studies\")")
-    study.add_argument("file", type=Path, help="the study file (YAML)")
-    study_out = study.add_argument_group("output (the comparison and the search's answer are printed either way)")
+    studies = commands.add_parser("study", help="a capacity study: scenarios of a base config run with "
+                                                "replications and compared, and an optional what-if search "
+                                                "(README \"Studies\")")
+    studies.add_argument("file", type=Path, help="the study file (YAML)")
+    study_out = studies.add_argument_group("output (the comparison and the search's answer are printed either way)")
     study_out.add_argument("--out", type=Path, metavar="DIR",
                            help="write DIR/study.json and DIR/study.html (DIR is created when missing)")
     study_out.add_argument("--report-json", type=Path, help="write the study JSON here")
     study_out.add_argument("--report-html", type=Path, help="write the study's HTML comparison here")
-    study.add_argument("--jobs", type=int, help="worker processes (default: the study file's jobs, else one per core)")
-    study.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bar on stderr (default: when stderr is a terminal)")
-    study.set_defaults(handler=cmd_study)
+    studies.add_argument("--jobs", type=int,
+                         help="worker processes (default: the study file's jobs, else one per core)")
+    studies.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="progress bar on stderr (default: when stderr is a terminal)")
+    studies.set_defaults(handler=cmd_study)
 
     run = commands.add_parser("run", help="the service: orders from Kafka, telemetry and lot events to Kafka")
     run.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
@@ -330,9 +332,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         outputs = {"--out (study.json)": args.out / "study.json", "--out (study.html)": args.out / "study.html"}
     check_outputs(outputs, inputs={"FILE": args.file})
     (json_flag, json_path), (html_flag, html_path) = outputs.items()
-    render_study_html = None
-    if html_path is not None:  # before the run: a missing renderer must not waste it
-        from simulator.reporting.study_html import render_study_html
+    renderer: Callable[[dict[str, Any]], str] | None = None
+    if html_path is not None:  # imported before the run: a missing renderer must not waste it
+        from simulator.reporting import study_html
+
+        renderer = study_html.render_study_html
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = StudyProgress() if show_progress else None
     try:
@@ -342,8 +346,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             progress.close()
     if json_path is not None:
         write_output(json_flag, json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    if html_path is not None and render_study_html is not None:
-        write_output(html_flag, html_path, render_study_html(result).encode())
+    if html_path is not None and renderer is not None:
+        write_output(html_flag, html_path, renderer(result).encode())
     print(study_summary(result))
     return EXIT_OK
 

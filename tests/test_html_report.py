@@ -218,6 +218,23 @@ def test_thirty_days_read_in_days_with_whole_number_wip_ticks(default_config: Co
     assert all(label.startswith("day ") for label in axis_labels(chart(page, "chart-gantt")))
 
 
+def test_the_warm_up_is_shaded_on_the_wip_chart_and_marked_on_the_gantt(default_config: Config) -> None:
+    result = asyncio.run(run_offline(default_config, seed=5, until_s=6 * 86400.0, timeline=WHOLE_RUN,
+                                     warm_up_s=2 * 86400.0))
+    page, report, _ = _page(result)
+    assert report["series"]["warm_up_s"] == 2 * 86400.0
+    shade = re.search(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" fill="#eceff1" '
+                      r'class="warm-up">', chart(page, "chart-wip"))
+    assert shade is not None
+    frame = re.search(r'<path d="M([\d.]+),[\d.]+V[\d.]+H([\d.]+)" class="frame"/>', chart(page, "chart-wip"))
+    assert frame is not None
+    left, right = float(frame.group(1)), float(frame.group(2))
+    assert float(shade.group(1)) == left
+    assert float(shade.group(2)) == pytest.approx((right - left) / 3, abs=0.1)
+    assert "warm-up (not counted)" in chart(page, "chart-wip")
+    assert ">warm-up ends</text>" in chart(page, "chart-gantt")
+
+
 def test_a_short_run_reads_in_hours(default_config: Config) -> None:
     page, _, _ = _page(_run(default_config, lots=30))
     labels = axis_labels(chart(page, "chart-wip"))
@@ -299,22 +316,22 @@ def test_machines_are_listed_in_one_order_in_the_json_the_table_and_the_gantt() 
     config = plant(
         stages=[{"name": "mill", "machine_type": "milling",
                  "processing_time": {"distribution": "exponential", "mean": 300}},
-                {"name": "check", "machine_type": "testing",
+                {"name": "check", "machine_type": "inspection",
                  "processing_time": {"distribution": "exponential", "mean": 200}}],
-        locations={"Zeta": {"timezone": "Europe/Rome", "machines": {"testing": 1, "milling": 2}},
-                   "Alpha": {"timezone": "Europe/Rome", "machines": {"testing": 2, "milling": 1}}},
+        locations={"Zeta": {"timezone": "Europe/Rome", "machines": {"inspection": 1, "milling": 2}},
+                   "Alpha": {"timezone": "Europe/Rome", "machines": {"inspection": 2, "milling": 1}}},
         arrivals={"rate_per_hour": 6.0, "location_mix": {"Zeta": 0.5, "Alpha": 0.5}})
     result = _run(config, lots=60)
     page, report, charts = _page(result)
-    expected = ["Zeta-milling-01", "Zeta-milling-02", "Zeta-testing-01",
-                "Alpha-milling-01", "Alpha-testing-01", "Alpha-testing-02"]
+    expected = ["Zeta-milling-01", "Zeta-milling-02", "Zeta-inspection-01",
+                "Alpha-milling-01", "Alpha-inspection-01", "Alpha-inspection-02"]
     assert list(report["machines"]) == expected
     assert [m["id"] for m in charts["gantt"]["machines"]] == expected
     parsed = outline(page)
     assert [row[0] for row in parsed.tables["table-machines"] if row] == expected
     assert re.findall(r'class="gantt-label">([^<]*)<', page) == expected
     pools = [(row[0], row[1]) for row in parsed.tables["table-pools"] if row]
-    assert pools == [("Zeta", "milling"), ("Zeta", "testing"), ("Alpha", "milling"), ("Alpha", "testing")]
+    assert pools == [("Zeta", "milling"), ("Zeta", "inspection"), ("Alpha", "milling"), ("Alpha", "inspection")]
 
 
 def test_oee_is_explained_next_to_the_machine_table(default_config: Config) -> None:
@@ -402,8 +419,12 @@ def test_the_replicated_report_shows_every_section_with_intervals(default_config
         assert parsed.ids.get(chart_id) == "svg", chart_id
     for table_id in (*RUN_TABLES, "table-replications", "table-headline"):
         assert parsed.ids.get(table_id) == "table", table_id
-    cards = re.search(r'<div class="cards" id="kpi-cards">(.*?)</div>\s*<section', page, re.S)
-    assert cards is not None and cards.group(1).count('class="ci"') >= 6
+    cards = dict((label, value) for value, label in re.findall(
+        r'<div class="card"><div class="v">(.*?)</div><div class="k">([^<]*)</div></div>', page))
+    for label in ("throughput (lots/h)", "lead time mean", "lead time p95", "mean WIP (lots)"):
+        value = r"[\d.,]+( (h|min|s))?"
+        assert re.fullmatch(rf'{value}<span class="ci">{value} – {value}</span>', cards[label]), label
+    assert cards["lots received"] == "150"  # every replication received 150: no interval to show
     dots = chart(page, "chart-replications")
     assert len(re.findall(r'<circle [^>]*class="dot"><title>replication \d+:', dots)) == 3 * 4 + 3 * (
         summary["bottleneck"] is not None)

@@ -252,8 +252,8 @@ def test_the_command_exits_2_naming_the_problem_before_running(tmp_path: Path,
     code = main(["study", str(path), "--out", str(out_dir)])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
-    assert err.strip() == (f"factorysim: invalid study: {path} line 10 (scenario 'three lathes'): "
-                           f"locations.north.machines.LATHE: must be a whole number (got 'many')")
+    assert err.strip() == (f"factorysim: invalid study: {path} line 11 (scenario 'three lathes'): "
+                           f"locations.North.machines.lathe: must be a whole number (got 'many')")
     assert not out_dir.exists()  # nothing created for a study that cannot run
     code = main(["study", str(tmp_path / "nowhere.yaml")])
     assert code == 2

@@ -27,8 +27,10 @@ def _permille(cell: Sequence[Any]) -> dict[str, int]:
     return {str(state): round(float(share) * 1000) for state, share in pairs}
 
 
-def gantt_html(chart_id: str, gantt: dict[str, Any], order: Sequence[str], title: str) -> str:
-    """The chart, its data and its tooltip box; rows in ``order`` (machine ids; others after them)."""
+def gantt_html(chart_id: str, gantt: dict[str, Any], order: Sequence[str], title: str, *,
+               warm_up_s: float = 0.0) -> str:
+    """The chart, its data and its tooltip box; rows in ``order`` (machine ids; others after them), the end
+    of the warm-up marked."""
     by_id = {m["id"]: m for m in gantt["machines"]}
     rows = [by_id[i] for i in order if i in by_id] + [m for m in gantt["machines"] if m["id"] not in order]
     start, end, cell = float(gantt["start_s"]), float(gantt["end_s"]), float(gantt["cell_s"])
@@ -60,8 +62,11 @@ def gantt_html(chart_id: str, gantt: dict[str, Any], order: Sequence[str], title
     out.append(f'<path d="M{svg.n(LABEL_W)},{svg.n(TOP)}V{svg.n(base)}H{svg.n(LABEL_W + PLOT_W)}" class="frame"/>')
     for t, label in axis.ticks:
         out.append(svg.line(x(t), base, x(t), base + 4, "frame"))
-        out.append(svg.text(x(t), base + 16, label, anchor="middle", cls="axis"))
+        out.append(svg.text(x(t), base + 16, label, anchor=svg.edge_anchor(x(t), LABEL_W + PLOT_W), cls="axis"))
     out.append(svg.text(LABEL_W + PLOT_W / 2, base + 34, axis.title, anchor="middle", cls="axis-title"))
+    if start < warm_up_s < end:
+        out.append(svg.line(x(warm_up_s), TOP - 4, x(warm_up_s), base, "marker"))
+        out.append(svg.text(x(warm_up_s) - 3, TOP - 6, "warm-up ends", anchor="end", cls="marker"))
     out.append("</svg>")
     data = {"start": start, "end": end, "cell": cell, "first": first, "left": LABEL_W, "width": PLOT_W,
             "top": TOP, "row": ROW_H, "rows": encoded}
@@ -117,13 +122,14 @@ function pct(v){return v>0&&v<5?"<1 %":Math.round(v/10)+" %";}
 document.querySelectorAll(".gantt").forEach(function(wrap){
 var chart=wrap.querySelector("svg"),tip=wrap.querySelector(".tip"),
 data=JSON.parse(wrap.querySelector("script[type='application/json']").textContent);
+data.rows.forEach(function(r){r.list=r.cells.split(" ");});
 chart.addEventListener("mousemove",function(e){
 var p=new DOMPoint(e.clientX,e.clientY).matrixTransform(chart.getScreenCTM().inverse()),
 row=data.rows[Math.floor((p.y-data.top)/data.row)],u=(p.x-data.left)/data.width;
 if(!row||u<0||u>1){tip.hidden=true;return;}
-var t=data.start+u*(data.end-data.start),i=Math.min(Math.floor(t/data.cell)-data.first,row.cells.split(" ").length-1),
+var t=data.start+u*(data.end-data.start),i=Math.max(0,Math.min(Math.floor(t/data.cell)-data.first,row.list.length-1)),
 lo=Math.max(data.start,(data.first+i)*data.cell),hi=Math.min(data.end,(data.first+i+1)*data.cell),
-parts=[],re=/([a-z])(\\d+)/g,c=row.cells.split(" ")[i],g;
+parts=[],re=/([a-z])(\\d+)/g,c=row.list[i],g;
 while((g=re.exec(c))!==null){parts.push([+g[2],names[g[1]]]);}
 parts.sort(function(a,b){return b[0]-a[0];});
 tip.textContent=row.id+" \\u00b7 "+span(lo,hi)+" \\u00b7 "+(parts.length?parts.map(function(q){

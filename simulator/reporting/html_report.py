@@ -30,8 +30,9 @@ nav{margin:10px 0;font-size:.9em}nav a{margin-right:12px;color:#1565c0;text-deco
 table{border-collapse:collapse;width:100%;font-size:.86em}caption{text-align:left;font-weight:600;padding:6px 0}
 th,td{padding:4px 7px;text-align:right;border-bottom:1px solid #eceff1;vertical-align:top}
 th{background:#f5f7f8}th:first-child,td:first-child{text-align:left}
-#table-assumptions td:last-child,#table-replications td:last-child,#table-route td,
-#table-search td:nth-last-child(-n+2),#table-differences td:nth-last-child(-n+2){text-align:left}
+#table-assumptions td,#table-assumptions th,#table-replications td,#table-replications th,#table-route td,
+#table-route th,#table-search td:nth-last-child(-n+2),#table-differences td:nth-last-child(-n+2){text-align:left}
+#table-assumptions,#table-route,#table-replications,#table-machine-counts{width:auto;min-width:60%}
 tr.sub td:first-child{padding-left:22px;color:#607d8b}
 tr.bottleneck td{background:#ffebee}tr.answer td{background:#e8f5e9;font-weight:600}
 tr.first td{background:#f5f7f8}
@@ -78,10 +79,10 @@ def meta_line(view: View, *extra: str) -> str:
     facts = []
     if view.start_utc:
         facts.append(f"start {escape(view.start_utc)}")
-    facts.append(f"{escape(svg.duration(view.duration_s))} simulated")
+    facts.append(f"{escape(svg.span(view.duration_s))} simulated")
     if view.seed is not None:
         facts.append(f"seed {escape(str(view.seed))}")
-    facts.append(f"warm-up {escape(svg.duration(view.warm_up_s)) if view.warm_up_s > 0 else 'none'}")
+    facts.append(f"warm-up {escape(svg.span(view.warm_up_s)) if view.warm_up_s > 0 else 'none'}")
     if view.fingerprint:
         facts.append(f"config <code>{escape(view.fingerprint[:12])}</code>")
     facts.extend(extra)

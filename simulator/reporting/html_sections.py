@@ -86,9 +86,18 @@ def cell(stat: Stat | None, fmt: Formatter, *, duration: bool = False) -> Cell:
         def fmt(v: float) -> str:
             return _dur_in(v, unit, scale)
     main = escape(fmt(stat.mean))
-    if stat.low is not None and stat.high is not None:
+    if stat.low is not None and stat.high is not None and stat.high > stat.low:  # (equal values: no interval to show)
         return f'{main}<span class="ci">{escape(fmt(stat.low))} – {escape(fmt(stat.high))}</span>'
     return main
+
+
+def inline(stat: Stat | None, fmt: Formatter) -> Cell:
+    """A value in a sentence: "8.96 (95% CI 5.26 – 12.66)" when it has an interval."""
+    if stat is None:
+        return "—"
+    if stat.low is not None and stat.high is not None and stat.high > stat.low:  # (equal values: no interval to show)
+        return escape(f"{fmt(stat.mean)} (95% CI {fmt(stat.low)} – {fmt(stat.high)})")
+    return escape(fmt(stat.mean))
 
 
 def table(table_id: str, headers: Sequence[str], rows: Sequence[tuple[Sequence[Cell], str]], *,
@@ -162,7 +171,7 @@ def bottleneck_section(view: View) -> str:
     parts = [
         f"<p><strong>{escape(pool_name(b.location, b.machine_type))}</strong>"
         f"{' (stage ' + escape(b.stage) + ')' if b.stage else ''}: utilisation "
-        f"{cell(b.utilization, fmt_pct)}, and {cell(b.queue_share, fmt_pct)} of all the time lots spent waiting "
+        f"{inline(b.utilization, fmt_pct)}, and {inline(b.queue_share, fmt_pct)} of all the time lots spent waiting "
         "was spent in its queue.</p>",
         note("The bottleneck is the busiest pool (running and blocked share of its scheduled time); its queue "
              "share tells how much of the plant's waiting it causes." + (f" It was {escape(b.note)}." if b.note
@@ -252,10 +261,10 @@ def wip_section(view: View) -> str:
     v = view.value
     text = (f"Time-average number of lots in the plant per {svg.duration(bucket)} bucket"
             f"{', the mean of the replications with its 95% band' if view.replicated else ''}. Over the observed "
-            f"period the exact time-weighted mean is {cell(v('wip', 'mean'), fmt_num(2))} lots and the maximum "
-            f"{cell(v('wip', 'max'), fmt_num(0))}.")
+            f"period the exact time-weighted mean is {inline(v('wip', 'mean'), fmt_num(2))} lots and the maximum "
+            f"{inline(v('wip', 'max'), fmt_num(0))}.")
     if view.warm_up_s > 0:
-        text += f" The shaded warm-up ({escape(svg.duration(view.warm_up_s))}) is shown but not counted."
+        text += f" The shaded warm-up ({escape(svg.span(view.warm_up_s))}) is shown but not counted."
     return section("wip", "Work in progress", chart, note(text))
 
 
@@ -367,14 +376,14 @@ def gantt_section(view: View) -> str:
                        note("No machine timeline was recorded for this run.", element_id="chart-gantt"))
     order = [mid for mid, _, _ in view.machines]
     title = "Machine states over time" + (" (replication 1)" if view.replicated else "")
-    window = f"{svg.duration(float(gantt['end_s']) - float(gantt['start_s']))}"
+    window = svg.span(float(gantt["end_s"]) - float(gantt["start_s"]))
     return section(
         "gantt", "Machine timeline",
         note(f"Every machine over {escape(window)} of simulated time, in cells of "
              f"{escape(svg.duration(float(gantt['cell_s'])))}: each cell is stacked by the share of its time in "
              "each state (running at the bottom). Point at a cell for its exact times (day 1 00:00 is the "
              "start of the run) and shares."),
-        gantt_html("chart-gantt", gantt, order, title),
+        gantt_html("chart-gantt", gantt, order, title, warm_up_s=view.warm_up_s),
     )
 
 
@@ -422,7 +431,7 @@ def _length(length: Any) -> str:
     if length.get("lots") is not None:
         parts.append(f"{int(length['lots']):,} lots")
     if length.get("until_s") is not None:
-        parts.append(f"until {svg.duration(float(length['until_s']))}")
+        parts.append(f"until {svg.span(float(length['until_s']))}")
     return escape(" or ".join(parts) or "—")
 
 
@@ -440,7 +449,7 @@ def assumptions_section(view: View) -> str:
         (["seed", escape(str(a.get("seed", view.seed)))], ""),
         (["config fingerprint", f"<code>{escape(str(a.get('config_fingerprint') or view.fingerprint or '—'))}</code>"],
          ""),
-        (["warm-up", escape(svg.duration(float(a.get("warm_up_s") or view.warm_up_s))
+        (["warm-up", escape(svg.span(float(a.get("warm_up_s") or view.warm_up_s))
                             if (a.get("warm_up_s") or view.warm_up_s) else "none")], ""),
         (["run length", _length(a.get("length"))], ""),
         (["arrival process", escape(str(arrivals.get("process", "—")))], ""),

@@ -46,7 +46,7 @@ def headline(view: View, replicated: Mapping[str, Any]) -> list[tuple[str, str, 
     b = view.bottleneck
     if b is not None:
         path = f"pools.{b.location}.{b.machine_type}.utilization"
-        stat = interval_stat((replicated.get("kpis") or {}).get(path))
+        stat = interval_stat((replicated.get("kpis") or {}).get(path), nonnegative=True)
         if stat is not None:
             out.append((path, f"utilisation {b.location} · {b.machine_type}", stat))
     return out
@@ -58,13 +58,13 @@ def _warm_up_text(warm_up: Mapping[str, Any]) -> str:
     if method == "none":
         text = "none: statistics count from time 0, the empty plant included"
     elif method == "fixed":
-        text = f"fixed: statistics count from {svg.duration(value)} of simulated time"
+        text = f"fixed: statistics count from {svg.span(value)} of simulated time"
     else:
         pilot = warm_up.get("pilot") or {}
-        cuts = ", ".join(svg.duration(float(t)) for t in pilot.get("truncation_s") or [])
+        cuts = ", ".join(svg.span(float(t)) for t in pilot.get("truncation_s") or [])
         text = (f"automatic (MSER-5 on the {pilot.get('series', 'wip')} series of a pilot of "
                 f"{pilot.get('replications', '?')} runs; truncation points {cuts or 'none'}): statistics count "
-                f"from {svg.duration(value)}, the largest truncation point")
+                f"from {svg.span(value)}, the largest truncation point")
         if pilot.get("rule"):
             text += f" — {pilot['rule']}"
     if warm_up.get("decided"):
@@ -118,7 +118,8 @@ def replications_section(view: View, replicated: Mapping[str, Any]) -> str:
         sections.table("table-replications", ["how the replications ran", ""], rows),
         sections.table("table-headline", ["KPI", "mean", "sd", "95% CI", "half-width / mean", "n"], headline_rows),
         sections.note("Each dot is one replication; the bar is their mean and the whiskers its 95% confidence "
-                      "interval (Student t over the replications)."),
+                      "interval (Student t over the replications). Throughout the report an interval of a "
+                      "quantity that cannot be negative is shown cut at 0."),
         svg.dot_rows("chart-replications", dots, "Headline KPIs per replication"),
     )
 

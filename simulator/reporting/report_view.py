@@ -21,10 +21,6 @@ class Stat:
     high: float | None = None
     values: tuple[float, ...] = ()
 
-    @property
-    def has_ci(self) -> bool:
-        return self.low is not None and self.high is not None
-
 
 @dataclass(frozen=True, slots=True)
 class Bottleneck:
@@ -161,12 +157,16 @@ def _run_series(report: Mapping[str, Any]) -> Series | None:
 
 
 # --- replications ----------------------------------------------------------------------------------
-def interval_stat(data: Mapping[str, Any] | None) -> Stat | None:
-    """A KPI interval of the replicated JSON ({n, mean, sd, ci95, values}) as a :class:`Stat`."""
+def interval_stat(data: Mapping[str, Any] | None, *, nonnegative: bool = False) -> Stat | None:
+    """A KPI interval of the replicated JSON ({n, mean, sd, ci95, values}) as a :class:`Stat`;
+    ``nonnegative``: a quantity that cannot be below 0 (a count, a duration, a share), whose interval is
+    shown cut at 0 (a t interval of few, spread values can reach below it)."""
     if not data or data.get("mean") is None:
         return None
     ci = data.get("ci95")
     low, high = (float(ci[0]), float(ci[1])) if ci else (None, None)
+    if nonnegative and low is not None:
+        low = max(0.0, low)
     return Stat(float(data["mean"]), low, high, tuple(float(v) for v in data.get("values") or ()))
 
 
@@ -206,7 +206,8 @@ def replications_view(replicated: Mapping[str, Any]) -> View:
         count, total = b.get("replications"), replicated.get("replications")
         note = f"named the bottleneck in {count} of {total} replications" if count is not None else ""
         bottleneck = Bottleneck(b["location"], b["machine_type"], b.get("stage", ""),
-                                interval_stat(b.get("utilization")), interval_stat(b.get("queue_share")), note=note)
+                                interval_stat(b.get("utilization"), nonnegative=True),
+                                interval_stat(b.get("queue_share"), nonnegative=True), note=note)
     total = replicated.get("replications")
     overload = [f"{o['message']} (flagged in {o.get('replications', '?')} of {total} replications)"
                 for o in replicated.get("overload") or []]
@@ -214,7 +215,7 @@ def replications_view(replicated: Mapping[str, Any]) -> View:
     warm_up = replicated.get("warm_up") or {}
     view = View(
         replicated=True,
-        get=lambda path: interval_stat(kpis.get(".".join(path))),
+        get=lambda path: interval_stat(kpis.get(".".join(path)), nonnegative=True),  # no KPI of a run is negative
         seed=replicated.get("seed"),
         start_utc=(charts or {}).get("gantt", {}).get("start_utc") if charts and charts.get("gantt") else None,
         duration_s=duration.mean if duration else 0.0,
@@ -238,8 +239,10 @@ def replications_view(replicated: Mapping[str, Any]) -> View:
 
 
 def _band(data: Mapping[str, Any] | None) -> Band:
+    """A series over replications; its band cut at 0 (no series of a run goes below it)."""
     data = data or {}
-    return Band(data.get("mean") or [], data.get("low") or [], data.get("high") or [])
+    low = [None if v is None else max(0.0, float(v)) for v in data.get("low") or []]
+    return Band(data.get("mean") or [], low, data.get("high") or [])
 
 
 def _replicated_series(replicated: Mapping[str, Any], duration: float | None) -> Series | None:

@@ -15,25 +15,12 @@ from typing import Any
 
 from simulator.model.machine import Machine, MachineState
 from simulator.model.simulation import Simulation
+from simulator.reporting.pools import ordered_machines
 
 MAX_LEAD_TIMES = 50_000
 CELL_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400, 21600,
                 28800, 43200, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400)
 _STATES = tuple(state.value for state in MachineState)
-
-
-def machine_order(sim: Simulation) -> list[Machine]:
-    """The machines as every report section lists them: locations in config order, then machine types in
-    route order (types no stage uses after them, by name), then id."""
-    locations = {name: i for i, name in enumerate(sim.config.locations)}
-    route = list(dict.fromkeys(plan.machine_type for plan in sim.plant.stages))
-    types = {name: i for i, name in enumerate(route)}
-
-    def key(machine: Machine) -> tuple[int, int, str, str]:
-        return (locations.get(machine.location, len(locations)), types.get(machine.machine_type, len(types)),
-                machine.machine_type, machine.id)
-
-    return sorted(sim.plant.machines.values(), key=key)
 
 
 def thin(values: Sequence[float], limit: int = MAX_LEAD_TIMES) -> list[float]:
@@ -75,7 +62,7 @@ def gantt(sim: Simulation, columns: int) -> dict[str, Any] | None:
     count = max(1, math.ceil(end / cell - 1e-9) - first)
     bounds = [(max(start, (first + i) * cell), min(end, (first + i + 1) * cell)) for i in range(count)]
     machines = []
-    for machine in machine_order(sim):
+    for machine in ordered_machines(sim):  # the report's order
         shares = [[0.0] * len(_STATES) for _ in range(count)]
         for t0, t1, state in _intervals(sim, machine, start, end):
             code = _STATES.index(state)

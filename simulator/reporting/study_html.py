@@ -37,7 +37,7 @@ def _with_ci(stat: Stat | None, fmt: sections.Formatter) -> str:
     if stat is None:
         return "—"
     main = escape(fmt(stat.mean))
-    if stat.low is not None and stat.high is not None:
+    if stat.low is not None and stat.high is not None and stat.high > stat.low:  # (equal values: no interval to show)
         return f'{main}<span class="ci">{escape(fmt(stat.low))} – {escape(fmt(stat.high))}</span>'
     return main
 
@@ -55,7 +55,8 @@ def _slug(text: str) -> str:
 def scenarios_section(study: Mapping[str, Any]) -> str:
     kpis: list[str] = list(study.get("kpis") or [])
     scenarios = study.get("scenarios") or []
-    stats = {path: [interval_stat((s["result"].get("kpis") or {}).get(path)) for s in scenarios] for path in kpis}
+    stats = {path: [interval_stat((s["result"].get("kpis") or {}).get(path), nonnegative=True) for s in scenarios]
+             for path in kpis}
     formats = {path: _unit(path, [x for x in stats[path] if x is not None])[1] for path in kpis}
     rows = []
     for i, scenario in enumerate(scenarios):
@@ -138,7 +139,7 @@ def search_section(study: Mapping[str, Any]) -> str:
         kpis = step.get("kpis") or {}
         cells = []
         for path in paths:
-            stat = interval_stat(kpis.get(path))
+            stat = interval_stat(kpis.get(path), nonnegative=True)
             cells.append(_with_ci(stat, _unit(path, [stat] if stat else [])[1]))
         meets = "yes" if step.get("meets") else "no"
         cls = "answer" if answer_machines is not None and machines == answer_machines and step.get("meets") else ""
@@ -188,7 +189,7 @@ def render_study_html(study: Mapping[str, Any]) -> str:
     precision = study.get("precision")
     replications = (f"precision {escape(str(precision))}" if precision
                     else f"{escape(str(study.get('replications')))} replications per scenario")
-    warm = (escape(svg.duration(float(warm_up.get("warm_up_s") or 0.0))) + f" ({escape(str(warm_up.get('method')))})"
+    warm = (escape(svg.span(float(warm_up.get("warm_up_s") or 0.0))) + f" ({escape(str(warm_up.get('method')))})"
             if warm_up.get("warm_up_s") else "none")
     meta = " · ".join([
         f"study file <code>{escape(str(study.get('file')))}</code>",

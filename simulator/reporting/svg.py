@@ -55,6 +55,18 @@ def duration(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+def span(seconds: float) -> str:
+    """A length of simulated time: in days from two days up ("30 days", "2.5 days"), else :func:`duration`."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f}".removesuffix(".0") + " days"
+    return duration(seconds)
+
+
+def edge_anchor(x: float, right: float) -> str:
+    """How to anchor a tick label at ``x`` so that it stays inside a plot ending at ``right``."""
+    return "end" if x > right - 12 else "middle"
+
+
 def duration_unit(seconds: float) -> tuple[str, float]:
     """The unit (and its length in seconds) in which durations up to about ``seconds`` read best."""
     if seconds >= 2 * 3600:
@@ -168,7 +180,7 @@ class Frame:
         for t, label in self.axis.ticks:
             x = self.x(t)
             out.append(line(x, self.base, x, self.base + 4, "frame"))
-            out.append(text(x, self.base + 16, label, anchor="middle", cls="axis"))
+            out.append(text(x, self.base + 16, label, anchor=edge_anchor(x, self.left + self.width), cls="axis"))
         if x_title:
             out.append(text(self.left + self.width / 2, self.base + 34, self.axis.title, anchor="middle",
                             cls="axis-title"))

@@ -18,10 +18,13 @@ The algorithm:
     kept busy on average), within its bounds.
 (b) While the targets are not met, add one machine to one pool: to the pool a failed target names
     (``pools.L.T.…``, or the pool over a ``max_utilization`` cap) when there is one, else to the
-    searched pool with the highest utilisation (the bottleneck among them); only pools below their
-    upper bound can grow.  When none can, there is no answer within the bounds, and the message says
-    which target failed and by how much.  A failed target that names a pool the search does not
-    change (more machines elsewhere cannot lower its utilisation) ends the search the same way.
+    bottleneck among the searched pools: the one with the highest load (offered load over the
+    machine time left after blocks and maintenance; its utilisation when the report has no load),
+    so that a pool that maintenance overloads is seen although its utilisation looks moderate.
+    Only pools below their upper bound can grow.  When none can, there is no answer within the
+    bounds, and the message says which target failed and by how much.  A failed target that names
+    a pool the search does not change (more machines elsewhere cannot lower its utilisation) ends
+    the search the same way.
 (c) Then prune: try taking one machine away from each pool in turn (the pool with the most
     machines first), keep a removal when the targets still hold, and start over, until no single
     removal keeps them: the answer is locally minimal.
@@ -238,6 +241,11 @@ class Evaluation:
         kpi = self.kpi(f"pools.{pool}.utilization")
         return float(kpi["mean"]) if kpi is not None else 0.0
 
+    def load(self, pool: str) -> float:
+        """The pool's mean load (≥ 1: it cannot keep up), or its utilisation when not reported."""
+        kpi = self.kpi(f"pools.{pool}.load")
+        return float(kpi["mean"]) if kpi is not None else self.utilisation(pool)
+
 
 class NoAnswer(Exception):
     """The targets cannot be met within the bounds; the message says why."""
@@ -318,6 +326,9 @@ class CapacitySearch:
         """The pool to add a machine to, and why; NoAnswer when none can help."""
         failed = [c for c in current.checks if not c.meets]
         counts = current.counts
+        unknown = [c for c in failed if c.judged is None]
+        if unknown:
+            raise NoAnswer(f"no answer: {unknown[0].describe(self.judge)}")
         for failure in failed:
             for pool in failure.failing_pools:
                 if pool not in self.pools:
@@ -329,15 +340,16 @@ class CapacitySearch:
             growable = [p for p in dict.fromkeys(named) if counts[p] < self.pools[p][1]]
             if not growable:
                 raise NoAnswer(self._no_answer(current, f"{', '.join(dict.fromkeys(named))} at its upper bound"))
-            pool = max(growable, key=current.utilisation)
+            pool = max(growable, key=current.load)
             return pool, f"one more machine at {pool}, named by the failed target " \
                          f"({'; '.join(c.target.text for c in failed if pool in c.failing_pools)})"
         growable = [p for p in self.pools if counts[p] < self.pools[p][1]]
         if not growable:
             raise NoAnswer(self._no_answer(current, "every searched pool at its upper bound"))
-        pool = max(growable, key=current.utilisation)
-        return pool, f"one more machine at {pool}, the busiest searched pool that can grow " \
-                     f"(utilisation {format_value('max_utilization', current.utilisation(pool))})"
+        pool = max(growable, key=current.load)
+        return pool, f"one more machine at {pool}, the bottleneck of the searched pools that can grow " \
+                     f"(load {current.load(pool):.2f}, utilisation " \
+                     f"{format_value('max_utilization', current.utilisation(pool))})"
 
     def _no_answer(self, current: Evaluation, where: str) -> str:
         failed = [c for c in current.checks if not c.meets]
@@ -407,7 +419,7 @@ class CapacitySearch:
             if c.target.path == MAX_UTILIZATION and c.mean is not None:
                 shown[MAX_UTILIZATION] = {"mean": _round(c.mean), "ci95": c.as_dict()["ci95"], "pool": c.pool}
         paths = [t.path for t in self.targets if t.path != MAX_UTILIZATION]
-        paths += [f"pools.{pool}.{kpi}" for pool in self.pools for kpi in ("utilization", "offered_load")]
+        paths += [f"pools.{pool}.{kpi}" for pool in self.pools for kpi in ("utilization", "offered_load", "load")]
         paths += list(self.shown_kpis)
         for path in dict.fromkeys(paths):
             kpi = evaluation.kpi(path)

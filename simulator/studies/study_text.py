@@ -65,14 +65,14 @@ def format_interval(path: str, mean: float, ci95: Sequence[float] | None) -> str
 
 
 def format_plus_minus(path: str, kpi: Mapping[str, Any]) -> str:
-    """``6.9 h ± 0.4``: the mean and the half-width in the mean's unit."""
+    """``6.9 h ± 0.4``: the mean and the half-width in one unit (the larger one's)."""
     mean, half = float(kpi["mean"]), kpi.get("half_width")
-    text = format_value(path, mean)
     if half is None:
-        return text
+        return format_value(path, mean)
     if is_duration(path):
-        scale, _ = _duration_unit(mean)
-        return f"{text} ± {_number(float(half) / scale)}"
+        scale, unit = _duration_unit(max(abs(mean), float(half)))
+        return f"{_number(mean / scale)} {unit} ± {_number(float(half) / scale)}"
+    text = format_value(path, mean)
     if is_share(path):
         return f"{text} ± {float(half) * 100:.1f}"
     return f"{text} ± {_number(float(half))}"
