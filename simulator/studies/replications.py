@@ -10,7 +10,7 @@ with its Student t 95% interval over the replications.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from simulator.config.schema import Config
@@ -32,14 +32,15 @@ CONFIDENCE = 0.95
 @dataclass
 class Replicated:
     """The reports of replications (in replication order) and how they were run.  ``warm_up`` is the
-    ``warm_up`` section of the summary; ``charts`` the HTML charts of replication 0 when asked for."""
+    ``warm_up`` section of the summary; ``charts`` the HTML charts of replication 0 when asked for;
+    ``seed`` the run seed, ``jobs`` the worker processes used, ``first`` the first replication's index."""
 
     reports: list[dict[str, Any]]
     seeds: list[int]
     warm_up: dict[str, Any]
     charts: dict[str, Any] | None = None
     seed: int = 0
-    length: RunLength = field(default_factory=lambda: RunLength(lots=1))
+    length: RunLength | None = None
     jobs: int = 1
     first: int = 0
 
@@ -137,7 +138,7 @@ def summarize(replicated: Replicated, *, precision: dict[str, Any] | None = None
         "replications": len(reports),
         "jobs": replicated.jobs,
         "confidence": CONFIDENCE,
-        "length": replicated.length.as_dict(),
+        "length": replicated.length.as_dict() if replicated.length else {"lots": None, "until_s": None},
         "warm_up": warm_up,
         "precision": precision,
         "kpis": aggregate.aggregate_kpis(reports),
