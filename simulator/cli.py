@@ -256,7 +256,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         write_output("--report-html", args.report_html, render_html(report, run_charts(result.sim)).encode())
     print(summary_text(report, result))
-    if study.warm_up != WarmUp("none"):
+    if warm_up.warm_up.method == "mser-5":
         print(warm_up_text(warm_up.as_dict()))
     return EXIT_OK
 

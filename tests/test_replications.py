@@ -190,6 +190,11 @@ def test_a_fixed_warm_up_counts_statistics_after_it() -> None:
     assert all(r["warm_up_s"] == 14400.0 and r["observed_s"] == pytest.approx(16 * 3600) for r in replicated.reports)
     with pytest.raises(ValueError, match="must be shorter than the run"):
         run_replications(_plant(), seed=2, count=2, length=RunLength(until_s=3600), warm_up=WarmUp("fixed", 3600))
+    # a terminating run can end before its warm-up: the report says so
+    short = summarize(run_replications(_plant(), seed=2, count=2, length=RunLength(lots=20),
+                                       warm_up=WarmUp("fixed", 30 * 86400), jobs=1))
+    assert short["warm_up"]["warnings"] == ["2 of 2 replications ended before the warm-up: their statistics cover "
+                                            "the whole run"]
 
 
 def test_auto_warm_up_runs_a_pilot_and_cuts_at_a_bucket_boundary() -> None:
@@ -253,7 +258,13 @@ def test_simulate_precision_and_a_single_run_warm_up(plant_file: Path, tmp_path:
                         "--report-json", str(single))
     assert code == 0
     assert orjson.loads(single.read_bytes())["warm_up_s"] == 7200.0
-    assert "warm-up: 2h 00m (fixed)" in out
+    assert "warm-up: 2h 00m: statistics cover the 10h 00m after it" in out
+    code, out, _ = _run(capsys, "simulate", "--config", str(plant_file), "--until", "12h", "--warm-up", "auto",
+                        "--report-json", str(single))
+    assert code == 0
+    report = orjson.loads(single.read_bytes())
+    assert report["warm_up_s"] % report["series"]["bucket_s"] == 0 and report["warm_up_s"] < 6 * 3600
+    assert "(MSER-5 on the WIP of a pilot run)" in out
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -10,7 +10,7 @@ with its Student t 95% interval over the replications.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from simulator.config.schema import Config
@@ -32,14 +32,15 @@ CONFIDENCE = 0.95
 @dataclass
 class Replicated:
     """The reports of replications (in replication order) and how they were run.  ``warm_up`` is the
-    ``warm_up`` section of the summary; ``charts`` the HTML charts of replication 0 when asked for."""
+    ``warm_up`` section of the summary; ``charts`` the HTML charts of replication 0 when asked for;
+    ``seed`` the run seed, ``jobs`` the worker processes used, ``first`` the first replication's index."""
 
     reports: list[dict[str, Any]]
     seeds: list[int]
     warm_up: dict[str, Any]
     charts: dict[str, Any] | None = None
     seed: int = 0
-    length: RunLength = field(default_factory=lambda: RunLength(lots=1))
+    length: RunLength | None = None
     jobs: int = 1
     first: int = 0
 
@@ -124,6 +125,11 @@ def summarize(replicated: Replicated, *, precision: dict[str, Any] | None = None
         raise ValueError("no replications to summarize")
     first = reports[0]
     overload = aggregate.aggregate_overload(reports)
+    warm_up = {**replicated.warm_up, "warnings": list(replicated.warm_up.get("warnings", []))}
+    short = sum(1 for r in reports if r.get("warm_up_s", 0.0) < warm_up["warm_up_s"])
+    if short:  # (a run of a lot count can end first)
+        warm_up["warnings"].append(f"{short} of {len(reports)} replications ended before the warm-up: their "
+                                   "statistics cover the whole run")
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "replications",
@@ -132,8 +138,8 @@ def summarize(replicated: Replicated, *, precision: dict[str, Any] | None = None
         "replications": len(reports),
         "jobs": replicated.jobs,
         "confidence": CONFIDENCE,
-        "length": replicated.length.as_dict(),
-        "warm_up": replicated.warm_up,
+        "length": replicated.length.as_dict() if replicated.length else {"lots": None, "until_s": None},
+        "warm_up": warm_up,
         "precision": precision,
         "kpis": aggregate.aggregate_kpis(reports),
         "overload": overload,

@@ -51,9 +51,9 @@ def warm_up_text(warm_up: dict[str, Any]) -> str:
         return "warm-up: none (statistics from time 0, the empty plant included)"
     if method == "fixed":
         return f"warm-up: {human_duration(seconds)} (fixed)"
-    pilot = warm_up.get("pilot") or {}
-    return (f"warm-up: {human_duration(seconds)} (MSER-5 on the WIP of a pilot of "
-            f"{count_of(int(pilot.get('replications', 0)), 'run')})")
+    runs = int((warm_up.get("pilot") or {}).get("replications", 1))
+    pilot = "a pilot run" if runs == 1 else f"a pilot of {runs} runs, the longest of their cuts"
+    return f"warm-up: {human_duration(seconds)} (MSER-5 on the WIP of {pilot})"
 
 
 def precision_text(precision: dict[str, Any]) -> str:
