@@ -18,6 +18,7 @@ say everything (a study gives the same answer in any shell).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ def load_study(path: str | Path) -> Study:
 
 
 def _build(path: Path, spec: StudySpec, where: _Where) -> Study:
-    base = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
+    base = Path(os.path.normpath(path.parent / spec.base))  # relative to the study file
     try:
         base_text = base.read_text(encoding="utf-8")
     except OSError as exc:
