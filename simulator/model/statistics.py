@@ -129,7 +129,7 @@ class MachineBaseline:
 
 @dataclass(slots=True)
 class Counts:
-    """The lot counters at the warm-up."""
+    """Lot counters: those at the warm-up (the baseline), or those since it (:meth:`Statistics.observed`)."""
 
     received: int = 0
     completed: int = 0
