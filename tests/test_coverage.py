@@ -81,12 +81,14 @@ def check_coverage(config: Config, theory: float, seed: int) -> None:
     assert low <= covered <= high, (covered, (low, high), theory)
 
 
+@pytest.mark.timeout(600)  # many studies: about a minute on a quiet core, several under load
 def test_intervals_cover_the_mean_lead_time_of_an_mmc_station() -> None:
     config, theory = network(50.4, [("milling", 100.0, 2)])  # rho 0.7
     assert theory == pytest.approx(196.08, abs=0.01)
     check_coverage(config, theory, seed=1_000)
 
 
+@pytest.mark.timeout(600)  # many studies: about a minute on a quiet core, several under load
 def test_intervals_cover_the_mean_lead_time_of_a_tandem_network() -> None:
     config, theory = network(50.4, [("milling", 100.0, 2), ("lathe", 40.0, 1)])  # rho 0.7 and 0.56
     check_coverage(config, theory, seed=2_000)
@@ -106,6 +108,7 @@ def _study_means(config: Config, *, studies: int, until_s: float, warm_up: WarmU
     return wip, lead, warm_ups
 
 
+@pytest.mark.timeout(600)  # many studies: about a minute on a quiet core, several under load
 def test_the_automatic_warm_up_removes_the_empty_start_bias() -> None:
     """An M/M/2 station at utilisation 0.8 with 1,000 s jobs, started empty and run for 31 h (about 180
     lots): its queue needs hours to build up, so without warm-up the means are biased low.  The studies
