@@ -69,19 +69,23 @@ def test_the_fewest_machines_under_a_utilisation_cap_and_a_lead_time_target(tmp_
     assert kpis["lead_time_s.p95"]["mean"] == pytest.approx(380.0)
     assert kpis["max_utilization"]["pool"] == "A.lathe"
     assert kpis["max_utilization"]["mean"] == pytest.approx(2.5 / 3, abs=0.005)
-    # (a): the first evaluation at the lower bounds gives the offered loads; the start is their cap
+    # (a): the first evaluation at the lower bounds gives the offered loads; the start is their cap.
+    # The one lathe lets only 14.4 lots/h through, so milling's offered load looks like 0.52: one mill
     assert search["steps"][0]["machines"] == {"A.lathe": 1, "A.milling": 1}
     assert search["steps"][0]["meets"] is False
-    assert search["steps"][1]["machines"] == {"A.lathe": 3, "A.milling": 2}
-    assert "offered load 2.50 / 0.85" in search["steps"][1]["action"]
+    assert search["steps"][1]["machines"] == {"A.lathe": 3, "A.milling": 1}
+    assert "A.lathe 1 → 3 (offered load 2.50 / 0.85)" in search["steps"][1]["action"]
+    # (b): now the mill sees all 36 lots/h and is over the cap: it grows
+    assert search["steps"][2]["machines"] == {"A.lathe": 3, "A.milling": 2}
+    assert search["steps"][2]["action"].startswith("one more machine at A.milling, named by the failed target")
     # (c): locally minimal: one machine fewer anywhere fails, and the steps say why
     for lathes, mills in ((2, 2), (3, 1)):
         step = _step(search, lathes, mills)
         assert step["meets"] is False
         assert "max_utilization <= 85%" in step["failed"]
         assert "over the target" in step["reason"]
-    assert search["message"].startswith("A needs 3 lathe and 2 milling (p95 lead time 380 s [380, 380], "
-                                        "max utilisation 83 % [83, 83] at A.lathe)")
+    assert search["message"] == ("A needs 3 lathe and 2 milling (max utilisation 83 % [83, 83] at A.lathe, "
+                                 "p95 lead time 6.33 min [6.33, 6.33])")
 
 
 def test_a_pool_specific_cap_raises_only_that_pool(tmp_path: Path) -> None:
@@ -120,7 +124,7 @@ def test_no_answer_within_bounds_that_are_too_tight(tmp_path: Path) -> None:
     message = search["message"]
     assert message.startswith("no answer within the bounds: with every searched pool at its upper bound "
                               "(A.lathe 2, A.milling 3) lead_time_s.p95 upper 95 % bound ")
-    assert "over the target <= 400 s" in message
+    assert "over the target <= 6.67 min" in message
     assert search["steps"][-1]["machines"] == {"A.lathe": 2, "A.milling": 3}
     # how much: two lathes do 2 lots per 250 s against 2.5 arriving: the queue grows for a day
     p95 = search["steps"][-1]["kpis"]["lead_time_s.p95"]["mean"]

@@ -61,7 +61,7 @@ def _problems(tmp_path: Path, text: str, plant: str = PLANT) -> list[str]:
 
 def test_a_valid_study_builds_every_scenarios_config(tmp_path: Path) -> None:
     study = load_study(_study(tmp_path, VALID))
-    assert study.base == tmp_path / "studies" / "../plants/plant.yaml"  # relative to the study file
+    assert study.base == tmp_path / "plants" / "plant.yaml"  # relative to the study file
     assert study.seed == 5  # the base config's seed when the study names none
     assert (study.until_s, study.lots, study.spec.warm_up) == (2 * 86400, None, 6 * 3600)
     today, three = study.scenarios
@@ -241,7 +241,7 @@ def test_a_missing_or_invalid_base_config(tmp_path: Path) -> None:
     assert problems[0].startswith(f"{path} line 2: base: cannot read the base config ")
     assert "missing.yaml" in problems[0]
     problems = _problems(tmp_path, VALID, plant=PLANT.replace("value: 600", "value: -600"))
-    assert problems == [f"the base config is invalid: {tmp_path / 'studies' / '../plants/plant.yaml'} line 6: "
+    assert problems == [f"the base config is invalid: {tmp_path / 'plants' / 'plant.yaml'} line 6: "
                         f"route[0].processing_time.value: must be >= 0.0 (got -600)"]
 
 

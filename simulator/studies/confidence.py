@@ -9,6 +9,7 @@ independent samples (:func:`welch_difference`, Welch–Satterthwaite degrees of 
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -118,6 +119,7 @@ class Interval:
                 "half_width": round(self.half_width, digits) if self.defined else None}
 
 
+@functools.lru_cache(maxsize=4096)  # the same few (df, level) for thousands of intervals (a series' buckets)
 def _t(df: float, level: float) -> float:
     return t_quantile(0.5 + level / 2.0, df)
 

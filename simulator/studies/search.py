@@ -291,7 +291,7 @@ class CapacitySearch:
         lower = {pool: bounds[0] for pool, bounds in self.pools.items()}
         current = self._evaluate(lower, "the lower bounds")
         start, why = self._start(current)
-        if start != lower:
+        if start != lower and not current.meets:
             current = self._evaluate(start, why)
         while not current.meets:
             pool, why = self._grow(current)

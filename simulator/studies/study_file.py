@@ -18,6 +18,7 @@ say everything (a study gives the same answer in any shell).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,6 @@ from simulator.studies.search import MAX_UTILIZATION, Target, parse_target
 
 DEFAULT_KPIS = ("throughput_per_hour", "lead_time_s.mean", "lead_time_s.p95", "wip.mean")
 DEFAULT_REPLICATIONS = 10
-_NOT_KPIS = ("series", "assumptions", "seed", "schema_version")
 
 
 class InvalidStudy(ConfigError):
@@ -241,7 +241,7 @@ def load_study(path: str | Path) -> Study:
 
 
 def _build(path: Path, spec: StudySpec, where: _Where) -> Study:
-    base = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
+    base = Path(os.path.normpath(path.parent / spec.base))  # relative to the study file
     try:
         base_text = base.read_text(encoding="utf-8")
     except OSError as exc:
@@ -348,24 +348,9 @@ def _kpi_problem(where: _Where, at: tuple[str | int, ...], key: str, path: str, 
 
 def report_paths(config: Config) -> list[str]:
     """Every KPI path of a run report of ``config`` (the numeric leaves replications summarise)."""
-    from simulator.model.records import NullSink
-    from simulator.model.simulation import Simulation
-    from simulator.reporting.summary import build_report
+    from simulator.studies.replications import kpi_names
 
-    report = build_report(Simulation(config, NullSink()))
-    found: list[str] = []
-
-    def walk(node: Any, at: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if not at and key in _NOT_KPIS:
-                    continue
-                walk(value, f"{at}.{key}" if at else str(key))
-        elif isinstance(node, int | float) and not isinstance(node, bool):
-            found.append(at)
-
-    walk(report, "")
-    return found
+    return kpi_names(config)
 
 
 # --- overrides ------------------------------------------------------------------------------------
