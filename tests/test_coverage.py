@@ -72,10 +72,12 @@ def acceptance(studies: int, level: float = 0.95, confidence: float = 0.999) -> 
     return int(scipy_stats.binom.ppf(tail, studies, level)), int(scipy_stats.binom.isf(tail, studies, level))
 
 
-def check_coverage(config: Config, theory: float, seed: int) -> None:
-    studies = 100
-    samples = lead_time_means(config, studies=studies, replications=10, until_s=12 * HOUR,
-                              warm_up=WarmUp("fixed", 2 * HOUR), seed=seed)
+def check_coverage(config: Config, theory: float, seed: int, studies: int) -> None:
+    """``studies`` studies of 10 replications of 8 h (about 350 lots each) after a warm-up of 1 h:
+    the t intervals of such short runs cover a little less than 95% (a replication's mean lead time
+    is skewed to the right), well inside the acceptance region."""
+    samples = lead_time_means(config, studies=studies, replications=10, until_s=8 * HOUR,
+                              warm_up=WarmUp("fixed", HOUR), seed=seed)
     covered = sum(interval(values).covers(theory) for values in samples)
     low, high = acceptance(studies)
     assert low <= covered <= high, (covered, (low, high), theory)
@@ -83,15 +85,15 @@ def check_coverage(config: Config, theory: float, seed: int) -> None:
 
 @pytest.mark.timeout(600)  # many studies: about a minute on a quiet core, several under load
 def test_intervals_cover_the_mean_lead_time_of_an_mmc_station() -> None:
-    config, theory = network(50.4, [("milling", 100.0, 2)])  # rho 0.7
-    assert theory == pytest.approx(196.08, abs=0.01)
-    check_coverage(config, theory, seed=1_000)
+    config, theory = network(43.2, [("milling", 100.0, 2)])  # rho 0.6
+    assert theory == pytest.approx(156.25, abs=0.01)  # Erlang C: P(wait) = 0.45, mean wait 56.25 s
+    check_coverage(config, theory, seed=1_000, studies=100)
 
 
 @pytest.mark.timeout(600)  # many studies: about a minute on a quiet core, several under load
 def test_intervals_cover_the_mean_lead_time_of_a_tandem_network() -> None:
-    config, theory = network(50.4, [("milling", 100.0, 2), ("lathe", 40.0, 1)])  # rho 0.7 and 0.56
-    check_coverage(config, theory, seed=2_000)
+    config, theory = network(43.2, [("milling", 100.0, 2), ("lathe", 40.0, 1)])  # rho 0.6 and 0.48
+    check_coverage(config, theory, seed=2_000, studies=80)  # (two stations: twice the work per lot)
 
 
 def _study_means(config: Config, *, studies: int, until_s: float, warm_up: WarmUp | Literal["auto"],
