@@ -33,6 +33,7 @@ from simulator.studies.replications import RunLength, WarmUp, run_replications, 
 from simulator.studies.scenarios import run_study
 from simulator.studies.study_file import load_study
 
+from harness.studies import write_vietnam_study
 from plants import plant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -436,24 +437,7 @@ def test_the_replicated_report_shows_every_section_with_intervals(default_config
 
 def test_the_study_page_compares_scenarios_with_intervals_and_shows_the_search(tmp_path: Path) -> None:
     study_file = tmp_path / "study.yaml"
-    study_file.write_text(f"""
-name: Vietnam lathes
-base: {ROOT / "config.yaml"}
-replications: 3
-seed: 2
-lots: 120
-warm_up: 0
-jobs: 1
-kpis: [lead_time_s.p95, throughput_per_hour]
-scenarios:
-  - name: today
-  - name: one lathe
-    overrides: {{locations.Vietnam.machines.tornio: 1}}
-search:
-  scenario: today
-  pools: {{Vietnam.tornio: [1, 3]}}
-  targets: ["lead_time_s.p95 <= 30d"]
-""", encoding="utf-8")
+    write_vietnam_study(study_file, replications=3, lots=120)
     study = run_study(load_study(study_file), jobs=1)
     page = render_study_html(study)
     parsed = outline(page)

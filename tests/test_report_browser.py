@@ -24,6 +24,7 @@ from simulator.studies.scenarios import run_study
 from simulator.studies.study_file import load_study
 
 from harness.dependencies import require_executable
+from harness.studies import write_vietnam_study
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -52,24 +53,7 @@ def replicated(config: Config) -> str:
 
 def study(tmp_path: Path) -> str:
     path = tmp_path / "study.yaml"
-    path.write_text(f"""
-name: Vietnam lathes
-base: {ROOT / "config.yaml"}
-replications: 2
-seed: 2
-lots: 80
-warm_up: 0
-jobs: 1
-kpis: [lead_time_s.p95, throughput_per_hour]
-scenarios:
-  - name: today
-  - name: one lathe
-    overrides: {{locations.Vietnam.machines.tornio: 1}}
-search:
-  scenario: today
-  pools: {{Vietnam.tornio: [1, 3]}}
-  targets: ["lead_time_s.p95 <= 30d"]
-""", encoding="utf-8")
+    write_vietnam_study(path, replications=2, lots=80)
     return render_study_html(run_study(load_study(path), jobs=1))
 
 
