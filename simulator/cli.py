@@ -43,9 +43,9 @@ from simulator.studies.warm_up import decide as decide_warm_up
 log = logging.getLogger("factorysim")
 
 DESCRIPTION = ("factorysim: a Kafka-native discrete-event production simulator. `run` is the service (orders from "
-               "Kafka, telemetry and lot events to Kafka and MQTT), `simulate` the offline capacity study, `bridge` "
-               "the standalone MQTT bridge. Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or "
-               "usage.")
+               "Kafka, telemetry and lot events to Kafka and MQTT), `simulate` the offline capacity study, `study` "
+               "scenarios compared and the what-if search, `bridge` the standalone MQTT bridge. Exit codes: 0 "
+               "success, 1 runtime failure, 2 invalid configuration or usage.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
