@@ -51,7 +51,7 @@ class OpcUaSecurity(Strict):
     (DER or PEM); when given, a client whose certificate is not in it is refused on the signing
     endpoints."""
 
-    policies: Annotated[tuple[SecurityPolicy, ...], Field(min_length=1)] = ("None",)
+    policies: tuple[SecurityPolicy, ...] = ("None",)
     certificate_file: str | None = None
     private_key_file: str | None = None
     # default: $STATE_DIRECTORY/opcua (systemd), else ./opcua
@@ -62,6 +62,8 @@ class OpcUaSecurity(Strict):
     def _pair(self) -> OpcUaSecurity:
         if (self.certificate_file is None) != (self.private_key_file is None):
             raise ValueError("certificate_file and private_key_file go together")
+        if not self.policies:
+            raise ValueError("policies: give at least one of " + ", ".join(SECURITY_POLICIES))
         if len(set(self.policies)) != len(self.policies):
             raise ValueError("a policy is listed twice")
         return self
