@@ -8,7 +8,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from simulator.config.common import PositiveFloat, Strict
+from simulator.config.common import Strict
 
 SecurityPolicy = Literal["None", "Basic256Sha256-Sign", "Basic256Sha256-SignAndEncrypt"]
 SECURITY_POLICIES: tuple[SecurityPolicy, ...] = get_args(SecurityPolicy)
@@ -81,6 +81,5 @@ class OpcUa(Strict):
     server_name: _NAME = "factorysim"
     # how often the latest values are written to the address space (one batch per interval)
     update_interval_s: Annotated[float, Field(ge=0.01, le=60, allow_inf_nan=False)] = 0.25
-    method_timeout_s: PositiveFloat = 10.0
     security: OpcUaSecurity = OpcUaSecurity()
     auth: OpcUaAuth = OpcUaAuth()

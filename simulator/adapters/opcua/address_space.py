@@ -10,6 +10,7 @@ variable with an ``EngineeringUnits`` property (:mod:`simulator.adapters.opcua.u
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ async def build(server: Server, ns: int, slots: tuple[MachineSlot, ...], model_o
         if model not in types:
             types[model] = signal_types(model)
         nodes[slot.id] = await _machine(locations[slot.location], ns, slot, types[model], method)
+        await asyncio.sleep(0)  # a large plant takes a while: /health answers meanwhile
     return nodes, event_type.nodeid
 
 
