@@ -106,7 +106,8 @@ async def paced(cfg: Config, warm: Config, seconds: float) -> dict[str, float]:
         client.wait(30)
     return {"machines": len(sim.plant.machines), "build_s": server.build_s, "values_written_s": written / wall,
             "records_s": emitted / wall, "notifications_s": result["notifications_s"],
-            "responses_s": result["responses_s"],
+            "responses_s": result["responses_s"], "notifications_min_s": min(result["per_second"]),
+            "connection_lost": result["lost"],
             "monitored_items": result["items"], "driver_max_lag_s": driver.max_lag_s, "cpu_share": cpu / wall}
 
 
@@ -168,6 +169,7 @@ class _Counter:
     def __init__(self) -> None:
         self.count = 0
         self.responses = 0  # publish responses with data changes (bursts of notifications)
+        self.lost = False
         self._last = 0.0
 
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
@@ -178,7 +180,7 @@ class _Counter:
         self._last = now
 
     def status_change_notification(self, status: Any) -> None:
-        print(f"subscription status changed: {status}", file=sys.stderr, flush=True)
+        self.lost = True  # the connection was lost (the client's watchdog got no answer within a second)
 
 
 async def _run_client(url: str, seconds: float) -> None:
@@ -199,10 +201,16 @@ async def _run_client(url: str, seconds: float) -> None:
         await asyncio.sleep(1.0)  # the initial values
         print("subscribed", flush=True)
         start, responses = counter.count, counter.responses
-        await asyncio.sleep(seconds)
+        timeline = []
+        for _ in range(int(seconds)):
+            before = counter.count
+            await asyncio.sleep(1.0)
+            timeline.append(counter.count - before)
+        lost = counter.lost  # (a status change at the disconnect below does not count)
         rate = (counter.count - start) / seconds
         per_s = (counter.responses - responses) / seconds
-    print(json.dumps({"notifications_s": rate, "responses_s": per_s, "items": len(nodes)}), flush=True)
+    print(json.dumps({"notifications_s": rate, "responses_s": per_s, "items": len(nodes), "per_second": timeline,
+                      "lost": lost}), flush=True)
 
 
 def main() -> None:
@@ -218,7 +226,8 @@ def main() -> None:
     r = measure(args.machines, args.seconds)
     print(f"{r['machines']:,} machines sampling at 1 Hz, address space built in {r['build_s']:.1f} s")
     print(f"paced: {r['values_written_s']:,.0f} values written/s, {r['notifications_s']:,.0f} notifications/s "
-          f"on {r['monitored_items']:,} monitored items in {r['responses_s']:.1f} publish responses/s, "
+          f"(slowest second {r['notifications_min_s']:,}) on {r['monitored_items']:,} monitored items in "
+          f"{r['responses_s']:.1f} publish responses/s{', CONNECTION LOST' if r['connection_lost'] else ''}, "
           f"{r['records_s']:,.0f} records/s, driver max lag "
           f"{r['driver_max_lag_s'] * 1000:.0f} ms, CPU {r['cpu_share']:.0%}")
     print(f"speed max: {r['max_records_s_off']:,.0f} records/s off, {r['max_records_s_on']:,.0f} on (ratio "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import gc
 import logging
 import os
 import socket
@@ -83,7 +84,7 @@ class OpcUaServer:
         self.port: int | None = None
         self.nodes: dict[str, MachineNodes] = {}
         self._written: dict[ua.NodeId, object] = {}
-        self._generators: dict[str, EventGenerator] = {}
+        self._server_node = ua.NodeId(ua.ObjectIds.Server)
         self._server_events: EventGenerator | None = None
         self._event_type: ua.NodeId | None = None
         self._aspace: AddressSpace | None = None
@@ -131,6 +132,10 @@ class OpcUaServer:
         ns = await server.register_namespace(settings.namespace_uri)
         self.nodes, self._event_type = await build(server, ns, self.slots, self.model_of, self._method)
         self.build_s = time.monotonic() - started
+        # the address space lives as long as the server: a few objects per attribute of some forty
+        # nodes a machine, millions for a large plant; frozen, the collector's full passes (which
+        # paused the event loop for seconds with 1,000 machines) no longer walk them
+        gc.freeze()
         self._aspace = server.iserver.aspace
         self._server_events = await server.get_event_generator(self._event_type, ua.ObjectIds.Server)
         quiet = _QuietStartFailure()
@@ -190,8 +195,10 @@ class OpcUaServer:
                 written += 1
                 if written % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-        for alarm in self.latest.take_alarms():
+        for i, alarm in enumerate(self.latest.take_alarms(), 1):
             await self._raise(alarm)
+            if i % (YIELD_EVERY // 10) == 0:
+                await asyncio.sleep(0)
         self.values_written += written
         self.batches += 1
         return written
@@ -231,23 +238,23 @@ class OpcUaServer:
                 yield node_id, value, vtype
 
     async def _raise(self, alarm: Alarm) -> None:
-        server, nodes = self.server, self.nodes.get(alarm.machine_id)
-        if server is None or nodes is None or self._event_type is None or self._server_events is None:
+        """One event, emitted by the machine's object and by the Server object (one generator: its
+        event's emitting node decides which subscriptions get it, and a generator per machine
+        would cost milliseconds each to make)."""
+        nodes, generator = self.nodes.get(alarm.machine_id), self._server_events
+        if nodes is None or generator is None:
             return
-        generator = self._generators.get(alarm.machine_id)
-        if generator is None:
-            generator = await server.get_event_generator(self._event_type, nodes.object)
-            self._generators[alarm.machine_id] = generator
-        for gen in (generator, self._server_events):
-            event = gen.event
-            event.SourceNode = nodes.object.nodeid
-            event.SourceName = alarm.machine_id
-            event.Severity = alarm.severity
-            event.MachineId = alarm.machine_id
-            event.AlarmKind = alarm.kind
-            event.Reason = alarm.reason or ""
-            event.SimulatedTime = alarm.sim_time
-            await gen.trigger(message=alarm.message)
+        event = generator.event
+        event.SourceNode = nodes.object.nodeid
+        event.SourceName = alarm.machine_id
+        event.Severity = alarm.severity
+        event.MachineId = alarm.machine_id
+        event.AlarmKind = alarm.kind
+        event.Reason = alarm.reason or ""
+        event.SimulatedTime = alarm.sim_time
+        for emitting in (nodes.object.nodeid, self._server_node):
+            event.emitting_node = emitting
+            await generator.trigger(message=alarm.message)
         self.events_raised += 1
 
     # -- the methods ------------------------------------------------------------------------------
