@@ -44,7 +44,7 @@ from simulator.errors import CommandRejected, PortInUse, UsageError
 from simulator.net import free_port
 
 log = logging.getLogger(__name__)
-YIELD_EVERY = 500  # writes between two yields to the event loop
+SLICE_S = 0.005  # a batch gives the event loop back this often (the model's driver waits no longer)
 POLICIES = {
     "None": ua.SecurityPolicyType.NoSecurity,
     "Basic256Sha256-Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -179,12 +179,14 @@ class OpcUaServer:
             await asyncio.sleep(max(0.0, interval - self.last_batch_s))
 
     async def flush(self) -> int:
-        """Write what changed since the previous batch; the number of values written."""
+        """Write what changed since the previous batch; the number of values written.  The batch
+        gives the event loop back every ``SLICE_S`` (the model's driver, Kafka, HTTP go on)."""
         aspace = self._aspace
         if aspace is None:
             return 0
         written = 0
         now = dt.datetime.now(dt.UTC)
+        yield_at = time.monotonic() + SLICE_S
         for mid in self.latest.take_changed():
             for node_id, value, vtype in self._values_of(mid):
                 if self._written.get(node_id) == value:
@@ -193,13 +195,15 @@ class OpcUaServer:
                 await aspace.write_attribute_value(node_id, ua.AttributeIds.Value, ua.DataValue(
                     ua.Variant(value, vtype), SourceTimestamp=now, ServerTimestamp=now))
                 written += 1
-                if written % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-        for i, alarm in enumerate(self.latest.take_alarms(), 1):
-            await self._raise(alarm)
-            if i % (YIELD_EVERY // 10) == 0:
+                self.values_written += 1
+            if time.monotonic() >= yield_at:
                 await asyncio.sleep(0)
-        self.values_written += written
+                yield_at = time.monotonic() + SLICE_S
+        for alarm in self.latest.take_alarms():
+            await self._raise(alarm)
+            if time.monotonic() >= yield_at:
+                await asyncio.sleep(0)
+                yield_at = time.monotonic() + SLICE_S
         self.batches += 1
         return written
 
