@@ -87,6 +87,9 @@ async def test_address_space_values_subscriptions_and_methods(default_yaml: dict
         subscription = await client.create_subscription(50, handler)
         await subscription.subscribe_data_change([state, signals["power_kw"], lot_node])
         await subscription.subscribe_events(machine, ua.NodeId("MachineAlarmEventType", ns))
+        server_events = Notifications()
+        server_subscription = await client.create_subscription(50, server_events)
+        await server_subscription.subscribe_events(client.nodes.server, ua.NodeId("MachineAlarmEventType", ns))
 
         await produce(kafka_bootstrap, topics.orders, [lot_order(lot)])
         await wait_until(lambda: "running" in handler.values_of("State") and lot in handler.values_of("CurrentLot"),
@@ -94,6 +97,12 @@ async def test_address_space_values_subscriptions_and_methods(default_yaml: dict
         # samples every 20 simulated seconds: the power changes as the model runs
         await wait_until(lambda: len({v for v in handler.values_of("power_kw") if v > 0}) >= 3, 30,
                          "three different power readings")
+        running_s = client.get_node(ua.NodeId(f"{MACHINE}.Counters.RunningSeconds", ns))
+        availability = client.get_node(ua.NodeId(f"{MACHINE}.OEE.Availability", ns))
+        assert await running_s.read_value() > 0  # the samples carry the counters
+        assert 0 < await availability.read_value() <= 100
+        oee_unit = await (await availability.get_child("0:EngineeringUnits")).read_value()
+        assert (oee_unit.UnitId, oee_unit.DisplayName.Text) == (0x5031, "%")  # P1
         first = await signals["spindle_temp_c"].read_value()
         counters_seen: list[float] = []
 
@@ -115,6 +124,8 @@ async def test_address_space_values_subscriptions_and_methods(default_yaml: dict
         event = next(e for e in handler.events if e.AlarmKind == "blocked")
         assert (event.MachineId, event.Reason) == (MACHINE, "jam by OPC UA")
         assert event.Severity >= 500
+        await wait_until(lambda: any(e.AlarmKind == "blocked" and e.MachineId == MACHINE
+                                     for e in server_events.events), 10, "the blocked event on the Server object")
 
         with pytest.raises(ua.UaStatusCodeError) as again:
             await machine.call_method(f"{ns}:Block", "", 0.0)
