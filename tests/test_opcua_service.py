@@ -12,6 +12,8 @@ import aiohttp
 import pytest
 from asyncua import Client, Node, ua
 
+from simulator.formats import journal
+from simulator.model import inputs
 from simulator.net import free_port
 
 from harness.service import Reader, produce, running_service, service_config, wait_for
@@ -149,10 +151,17 @@ async def test_address_space_values_subscriptions_and_methods(default_yaml: dict
         await machine.call_method(f"{ns}:ClearAnomaly", "")
         assert service.sim.plant.machines[MACHINE].anomaly is None
 
-        async with Reader(kafka_bootstrap, [topics.events]) as reader:
+        def journaled(c: Any) -> list[inputs.Input]:
+            return [e.input for e in map(journal.decode_entry, (m.value for m in c.of(topics.journal)))
+                    if isinstance(e, journal.Applied)]
+
+        async with Reader(kafka_bootstrap, [topics.events, topics.journal]) as reader:
             collected = await reader.read_until(
                 lambda c: any(e["event_type"] == "machine.repaired" and e["machine_id"] == MACHINE
-                              for e in c.json(topics.events)), 30, "the repair on Kafka")
+                              for e in c.json(topics.events))
+                and any(isinstance(i, inputs.Repair) for i in journaled(c)), 30, "the repair on Kafka, journaled")
+        # the methods' commands are journaled like HTTP and MQTT commands (a restart replays them)
+        assert inputs.Block(MACHINE, "jam by OPC UA", None) in journaled(collected)
         kinds = [(e["event_type"], e["cause"], e["reason"]) for e in collected.json(topics.events)
                  if e["machine_id"] == MACHINE and e["event_type"].startswith("machine.")]
         assert kinds[0] == ("machine.blocked", "command", "jam by OPC UA")
