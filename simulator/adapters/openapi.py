@@ -199,6 +199,9 @@ def _components() -> dict[str, Any]:
             "faults": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "target -> the delivery faults on (what it receives is altered on purpose)"},
             "warnings": {"type": "array", "items": {"type": "string"}}}),
+        "opcua": {"type": "object", "properties": {"enabled": {"type": "boolean"}}, "required": ["enabled"],
+                  "description": "The OPC UA server: endpoint, sessions, values written, events, method calls "
+                                 "(only enabled: false when it is off)"},
     }, description="Health of the service (503: unhealthy)")
     return {
         "securitySchemes": {SECURITY_SCHEME: {

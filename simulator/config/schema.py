@@ -24,6 +24,7 @@ from simulator.config.http_sinks import HttpSink
 from simulator.config.kafka import Kafka
 from simulator.config.logs import Logging
 from simulator.config.mqtt import FormatOptions, Mqtt, MqttTarget
+from simulator.config.opcua import OpcUa
 from simulator.config.origins import Origins
 from simulator.config.plant import PlantSettings
 from simulator.errors import ConfigError
@@ -40,6 +41,7 @@ class Config(PlantSettings):
     mqtt: Mqtt = Mqtt()
     http_sinks: tuple[HttpSink, ...] = ()  # POST the records to HTTP APIs
     http: Http = Http()
+    opcua: OpcUa = OpcUa()  # the OPC UA server (off by default)
     logging: Logging = Logging()
     # the profile's own variables -> config keys (applied by the loader)
     environment: EnvironmentAliases = Field(default_factory=dict)
@@ -98,6 +100,7 @@ class Config(PlantSettings):
         are in the keys they set) and the run's own settings (seed, start, speed).  A journal written
         under one fingerprint cannot be replayed under another."""
         data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True, "http_sinks": True,
+                                                     "opcua": True,
                                                      "logging": True,
                                                      "environment": True,
                                                      "simulation": {"seed", "start", "speed", "after_downtime"}})

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -99,6 +99,9 @@ from simulator.runtime.supervision import (
 )
 from simulator.utc import utc_text
 
+if TYPE_CHECKING:
+    from simulator.adapters.opcua.server import OpcUaServer
+
 log = logging.getLogger(__name__)
 
 STALL_S = 5.0  # the driver turns at least every 0.25 s; this long without a turn is a stall
@@ -149,6 +152,7 @@ class Service:
             self.outbox.add_tap(target)
             target.run_of = self._run_id_of
         self.metrics.registry.register(MqttTargetMetrics(self.mqtt))
+        self.opcua = self._opcua_server() if config.opcua.enabled else None
         self.metrics.registry.register(DeliveryMetrics(self.targets))
         self.scale_out = scale_out.enabled
         self.started_ms = int(time.time() * 1000)
@@ -184,6 +188,17 @@ class Service:
         self.ready_event = asyncio.Event()
         self.supervisor = Supervisor(self.request_stop, hard_exit=hard_exit, on_failure=self._failed)
         self._stop_deadline = ExitDeadline(hard_exit)
+
+    def _opcua_server(self) -> OpcUaServer:
+        """The OPC UA server (``opcua.enabled``; its library is imported only then): fed by the outbox
+        like the MQTT targets, its methods go through the service's command entrance."""
+        from simulator.adapters.opcua.server import OpcUaMetrics, OpcUaServer
+
+        server = OpcUaServer(self.config.opcua, self.config.machine_slots, self.config.model_of,
+                             lambda: self.commands, environ=self.environ)
+        self.outbox.add_tap(server.latest)
+        self.metrics.registry.register(OpcUaMetrics(server))
+        return server
 
     # -- the runs ---------------------------------------------------------------------------------------
     def new_run(self, plants: list[str], fresh_before_ms: int | None = None, keep_clock: bool = False) -> PlantRun:
@@ -347,6 +362,13 @@ class Service:
                 await http.start()
                 stack.push_async_callback(http.stop)
                 self.http_port = http.port
+                if self.opcua is not None:
+                    with self.config.errors_located():
+                        await self.opcua.start()
+                    for mid, machine in self.machines_here().items():
+                        lot = machine.current_lot
+                        self.opcua.latest.seed(mid, machine.state, lot.code if lot else "", machine.anomaly or "")
+                    stack.push_async_callback(self.opcua.stop)
                 if not await unless_stopped(self._start(stack), self._stop_requested):
                     log.info("stopped during start-up")
                     return
@@ -543,6 +565,8 @@ class Service:
                       loop("http", "http", self.http.serve()),
                       loop("kafka-probe", "", self._probe()),
                       loop("systemd-watchdog", "", self._watchdog(), until_stopped=False)]
+            if self.opcua is not None:
+                others.append(loop("opcua", "", self.opcua.run()))
             if self.config.logging.stats_interval_s > 0:
                 others.append(loop("stats-log", "", StatsLog(self.config.logging.stats_interval_s, self._stats).run()))
             others += [loop(getattr(task, "__name__", "extra"), "", task(self), until_stopped=False)
@@ -892,6 +916,7 @@ class Service:
             "mqtt": {"targets": [p.health() for p in self.mqtt]},
             "http_sinks": {"targets": [h.health() for h in self.http_sinks]},
             "delivery": delivery_view(self.targets),
+            "opcua": self.opcua.health() if self.opcua is not None else {"enabled": False},
         }
 
     def instance_view(self) -> dict[str, Any]:
