@@ -1,0 +1,36 @@
+"""The MQTT formats' contracts by format name.
+
+Each contract module names its ``FORMAT`` and has ``mqtt_messages(config, target)``: the topics a
+target of that format publishes to and the messages on each.  A new format contributes its
+channels by adding its module to :data:`MODULES`; the tests check that every format a target can
+speak (:data:`simulator.config.mqtt.FORMATS`) has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+from simulator.config.mqtt import FORMATS, MqttTarget
+from simulator.config.schema import Config
+from simulator.contracts import coffeemek, enms, spaceship, uns
+from simulator.contracts.model import TopicMessages
+
+MqttContract = Callable[[Config, MqttTarget], list[TopicMessages]]
+MODULES: tuple[ModuleType, ...] = (coffeemek, spaceship, enms, uns)
+MQTT_CONTRACTS: dict[str, MqttContract] = {module.FORMAT: module.mqtt_messages for module in MODULES}
+
+
+def mqtt_contract(format_name: str) -> MqttContract:
+    """The contract of MQTT format ``format_name``; ValueError when it has none."""
+    try:
+        return MQTT_CONTRACTS[format_name]
+    except KeyError:
+        raise ValueError(f"format {format_name!r} has no contract: add simulator/contracts/{format_name}.py (FORMAT, "
+                         f"mqtt_messages) to simulator.contracts.registry.MODULES; formats with one: "
+                         f"{', '.join(MQTT_CONTRACTS)}") from None
+
+
+def missing_contracts() -> list[str]:
+    """The formats a target can speak that have no contract (none, as long as the registry is complete)."""
+    return [name for name in FORMATS if name not in MQTT_CONTRACTS]
