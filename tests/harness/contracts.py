@@ -58,17 +58,20 @@ class Contract:
                 for schema in (message.get("payload"), message.get("headers"),
                                message.get("bindings", {}).get("kafka", {}).get("key")))
 
-    def check(self, checked: Checked, topic: str, payload: bytes, headers: Sequence[tuple[str, bytes]] = (),
-              key: bytes | None = None, *, json: bool = True) -> None:
-        """Record which message ``payload`` on ``topic`` is, or why it is none."""
+    def channel(self, topic: str) -> dict[str, Any] | None:
+        """The one channel whose address matches ``topic`` (None: none or several)."""
         channels = [c for pattern, c in self.channels if pattern.match(topic)]
-        if len(channels) != 1:
-            checked.failures.append(f"{topic}: {len(channels)} channels match")
-            return
-        value = orjson.loads(payload) if json else payload.decode()
+        return channels[0] if len(channels) == 1 else None
+
+    def match(self, topic: str, value: Any, headers: Sequence[tuple[str, bytes]] = (),
+              key: bytes | None = None) -> tuple[str | None, str]:
+        """(the component message ``value`` on ``topic`` is, or None; why not)."""
+        channel = self.channel(topic)
+        if channel is None:
+            return None, f"{topic}: not exactly one channel matches"
         header_map = {name: data.decode() for name, data in headers}
         matched = []
-        for ref in channels[0]["messages"].values():
+        for ref in channel["messages"].values():
             name = ref["$ref"].rsplit("/", 1)[1]
             body, head, key_schema = self.validators[name]
             if body is not None and not body.is_valid(value):
@@ -78,14 +81,23 @@ class Contract:
             if key_schema is not None and key is not None and not key_schema.is_valid(key.decode()):
                 continue
             matched.append(name)
-        if len(matched) != 1:
-            reasons = []
-            for ref in channels[0]["messages"].values():
-                message = self.document["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
-                if message.get("payload") is not None:
-                    reasons += [f"{message['name']}: {p}" for p in problems(message["payload"], value)[:3]]
-                if message.get("headers") is not None:
-                    reasons += [f"{message['name']} headers: {p}" for p in problems(message["headers"], header_map)[:3]]
-            checked.failures.append(f"{topic}: matches {matched or 'no message'}: {value!r:.300} {reasons[:6]}")
-            return
-        checked.ok(matched[0])
+        if len(matched) == 1:
+            return matched[0], ""
+        reasons = []
+        for ref in channel["messages"].values():
+            message = self.document["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+            if message.get("payload") is not None:
+                reasons += [f"{message['name']}: {p}" for p in problems(message["payload"], value)[:3]]
+            if message.get("headers") is not None:
+                reasons += [f"{message['name']} headers: {p}" for p in problems(message["headers"], header_map)[:3]]
+        return None, f"{topic}: matches {matched or 'no message'}: {value!r:.300} {reasons[:6]}"
+
+    def check(self, checked: Checked, topic: str, payload: bytes, headers: Sequence[tuple[str, bytes]] = (),
+              key: bytes | None = None, *, json: bool = True) -> None:
+        """Record which message ``payload`` on ``topic`` is, or why it is none."""
+        value = orjson.loads(payload) if json else payload.decode()
+        name, why = self.match(topic, value, headers, key)
+        if name is None:
+            checked.failures.append(why)
+        else:
+            checked.ok(name)
