@@ -21,6 +21,9 @@ from simulator.contracts.schema import Schema, one_of, strict
 from simulator.orders import DIALECTS, MAX_LOT_CODE, MAX_QUANTITY, ORDER_KEYS, Dialect
 
 MAX_CUSTOMER = 256  # simulator.orders.OrderParser.from_mapping
+# an ISO-8601 date and time of day, the offset optional (UTC without one; its minutes 00-59)
+ISO_INSTANT = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([Tt ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+               r"([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$")
 
 
 def caseless(words: Iterable[str]) -> str:
@@ -50,7 +53,7 @@ def order_payload(config: Config, dialect: Dialect) -> Schema:
         priority: {"anyOf": [{"type": "string", "pattern": caseless(PRIORITY_ALIASES),
                               "examples": list(PRIORITY_ALIASES)}, {"type": "null"}],
                    "description": "default normale; any case"},
-        "timestamp": {"anyOf": [{"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}",
+        "timestamp": {"anyOf": [{"type": "string", "pattern": ISO_INSTANT,
                                  "description": "ISO-8601; without a UTC offset it is UTC"}, {"type": "null"}]},
     }, title=f"order ({dialect})", optional=(customer, priority, "timestamp"))
 
