@@ -235,7 +235,8 @@ def test_a_signal_an_encoder_adds_without_its_schema_fails(samples) -> None:  # 
 def test_words_and_enumerations_are_checked(samples) -> None:  # type: ignore[no-untyped-def]
     payload, schema = samples["kafka.coffeemek.lot_event"]
     assert problems(schema, {**payload, "event_type": "lot.teleported"})
-    assert problems(schema, {**payload, "timestamp_utc": "yesterday"})  # format checking is on
+    assert problems(schema, {**payload, "timestamp_utc": "yesterday"})
+    assert problems(schema, {**payload, "timestamp_utc": "2025-13-45T99:00:00.000Z"})  # format checking is on
     assert problems(schema, {**payload, "event_id": "not-a-uuid"})
     energy, energy_schema = samples["mqtt.enms.energy"]
     assert problems(energy_schema, {**energy, "frequency_hz": 55.0})
