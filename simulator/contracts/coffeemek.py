@@ -10,6 +10,8 @@ fails them).
 
 from __future__ import annotations
 
+import dataclasses
+
 from simulator.config.mqtt import MqttTarget
 from simulator.config.plant import PRIORITIES
 from simulator.config.schema import Config
@@ -35,7 +37,7 @@ from simulator.formats import coffeemek as wire
 from simulator.formats.common import CONTENT_TYPE, TopicTemplate, level
 from simulator.model.lot import LotState
 from simulator.model.production import COMMAND, CYCLE_BLOCK, FAILURE
-from simulator.model.records import EVENT_TYPES
+from simulator.model.records import EVENT_TYPES, MachineCounters
 
 FORMAT = "coffeemek"
 MINUTES: Schema = {"type": "number", "minimum": 0, "description": "minutes, to 2 decimals"}
@@ -76,14 +78,17 @@ def _machine_fields(config: Config, machine_type: str, *, cycle: bool) -> dict[s
         "pezzi_da_ultima_manutenzione": COUNT,
         "allarmi_utente": described(TEXT, f"the alarm, or {wire.NO_ALARM!r}"),
         "anomalia": anomaly_schema(model),
-        "contatori": nullable(strict({field: COUNT if field in _COUNTS else SECONDS
-                                      for field in wire.COUNTER_FIELDS.values()},
-                                     description="the machine's running totals (seconds of simulated time)")),
+        "contatori": nullable(strict(_counters(), description="the machine's running totals (counts, and "
+                                                                "seconds of simulated time)")),
         "oee": nullable(strict(dict.fromkeys(wire.OEE_FIELDS, RATIO), description="ratios, to 4 decimals")),
     }
 
 
-_COUNTS = frozenset({"cicli", "cicli_buoni", "pezzi_buoni", "pezzi_scartati"})
+def _counters() -> dict[str, Schema]:
+    """``contatori``: each counter of :class:`MachineCounters` under its field name, a count or seconds as
+    the counter is an integer or a float."""
+    kinds = {field.name: str(field.type) for field in dataclasses.fields(MachineCounters)}
+    return {name: COUNT if kinds[attribute] == "int" else SECONDS for attribute, name in wire.COUNTER_FIELDS.items()}
 
 
 def _signal_fields(config: Config, machine_type: str) -> dict[str, Schema]:

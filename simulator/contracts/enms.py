@@ -9,10 +9,10 @@ two together.
 
 from __future__ import annotations
 
-from simulator.config.mqtt import MqttTarget
+from simulator.config.mqtt import MqttTarget, RecordKind
 from simulator.config.schema import Config
 from simulator.contracts.machines import MACHINE_STATES, machine_types
-from simulator.contracts.model import Message, Parameter, RecordKind, TopicMessages, parameter, topic_address
+from simulator.contracts.model import Message, Parameter, TopicMessages, parameter, topic_address
 from simulator.contracts.schema import (
     BOOLEAN,
     COUNT,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from simulator.config.mqtt import RecordKind
 from simulator.contracts.schema import Schema
 from simulator.formats.common import TopicTemplate
 
-RecordKind = Literal["cycle", "sample", "lot_event"]
 Parameter = dict[str, Any]
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 

@@ -7,10 +7,10 @@ Metrics, units, state codes and the quality come from the encoder's tables (``ME
 
 from __future__ import annotations
 
-from simulator.config.mqtt import MqttTarget
+from simulator.config.mqtt import MqttTarget, RecordKind
 from simulator.config.schema import Config
 from simulator.contracts.machines import MACHINE_STATES, machine_types
-from simulator.contracts.model import Message, Parameter, RecordKind, TopicMessages, parameter, topic_address
+from simulator.contracts.model import Message, Parameter, TopicMessages, parameter, topic_address
 from simulator.contracts.schema import COUNT, NUMBER, TEXT, UTC_INSTANT, UUID, Schema, const, described, enum, strict
 from simulator.formats import uns as wire
 from simulator.formats.common import TopicTemplate, level, signal_roles
