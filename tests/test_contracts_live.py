@@ -22,6 +22,7 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.lotsender.plan import BAD_HEADER, RUN_HEADER, SEQ_HEADER, GeneratedLots
 from simulator.programs.bridge import Bridge
 
+from harness.collector import MqttCollector
 from harness.contracts import Checked, Contract
 from harness.mosquitto import Mosquitto
 from harness.service import Reader, finished, produce, running, running_service, service_config, wait_for
@@ -97,6 +98,42 @@ async def test_the_service_writes_what_its_document_describes(default_yaml: dict
     assert checked.counts["kafka.coffeemek.lot_event"] >= 4 * LOTS
     assert {name for name in checked.counts if name.startswith("kafka.coffeemek.")} == {
         key for key in printed["components"]["messages"] if key.startswith("kafka.coffeemek.")}
+
+
+async def test_every_mqtt_target_publishes_what_the_document_describes(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str,
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = mosquitto_factory()
+    data = {**default_yaml, "telemetry": {**default_yaml.get("telemetry", {}), "sample_interval_s": 3600}}
+    target = {"host": broker.host, "port": broker.port, "reconnect": {"initial_s": 0.1, "max_s": 0.5}}
+    config = service_config(data, kafka_bootstrap, unique, **{
+        "simulation.speed": 3600,
+        "mqtt.targets": [
+            {**target, "name": "cm", "format": "coffeemek", "topic_template": f"{unique}/cm/{{topic}}"},
+            {**target, "name": "ship", "format": "spaceship"},
+            {**target, "name": "energy", "format": "enms"},
+            {**target, "name": "ns", "format": "uns", "topic_template": f"{unique}/ns/{{line}}/{{machine}}/{{metric}}",
+             "qos": 0}],
+        "formats.spaceship.topic_prefix": f"{unique}/ship",
+        "formats.enms.topic_prefix": f"{unique}/energy",
+    })
+    doc = document(config)
+    contracts = {name: Contract(doc, [f"mqtt-{name}"]) for name in ("cm", "ship", "energy", "ns")}
+    lots = lot_sender(config, unique, "en", 0.0, 8)
+    dispatch = f"{unique}/ship/dispatch"
+    async with MqttCollector(broker.host, broker.port, f"{unique}/#") as collector, running_service(config):
+        await produce(kafka_bootstrap, config.kafka.topics.orders, [p.value for p in lots], [p.key for p in lots])
+        await collector.wait_for(lambda messages: len(collector.of(dispatch)) >= 2 and any(
+            m.topic.endswith("/samples") for m in messages), 90, "lots dispatched, and samples")
+    checked = Checked()
+    for message in collector.messages:
+        target_name = message.topic.split("/")[1]
+        contracts[target_name].check(checked, message.topic, message.payload)
+    assert not checked.failures, "\n".join(checked.failures[:10])
+    made = {name.split(".")[1] for name in checked.counts}
+    assert made == {"coffeemek", "spaceship", "enms", "uns"}
+    assert {"mqtt.spaceship.dispatch", "mqtt.enms.status", "mqtt.uns.state", "mqtt.coffeemek.lot_event"} <= set(
+        checked.counts)
 
 
 async def produce_with_headers(bootstrap: str, topic: str, value: bytes, key: bytes,
