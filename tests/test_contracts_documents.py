@@ -49,7 +49,7 @@ def rich_config() -> Any:
     data["kafka"] = {"bootstrap_servers": "kafka-1:9093,kafka-2:9093",
                      "security": {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
                                   "sasl_username": "factorysim", "sasl_password_env": "KAFKA_PASSWORD"},
-                     "scale_out": {"enabled": True}}
+                     "scale_out": {"enabled": True}, "topic_creation": {"partitions": 6}}
     data["mqtt"] = {"targets": [
         {"name": "cm", "host": "broker", "format": "coffeemek", "command_topic": "factory/cmd", "qos": 2},
         {"name": "ship", "host": "broker", "port": 8883, "format": "spaceship", "tls": {"enabled": True},
@@ -89,6 +89,9 @@ def test_a_config_with_every_format_security_and_a_cluster_is_valid_asyncapi_3()
             "v1/acme/plant-01/{line}/{machine}/state"} <= addresses
     ship = [c for c in channels.values() if c["address"].startswith("factory/{location}/")]
     assert all("sample" not in name for c in ship for name in c["messages"])  # records: cycle, lot_event
+    inbox = next(c for c in channels.values() if c["address"] == "coffeemek.plants.inbox")
+    assert inbox["bindings"]["kafka"]["partitions"] == 3  # one per plant
+    assert channels["kafka.coffeemek.events.production_status"]["bindings"]["kafka"]["partitions"] == 6
     operations = doc["operations"]
     orders = operations["receive.kafka.coffeemek.orders.new_lots"]
     assert orders["bindings"]["kafka"]["groupId"] == {"enum": ["factorysim"]}

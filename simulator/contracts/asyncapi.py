@@ -111,10 +111,11 @@ class _Document:
         topics = kafka.topics
         creation = kafka.topic_creation
 
-        def bindings(topic: str) -> dict[str, Any]:
+        def bindings(topic: str, partitions: int | None = None) -> dict[str, Any]:
+            """``partitions``: the topic's own count (the plant inbox: one per plant), else the config's."""
             binding: dict[str, Any] = {"topic": topic, "bindingVersion": KAFKA_BINDING}
             if creation.enabled:
-                binding.update(partitions=creation.partitions, replicas=creation.replication_factor)
+                binding.update(partitions=partitions or creation.partitions, replicas=creation.replication_factor)
             return {"kafka": binding}
 
         consumer = {"kafka": {"groupId": enum([kafka.consumer.group_id]),
@@ -140,7 +141,8 @@ class _Document:
             self._channel(_channel_id("kafka", topics.plant_inbox), topics.plant_inbox,
                           "Internal: orders and commands routed to the partition of the plant they are for "
                           "(kafka.scale_out)", [], "kafka", servers, "send",
-                          channel_bindings=bindings(topics.plant_inbox), extensions={"x-factorysim-internal": True})
+                          channel_bindings=bindings(topics.plant_inbox, len(self.config.locations)),
+                          extensions={"x-factorysim-internal": True})
 
     def _kafka_servers(self, kafka: Kafka) -> list[str]:
         security = kafka.security
