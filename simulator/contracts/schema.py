@@ -17,13 +17,11 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE = "urn:factorysim:schema:"  # the $id prefix of the published files
 
 NUMBER: Schema = {"type": "number"}
-INTEGER: Schema = {"type": "integer"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
 SECONDS: Schema = {"type": "number", "minimum": 0}
 RATIO: Schema = {"type": "number", "minimum": 0, "maximum": 1}
 BOOLEAN: Schema = {"type": "boolean"}
 TEXT: Schema = {"type": "string"}
-INSTANT: Schema = {"type": "string", "format": "date-time"}
 UTC_INSTANT: Schema = {"type": "string", "format": "date-time", "pattern": "Z$",
                        "description": "UTC, millisecond precision, 'Z'"}
 LOCAL_INSTANT: Schema = {"type": "string", "format": "date-time",
