@@ -241,5 +241,10 @@ def test_words_and_enumerations_are_checked(samples) -> None:  # type: ignore[no
     assert problems(schema, {**payload, "timestamp_utc": "yesterday"})
     assert problems(schema, {**payload, "timestamp_utc": "2025-13-45T99:00:00.000Z"})  # format checking is on
     assert problems(schema, {**payload, "event_id": "not-a-uuid"})
+    blocked = {**payload, "event_type": "machine.blocked", "machine_id": "Italia-fresa_cnc-01", "reason": "jam",
+               "cause": "failure"}
+    assert problems(schema, blocked) == []
+    assert problems(schema, {**blocked, "cause": None})  # a block always says what blocked the machine
+    assert problems(schema, {**blocked, "machine_id": None})
     energy, energy_schema = samples["mqtt.enms.energy"]
     assert problems(energy_schema, {**energy, "frequency_hz": 55.0})

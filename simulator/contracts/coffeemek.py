@@ -43,6 +43,10 @@ FORMAT = "coffeemek"
 MINUTES: Schema = {"type": "number", "minimum": 0, "description": "minutes, to 2 decimals"}
 CYCLE_EVENT, SAMPLE_EVENT = "stage.cycle", "machine.sample"
 CAUSES = (CYCLE_BLOCK, FAILURE, COMMAND)
+# events of a lot (``Recorder.lot_event``: its code, priority, quantity, customer and state) by their
+# prefix; the others are a machine's (``Recorder.machine_event``: its id); these lot events happen at a machine
+LOT_EVENT_PREFIXES = ("lot.", "stage.")
+ON_A_MACHINE = frozenset({"stage.started", "stage.completed", "lot.reworked"})
 
 
 def headers(event_types: list[str]) -> Schema:
@@ -149,7 +153,7 @@ def sample_payload(config: Config, machine_type: str) -> Schema:
 def lot_event_payload(config: Config) -> Schema:
     """The fields of ``CoffeeMekFormat._lot_event``."""
     optional_seconds = nullable(SECONDS)
-    return strict({
+    schema = strict({
         "event_id": UUID,
         "event_type": enum(EVENT_TYPES),
         "lot_code": nullable(TEXT),
@@ -171,6 +175,23 @@ def lot_event_payload(config: Config) -> Schema:
         "outcome": nullable(enum(("pass", "rework", "scrap"), "the test's outcome at a quality stage")),
         "rework_count": nullable(COUNT),
     }, title="coffeemek lot event", description="A lot's lifecycle event or a machine event")
+    lot_events = [t for t in EVENT_TYPES if t.startswith(LOT_EVENT_PREFIXES)]
+    machine_events = [t for t in EVENT_TYPES if t not in lot_events]
+    at_machine = [*machine_events, *(t for t in lot_events if t in ON_A_MACHINE)]
+    schema["allOf"] = [
+        _when(lot_events, {"lot_code": TEXT, "priority": enum(PRIORITIES), "quantity": {"type": "integer"},
+                           "customer": TEXT, "lot_state": TEXT}),
+        _when(at_machine, {"machine_id": TEXT}),
+        _when(["machine.blocked"], {"cause": enum(CAUSES), "reason": TEXT}),
+        _when(["lot.completed"], {"lead_time_s": SECONDS}),
+    ]
+    return schema
+
+
+def _when(event_types: list[str], fields: dict[str, Schema]) -> Schema:
+    """Events of ``event_types`` have ``fields`` (not null)."""
+    return {"if": {"properties": {"event_type": enum(event_types)}},
+            "then": {"properties": fields, "required": list(fields)}}
 
 
 def _machine_key(config: Config, machine_type: str | None = None) -> Schema:
