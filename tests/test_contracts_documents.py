@@ -18,8 +18,10 @@ import yaml
 from simulator.cli import main
 from simulator.config.loader import load, parse
 from simulator.config.mqtt import FORMATS
+from simulator.contracts import registry
 from simulator.contracts.asyncapi import document
 from simulator.contracts.catalogue import dumps, schema_files
+from simulator.contracts.model import Message, TopicMessages, parameter
 from simulator.contracts.registry import MQTT_CONTRACTS, missing_contracts
 from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.formats.registry import build_format
@@ -248,3 +250,28 @@ def test_words_and_enumerations_are_checked(samples) -> None:  # type: ignore[no
     assert problems(schema, {**blocked, "machine_id": None})
     energy, energy_schema = samples["mqtt.enms.energy"]
     assert problems(energy_schema, {**energy, "frequency_hz": 55.0})
+
+
+def test_a_format_contributes_its_channels_through_the_registry_protobuf_payloads_included(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a new format's module gives the registry (here in the place of uns's): its topics, with a
+    payload in another schema language, become channels of the document."""
+    definition = 'syntax = "proto3"; message Payload { uint64 timestamp = 1; uint64 seq = 2; }'
+
+    def contract(config: Any, target: Any) -> list[TopicMessages]:
+        message = Message("binary.data", "Data", "A protobuf payload", definition,
+                          content_type="application/x-protobuf", records=("sample",),
+                          payload_format="application/vnd.google.protobuf;version=3")
+        return [TopicMessages(f"spBv1.0/{target.name}/DDATA/{{node}}", {"node": parameter("the node")},
+                              (message,), "device data")]
+
+    monkeypatch.setitem(registry.MQTT_CONTRACTS, "uns", contract)
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["mqtt"] = {"targets": [{"name": "edge", "host": "broker", "format": "uns"}]}
+    doc = document(parse(data, environ={}))
+    assert official_errors(doc) == []
+    channel = doc["channels"]["edge.spBv1.0_edge_DDATA_node"]
+    assert channel["address"] == "spBv1.0/edge/DDATA/{node}" and channel["parameters"] == {
+        "node": {"description": "the node"}}
+    assert doc["components"]["messages"]["mqtt.binary.data"]["payload"] == {
+        "schemaFormat": "application/vnd.google.protobuf;version=3", "schema": definition}

@@ -65,7 +65,9 @@ class _Document:
             return key
         body: dict[str, Any] = {"name": message.name, "title": message.title, "summary": message.summary,
                                 "contentType": message.content_type}
-        if message.payload is not None:
+        if message.payload_format is not None:  # a payload described in another schema language
+            body["payload"] = {"schemaFormat": message.payload_format, "schema": copy.deepcopy(message.payload)}
+        elif message.payload is not None:
             body["payload"] = copy.deepcopy(message.payload)
         if protocol == "kafka":
             if message.headers is not None:

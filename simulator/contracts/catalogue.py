@@ -4,7 +4,8 @@ validate without reading an AsyncAPI document.
 Files for a configuration: ``<message>.json`` (the payload) and ``<message>.headers.json`` (its
 Kafka headers, where it has any), for the Kafka messages, the runtime commands and the messages of
 every MQTT format (as a target of that format with its default topics would publish them, whether
-or not the configuration has one).
+or not the configuration has one).  A payload in another schema language (``Message.payload_format``)
+has no file here; the AsyncAPI document carries it.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def schema_files(config: Config) -> dict[str, Schema]:
     """File name -> its schema."""
     files: dict[str, Schema] = {}
     for message in messages(config):
-        if message.payload is not None:
-            files[f"{message.name}.json"] = standalone(message.payload, message.name)
+        if message.json_payload is not None:
+            files[f"{message.name}.json"] = standalone(message.json_payload, message.name)
         if message.headers is not None:
             files[f"{message.name}.headers.json"] = standalone(message.headers, f"{message.name}.headers")
     return files

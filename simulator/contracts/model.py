@@ -27,12 +27,21 @@ class Message:
     name: str
     title: str
     summary: str
-    payload: Schema | None  # None: bytes the contract does not describe (a dead letter's original value)
+    # None: bytes the contract does not describe (a dead letter's original value); a string: a schema in
+    # ``payload_format`` (e.g. a protobuf definition)
+    payload: Schema | str | None
     content_type: str = "application/json"
     headers: Schema | None = None  # an object schema of the Kafka headers (MQTT messages carry none)
     key: Schema | None = None  # the Kafka key's schema (as UTF-8 text)
     records: tuple[RecordKind, ...] = ()  # the model records it comes from: what an MQTT target's ``records`` selects
     retain: bool = False  # an MQTT message the broker keeps as the topic's last value
+    # the payload schema's format when it is not JSON Schema, e.g. "application/vnd.google.protobuf;version=3"
+    payload_format: str | None = None
+
+    @property
+    def json_payload(self) -> Schema | None:
+        """The payload's JSON Schema (None: the payload has none)."""
+        return self.payload if isinstance(self.payload, dict) and self.payload_format is None else None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -3,7 +3,8 @@
 Each contract module names its ``FORMAT`` and has ``mqtt_messages(config, target)``: the topics a
 target of that format publishes to and the messages on each.  A new format contributes its
 channels by adding its module to :data:`MODULES`; the tests check that every format a target can
-speak (:data:`simulator.config.mqtt.FORMATS`) has one.
+speak (:data:`simulator.config.mqtt.FORMATS`) has one.  A format whose payloads are not JSON (protobuf,
+say) gives its messages a ``payload_format`` and the schema in that language as ``payload``.
 """
 
 from __future__ import annotations
