@@ -275,3 +275,14 @@ def test_a_format_contributes_its_channels_through_the_registry_protobuf_payload
         "node": {"description": "the node"}}
     assert doc["components"]["messages"]["mqtt.binary.data"]["payload"] == {
         "schemaFormat": "application/vnd.google.protobuf;version=3", "schema": definition}
+
+
+def test_a_target_whose_format_has_no_contract_is_named_not_described(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(registry.MQTT_CONTRACTS, "uns")
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["mqtt"] = {"targets": [{"name": "edge", "host": "broker", "format": "uns"}]}
+    doc = document(parse(data, environ={}))
+    assert official_errors(doc) == []
+    assert doc["info"]["x-factorysim-formats-without-contract"] == ["uns"]
+    assert "mqtt-edge" in doc["servers"]
+    assert missing_contracts() == ["uns"]

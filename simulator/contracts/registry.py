@@ -22,16 +22,6 @@ MODULES: tuple[ModuleType, ...] = (coffeemek, spaceship, enms, uns)
 MQTT_CONTRACTS: dict[str, MqttContract] = {module.FORMAT: module.mqtt_messages for module in MODULES}
 
 
-def mqtt_contract(format_name: str) -> MqttContract:
-    """The contract of MQTT format ``format_name``; ValueError when it has none."""
-    try:
-        return MQTT_CONTRACTS[format_name]
-    except KeyError:
-        raise ValueError(f"format {format_name!r} has no contract: add simulator/contracts/{format_name}.py (FORMAT, "
-                         f"mqtt_messages) to simulator.contracts.registry.MODULES; formats with one: "
-                         f"{', '.join(MQTT_CONTRACTS)}") from None
-
-
 def missing_contracts() -> list[str]:
     """The formats a target can speak that have no contract (none, as long as the registry is complete)."""
     return [name for name in FORMATS if name not in MQTT_CONTRACTS]
