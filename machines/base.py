@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Final
@@ -104,6 +105,8 @@ class MachineType:
     anomalies: ClassVar[tuple[str, ...]] = ()
     # temperatures a bearing fault heats (spindle, motor, oil …); never process or outdoor temperatures
     bearing_temps: ClassVar[tuple[str, ...]] = ()
+    # signals whose value is a word (a phase, a load state), not a number: the words each one takes
+    word_signals: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     nominal_voltage_v: ClassVar[float] = 400.0
 
     def signals(self, ctx: SignalContext, rng: random.Random) -> Signals:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import ClassVar
 
 from machines.base import (
     MachineState,
@@ -25,6 +27,7 @@ class Compressor(MachineType):
     kind = "compressor"
     label = "air compressor"
     signal_names = ("pressure_bar", "flow_m3_min", "load_state", "discharge_temp_c", "vibration_mm_s")
+    word_signals: ClassVar[Mapping[str, tuple[str, ...]]] = {"load_state": ("loaded", "unloaded", "off")}
     idle_power_kw = 15.0
     rated_power_kw = 75.0
     anomalies = ("leak", "efficiency_loss", "bearing_fault")

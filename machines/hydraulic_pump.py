@@ -4,6 +4,8 @@ Anomalies: seal_leak, pump_wear, valve_fault."""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import ClassVar
 
 from machines.base import MachineType, SignalContext, Signals, heat, noise, r2, working
 
@@ -14,6 +16,7 @@ class HydraulicPump(MachineType):
     kind = "hydraulic_pump"
     label = "hydraulic pump"
     signal_names = ("pressure_bar", "flow_l_min", "oil_temp_c", "cycle_phase")
+    word_signals: ClassVar[Mapping[str, tuple[str, ...]]] = {"cycle_phase": (*PHASES, "idle")}
     idle_power_kw = 10.0
     rated_power_kw = 50.0
     anomalies = ("seal_leak", "pump_wear", "valve_fault")

@@ -4,6 +4,8 @@ Anomalies: heater_fault, cooling_insufficient, hydraulic_leak."""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import ClassVar
 
 from machines.base import MachineState, MachineType, SignalContext, Signals, heat, noise, r2, working
 
@@ -14,6 +16,7 @@ class InjectionMoulding(MachineType):
     kind = "injection_moulding"
     label = "injection moulding machine"
     signal_names = ("barrel_temp_c", "mould_temp_c", "injection_pressure_bar", "cycle_phase", "shot_weight_g")
+    word_signals: ClassVar[Mapping[str, tuple[str, ...]]] = {"cycle_phase": (*PHASES, "idle")}
     idle_power_kw = 25.0
     rated_power_kw = 200.0
     anomalies = ("heater_fault", "cooling_insufficient", "hydraulic_leak")

@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--output", "-o", type=Path, required=True, help="file to write")
     snap.set_defaults(handler=cmd_snapshot)
 
+    contract = commands.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of the config: every Kafka and "
+                                                    "MQTT topic, its messages' JSON Schemas, headers and keys")
+    contract.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
+    contract.add_argument("--out", type=Path, help="write the document to this file (default: standard output)")
+    contract.add_argument("--schemas-dir", type=Path,
+                          help="also write every message's JSON Schema (draft 2020-12) as a file into this directory")
+    contract.set_defaults(handler=cmd_asyncapi)
+
     bridge = commands.add_parser("bridge", help="standalone MQTT bridge: Kafka telemetry and lot events to the "
                                                 "MQTT targets of the config")
     bridge.add_argument("--config", help="config file (default: $CONFIG_PATH or ./config.yaml)")
@@ -160,6 +168,28 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     cfg = config_loader.load(config_loader.config_path(args.config), overrides=overrides)
     with cfg.errors_located():
         return run_bridge(cfg)
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from simulator.contracts.asyncapi import document
+    from simulator.contracts.catalogue import dumps, schema_files
+
+    if args.out is not None:
+        check_outputs({"--out": args.out})
+    if args.schemas_dir is not None and not args.schemas_dir.is_dir():
+        raise UsageError(f"--schemas-dir: {args.schemas_dir} is not a directory (create it first: mkdir -p "
+                         f"{args.schemas_dir})")
+    cfg = config_loader.load(config_loader.config_path(args.config))
+    with cfg.errors_located():
+        data = dumps(document(cfg))
+        files = schema_files(cfg) if args.schemas_dir is not None else {}
+    if args.out is None:
+        sys.stdout.buffer.write(data)
+    else:
+        write_output("--out", args.out, data)
+    for name, schema in files.items():
+        write_output("--schemas-dir", args.schemas_dir / name, dumps(schema))
+    return EXIT_OK
 
 
 # --- run -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -68,6 +69,16 @@ class HealthServer:
         self.app = web.Application()
         self.app.add_routes([web.get("/health", self.health), web.get("/health/live", self.live),
                              web.get("/health/ready", self.ready), web.get("/metrics", self.metrics)])
+
+    def add_json_document(self, path: str, make: Callable[[], bytes]) -> None:
+        """Serve the JSON document ``make`` returns at GET ``path`` (made at the first request, then kept)."""
+        made: list[bytes] = []
+
+        async def document(_: web.Request) -> web.Response:
+            if not made:
+                made.append(make())
+            return web.Response(body=made[0], content_type="application/json")
+        self.app.router.add_get(path, document)
 
     async def start(self) -> None:
         server_log = logging.getLogger("aiohttp.server")

@@ -3,7 +3,8 @@ plus the live model's views and the runtime commands.
 
 Read-only views, always open: /health, /health/live, /health/ready, /metrics, /status, /machines,
 /machines/{id}, /snapshot (the live model's state, see :mod:`simulator.formats.snapshot`),
-/openapi.json and /docs (a page that renders it).
+/openapi.json and /docs (a page that renders it), /asyncapi.json (the messages of the running
+configuration: :mod:`simulator.contracts.asyncapi`).
 Commands (see :mod:`simulator.command_schema`), always behind a bearer token (configured, or
 generated at start: :mod:`simulator.adapters.http_token`) unless ``http.open_controls`` is true:
 POST /machines/{id}/block, POST /machines/{id}/repair, POST and DELETE /machines/{id}/anomaly,
@@ -30,6 +31,8 @@ from simulator.adapters.health_server import HealthServer, HttpServerClosed, jso
 from simulator.adapters.http_token import ControlToken
 from simulator.adapters.listening import PortSetting
 from simulator.command_schema import decode_command
+from simulator.contracts.asyncapi import document as asyncapi_document
+from simulator.contracts.catalogue import dumps
 from simulator.errors import CommandRejected
 from simulator.interfaces import HttpServiceView
 from simulator.model.control import anomaly_view, block_view
@@ -137,8 +140,9 @@ class HttpServer(HealthServer):
         self.token = ControlToken.from_settings(service.config.http, self._environ)
         views: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
             "status": self.status, "machines": self.machines, "machine": self.machine, "snapshot": self.snapshot,
-            "docs": self.docs, "simulator_status": self.simulator_status}
+            "docs": self.docs, "simulator_status": self.simulator_status, "asyncapi": self.asyncapi}
         self.app.router.add_get("/openapi.json", self.openapi)
+        self._asyncapi: bytes | None = None
         for method, path, operation, _ in openapi.VIEWS:
             handler = views.get(openapi.VIEW_ALIASES.get(operation, operation))
             if handler is not None:  # (the health views are the HealthServer's)
@@ -159,6 +163,12 @@ class HttpServer(HealthServer):
     # -- views ----------------------------------------------------------------------------------------
     async def openapi(self, _: web.Request) -> web.Response:
         return json_response(openapi.document(sorted(self.service.machine_plants)))
+
+    async def asyncapi(self, _: web.Request) -> web.Response:
+        """The AsyncAPI document of the running configuration (made once: the configuration does not change)."""
+        if self._asyncapi is None:
+            self._asyncapi = dumps(asyncapi_document(self.service.config))
+        return web.Response(body=self._asyncapi, content_type="application/json")
 
     async def docs(self, _: web.Request) -> web.Response:
         return web.Response(text=docs_page(), content_type="text/html", headers=DOCS_HEADERS)

@@ -44,6 +44,9 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "/snapshot", "snapshot", "The live model's complete state: a snapshot for `factorysim simulate "
                                      "--from-snapshot`"),
     ("get", "/docs", "docs", "This API's description as a page to read (and try), made from /openapi.json"),
+    ("get", "/asyncapi.json", "asyncapi", "The AsyncAPI 3.0 document of the messages this service sends and receives "
+                                          "with its configuration (Kafka and MQTT topics, payload schemas, headers, "
+                                          "keys)"),
     ("get", "/simulator/status", "simulator_status", "The service's state in the EnMS factory simulator's terms"),
     ("get", "/simulator/machines", "simulator_machines", "The same as GET /machines (EnMS simulator's path)"),
     ("get", "/simulator/machines/{machine_id}", "simulator_machine",
@@ -399,6 +402,9 @@ def _view_operation(operation_id: str, summary: str) -> dict[str, Any]:
     elif kind == "docs":
         responses = {"200": {"description": "A self-contained HTML page (it loads nothing but /openapi.json)",
                              "content": {"text/html": {"schema": {"type": "string"}}}}}
+    elif kind == "asyncapi":
+        responses = {"200": _json({"type": "object", "required": ["asyncapi", "info", "channels"],
+                                   "properties": {"asyncapi": {"const": "3.0.0"}}}, "The AsyncAPI document")}
     elif kind == "snapshot":
         responses = {"200": _json({"$ref": ref + "Snapshot"}, "The snapshot"),
                      "503": _error("The run is not live (starting, recovering, stopping) or the simulation did not "

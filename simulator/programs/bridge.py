@@ -13,8 +13,9 @@ target's spool, not carried by that target, or dropped by an explicit overflow p
 mid-stream and started again, it therefore resends what was not acknowledged and loses nothing.  A
 target with the ``block`` policy stops the reading while its queue (or spool) is full.
 
-Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics,
-served and judged as the service's are (:mod:`simulator.adapters.health_server`,
+Its own health endpoint (``mqtt.bridge.http_port``): /health, /health/live, /health/ready, /metrics
+(and /asyncapi.json, the configuration's messages: :mod:`simulator.contracts.asyncapi`), served
+and judged as the service's are (:mod:`simulator.adapters.health_server`,
 :mod:`simulator.runtime.health`); its offsets are kept and committed, and its partitions given up
 on a rebalance, as the order intake's are (:class:`simulator.adapters.offsets.ConsumerOffsets`).
 
@@ -57,6 +58,8 @@ from simulator.asyncio_waits import wait_for
 from simulator.config.http_sinks import HttpSink
 from simulator.config.mqtt import MqttTarget
 from simulator.config.schema import Config
+from simulator.contracts.asyncapi import document as asyncapi_document
+from simulator.contracts.catalogue import dumps
 from simulator.errors import ConfigError
 from simulator.formats import Format, WireMessage
 from simulator.formats.coffeemek import CoffeeMekFormat
@@ -156,6 +159,7 @@ class Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         kafka = self.config.kafka
         self.server = server = HealthServer(self, self.registry, self.config.http.host, self.http_port,
                                             BRIDGE_HTTP_PORT, name="bridge health endpoint")
+        server.add_json_document("/asyncapi.json", lambda: dumps(asyncapi_document(self.config)))
         consumer: AIOKafkaConsumer | None = None
         with self.config.errors_located():
             for target in self.publishers:  # a spool that cannot be used is a configuration error
