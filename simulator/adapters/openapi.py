@@ -260,11 +260,11 @@ def _components() -> dict[str, Any]:
             }, description="The service's state in the EnMS factory simulator's terms"),
             "MachineSelection": {
                 "type": "object", "additionalProperties": False,
-                "properties": {name: {"type": "array", "maxItems": MAX_IDS, "items": _text(what)}
+                "properties": {name: {"type": ["array", "null"], "maxItems": MAX_IDS, "items": _text(what)}
                                for name, what in zip(ID_FIELDS, ("Machine id, as in GET /machines",
                                                                  "Plant (location) name or alias"), strict=True)},
-                "description": f"Without ids: the whole simulation. At most {MAX_COMMAND_BYTES:,} bytes of JSON "
-                               "(a factory names all its machines at once)"},
+                "description": f"Without ids (or null): the whole simulation. At most {MAX_COMMAND_BYTES:,} bytes "
+                               "of JSON (a factory names all its machines at once)"},
             "ControlAnswer": _object({
                 "message": {"type": "string"},
                 "success": {"type": "boolean", "description": "false: a machine refused (see data.machines)"},
