@@ -16,16 +16,26 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 
+from simulator.adapters.kafka_admin import ensure_topics
+from simulator.config.kafka import TopicCreation
+from simulator.config.loader import load
 from simulator.config.schema import Config
+from simulator.formats.coffeemek import CoffeeMekFormat
+from simulator.formats.timestamps import epoch_ms
+from simulator.model.records import ListSink, MachineSample, Record
+from simulator.model.simulation import Simulation
 from simulator.net import free_port
+from simulator.programs.bridge import Bridge
 
 from harness import sparkplug_decode as spb
 from harness.collector import MqttCollector, ReceivedMessage, publish
 from harness.mosquitto import Mosquitto
-from harness.service import running_service, service_config, service_process
+from harness.service import running, running_service, service_config, service_process
 
 FAST_RECONNECT = {"initial_s": 0.05, "max_s": 0.2, "jitter": 0.5}
+SMART_FACTORY = Path(__file__).resolve().parents[1] / "profiles" / "smart-factory.yaml"
 COMMANDS = {"NCMD", "DCMD"}
 
 
@@ -193,3 +203,64 @@ async def test_sigkill_leaves_ndeath_to_the_broker_and_a_broker_restart_brings_t
             await view.until(lambda v: "NDEATH" in v.kinds(before), "NDEATH from the broker (the will)", 30)
         death = next(p for kind, _, p in view.seen[before:] if kind == "NDEATH")
         assert death.by_name() == {"bdSeq": bd_seq}, "the will names the bdSeq of the connection's NBIRTH"
+
+
+async def produce_coffeemek(config: Config, records: list[Record]) -> None:
+    """The records as the service writes them to Kafka (the bridge's input)."""
+    fmt = CoffeeMekFormat(config, config.simulation.seed)
+    topics = sorted({config.kafka.topics.events, *fmt.cycle_topics.values(), *fmt.sample_topics.values()})
+    bootstrap = config.kafka.bootstrap_servers
+    await ensure_topics({"bootstrap_servers": bootstrap}, topics, TopicCreation())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
+                   for record in records for m in fmt.encode(record)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def test_the_bridge_republishes_kafka_records_as_sparkplug(kafka_bootstrap: str, unique: str,
+                                                                 broker: Mosquitto) -> None:
+    config = load(SMART_FACTORY, environ={}, overrides={
+        "telemetry.sample_interval_s": 10,
+        "kafka.bootstrap_servers": kafka_bootstrap,
+        "kafka.topics": {"orders": f"{unique}.orders", "telemetry_prefix": f"{unique}.telemetry",
+                         "events": f"{unique}.events", "dead_letter": f"{unique}.dead_letter",
+                         "journal": f"{unique}.journal"},
+        "kafka.consumer.session_timeout_ms": 2000,
+        # samples only: each machine's are in order on one Kafka partition (records of different topics,
+        # e.g. a cycle and a sample, reach the bridge in no particular order)
+        "mqtt.targets": [{"name": "spb", "host": broker.host, "port": broker.port, "format": "sparkplug", "qos": 1,
+                          "reconnect": FAST_RECONNECT, "records": ["sample"]}],
+        "mqtt.bridge": {"group_id": f"{unique}-bridge", "http_port": 0, "commit_interval_s": 0.1},
+        "formats.sparkplug": {"group_id": unique[:100], "naming": "flat"},
+    })
+    sink = ListSink()
+    sim = Simulation(config, sink)
+    sim.start_arrivals()
+    sim.env.run(until=3600)
+    records = sink.records
+    await produce_coffeemek(config, records)
+    group = config.formats.sparkplug.group_id
+    edge = next(iter(config.locations))  # one location: the edge node is named after it
+    last = {r.machine_id: r for r in records if isinstance(r, MachineSample)}
+    async with MqttCollector(broker.host, broker.port, f"spBv1.0/{group}/#") as collector:
+        view = HostView(collector)
+        async with running(Bridge(config), timeout_s=30) as bridge:
+            await view.until(lambda v: all(v.host.values.get(m, {}).get("good_pieces") == r.counters.good_pieces
+                                           and v.host.values[m].get("state") == r.state
+                                           for m, r in last.items() if r.counters is not None),
+                             "every machine's last counters and state", 60)
+            await asyncio.to_thread(publish, broker, f"spBv1.0/{group}/DCMD/{edge}/{next(iter(last))}",
+                                    command(("cmd_block", spb.BOOLEAN, True)))
+            await view.until(lambda _: bridge.mqtt[0].sparkplug.commands_rejected == 1,  # type: ignore[union-attr]
+                             "the device command rejected: the bridge runs no model")
+    assert view.kinds()[0] == "NBIRTH" and view.seen[0][1] == "" and collector.messages[0].topic.endswith(f"/{edge}")
+    assert_seq_continues(view.seen)
+    instants = {epoch_ms(config.simulation.start)(r.sim_time) for r in records if isinstance(r, MachineSample)}
+    assert {p.timestamp for kind, _, p in view.seen if kind == "DDATA"} <= instants
+    for machine, record in last.items():
+        for name, value in record.signals.items():
+            assert view.host.values[machine][name] == value, (machine, name)

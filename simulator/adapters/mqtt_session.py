@@ -290,8 +290,8 @@ class MqttSession:
             raise
         self._client = client
         # gmqtt hands out at most Receive Maximum - 2 packet ids; keep one for the availability message
-        # and one for each subscription
-        self.window = max(1, min(target.max_in_flight, _receive_maximum(client) - 5))
+        # and one for the command subscription (Sparkplug: no availability message, two subscriptions)
+        self.window = max(1, min(target.max_in_flight, _receive_maximum(client) - 4))
         if target.protocol == "3.1.1" and target.qos == 2:
             # no flow control in 3.1.1; brokers keep few incoming QoS 2 flows open (Mosquitto: 20)
             self.window = min(self.window, MQTT311_QOS2_WINDOW)
