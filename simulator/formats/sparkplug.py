@@ -137,8 +137,8 @@ class MetricDef:
 class Device:
     """One machine as a Sparkplug device: its metrics (names, aliases, datatypes) and static values."""
 
-    __slots__ = ("by_alias", "by_key", "by_name", "device_id", "location", "machine_id", "machine_type", "metrics",
-                 "static", "topic_data")
+    __slots__ = ("by_alias", "by_key", "by_name", "device_id", "fixed", "location", "machine_id", "machine_type",
+                 "metrics", "signals", "static", "topic_data")
 
     def __init__(self, machine_id: str, location: str, machine_type: str, model: MachineType, base: int,
                  flat: bool, data_topic: Callable[[str], str]) -> None:
@@ -159,6 +159,8 @@ class Device:
         self.by_key = {m.key: m for m in self.metrics}
         self.by_name = {m.name: m for m in self.metrics}
         self.by_alias = {m.alias: m for m in self.metrics}
+        self.fixed = {key: self.by_key[key] for key in _FIXED}
+        self.signals = {m.key[7:]: m for m in self.metrics if m.key.startswith("signal:")}
         self.static: dict[int, Any] = {self.by_key["info:machine_type"].alias: machine_type,
                                        self.by_key["info:location"].alias: location}
         self.static.update({self.by_key[f"cmd:{key}"].alias: spec[3] for key, spec in COMMANDS.items()})
@@ -226,46 +228,47 @@ class SparkplugFormat:
         if isinstance(record, LotEvent):
             return self._event(record)
         device = self.table.device(record.machine_id, record.location, record.machine_type)
-        ms = self.epoch_ms(record.sim_time)
-        values: list[tuple[str, Any]] = [
-            ("state", record.state), ("anomaly", record.anomaly or ""), ("alarm", record.alarms),
-            ("lot", record.lot_code or "")]
+        fixed = device.fixed
+        values: list[tuple[MetricDef, Any]] = [
+            (fixed["state"], record.state), (fixed["anomaly"], record.anomaly or ""), (fixed["alarm"], record.alarms),
+            (fixed["lot"], record.lot_code or "")]
         if isinstance(record, CycleTelemetry):
-            values.append(("cycle_time", wire_seconds(record.cycle_time_s)))
+            values.append((fixed["cycle_time"], wire_seconds(record.cycle_time_s)))
         counters = record.counters
         if counters is not None:
             a, p, q, oee = oee_figures(counters)
-            values += [("good", counters.good_pieces), ("bad", counters.bad_pieces), ("cycles", counters.cycles),
-                       ("availability", a), ("performance", p), ("quality", q), ("oee", oee)]
-        values += [(f"signal:{name}", value) for name, value in record.signals.items()]
-        return [self._data(device, ms, values)]
+            values += [(fixed["good"], counters.good_pieces), (fixed["bad"], counters.bad_pieces),
+                       (fixed["cycles"], counters.cycles), (fixed["availability"], a), (fixed["performance"], p),
+                       (fixed["quality"], q), (fixed["oee"], oee)]
+        signals = device.signals
+        # a signal the machine type's probe did not show has no birth: it is left out
+        values += [(signals[name], value) for name, value in record.signals.items() if name in signals]
+        return [self._data(device, self.epoch_ms(record.sim_time), values)]
 
     def _event(self, event: LotEvent) -> list[WireMessage]:
         if event.machine_id is None:
             return []  # orders and lots: Kafka and the other formats carry them
         device = self.table.device(event.machine_id, event.location)
-        values: list[tuple[str, Any]] = [("last_event", event.event_type)]
+        fixed = device.fixed
+        values: list[tuple[MetricDef, Any]] = [(fixed["last_event"], event.event_type)]
         if event.event_type in MACHINE_EVENTS:
             state = state_after(event, self.machines.info(event.machine_id, event.location))
             if state is not None:
-                values.append(("state", str(state)))
+                values.append((fixed["state"], str(state)))
         if event.event_type == "stage.started":
-            values.append(("lot", event.lot_code or ""))
+            values.append((fixed["lot"], event.lot_code or ""))
         elif event.event_type == "stage.completed":
-            values.append(("lot", ""))
+            values.append((fixed["lot"], ""))
         return [self._data(device, self.epoch_ms(event.sim_time), values)]
 
     @staticmethod
-    def _data(device: Device, ms: int, values: list[tuple[str, Any]]) -> DeviceData:
+    def _data(device: Device, ms: int, values: list[tuple[MetricDef, Any]]) -> DeviceData:
         stamp = wire.timestamp_field(ms)
-        by_key = device.by_key
+        data_metric, double = wire.data_metric, wire.DOUBLE
         encoded: list[tuple[int, Any, bytes]] = []
-        for key, value in values:
-            m = by_key.get(key)
-            if m is None:
-                continue  # a signal the machine type's probe did not show: it has no birth
-            if m.datatype == wire.DOUBLE and isinstance(value, int) and not isinstance(value, bool):
+        for m, value in values:
+            if m.datatype == double and type(value) is int:
                 value = float(value)
-            encoded.append((m.alias, value, wire.data_metric(m.alias_field, stamp, m.datatype, value)))
+            encoded.append((m.alias, value, data_metric(m.alias_field, stamp, m.datatype, value)))
         body = wire.payload(ms, [e[2] for e in encoded])
         return DeviceData(device.topic_data, b"", (), body, device=device, timestamp=ms, values=tuple(encoded))

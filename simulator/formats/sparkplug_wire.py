@@ -86,8 +86,12 @@ def timestamp_field(ms: int) -> bytes:
 def data_metric(alias: bytes, timestamp: bytes, datatype: int, value: Any) -> bytes:
     """A metric of a DATA message as a payload field (tag, length, body), from its
     :func:`alias_field` and :func:`timestamp_field`: joined as they are into a payload."""
-    body = alias + timestamp + value_field(datatype, value)
-    return b"\x12" + _SMALL[len(body)] + body if len(body) < 0x80 else b"\x12" + varint(len(body)) + body
+    if datatype == DOUBLE and type(value) is float:  # most metrics: the signals
+        body = alias + timestamp + _TAGGED_DOUBLE.pack(0x69, value)
+    else:
+        body = alias + timestamp + value_field(datatype, value)
+    n = len(body)
+    return b"\x12" + (_SMALL[n] if n < 0x80 else varint(n)) + body
 
 
 def birth_metric(name: str, alias: int | None, ms: int, datatype: int, value: Any) -> bytes:

@@ -188,6 +188,9 @@ def sparkplug_rows() -> list[Row]:
     return [(f"Sparkplug B: records/s through the bridge to a sparkplug target (QoS 1, report by exception; "
              f"{r['ddata']:,.0f} DDATA/s among them), Kafka → Mosquitto",
              f"{r['sparkplug']:,.0f}", f"coffeemek pass-through {r['coffeemek']:,.0f}", f"{r['ratio']:.2f}",
+             "(comparison)", "—"),
+            ("Sparkplug B: the same against an enms target (decoded and re-encoded as JSON, as every format but "
+             "coffeemek)", f"{r['sparkplug']:,.0f}", f"enms {r['enms']:,.0f}", f"{r['ratio_enms']:.2f}",
              "(comparison)", "—")]
 
 
