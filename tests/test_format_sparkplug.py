@@ -265,6 +265,8 @@ def test_sparkplug_is_for_mqtt_targets_without_templates_or_spool() -> None:
     assert config(mqtt={"targets": [target]}).mqtt.targets[0].format == "sparkplug"
     with pytest.raises(ConfigError, match="format sparkplug takes no topic_template"):
         config(mqtt={"targets": [{**target, "topic_template": "x/{machine}"}]})
+    with pytest.raises(ConfigError, match="format sparkplug publishes nothing retained"):
+        config(mqtt={"targets": [{**target, "retain": True}]})
     with pytest.raises(ConfigError, match="format sparkplug keeps no spool"):
         config(mqtt={"targets": [{**target, "spool": {"path": "/tmp/x.sqlite3"}}]})
     with pytest.raises(ConfigError, match="format sparkplug is for MQTT targets only"):

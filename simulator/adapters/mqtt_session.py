@@ -317,7 +317,8 @@ class MqttSession:
                 self.superseded += 1
                 if item.on_done is not None:
                     item.on_done()
-            self._idle.set()
+            if not self._in_flight:
+                self._idle.set()
         while self._resend and not self._lost.is_set():
             await self._wait_room()
             if self._lost.is_set():

@@ -156,6 +156,9 @@ class MqttTarget(Strict):
             if self.topic_template is not None:
                 raise ValueError("format sparkplug takes no topic_template: Sparkplug fixes its topics "
                                  "(set formats.sparkplug.group_id and edge_node_id)")
+            if self.retain:
+                raise ValueError("format sparkplug publishes nothing retained (Sparkplug B forbids it); "
+                                 "remove retain: true")
             if self.spool is not None:
                 raise ValueError("format sparkplug keeps no spool: its births carry every metric's current value "
                                  "on each connection, so nothing is stored and forwarded")
