@@ -1,9 +1,10 @@
 """Sparkplug B targets against a real Mosquitto and a real Kafka, read back as a host application
 would with an independent decoder (Google's protobuf runtime, harness/sparkplug_decode.py): the
 births come first and name every metric, data resolves through the births' aliases, ``seq``
-numbers every message and wraps past 255, an NCMD rebirth brings new births, a DCMD block reaches
-the model, a clean stop says NDEATH, a SIGKILL leaves NDEATH to the broker (the will) with the
-bdSeq of the NBIRTH, and a broker restart brings births with the next bdSeq."""
+numbers every message and wraps past 255, an NCMD rebirth brings new births, DCMD writes (block,
+repair, anomaly) reach the model, a clean stop says NDEATH, a SIGKILL leaves NDEATH to the broker
+(the will) with the bdSeq of the NBIRTH, a broker restart brings births with the next bdSeq, and
+the bridge republishes Kafka records as Sparkplug."""
 
 from __future__ import annotations
 
@@ -157,6 +158,14 @@ async def test_births_data_rebirth_and_a_device_command_through_mosquitto(
             await asyncio.to_thread(publish, broker, f"spBv1.0/{group}/DCMD/edge/{machine}",
                                     command(("Commands/Repair", spb.BOOLEAN, True)))
             await view.until(lambda v: v.state_of(machine) != "blocked", f"{machine} repaired")
+            # and an anomaly, injected and cleared
+            await asyncio.to_thread(publish, broker, f"spBv1.0/{group}/DCMD/edge/{machine}",
+                                    command(("Commands/Anomaly", spb.STRING, "bearing_fault")))
+            await view.until(lambda v: v.host.values[machine]["Anomaly"] == "bearing_fault",
+                             f"{machine}'s bearing fault in its DDATA")
+            await asyncio.to_thread(publish, broker, f"spBv1.0/{group}/DCMD/edge/{machine}",
+                                    command(("Commands/Clear Anomaly", spb.BOOLEAN, True)))
+            await view.until(lambda v: v.host.values[machine]["Anomaly"] == "", f"{machine}'s anomaly cleared")
             async with aiohttp.ClientSession() as http, \
                     http.get(f"http://127.0.0.1:{service.http_port}/health") as response:
                 body = await response.json()
