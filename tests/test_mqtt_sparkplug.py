@@ -51,7 +51,7 @@ def sparkplug_config(default_yaml: dict[str, Any], bootstrap: str, unique: str, 
                      **overrides: Any) -> Config:
     group = unique[:100]
     return service_config(default_yaml, bootstrap, unique, **{
-        "simulation.speed": 5000, "telemetry.sample_interval_s": 60,
+        "simulation.speed": 1000, "telemetry.sample_interval_s": 60,
         "arrivals.in_service": True, "arrivals.rate_per_hour": 20,
         "mqtt": {"targets": [{"name": "spb", "host": broker.host, "port": broker.port, "format": "sparkplug",
                               "qos": 1, "reconnect": FAST_RECONNECT}]},
@@ -166,21 +166,25 @@ async def test_births_data_rebirth_and_a_device_command_through_mosquitto(
             await asyncio.to_thread(publish, broker, f"spBv1.0/{group}/DCMD/edge/{machine}",
                                     command(("Commands/Clear Anomaly", spb.BOOLEAN, True)))
             await view.until(lambda v: v.host.values[machine]["Anomaly"] == "", f"{machine}'s anomaly cleared")
-            async with aiohttp.ClientSession() as http, \
-                    http.get(f"http://127.0.0.1:{service.http_port}/health") as response:
-                body = await response.json()
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{service.http_port}/health") as response:
+                    body = await response.json()
+                async with http.get(f"http://127.0.0.1:{service.http_port}/metrics") as response:
+                    metrics = await response.text()
+            assert 'factorysim_sparkplug_births_total{target="spb"} 2.0' in metrics
+            assert 'factorysim_sparkplug_commands_rejected_total{target="spb"} 1.0' in metrics
             target = body["mqtt"]["targets"][0]
             assert target["connected"] is True and target["format"] == "sparkplug"
             assert target["sparkplug"]["births"] == 2 and target["sparkplug"]["rebirths_requested"] == 1
         # a clean stop: NDEATH with the connection's bdSeq, published by the service itself
-        await view.until(lambda v: v.kinds()[-1] == "NDEATH", "NDEATH after the stop", 20)
+        await view.until(lambda v: v.kinds()[-1] == "NDEATH", "NDEATH after the stop (what was queued first)")
         assert view.seen[-1][2].by_name() == {"bdSeq": 0}
         assert_seq_continues(view.seen)
 
 
 async def test_sigkill_leaves_ndeath_to_the_broker_and_a_broker_restart_brings_the_next_bdseq(
         default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str, broker: Mosquitto, tmp_path: Path) -> None:
-    config = sparkplug_config(default_yaml, kafka_bootstrap, unique, broker, **{"simulation.speed": 1000})
+    config = sparkplug_config(default_yaml, kafka_bootstrap, unique, broker, **{"simulation.speed": 500})
     group = config.formats.sparkplug.group_id
     data = config.model_dump(mode="json", exclude_none=True)
     data["http"]["port"] = free_port()

@@ -156,3 +156,23 @@ class MqttTargetMetrics(Collector):
             for which, count in p.dropped.items():
                 dropped.add_metric([p.name, which], count)
         yield dropped
+        yield from self._sparkplug([p for p in self.publishers if p.sparkplug is not None])
+
+    @staticmethod
+    def _sparkplug(publishers: list[MqttPublisher]) -> Iterator[CounterMetricFamily]:
+        """The Sparkplug edge nodes' counters (targets in format ``sparkplug`` only)."""
+        if not publishers:
+            return
+        counters: tuple[tuple[str, str, Callable[[SparkplugNode], int]], ...] = (
+                ("births", "NBIRTHs published (each connection, each rebirth)", lambda n: n.births),
+                ("rebirths_requested", "Rebirths asked for by a host (NCMD)", lambda n: n.rebirths_requested),
+                ("data_published", "DDATA messages published", lambda n: n.data_published),
+                ("data_unchanged", "Records that changed no metric (nothing sent)", lambda n: n.data_unchanged),
+                ("commands_received", "NCMD and DCMD messages received", lambda n: n.commands_received),
+                ("commands_rejected", "NCMD and DCMD writes rejected", lambda n: n.commands_rejected))
+        for name, doc, value in counters:
+            family = CounterMetricFamily(f"factorysim_sparkplug_{name}", doc, labels=["target"])
+            for p in publishers:
+                assert p.sparkplug is not None
+                family.add_metric([p.name], value(p.sparkplug))
+            yield family
