@@ -129,8 +129,9 @@ def test_foreign_messages_do_not_decode(value: bytes) -> None:
 def test_build_format_by_name_and_unknown_names(default_config: Config) -> None:
     for name in FORMATS:
         assert build_format(name, default_config, 1).name == name
-    with pytest.raises(ValueError, match="unknown format 'sparkplug'; allowed: coffeemek, spaceship, enms, uns"):
-        build_format("sparkplug", default_config, 1)
+    with pytest.raises(ValueError, match="unknown format 'sparkplug-c'; allowed: coffeemek, spaceship, enms, uns, "
+                                         "sparkplug"):
+        build_format("sparkplug-c", default_config, 1)
 
 
 def test_default_templates() -> None:
@@ -138,6 +139,8 @@ def test_default_templates() -> None:
     assert template_spec("spaceship")[0] == "{prefix}/{kind}"
     assert template_spec("enms")[0] == "{prefix}/{site}/{machine}/{kind}"
     assert template_spec("uns")[0] == "v1/{tenant}/{plant}/{line}/{machine}/{metric}"
+    with pytest.raises(ValueError, match="format 'sparkplug' takes no topic template: Sparkplug fixes its topics"):
+        template_spec("sparkplug")
 
 
 @pytest.mark.parametrize(("name", "template", "problem"), [

@@ -17,8 +17,10 @@ from prometheus_client.registry import Collector
 from simulator.adapters.delivery.target import DeliveryTarget
 from simulator.adapters.delivery.transport import Delivery
 from simulator.adapters.mqtt_session import MqttSession, Outgoing, SessionState
+from simulator.adapters.sparkplug_node import SparkplugNode
 from simulator.config.mqtt import MqttTarget
 from simulator.formats import Format
+from simulator.formats.sparkplug import SparkplugFormat
 
 
 class MqttTransport:
@@ -37,7 +39,7 @@ class MqttTransport:
         qos, retain, session = self.target.qos, self.target.retain, self.session
         for message, done in deliveries:
             await session.send(Outgoing(message.topic, message.value, qos, retain or message.retain,
-                                        self._acknowledged_with(done)))
+                                        self._acknowledged_with(done), message))
             self.messages_published += 1
 
     def _acknowledged_with(self, on_done: Callable[[], None]) -> Callable[[], None]:
@@ -69,7 +71,9 @@ class MqttPublisher(DeliveryTarget):
                  on_command: Callable[[bytes], Coroutine[Any, Any, None]] | None = None,
                  seed: int = 0, program: str = "run", instance_id: str | None = None) -> None:
         self.target = target
-        self.session = MqttSession(target, instance=instance, environ=environ, on_command=on_command)
+        self.sparkplug = sparkplug_node(fmt, on_command)
+        self.session = MqttSession(target, instance=instance, environ=environ, on_command=on_command,
+                                   hooks=self.sparkplug)
         self.mqtt = MqttTransport(target, self.session)
         super().__init__(target, fmt, self.mqtt, seed=seed, program=program, instance_id=instance_id)
 
@@ -103,7 +107,19 @@ class MqttPublisher(DeliveryTarget):
             "messages_resent": s.resent,
             "commands_received": s.commands_received,
             **self.delivery_health(),
+            **({"sparkplug": {**self.sparkplug.health(), "superseded": s.superseded}}
+               if self.sparkplug is not None else {}),
         }
+
+
+def sparkplug_node(fmt: Format,
+                   on_command: Callable[[bytes], Coroutine[Any, Any, None]] | None) -> SparkplugNode | None:
+    """The Sparkplug edge node of a target in format ``sparkplug`` (None for the other formats); the
+    service's publishers hold their formats per run (:class:`RunFormats`), the node the target's own."""
+    base = getattr(fmt, "fallback", fmt)
+    if not isinstance(base, SparkplugFormat):
+        return None
+    return SparkplugNode(base.table, base.epoch_ms(0.0), on_command)
 
 
 class MqttTargetMetrics(Collector):
@@ -140,3 +156,23 @@ class MqttTargetMetrics(Collector):
             for which, count in p.dropped.items():
                 dropped.add_metric([p.name, which], count)
         yield dropped
+        yield from self._sparkplug([p for p in self.publishers if p.sparkplug is not None])
+
+    @staticmethod
+    def _sparkplug(publishers: list[MqttPublisher]) -> Iterator[CounterMetricFamily]:
+        """The Sparkplug edge nodes' counters (targets in format ``sparkplug`` only)."""
+        if not publishers:
+            return
+        counters: tuple[tuple[str, str, Callable[[SparkplugNode], int]], ...] = (
+                ("births", "NBIRTHs published (each connection, each rebirth)", lambda n: n.births),
+                ("rebirths_requested", "Rebirths asked for by a host (NCMD)", lambda n: n.rebirths_requested),
+                ("data_published", "DDATA messages published", lambda n: n.data_published),
+                ("data_unchanged", "Records that changed no metric (nothing sent)", lambda n: n.data_unchanged),
+                ("commands_received", "NCMD and DCMD messages received", lambda n: n.commands_received),
+                ("commands_rejected", "NCMD and DCMD writes rejected", lambda n: n.commands_rejected))
+        for name, doc, value in counters:
+            family = CounterMetricFamily(f"factorysim_sparkplug_{name}", doc, labels=["target"])
+            for p in publishers:
+                assert p.sparkplug is not None
+                family.add_metric([p.name], value(p.sparkplug))
+            yield family

@@ -10,6 +10,9 @@
   acknowledged when a connection drops are published again, first and in their original order,
   on the next connection; acknowledged ones never are, so the session's own retries cause no
   duplicates beyond the messages in flight at the moment of the drop.
+- A protocol on top of MQTT (Sparkplug B: :mod:`simulator.adapters.sparkplug_node`) plugs in as
+  :class:`SessionHooks`: its own will, births on every connection, its subscriptions, the payload
+  of each message at the moment it is published, and what it says on a clean stop.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
@@ -34,6 +37,7 @@ from simulator.adapters.mqtt_options import availability_topic, client_id, crede
 from simulator.asyncio_waits import wait_for
 from simulator.config.mqtt import MqttTarget
 from simulator.errors import FactorySimError
+from simulator.formats import WireMessage
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,38 @@ class Outgoing:
     qos: int
     retain: bool
     on_done: Callable[[], None] | None = None  # called once the broker has it (QoS 0: once written)
+    message: WireMessage | None = None  # what it came from (the session hooks make the payload from it)
+
+
+RawPublish = Callable[[str, bytes, int, bool], None]  # topic, payload, qos, retain: straight to the broker
+
+
+class SessionHooks(Protocol):
+    """A protocol on top of the session (Sparkplug B's edge node); it replaces the availability topic."""
+
+    replaces_unacknowledged: bool  # True: what a dropped connection left unacknowledged is not sent again
+
+    def will(self) -> tuple[str, bytes]:
+        """(topic, payload) of the Last Will of the next connection attempt (QoS 1, not retained)."""
+        ...
+
+    def subscriptions(self) -> tuple[str, ...]: ...
+
+    def connected(self, publish: RawPublish) -> None:
+        """Connected: publish what must come before anything else (births)."""
+        ...
+
+    def prepare(self, message: WireMessage) -> bytes | None:
+        """The payload of ``message`` as it is published now; None: nothing to publish."""
+        ...
+
+    def message(self, topic: str, payload: bytes) -> bool:
+        """An incoming message; True when the hooks handled it."""
+        ...
+
+    def closing(self, publish: RawPublish) -> None:
+        """A clean stop, still connected: the last words."""
+        ...
 
 
 class _AckTracker(PersistentStorage):  # type: ignore[misc]
@@ -149,11 +185,12 @@ class MqttConnectError(FactorySimError):
 class MqttSession:
     def __init__(self, target: MqttTarget, *, instance: str = "", environ: Mapping[str, str] | None = None,
                  on_command: Callable[[bytes], Coroutine[Any, Any, None]] | None = None,
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0, hooks: SessionHooks | None = None) -> None:
         self.target = target
         self.environ = environ
+        self.hooks = hooks
         self.client_id = client_id(target, instance)
-        self.availability_topic = availability_topic(target, self.client_id)
+        self.availability_topic = availability_topic(target, self.client_id) if hooks is None else None
         self.on_command = on_command
         self.connect_timeout_s = connect_timeout_s
         self.ssl: ssl.SSLContext | None = tls_context(target)
@@ -162,6 +199,7 @@ class MqttSession:
         self.connects = 0
         self.reconnects = 0
         self.resent = 0
+        self.superseded = 0  # (hooks) unacknowledged messages a new connection's births replaced
         self.commands_received = 0
         self.window = target.max_in_flight
         self._client: _Client | None = None
@@ -228,7 +266,10 @@ class MqttSession:
         target = self.target
         creds = credentials(target, self.environ)  # again for every attempt: the token rotates
         will = None
-        if self.availability_topic is not None:
+        if self.hooks is not None:
+            will_topic, will_payload = self.hooks.will()
+            will = gmqtt.Message(will_topic, will_payload, qos=1, retain=False)
+        elif self.availability_topic is not None:
             will = gmqtt.Message(self.availability_topic, OFFLINE, qos=1, retain=True)
         tracker = _AckTracker(self._stored, self._acknowledged)
         client = _Client(self.client_id, clean_session=True, will_message=will, persistent_storage=tracker,
@@ -249,7 +290,7 @@ class MqttSession:
             raise
         self._client = client
         # gmqtt hands out at most Receive Maximum - 2 packet ids; keep one for the availability message
-        # and one for the command subscription
+        # and one for the command subscription (Sparkplug: no availability message, two subscriptions)
         self.window = max(1, min(target.max_in_flight, _receive_maximum(client) - 4))
         if target.protocol == "3.1.1" and target.qos == 2:
             # no flow control in 3.1.1; brokers keep few incoming QoS 2 flows open (Mosquitto: 20)
@@ -263,9 +304,21 @@ class MqttSession:
             client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         if target.command_topic is not None:
             client.subscribe(target.command_topic, qos=1)
+        if self.hooks is not None:
+            for topic in self.hooks.subscriptions():
+                client.subscribe(topic, qos=1)
+            self.hooks.connected(_raw_publish(client))
         await self._resend_pending()
 
     async def _resend_pending(self) -> None:
+        if self.hooks is not None and self.hooks.replaces_unacknowledged:
+            while self._resend:  # superseded (the births carry their values): done, not sent again
+                item = self._resend.popleft()
+                self.superseded += 1
+                if item.on_done is not None:
+                    item.on_done()
+            if not self._in_flight:
+                self._idle.set()
         while self._resend and not self._lost.is_set():
             await self._wait_room()
             if self._lost.is_set():
@@ -312,8 +365,16 @@ class MqttSession:
 
     def _publish_now(self, item: Outgoing) -> None:
         assert self._client is not None
+        payload = item.payload
+        if self.hooks is not None and item.message is not None:
+            prepared = self.hooks.prepare(item.message)
+            if prepared is None:
+                if item.on_done is not None:
+                    item.on_done()
+                return
+            payload = prepared
         self._last_mid = None
-        self._client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+        self._client.publish(item.topic, payload, qos=item.qos, retain=item.retain)
         if item.qos == 0:
             if item.on_done is not None:
                 item.on_done()
@@ -349,6 +410,8 @@ class MqttSession:
 
     # -- commands ------------------------------------------------------------------------------------
     def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int, _properties: Any) -> int:
+        if self.hooks is not None and self.hooks.message(topic, payload):
+            return 0
         if self.on_command is not None and topic == self.target.command_topic:
             self.commands_received += 1
             task = asyncio.get_running_loop().create_task(self.on_command(payload), name="mqtt-command")
@@ -369,11 +432,19 @@ class MqttSession:
         self._lost.set()
         if client is not None and self.state == SessionState.CONNECTED:
             with contextlib.suppress(Exception):
+                if self.hooks is not None:
+                    self.hooks.closing(_raw_publish(client))
                 if self.availability_topic is not None:
                     client.publish(self.availability_topic, OFFLINE, qos=0, retain=False)
                     client.publish(self.availability_topic, b"", qos=0, retain=True)  # clears the retained one
                 await wait_for(client.disconnect(), 2.0)
         self.state = SessionState.CLOSED
+
+
+def _raw_publish(client: _Client) -> RawPublish:
+    def publish(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        client.publish(topic, payload, qos=qos, retain=retain)
+    return publish
 
 
 def _receive_maximum(client: _Client) -> int:

@@ -97,6 +97,8 @@ class HttpSink(Strict):
             raise ValueError(f"url {self.url!r} names no host")
         if self.retry.max_s < self.retry.initial_s:
             raise ValueError("retry.max_s must be >= retry.initial_s")
+        if self.format == "sparkplug":  # its births and deaths live in an MQTT session
+            raise ValueError("format sparkplug is for MQTT targets only; allowed here: coffeemek, spaceship, enms, uns")
         reserved = {h.lower() for h in self.headers} & {"content-type", "content-length", "authorization",
                                                           "host", self.auth.header.lower()}
         if reserved:

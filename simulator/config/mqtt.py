@@ -11,7 +11,7 @@ from simulator.config.common import PositiveFloat, Probability, Strict
 from simulator.config.delivery import DeliveryFaults, OverflowPolicy, Spool
 
 # the wire formats an MQTT target can speak (simulator/formats/registry.py builds them)
-FormatName = Literal["coffeemek", "spaceship", "enms", "uns"]
+FormatName = Literal["coffeemek", "spaceship", "enms", "uns", "sparkplug"]
 FORMATS: tuple[FormatName, ...] = get_args(FormatName)
 RecordKind = Literal["cycle", "sample", "lot_event"]
 RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
@@ -58,10 +58,20 @@ class UnsOptions(Strict):
     lines: dict[_SLUG, tuple[Annotated[str, Field(min_length=1, max_length=200)], ...]] = Field(default_factory=dict)
 
 
+class SparkplugOptions(Strict):
+    """Sparkplug B (``format: sparkplug``): every such MQTT target is one edge node of ``group_id``,
+    each machine one of its devices (see :mod:`simulator.formats.sparkplug`)."""
+
+    group_id: _SLUG = "factorysim"
+    edge_node_id: _SLUG | None = None  # default: the location's name when the config has one, else "factorysim"
+    naming: Literal["folders", "flat"] = "folders"  # "Signals/spindle_temp_c", or "spindle_temp_c"
+
+
 class FormatOptions(Strict):
     spaceship: SpaceshipOptions = SpaceshipOptions()
     enms: EnmsOptions = EnmsOptions()
     uns: UnsOptions = UnsOptions()
+    sparkplug: SparkplugOptions = SparkplugOptions()
 
 
 class MqttTls(Strict):
@@ -142,6 +152,16 @@ class MqttTarget(Strict):
             raise ValueError("auth method k8s-sat needs protocol \"5\" (MQTT 5 enhanced authentication)")
         if self.reconnect.max_s < self.reconnect.initial_s:
             raise ValueError("reconnect.max_s must be >= reconnect.initial_s")
+        if self.format == "sparkplug":
+            if self.topic_template is not None:
+                raise ValueError("format sparkplug takes no topic_template: Sparkplug fixes its topics "
+                                 "(set formats.sparkplug.group_id and edge_node_id)")
+            if self.retain:
+                raise ValueError("format sparkplug publishes nothing retained (Sparkplug B forbids it); "
+                                 "remove retain: true")
+            if self.spool is not None:
+                raise ValueError("format sparkplug keeps no spool: its births carry every metric's current value "
+                                 "on each connection, so nothing is stored and forwarded")
         return self
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from simulator.config.mqtt import FORMATS
 from simulator.config.schema import Config
-from simulator.formats import Format, coffeemek, enms, spaceship, uns
+from simulator.formats import Format, coffeemek, enms, spaceship, sparkplug, uns
 from simulator.formats.common import TopicTemplate
 
 
@@ -31,11 +31,16 @@ def build_format(name: str, config: Config, seed: int, *, run_id: str = "",
         return enms.EnmsFormat(config, seed, run_id, topic_template=topic_template)
     if name == "uns":
         return uns.UnsFormat(config, seed, run_id, topic_template=topic_template)
+    if name == "sparkplug":
+        return sparkplug.SparkplugFormat(config, seed, run_id, topic_template=topic_template)
     raise ValueError(f"unknown format {name!r}; allowed: {', '.join(FORMATS)}")
 
 
 def template_spec(name: str) -> tuple[str, tuple[str, ...]]:
     """(default topic template, allowed placeholders) of format ``name`` on MQTT."""
+    if name == "sparkplug":
+        raise ValueError("format 'sparkplug' takes no topic template: Sparkplug fixes its topics "
+                         "(set formats.sparkplug.group_id and edge_node_id)")
     specs = {
         "coffeemek": (coffeemek.MQTT_TOPIC_TEMPLATE, coffeemek.PLACEHOLDERS),
         "spaceship": (spaceship.MQTT_TOPIC_TEMPLATE, spaceship.PLACEHOLDERS),

@@ -198,11 +198,24 @@ def opcua_rows() -> list[Row]:
              "≥ 0.8", _met(r["ratio"] >= 0.8))]
 
 
+def sparkplug_rows() -> list[Row]:
+    import sparkplug
+
+    r = sparkplug.measure()
+    return [(f"Sparkplug B: records/s through the bridge to a sparkplug target (QoS 1, report by exception; "
+             f"{r['ddata']:,.0f} DDATA/s among them), Kafka → Mosquitto",
+             f"{r['sparkplug']:,.0f}", f"coffeemek pass-through {r['coffeemek']:,.0f}", f"{r['ratio']:.2f}",
+             "(comparison)", "—"),
+            ("Sparkplug B: the same against an enms target (decoded and re-encoded as JSON, as every format but "
+             "coffeemek)", f"{r['sparkplug']:,.0f}", f"enms {r['enms']:,.0f}", f"{r['ratio_enms']:.2f}",
+             "(comparison)", "—")]
+
+
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "engine": engine_rows, "telemetry": telemetry_rows, "mqtt": mqtt_rows, "intake": intake_rows,
     "lot_sender": lot_sender_rows, "paced": paced_rows, "plant_size": plant_size_rows, "memory": memory_rows,
     "recovery": recovery_rows, "snapshot": snapshot_rows, "scale_out": scale_out_rows, "delivery": delivery_rows,
-    "replications": replications_rows, "opcua": opcua_rows,
+    "replications": replications_rows, "opcua": opcua_rows, "sparkplug": sparkplug_rows,
 }
 
 
