@@ -59,6 +59,7 @@ def rich_config() -> Any:
         {"name": "energy", "host": "broker", "format": "enms", "protocol": "3.1.1", "retain": True},
         {"name": "ns", "host": "broker", "format": "uns", "availability_topic": None},
         {"name": "off", "host": "broker", "format": "uns", "enabled": False},
+        {"name": "spb", "host": "broker", "format": "sparkplug", "qos": 0, "command_topic": "factory/spb-cmd"},
     ]}
     data["formats"] = {"uns": {"state_as": "code"}}
     return parse(data, environ={})
@@ -79,7 +80,8 @@ def test_a_config_with_every_format_security_and_a_cluster_is_valid_asyncapi_3()
     assert {name: (s["host"], s["protocol"]) for name, s in servers.items()} == {
         "kafka": ("kafka-1:9093", "kafka-secure"), "kafka-2": ("kafka-2:9093", "kafka-secure"),
         "mqtt-cm": ("broker:1883", "mqtt"), "mqtt-ship": ("broker:8883", "secure-mqtt"),
-        "mqtt-energy": ("broker:1883", "mqtt"), "mqtt-ns": ("broker:1883", "mqtt")}  # a disabled target: none
+        "mqtt-energy": ("broker:1883", "mqtt"), "mqtt-ns": ("broker:1883", "mqtt"),
+        "mqtt-spb": ("broker:1883", "mqtt")}  # a disabled target: none
     assert doc["components"]["securitySchemes"]["kafka-sasl-scram-sha-512"]["type"] == "scramSha512"
     assert servers["mqtt-energy"]["protocolVersion"] == "3.1.1"
     channels = doc["channels"]
@@ -105,6 +107,17 @@ def test_a_config_with_every_format_security_and_a_cluster_is_valid_asyncapi_3()
     state = doc["components"]["messages"]["mqtt.uns.state"]["payload"]["properties"]
     assert state["value"] == {"enum": [0, 1, 2], "description": "0 running, 1 stopped, 2 fault"}
     assert state["unit"] == {"const": "enum"}
+    # sparkplug: NDEATH is the Last Will (no availability topic), births at QoS 0, commands received
+    assert servers["mqtt-spb"]["bindings"]["mqtt"]["lastWill"]["topic"] == "spBv1.0/factorysim/NDEATH/factorysim"
+    spb = {c["address"]: k for k, c in channels.items() if "mqtt-spb" in c["servers"][0]["$ref"]}
+    assert set(spb) == {f"spBv1.0/factorysim/{kind}/factorysim{device}" for kind, device in (
+        ("NBIRTH", ""), ("NDEATH", ""), ("DBIRTH", "/{device}"), ("DDATA", "/{device}"), ("NCMD", ""),
+        ("DCMD", "/{device}"))} | {"factory/spb-cmd"}
+    assert operations[f"send.{spb['spBv1.0/factorysim/NBIRTH/factorysim']}"]["bindings"]["mqtt"]["qos"] == 0
+    assert operations[f"receive.{spb['spBv1.0/factorysim/DCMD/factorysim/{device}']}"]["action"] == "receive"
+    dbirth = doc["components"]["messages"]["mqtt.sparkplug.DBIRTH"]
+    assert dbirth["payload"]["schemaFormat"] == "application/vnd.google.protobuf;version=2"
+    assert "Signals/spindle_temp_c (Double)" in dbirth["summary"] and "Commands/Block (Boolean)" in dbirth["summary"]
     cycle = doc["components"]["messages"]["kafka.coffeemek.cycle.fresa_cnc"]
     assert cycle["bindings"]["kafka"]["key"]["type"] == "string"
     assert set(cycle["headers"]["required"]) == {"event_id", "event_type", "schema_version", "content_type"}
@@ -194,7 +207,8 @@ def samples() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     sim.env.run(until=86400)
     kafka = Contract(doc, ["kafka"])
     targets = [(Contract(doc, [f"mqtt-{t.name}"]), build_format(t.format, config, 5, topic_template=t.topic_template),
-                t.records) for t in config.mqtt.enabled_targets]
+                t.records) for t in config.mqtt.enabled_targets
+               if t.format != "sparkplug"]  # protobuf payloads: test_contracts.py decodes them
     found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for contract, fmt, kinds in [(kafka, CoffeeMekFormat(config, 5), ("cycle", "sample", "lot_event")), *targets]:
         done: set[str] = set()  # topics whose messages were all found

@@ -22,6 +22,7 @@ from simulator.formats.coffeemek import CoffeeMekFormat
 from simulator.lotsender.plan import BAD_HEADER, RUN_HEADER, SEQ_HEADER, GeneratedLots
 from simulator.programs.bridge import Bridge
 
+from harness import sparkplug_decode
 from harness.collector import MqttCollector
 from harness.contracts import Checked, Contract
 from harness.mosquitto import Mosquitto
@@ -134,6 +135,49 @@ async def test_every_mqtt_target_publishes_what_the_document_describes(
     assert made == {"coffeemek", "spaceship", "enms", "uns"}
     assert {"mqtt.spaceship.dispatch", "mqtt.enms.status", "mqtt.uns.state", "mqtt.coffeemek.lot_event"} <= set(
         checked.counts)
+
+
+async def test_a_sparkplug_target_publishes_what_the_document_describes(
+        default_yaml: dict[str, Any], kafka_bootstrap: str, unique: str,
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    """Births and data on Mosquitto, decoded by the protobuf runtime: each on the channel of its kind,
+    as a protobuf message of the document, and every metric a DBIRTH names listed (with its datatype)
+    in the DBIRTH message; NDEATH is the target's Last Will; commands are received."""
+    broker = mosquitto_factory()
+    config = service_config(default_yaml, kafka_bootstrap, unique, **{
+        "simulation.speed": 3600, "formats.sparkplug.group_id": unique,
+        "mqtt.targets": [{"name": "spb", "host": broker.host, "port": broker.port, "format": "sparkplug",
+                          "reconnect": {"initial_s": 0.1, "max_s": 0.5}}]})
+    doc = document(config)
+    contract = Contract(doc, ["mqtt-spb"])
+    lots = lot_sender(config, unique, "en", 0.0, 4)
+    async with MqttCollector(broker.host, broker.port, f"spBv1.0/{unique}/#") as collector, running_service(config):
+        await produce(kafka_bootstrap, config.kafka.topics.orders, [p.value for p in lots], [p.key for p in lots])
+        await collector.wait_for(lambda messages: any("/DDATA/" in m.topic for m in messages), 90, "device data")
+    datatypes = {4: "Int64", 10: "Double", 11: "Boolean", 12: "String"}  # the Sparkplug B datatype codes
+    kinds = set()
+    for message in collector.messages:
+        channel = contract.channel(message.topic)
+        assert channel is not None, message.topic
+        (ref,) = channel["messages"].values()
+        described = doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+        kind = message.topic.split("/")[2]
+        kinds.add(kind)
+        assert described["name"] == f"sparkplug.{kind}"
+        assert described["contentType"] == "application/x-protobuf"
+        assert described["payload"]["schemaFormat"].startswith("application/vnd.google.protobuf")
+        payload = sparkplug_decode.decode(message.payload)
+        if kind == "DBIRTH":
+            for metric in payload.metrics:
+                assert f"{metric.name} ({datatypes[metric.datatype]})" in described["summary"], metric  # type: ignore[index]
+    assert {"NBIRTH", "DBIRTH", "DDATA"} <= kinds
+    assert doc["servers"]["mqtt-spb"]["bindings"]["mqtt"]["lastWill"]["topic"] == \
+        f"spBv1.0/{unique}/NDEATH/factorysim"
+    received = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in doc["operations"].values()
+                if op["action"] == "receive"}
+    assert {doc["channels"][c]["address"] for c in received} - {config.kafka.topics.orders} == {
+        f"spBv1.0/{unique}/NCMD/factorysim", f"spBv1.0/{unique}/DCMD/factorysim/{{device}}"}
+    assert not any("availability" in address for address in (c["address"] for c in doc["channels"].values()))
 
 
 async def produce_with_headers(bootstrap: str, topic: str, value: bytes, key: bytes,

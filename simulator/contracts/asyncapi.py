@@ -32,7 +32,7 @@ from simulator.contracts.commands import command_message
 from simulator.contracts.dead_letters import dead_letter_message
 from simulator.contracts.model import Message, Parameter, TopicMessages
 from simulator.contracts.orders import order_message
-from simulator.contracts.registry import MQTT_CONTRACTS
+from simulator.contracts.registry import LAST_WILLS, MQTT_CONTRACTS
 from simulator.contracts.schema import enum
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -185,11 +185,14 @@ class _Document:
     # -- MQTT -----------------------------------------------------------------------------------------
     def mqtt(self, target: MqttTarget) -> None:
         server = f"mqtt-{target.name}"
-        availability = None if target.availability_topic is None else \
+        own_will = LAST_WILLS.get(target.format)
+        availability = None if target.availability_topic is None or own_will is not None else \
             target.availability_topic.replace("{name}", target.name)
         binding: dict[str, Any] = {"cleanSession": True, "keepAlive": target.keepalive_s,
                                    "bindingVersion": MQTT_BINDING}
-        if availability is not None:
+        if own_will is not None:
+            binding["lastWill"] = own_will(self.config, target)
+        elif availability is not None:
             binding["lastWill"] = {"topic": availability, "qos": 1, "message": "offline", "retain": True}
         self.servers[server] = {
             "host": f"{target.host}:{target.port}", "protocol": "secure-mqtt" if target.tls.enabled else "mqtt",
@@ -202,26 +205,26 @@ class _Document:
         if contract is None:  # (the tests keep this from happening: every format has a contract)
             self.uncovered.append(target.format)
         for topic in contract(self.config, target) if contract is not None else ():
-            messages = tuple(m for m in topic.messages if wanted & set(m.records))
+            messages = tuple(m for m in topic.messages if wanted & set(m.records) or topic.action == "receive")
             if not messages:
                 continue
             known = grouped.get(topic.address)
             if known is None:
                 grouped[topic.address] = TopicMessages(topic.address, dict(topic.parameters), messages,
-                                                       topic.description)
+                                                       topic.description, topic.action, topic.qos)
             else:
                 names = {m.name for m in known.messages}
                 grouped[topic.address] = TopicMessages(
                     topic.address, {**topic.parameters, **known.parameters},
                     known.messages + tuple(m for m in messages if m.name not in names),
-                    f"{known.description}; {topic.description}")
+                    f"{known.description}; {topic.description}", known.action, known.qos)
         for address, topic in grouped.items():
             retain = target.retain or any(m.retain for m in topic.messages)
             self._channel(_channel_id(target.name, address), address,
-                          f"{target.format}: {topic.description}", list(topic.messages), "mqtt", [server], "send",
-                          parameters=dict(topic.parameters),
-                          operation_bindings={"mqtt": {"qos": target.qos, "retain": retain,
-                                                       "bindingVersion": MQTT_BINDING}})
+                          f"{target.format}: {topic.description}", list(topic.messages), "mqtt", [server],
+                          topic.action, parameters=dict(topic.parameters),
+                          operation_bindings={"mqtt": {"qos": target.qos if topic.qos is None else topic.qos,
+                                                       "retain": retain, "bindingVersion": MQTT_BINDING}})
         if availability is not None:
             message = Message("availability", "Availability", "online once connected; offline on a clean stop (then "
                               "cleared) and as the Last Will", enum(AVAILABILITY), content_type="text/plain",

@@ -56,6 +56,8 @@ class TopicMessages:
     parameters: Mapping[str, Parameter]  # placeholder -> what it stands for
     messages: tuple[Message, ...]
     description: str = ""
+    action: str = "send"  # "receive": factorysim subscribes (a protocol's own command topics)
+    qos: int | None = None  # None: the target's qos
 
 
 def parameter(description: str, values: Iterable[str] = ()) -> Parameter:
