@@ -276,3 +276,18 @@ def test_as_a_user_sees_it_one_line_exit_code_2() -> None:
     assert ended.code == 0
     night = yaml.safe_load(ended.stdout)["shift_calendars"]["three-shift"]["shifts"][2]
     assert (night["name"], night["start"]) == ("night", "21:00")
+
+
+def test_the_model_fingerprint_follows_the_plant_not_its_connections_or_output_formats() -> None:
+    """A journal stays readable when only connections, MQTT format options or the OPC UA server
+    change (an option added there by a newer version included); a change to the plant does not."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    plain = parse(data, environ={})
+    dressed = parse({**data, "formats": {"sparkplug": {"group_id": "line-7"}, "uns": {"tenant": "other"}},
+                     "opcua": {"enabled": True, "port": 4841},
+                     "mqtt": {"targets": [{"name": "edge", "host": "broker", "format": "sparkplug"}]}}, environ={})
+    assert dressed.model_fingerprint == plain.model_fingerprint
+    machines = data["locations"]["Vietnam"]["machines"]
+    bigger = parse({**data, "locations": {**data["locations"], "Vietnam": {
+        **data["locations"]["Vietnam"], "machines": {**machines, "tornio": machines["tornio"] + 1}}}}, environ={})
+    assert bigger.model_fingerprint != plain.model_fingerprint

@@ -14,7 +14,7 @@ from simulator.programs.offline import run_offline
 from simulator.reporting.summary import build_report
 
 GOLDEN_TELEMETRY_SHA256 = "d7a3f6d887155dc34dc4157077b3c6f4ae0d20e0049cb6fec587d89854da1a83"
-GOLDEN_REPORT_SHA256 = "7c0c092f63ec6786434c6fc7f290f5197575f89bd7b40c7cb7923a67db2eaa21"
+GOLDEN_REPORT_SHA256 = "9d606fe96fb7120270f6ac72d0115d98a5693264217f5c0047a320e22efaf053"
 
 
 def test_golden_run(default_config: Config, tmp_path: Path) -> None:

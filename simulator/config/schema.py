@@ -96,11 +96,13 @@ class Config(PlantSettings):
     @cached_property
     def model_fingerprint(self) -> str:
         """SHA-256 of what decides a plant's behaviour and its Kafka output: the whole config but
-        the connections (kafka, mqtt, http), logging, the variables' names (environment: their values
-        are in the keys they set) and the run's own settings (seed, start, speed).  A journal written
-        under one fingerprint cannot be replayed under another."""
+        the connections (kafka, mqtt, http, http_sinks, opcua) and the MQTT formats' options (formats),
+        logging, the variables' names (environment: their values are in the keys they set) and the
+        run's own settings (seed, start, speed).  A journal written under one fingerprint cannot be
+        replayed under another: an option added to what the fingerprint leaves out keeps the journals
+        of older versions readable."""
         data = self.model_dump(mode="json", exclude={"kafka": True, "mqtt": True, "http": True, "http_sinks": True,
-                                                     "opcua": True,
+                                                     "opcua": True, "formats": True,
                                                      "logging": True,
                                                      "environment": True,
                                                      "simulation": {"seed", "start", "speed", "after_downtime"}})

@@ -94,7 +94,7 @@ class LatestValues:
         mid = record.machine_id
         if mid is None:
             return
-        values = self.machines.get(mid)
+        values: MachineValues | None = self.machines.get(mid)
         if values is None:  # a machine of a plant that is not here
             return
         self.records_taken += 1
@@ -134,14 +134,14 @@ class LatestValues:
 
     def seed(self, machine_id: str, state: str, lot: str, anomaly: str) -> None:
         """A machine as the model has it when the server starts (before any record)."""
-        values = self.machines.get(machine_id)
+        values: MachineValues | None = self.machines.get(machine_id)
         if values is not None:
             values.state, values.lot, values.anomaly = state, lot, anomaly
             self.changed.add(machine_id)
 
     def anomaly(self, machine_id: str, anomaly: str, sim_time: float) -> None:
         """``machine_id`` shows ``anomaly`` ("" none) from now on; a change is an alarm."""
-        values = self.machines[machine_id]
+        values: MachineValues = self.machines[machine_id]
         if anomaly == values.anomaly:
             return
         if anomaly:
