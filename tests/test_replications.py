@@ -295,7 +295,7 @@ def test_study_flags_misused_are_usage_errors(argv: list[str], message: str, pla
 
 
 def _workers_of(pid: int) -> list[int]:
-    """The spawned worker processes of ``pid`` (from /proc)."""
+    """The spawned worker processes in the session ``pid`` leads (from /proc): orphans too."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -305,38 +305,43 @@ def _workers_of(pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[3]) == pid and b"spawn_main" in cmdline:
             found.append(int(entry.name))
     return found
 
 
-def _wait_for(condition: Any, timeout: float) -> Any:
+def _wait_for(condition: Any, timeout: float, pause: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := condition():
             return value
-        time.sleep(0.05)
+        time.sleep(pause)
     raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes in /proc")
-def test_ctrl_c_stops_the_workers_with_exit_130_and_no_tracebacks(plant_file: Path) -> None:
+@pytest.mark.parametrize("started", [1, 2], ids=["while-workers-start", "workers-running"])
+def test_ctrl_c_stops_the_workers_with_exit_130_and_no_tracebacks(plant_file: Path, started: int) -> None:
+    """Ctrl-C once the workers run, and also while they are being started (it must not be lost)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "simulator", "simulate", "--config", str(plant_file), "--until", "3650d",
          "--replications", "4", "--jobs", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     try:
-        workers = _wait_for(lambda: len(w := _workers_of(process.pid)) == 2 and w, timeout=60)
+        _wait_for(lambda: len(_workers_of(process.pid)) >= started, timeout=60, pause=0.002)
+        workers = _workers_of(process.pid)
         os.killpg(process.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
         _, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()
     assert process.returncode == 130
     assert err.strip().endswith("factorysim: interrupted")
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    _wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=10)
+    _wait_for(lambda: not _workers_of(process.pid) and not any(Path(f"/proc/{w}").exists() for w in workers),
+              timeout=10)
 
 
 def test_the_progress_bar_counts_pilot_runs_then_replications() -> None:

@@ -118,17 +118,19 @@ def _ignore_interrupts() -> None:
 
 
 @contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """SIGINT ignored while worker processes start, so that they start with it ignored (a spawned
-    interpreter keeps an ignored signal ignored) and never print a KeyboardInterrupt of their own."""
-    if threading.current_thread() is not threading.main_thread():
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT held back (blocked, not ignored) while worker processes start.  A spawned interpreter
+    inherits the blocked signal, so a Ctrl-C in that moment stays pending in it until its
+    initializer ignores SIGINT (which discards it): no worker prints a KeyboardInterrupt of its own.
+    The parent gets the Ctrl-C as soon as the workers are started, instead of losing it."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def default_jobs() -> int:
@@ -171,7 +173,7 @@ class Runner:
                     progress(len(outcomes))
             return outcomes
         pool = self._ensure_pool()
-        with _interrupts_ignored():
+        with _interrupts_held():
             futures: dict[Future[Outcome], int] = {pool.submit(run_task, t): i for i, t in enumerate(tasks)}
         results: list[Outcome | None] = [None] * len(tasks)
         pending = set(futures)
