@@ -138,15 +138,17 @@ class Ids:
     """The record ids a collector has received so far, parsed once per message (a predicate
     re-parsing every message on every arrival would starve the bridge in the same event loop)."""
 
-    def __init__(self, collector: MqttCollector) -> None:
+    def __init__(self, collector: MqttCollector, prefix: str = "") -> None:
         self.collector = collector
+        self.prefix = prefix  # only the messages on topics starting with it
         self.seen: set[str] = set()
         self._parsed = 0
 
     def __call__(self) -> set[str]:
         messages = self.collector.messages
         for message in messages[self._parsed:]:
-            self.seen.add(id_of(message))
+            if message.topic.startswith(self.prefix):
+                self.seen.add(id_of(message))
         self._parsed = len(messages)
         return self.seen
 
@@ -467,7 +469,7 @@ async def test_delivery_faults_hit_the_configured_fractions_and_the_same_seed_hi
             stream = Stream(config)
             await stream.produce(offline_records(SIM_HOURS))
         async with MqttCollector(broker.host, broker.port, f"{unique}/#") as collector:
-            ids = Ids(collector)
+            ids = Ids(collector, f"{unique}/clean/")
             async with running_bridge(config) as bridge:
                 await ids.wait_for(set(stream.by_id), 30, "every record on the clean target")
                 dirty = bridge.publishers[0]
