@@ -26,6 +26,7 @@ class PortSetting:
     key: str
     env: str | None = None
     flag: str | None = None
+    host_key: str = "http.host"  # the config key of the address it binds
 
     def how_to_change(self) -> str:
         ways = [f"{self.flag} PORT"] if self.flag else []
@@ -58,6 +59,6 @@ def listen_error(exc: OSError, host: str, port: int, setting: PortSetting) -> Po
         return UsageError(f"{setting.key}: not allowed to listen on port {port} ({reason}; ports below 1024 "
                           f"need privileges): {setting.how_to_change()}")
     if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-        return UsageError(f"http.host: cannot listen on {host!r} ({reason}): give an address of this machine, "
+        return UsageError(f"{setting.host_key}: cannot listen on {host!r} ({reason}): give an address of this machine, "
                           f"0.0.0.0 (every interface) or 127.0.0.1 (this machine only)")
     return UsageError(f"{setting.key}: cannot listen on {host}:{port} ({reason}): {setting.how_to_change()}")

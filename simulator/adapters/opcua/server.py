@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import gc
 import logging
 import os
@@ -35,15 +34,17 @@ from asyncua.server.event_generator import EventGenerator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from simulator.adapters.listening import PortSetting, listen_error
 from simulator.adapters.opcua.address_space import MachineNodes, build
 from simulator.adapters.opcua.latest import Alarm, LatestValues
 from simulator.adapters.opcua.security import TrustedClients, Users, server_certificate
 from simulator.config.machine_ids import MachineSlot
 from simulator.config.opcua import OpcUa
-from simulator.errors import CommandRejected, PortInUse, UsageError
+from simulator.errors import CommandRejected
 from simulator.net import free_port
 
 log = logging.getLogger(__name__)
+OPCUA_PORT = PortSetting("opcua.port", env="FACTORYSIM__OPCUA__PORT", host_key="opcua.host")
 SLICE_S = 0.005  # a batch gives the event loop back this often (the model's driver waits no longer)
 POLICIES = {
     "None": ua.SecurityPolicyType.NoSecurity,
@@ -144,24 +145,12 @@ class OpcUaServer:
         try:
             await server.start()
         except OSError as exc:
-            raise self._listen_error(exc, port) from exc
+            raise listen_error(exc, self.settings.host, port, OPCUA_PORT) from exc
         finally:
             server_log.removeFilter(quiet)
         self.server, self.port = server, port
         log.info("OPC UA server on %s (%s; %d machines, address space built in %.1f s)", self.endpoint,
                  ", ".join(settings.security.policies), len(self.nodes), self.build_s)
-
-    def _listen_error(self, exc: OSError, port: int) -> PortInUse | UsageError:
-        host = self.settings.host
-        how = "choose another port with opcua.port in the config (0 takes any free port)"
-        if exc.errno == errno.EADDRINUSE:
-            return PortInUse(f"port {port} (opcua.port) is already in use on {host} by another process (another "
-                             f"OPC UA server?): stop it, or {how}")
-        if exc.errno == errno.EACCES:
-            return UsageError(f"opcua.port: not allowed to listen on port {port} ({exc.strerror}; ports below 1024 "
-                              f"need privileges): {how}")
-        return UsageError(f"opcua.host: cannot listen on {host}:{port} ({exc.strerror or exc}): give an address "
-                          f"of this machine, 0.0.0.0 (every interface) or 127.0.0.1 (this machine only)")
 
     async def stop(self) -> None:
         if self.server is not None:
