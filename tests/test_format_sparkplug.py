@@ -275,3 +275,16 @@ def test_sparkplug_is_for_mqtt_targets_without_templates_or_spool() -> None:
         config(formats={"sparkplug": {"naming": "dotted"}})
     with pytest.raises(ConfigError, match="edge_node_id"):
         config(formats={"sparkplug": {"edge_node_id": "a/b"}})
+
+
+@pytest.mark.parametrize("data", [
+    b"\x12\x18\n\x0eCommands/Block\x10\x05\x18\x01 \x0bh\x01",  # a string value field sent as a varint
+    b"\x12\x06\n\x01x\x69\x01\x02",  # a double value field sent as a 32-bit one, cut short
+    b"\x12\x80",  # a metric whose length runs past the end
+    b"\xff" * 20,  # a varint longer than 64 bits
+])
+def test_a_malformed_payload_is_a_decode_error_never_another_exception(data: bytes) -> None:
+    from simulator.formats import sparkplug_wire as wire
+
+    with pytest.raises(wire.DecodeError):
+        wire.decode(data)

@@ -186,6 +186,10 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
+# the value fields of a Metric and their protobuf wire types (varint, 32-bit, 64-bit, length-delimited)
+_VALUE_WIRE = {10: 0, 11: 0, 12: 5, 13: 1, 14: 0, 15: 2}
+
+
 def _metric(data: bytes) -> Metric:
     m = Metric()
     raw: dict[int, Any] = {}
@@ -200,7 +204,9 @@ def _metric(data: bytes) -> Metric:
             m.datatype = value
         elif number == 7 and wire == 0:
             m.is_null = bool(value)
-        elif 10 <= number <= 15:
+        elif number in _VALUE_WIRE:
+            if wire != _VALUE_WIRE[number]:
+                raise DecodeError(f"metric value field {number} has wire type {wire}, not {_VALUE_WIRE[number]}")
             raw[number] = value
     if 14 in raw:
         m.value = bool(raw[14])
